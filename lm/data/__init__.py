@@ -1,0 +1,7 @@
+"""The data stage: documents -> tokenizer -> cached token stream -> batches of windows.
+
+  sources.py      read_documents / split_train_valid (local files, `tfds:NAME`)
+  tokenizers.py   char, byte and SentencePiece tokenizers; build_tokenizer / load_tokenizer
+  token_store.py  tokenize once, cache the flat uint16/uint32 stream on disk
+  batches.py      WindowSampler (training) and eval_batches; the one input/target shift
+"""

@@ -1,0 +1,42 @@
+"""Atomic file writes: a reader sees the old file or the complete new one, never a partial one."""
+
+import contextlib
+import os
+import tempfile
+from typing import BinaryIO, Iterator
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
+  """Yields a binary file that replaces `path` only once the block finishes without error.
+
+  The temporary file lives in the same directory so that `os.replace` is a rename within
+  one file system (atomic on POSIX); on error it is removed and `path` is left untouched.
+  """
+  path = os.fspath(path)
+  directory = os.path.dirname(path) or "."
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp_path = tempfile.mkstemp(
+      dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+  )
+  try:
+    with os.fdopen(fd, "wb") as f:
+      yield f
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp_path, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(tmp_path)
+    raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+  """Writes `data` to `path` atomically."""
+  with atomic_writer(path) as f:
+    f.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+  """Writes UTF-8 `text` to `path` atomically."""
+  atomic_write_bytes(path, text.encode("utf-8"))

@@ -1,0 +1,149 @@
+"""Batches of windows over a flat token stream; the one place where targets are shifted inputs."""
+
+from typing import Iterator
+
+import numpy as np
+
+from lm.data.tokenizer_base import PAD_ID
+from lm.errors import UserError
+
+MODES = ("random", "strided")
+
+
+def windows_to_example(windows: np.ndarray) -> dict[str, np.ndarray]:
+  """[B, T+1] token windows -> inputs = windows[:, :-1], targets = windows[:, 1:] (int32)."""
+  windows = np.asarray(windows)
+  if windows.ndim != 2 or windows.shape[1] < 2:
+    raise ValueError(f"windows must have shape [B, T+1] with T >= 1, got {windows.shape}")
+  windows = windows.astype(np.int32, copy=False)
+  return {"inputs": windows[:, :-1], "targets": windows[:, 1:]}
+
+
+class WindowSampler:
+  """Training batches of `seq_len`-token windows, reproducible from a step counter alone.
+
+  `random`: batch s draws start offsets uniformly from [0, N - seq_len - 1] with
+  `np.random.default_rng([seed, s])`, so it does not depend on earlier batches.
+  `strided`: global window g starts at token (g * seq_len) mod N and wraps around the end of the
+  stream, so consecutive windows tile the stream and every token is a target once per pass.
+  The global batch has `batch_size` rows; process p of P gets rows p::P, so the global batch
+  does not depend on the number of processes.
+  """
+
+  def __init__(
+      self,
+      tokens: np.ndarray,
+      *,
+      batch_size: int,
+      seq_len: int,
+      mode: str,
+      seed: int,
+      process_index: int = 0,
+      process_count: int = 1,
+  ):
+    if mode not in MODES:
+      raise UserError(f"window sampling mode must be one of {', '.join(MODES)}; got {mode!r}")
+    _check_shapes(batch_size, seq_len, process_index, process_count)
+    if tokens.ndim != 1:
+      raise ValueError(f"tokens must be 1-D, got shape {tokens.shape}")
+    if tokens.shape[0] < seq_len + 1:
+      raise UserError(
+          f"the split has {tokens.shape[0]} tokens but config.model.max_len (seq_len={seq_len})"
+          f" needs at least {seq_len + 1}; use more data or a shorter max_len"
+      )
+    self._tokens = tokens
+    self._batch_size = batch_size
+    self._seq_len = seq_len
+    self._mode = mode
+    self._seed = seed
+    self._rows = np.arange(process_index, batch_size, process_count)
+    self._step = 0
+
+  @property
+  def step(self) -> int:
+    return self._step
+
+  def get_state(self) -> dict[str, int]:
+    return {"step": self._step}
+
+  def set_state(self, state: dict[str, int]) -> None:
+    step = state.get("step") if isinstance(state, dict) else None
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+      raise UserError(f"corrupt data sampler state {state!r}: expected {{'step': int >= 0}}")
+    self._step = int(step)
+
+  def global_starts(self, step: int) -> np.ndarray:
+    """Start offsets of all `batch_size` windows of the global batch at `step`."""
+    n = self._tokens.shape[0]
+    if self._mode == "random":
+      rng = np.random.default_rng([self._seed, step])
+      return rng.integers(0, n - self._seq_len - 1, size=self._batch_size, endpoint=True)
+    first = step * self._batch_size
+    return ((first + np.arange(self._batch_size, dtype=np.int64)) * self._seq_len) % n
+
+  def next_batch(self) -> dict[str, np.ndarray]:
+    """This process's rows of the global batch at the current step; advances the step."""
+    starts = self.global_starts(self._step)[self._rows]
+    self._step += 1
+    offsets = starts[:, None] + np.arange(self._seq_len + 1)
+    if self._mode == "strided":
+      offsets %= self._tokens.shape[0]  # Only strided windows cross the end of the stream.
+    return windows_to_example(self._tokens[offsets])
+
+  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+    while True:
+      yield self.next_batch()
+
+
+def eval_batches(
+    tokens: np.ndarray,
+    *,
+    batch_size: int,
+    seq_len: int,
+    max_batches: int | None,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> Iterator[dict[str, np.ndarray]]:
+  """Non-overlapping windows from the start of the stream, each target predicted once.
+
+  Window i covers tokens[i*T : i*T + T + 1]; the last, shorter window and the rows that fill
+  up the last batch are padded with PAD_ID and have `weights` 0 on padded targets. Every batch
+  has `inputs`, `targets` (int32 [B, T]) and `weights` (float32 [B, T]); with several
+  processes each gets rows p::P of every global batch, as in `WindowSampler`.
+  """
+  _check_shapes(batch_size, seq_len, process_index, process_count)
+  n = tokens.shape[0]
+  if n < 2:
+    raise UserError(f"the evaluation split has {n} tokens; it needs at least 2 to predict one")
+  if max_batches is not None and max_batches < 0:
+    raise UserError(f"the number of evaluation batches must be >= 0 or None, got {max_batches}")
+  num_windows = -(-(n - 1) // seq_len)  # ceil((n - 1) / T): every target in exactly one window.
+  num_batches = -(-num_windows // batch_size)
+  if max_batches is not None:
+    num_batches = min(num_batches, max_batches)
+  rows = np.arange(process_index, batch_size, process_count)
+  for b in range(num_batches):
+    windows = np.full((batch_size, seq_len + 1), PAD_ID, dtype=np.int32)
+    weights = np.zeros((batch_size, seq_len), dtype=np.float32)
+    for r in range(batch_size):
+      start = (b * batch_size + r) * seq_len
+      if start >= n - 1:
+        break
+      window = tokens[start:start + seq_len + 1]
+      windows[r, :len(window)] = window
+      weights[r, :len(window) - 1] = 1.0
+    example = windows_to_example(windows[rows])
+    example["weights"] = weights[rows]
+    yield example
+
+
+def _check_shapes(batch_size: int, seq_len: int, process_index: int, process_count: int) -> None:
+  if batch_size < 1 or seq_len < 1:
+    raise UserError(f"batch_size and seq_len must be >= 1, got {batch_size} and {seq_len}")
+  if process_count < 1 or not 0 <= process_index < process_count:
+    raise ValueError(f"bad process_index {process_index} for process_count {process_count}")
+  if batch_size % process_count:
+    raise UserError(
+        f"the global batch_size {batch_size} must be divisible by the number of processes"
+        f" ({process_count})"
+    )

@@ -1,0 +1,122 @@
+"""The tokenizer interface and the special token ids shared by every tokenizer."""
+
+import abc
+import hashlib
+import json
+import os
+from typing import Any, Iterable
+
+import numpy as np
+
+from lm.data import atomic
+from lm.errors import UserError
+
+# Fixed for every tokenizer so that models, losses and samplers never ask the tokenizer.
+PAD_ID = 0
+BOS_ID = 1
+EOS_ID = 2
+UNK_ID = 3
+MASK_ID = 4  # MASK, CLS and SEP are reserved for a future encoder.
+CLS_ID = 5
+SEP_ID = 6
+NUM_SPECIAL = 7
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>", "[MASK]", "[CLS]", "[SEP]")
+
+METADATA_FILE = "tokenizer.json"
+FORMAT_VERSION = 1
+
+
+class Tokenizer(abc.ABC):
+  """Text <-> token ids. Ids below `NUM_SPECIAL` are the special tokens above."""
+
+  name: str  # "char" | "byte" | "sentencepiece"
+
+  @property
+  @abc.abstractmethod
+  def vocab_size(self) -> int:
+    """Number of ids, special tokens included."""
+
+  @abc.abstractmethod
+  def encode(self, text: str) -> list[int]:
+    """Token ids of `text`, without BOS/EOS."""
+
+  @abc.abstractmethod
+  def decode(self, ids: Iterable[int]) -> str:
+    """The text of `ids`; special and out-of-range ids are skipped."""
+
+  @abc.abstractmethod
+  def token_bytes(self) -> np.ndarray:
+    """int32 [vocab_size]: UTF-8 bytes each id stands for (0 for special tokens)."""
+
+  @abc.abstractmethod
+  def _payload(self) -> dict[str, bytes]:
+    """Files (name -> content) that, with the metadata, fully define this tokenizer."""
+
+  def _metadata(self) -> dict[str, Any]:
+    """Extra, informational fields for `tokenizer.json`."""
+    return {}
+
+  def encode_array(self, text: str) -> np.ndarray:
+    """Like `encode`, as an int32 array (subclasses make this fast for long texts)."""
+    return np.asarray(self.encode(text), dtype=np.int32)
+
+  def fingerprint(self) -> str:
+    """A hash that changes whenever the id mapping changes; used in cache keys."""
+    digest = hashlib.sha256(self.name.encode())
+    for file_name, content in sorted(self._payload().items()):
+      digest.update(file_name.encode() + b"\0" + content)
+    return digest.hexdigest()[:16]
+
+  def save(self, directory: str | os.PathLike) -> None:
+    """Writes `tokenizer.json` plus the vocabulary files into `directory`, atomically."""
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    for file_name, content in self._payload().items():
+      atomic.atomic_write_bytes(os.path.join(directory, file_name), content)
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "kind": self.name,
+        "vocab_size": self.vocab_size,
+        "special_tokens": dict(zip(SPECIAL_TOKENS, range(NUM_SPECIAL))),
+        "files": sorted(self._payload()),
+        **self._metadata(),
+    }
+    # Written last: a directory with tokenizer.json always has complete vocabulary files.
+    atomic.atomic_write_text(
+        os.path.join(directory, METADATA_FILE), json.dumps(metadata, indent=2, ensure_ascii=False)
+    )
+
+  def __repr__(self) -> str:
+    return f"{type(self).__name__}(vocab_size={self.vocab_size})"
+
+
+def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
+  """Reads and checks `directory/tokenizer.json`."""
+  path = os.path.join(os.fspath(directory), METADATA_FILE)
+  try:
+    with open(path, encoding="utf-8") as f:
+      metadata = json.load(f)
+  except FileNotFoundError:
+    raise UserError(
+        f"{path}: no saved tokenizer here (expected the tokenizer.json written by training)"
+    ) from None
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise UserError(f"{path}: corrupt tokenizer metadata ({e})") from None
+  if not isinstance(metadata, dict) or "kind" not in metadata:
+    raise UserError(f"{path}: corrupt tokenizer metadata (no 'kind')")
+  if metadata.get("format_version") != FORMAT_VERSION:
+    raise UserError(
+        f"{path}: tokenizer format_version {metadata.get('format_version')!r} is not supported"
+        f" (expected {FORMAT_VERSION})"
+    )
+  return metadata
+
+
+def read_payload(directory: str | os.PathLike, file_name: str) -> bytes:
+  """Reads one vocabulary file of a saved tokenizer."""
+  path = os.path.join(os.fspath(directory), file_name)
+  try:
+    with open(path, "rb") as f:
+      return f.read()
+  except FileNotFoundError:
+    raise UserError(f"{path}: missing tokenizer file (the saved tokenizer is incomplete)") from None

@@ -1,0 +1,166 @@
+"""Character, byte and SentencePiece tokenizers behind one interface, plus build/load.
+
+A trained tokenizer is saved in the run's workdir (e.g. `WORKDIR/tokenizer/`): `tokenizer.json`
+says which kind it is; `chars.json` or `sentencepiece.model` holds the vocabulary.
+"""
+
+import json
+import os
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from lm.data import tokenizer_base
+from lm.data.sentencepiece_tokenizer import SentencePieceTokenizer
+from lm.data.tokenizer_base import (  # pylint: disable=unused-import  # Re-exported.
+    BOS_ID,
+    CLS_ID,
+    EOS_ID,
+    MASK_ID,
+    NUM_SPECIAL,
+    PAD_ID,
+    SEP_ID,
+    SPECIAL_TOKENS,
+    UNK_ID,
+    Tokenizer,
+)
+from lm.errors import UserError
+
+KINDS = ("char", "byte", "sentencepiece")
+CHARS_FILE = "chars.json"
+
+
+class CharTokenizer(Tokenizer):
+  """One id per Unicode code point seen in training (ids from NUM_SPECIAL); others are UNK."""
+
+  name = "char"
+
+  def __init__(self, chars: Sequence[str]):
+    chars = list(chars)
+    if any(not isinstance(c, str) or len(c) != 1 for c in chars) or len(set(chars)) != len(chars):
+      raise ValueError("CharTokenizer needs distinct single characters")
+    self._chars = chars
+    self._ids = {c: i + NUM_SPECIAL for i, c in enumerate(chars)}
+    # Sorted code points with their ids, for vectorized lookup in encode_array.
+    codes = np.array([ord(c) for c in chars], dtype=np.int64)
+    order = np.argsort(codes)
+    self._sorted_codes = codes[order]
+    self._sorted_ids = (order + NUM_SPECIAL).astype(np.int32)
+
+  @classmethod
+  def train(cls, texts: Iterable[str]) -> "CharTokenizer":
+    """Vocabulary = the sorted set of code points in `texts`."""
+    chars = set()
+    for text in texts:
+      chars.update(text)
+    if not chars:
+      raise UserError("no training text for the char tokenizer (config.data.source)")
+    return cls(sorted(chars))
+
+  @property
+  def vocab_size(self) -> int:
+    return NUM_SPECIAL + len(self._chars)
+
+  @property
+  def chars(self) -> list[str]:
+    return list(self._chars)
+
+  def encode(self, text: str) -> list[int]:
+    return self.encode_array(text).tolist()
+
+  def encode_array(self, text: str) -> np.ndarray:
+    codes = np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
+    if not len(self._sorted_codes):
+      return np.full(len(codes), UNK_ID, dtype=np.int32)
+    index = np.searchsorted(self._sorted_codes, codes)
+    index = np.minimum(index, len(self._sorted_codes) - 1)
+    found = self._sorted_codes[index] == codes
+    return np.where(found, self._sorted_ids[index], UNK_ID).astype(np.int32)
+
+  def decode(self, ids: Iterable[int]) -> str:
+    size = self.vocab_size
+    return "".join(self._chars[i - NUM_SPECIAL] for i in map(int, ids) if NUM_SPECIAL <= i < size)
+
+  def token_bytes(self) -> np.ndarray:
+    counts = [len(c.encode("utf-8", errors="surrogatepass")) for c in self._chars]
+    return np.array([0] * NUM_SPECIAL + counts, dtype=np.int32)
+
+  def _payload(self) -> dict[str, bytes]:
+    return {CHARS_FILE: json.dumps(self._chars).encode("utf-8")}
+
+  @classmethod
+  def load(cls, directory: str) -> "CharTokenizer":
+    path = os.path.join(directory, CHARS_FILE)
+    try:
+      chars = json.loads(tokenizer_base.read_payload(directory, CHARS_FILE))
+      return cls(chars)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError) as e:
+      raise UserError(f"{path}: corrupt character vocabulary ({e})") from None
+
+
+class ByteTokenizer(Tokenizer):
+  """UTF-8 bytes: id = byte + NUM_SPECIAL (vocab 263). Needs no training."""
+
+  name = "byte"
+
+  @property
+  def vocab_size(self) -> int:
+    return NUM_SPECIAL + 256
+
+  def encode(self, text: str) -> list[int]:
+    return self.encode_array(text).tolist()
+
+  def encode_array(self, text: str) -> np.ndarray:
+    data = np.frombuffer(text.encode("utf-8", errors="surrogatepass"), dtype=np.uint8)
+    return data.astype(np.int32) + NUM_SPECIAL
+
+  def decode(self, ids: Iterable[int]) -> str:
+    end = NUM_SPECIAL + 256
+    data = bytes(i - NUM_SPECIAL for i in map(int, ids) if NUM_SPECIAL <= i < end)
+    return data.decode("utf-8", errors="replace")  # Sampled bytes need not be valid UTF-8.
+
+  def token_bytes(self) -> np.ndarray:
+    return np.array([0] * NUM_SPECIAL + [1] * 256, dtype=np.int32)
+
+  def _payload(self) -> dict[str, bytes]:
+    return {}
+
+
+def build_tokenizer(kind: str, train_texts: Sequence[str], **options: Any) -> Tokenizer:
+  """Trains (or creates) a tokenizer of `kind` on `train_texts`.
+
+  `options` go to `SentencePieceTokenizer.train` (vocab_size, model_type, character_coverage,
+  byte_fallback, seed, ...); char and byte tokenizers have no options and ignore them.
+  """
+  if kind == "char":
+    return CharTokenizer.train(train_texts)
+  if kind == "byte":
+    return ByteTokenizer()
+  if kind == "sentencepiece":
+    if "vocab_size" not in options:
+      raise UserError("config.data.vocab_size must be set for the sentencepiece tokenizer")
+    return SentencePieceTokenizer.train(train_texts, **options)
+  raise UserError(f"config.data.tokenizer must be one of {', '.join(KINDS)}; got {kind!r}")
+
+
+def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:
+  """Loads a tokenizer written by `Tokenizer.save(directory)`."""
+  directory = os.fspath(directory)
+  metadata = tokenizer_base.read_metadata(directory)
+  kind = metadata["kind"]
+  if kind == "char":
+    tokenizer = CharTokenizer.load(directory)
+  elif kind == "byte":
+    tokenizer = ByteTokenizer()
+  elif kind == "sentencepiece":
+    tokenizer = SentencePieceTokenizer.load(directory)
+  else:
+    raise UserError(
+        f"{os.path.join(directory, tokenizer_base.METADATA_FILE)}: unknown tokenizer kind {kind!r}"
+    )
+  if metadata.get("vocab_size") != tokenizer.vocab_size:
+    raise UserError(
+        f"{directory}: tokenizer.json says vocab_size {metadata.get('vocab_size')} but the saved"
+        f" vocabulary has {tokenizer.vocab_size}; the tokenizer directory is inconsistent"
+    )
+  return tokenizer

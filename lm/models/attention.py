@@ -1,0 +1,86 @@
+"""Multi-head causal self-attention with grouped-query heads, rotary positions and a KV cache."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lm.models import layers
+from lm.models.config import ModelConfig
+
+
+def attention_implementation(requested: str, dtype: jnp.dtype) -> str | None:
+  """Maps config.model.attention to `jax.nn.dot_product_attention`'s `implementation`.
+
+  `auto` lets JAX pick (the fused cuDNN kernel on GPU for fp16/bf16, XLA elsewhere); `cudnn`
+  insists on the fused kernel (an error where it cannot run); `xla` is the portable reference.
+  """
+  del dtype
+  return {"auto": None, "xla": "xla", "cudnn": "cudnn"}[requested]
+
+
+class CausalSelfAttention(nn.Module):
+  """Self-attention over flat inputs x_NxD reshaped to [B, T, ...] for the attention itself.
+
+  With `decode=True` keys and values are appended to a cache of `max_len` positions held in the
+  `cache` collection, so generation processes only new tokens (the prompt once, then one token
+  per step).
+  """
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x_NxD: jax.Array, positions_BxT: jax.Array, *, decode: bool = False,
+               deterministic: bool = True) -> jax.Array:
+    cfg = self.config
+    dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+    B, T = positions_BxT.shape
+    H, K, Dh, D = cfg.num_heads, cfg.kv_heads, cfg.head_dim, cfg.embed_dim
+    dense = dict(init_std=cfg.init_std, use_bias=cfg.use_bias, dtype=dtype, param_dtype=param_dtype)
+
+    q_NxHDh = layers.DenseGeneral2D((D, H, Dh), ("embed", "heads", "head_dim"), name="query", **dense)(x_NxD)
+    kv_Nx2KDh = layers.DenseGeneral2D((D, 2, K, Dh), ("embed", None, "kv_heads", "head_dim"),
+                                      name="key_value", **dense)(x_NxD)
+    q_BxTxHxDh = q_NxHDh.reshape(B, T, H, Dh)
+    kv_BxTx2xKxDh = kv_Nx2KDh.reshape(B, T, 2, K, Dh)
+    k_BxTxKxDh, v_BxTxKxDh = kv_BxTx2xKxDh[:, :, 0], kv_BxTx2xKxDh[:, :, 1]
+
+    if cfg.positions == "rope":
+      cos, sin = layers.rope_tables(positions_BxT, Dh, cfg.rope_theta)
+      q_BxTxHxDh = layers.apply_rope(q_BxTxHxDh, cos, sin)
+      k_BxTxKxDh = layers.apply_rope(k_BxTxKxDh, cos, sin)
+
+    implementation = attention_implementation(cfg.attention, dtype)
+    if decode:
+      cache = self._cache_variables(B, K, Dh, k_BxTxKxDh.dtype)
+    # Init (creating an empty cache of the batch's shape) takes the plain causal path.
+    if decode and not self.is_initializing():
+      k_BxSxKxDh, v_BxSxKxDh, mask_Bx1xTxS = self._append_to_cache(cache, k_BxTxKxDh, v_BxTxKxDh)
+      out_BxTxHxDh = jax.nn.dot_product_attention(
+          q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, mask=mask_Bx1xTxS, implementation=implementation)
+    else:
+      out_BxTxHxDh = jax.nn.dot_product_attention(
+          q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, is_causal=True, implementation=implementation)
+
+    out_NxHDh = out_BxTxHxDh.reshape(B * T, H * Dh)
+    proj = dict(dense, init_std=cfg.init_std / (2 * cfg.num_layers) ** 0.5)
+    return layers.DenseGeneral2D((H, Dh, D), ("heads", "head_dim", "embed"), num_input_axes=2,
+                                 name="out", **proj)(out_NxHDh)
+
+  def _cache_variables(self, B, K, Dh, dtype):
+    S = self.config.max_len
+    return (self.variable("cache", "key", jnp.zeros, (B, S, K, Dh), dtype),
+            self.variable("cache", "value", jnp.zeros, (B, S, K, Dh), dtype),
+            self.variable("cache", "index", lambda: jnp.array(0, jnp.int32)))
+
+  def _append_to_cache(self, cache, k_BxTxKxDh, v_BxTxKxDh):
+    """Writes the new keys/values at the cache index; returns the whole cache and its mask."""
+    cached_k, cached_v, index = cache
+    B, T = k_BxTxKxDh.shape[:2]
+    S = self.config.max_len
+    start = index.value
+    cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k_BxTxKxDh, (0, start, 0, 0))
+    cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v_BxTxKxDh, (0, start, 0, 0))
+    index.value = start + T
+    # Query t (at absolute position start + t) sees cache slots 0 .. start + t.
+    query_pos_T = start + jnp.arange(T)
+    mask_TxS = jnp.arange(S)[None, :] <= query_pos_T[:, None]
+    return cached_k.value, cached_v.value, jnp.broadcast_to(mask_TxS, (B, 1, T, S))

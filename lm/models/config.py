@@ -1,0 +1,107 @@
+"""The model's hyperparameters as a frozen dataclass, and named presets."""
+
+import dataclasses
+from typing import Any
+
+from lm.errors import UserError
+
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "gelu_exact", "swiglu")
+POSITIONS = ("learned", "rope")
+ATTENTIONS = ("auto", "xla", "cudnn")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Architecture of the decoder-only Transformer (see `lm.models.transformer`)."""
+  vocab_size: int
+  num_layers: int = 4
+  num_heads: int = 4
+  # Key/value heads for grouped-query attention; 0 means num_heads (plain multi-head).
+  num_kv_heads: int = 0
+  embed_dim: int = 128
+  # Hidden width of the MLP; 0 means 4 * embed_dim (GELU) or 8/3 * embed_dim rounded (SwiGLU).
+  mlp_dim: int = 0
+  # Longest sequence the model accepts (size of the learned position table, RoPE cache).
+  max_len: int = 64
+  positions: str = "learned"
+  rope_theta: float = 10_000.0
+  norm: str = "layernorm"
+  norm_eps: float = 1e-5
+  mlp: str = "gelu"
+  use_bias: bool = False
+  tie_embeddings: bool = True
+  dropout: float = 0.0
+  # Standard deviation of the normal initializer (GPT-2); residual outputs get std / sqrt(2 L).
+  init_std: float = 0.02
+  # Computation dtype; parameters stay in param_dtype (mixed precision: bfloat16 / float32).
+  dtype: str = "float32"
+  param_dtype: str = "float32"
+  attention: str = "auto"
+
+  @property
+  def kv_heads(self) -> int:
+    return self.num_kv_heads or self.num_heads
+
+  @property
+  def head_dim(self) -> int:
+    return self.embed_dim // self.num_heads
+
+  @property
+  def hidden_dim(self) -> int:
+    if self.mlp_dim:
+      return self.mlp_dim
+    if self.mlp == "swiglu":
+      return 64 * ((8 * self.embed_dim // 3 + 63) // 64)
+    return 4 * self.embed_dim
+
+  def validate(self, key: str = "config.model") -> "ModelConfig":
+    """Raises UserError naming the offending config key; returns self."""
+    def check(ok: bool, field: str, message: str):
+      if not ok:
+        raise UserError(f"{key}.{field}: {message}")
+    for field in ("vocab_size", "num_layers", "num_heads", "embed_dim", "max_len"):
+      check(int(getattr(self, field)) > 0, field, f"must be a positive integer, got {getattr(self, field)!r}")
+    check(self.embed_dim % self.num_heads == 0, "num_heads",
+          f"{self.num_heads} heads do not divide embed_dim={self.embed_dim}")
+    check(self.num_heads % self.kv_heads == 0 and self.kv_heads > 0, "num_kv_heads",
+          f"{self.kv_heads} key/value heads do not divide num_heads={self.num_heads}")
+    check(self.positions != "rope" or self.head_dim % 2 == 0, "positions",
+          f"rotary positions need an even head dimension, got {self.head_dim}")
+    check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+    for field, allowed in (("norm", NORMS), ("mlp", MLPS), ("positions", POSITIONS),
+                           ("attention", ATTENTIONS), ("dtype", DTYPES), ("param_dtype", DTYPES)):
+      check(getattr(self, field) in allowed, field,
+            f"unknown value {getattr(self, field)!r}; choose one of {', '.join(allowed)}")
+    return self
+
+
+# Presets as data; `preset_config(name)` turns one into the config.model section of an experiment.
+PRESETS: dict[str, dict[str, Any]] = {
+    # nanoGPT's CPU recipe for character-level Shakespeare.
+    "tiny": dict(num_layers=4, num_heads=4, embed_dim=128, max_len=64),
+    # ~10M parameters (nanoGPT's default Shakespeare-char model: 10.65M at vocab 65).
+    "small": dict(num_layers=6, num_heads=6, embed_dim=384, max_len=256, dropout=0.2),
+    # GPT-2 small, 124M parameters at vocab 50257.
+    "gpt2-124m": dict(num_layers=12, num_heads=12, embed_dim=768, max_len=1024),
+}
+
+
+def preset_fields(name: str) -> dict[str, Any]:
+  """Every ModelConfig field except vocab_size, with the preset's values over the defaults."""
+  if name not in PRESETS:
+    raise UserError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
+  fields = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name != "vocab_size"}
+  fields.update(PRESETS[name])
+  return fields
+
+
+def model_config_from(model_cfg: Any, vocab_size: int, key: str = "config.model") -> ModelConfig:
+  """Builds a validated ModelConfig from the config.model section and the tokenizer's vocab."""
+  fields = dict(model_cfg)
+  known = {f.name for f in dataclasses.fields(ModelConfig)} - {"vocab_size"}
+  unknown = sorted(set(fields) - known)
+  if unknown:
+    raise UserError(f"{key}: unknown key(s) {', '.join(unknown)}")
+  return ModelConfig(vocab_size=vocab_size, **fields).validate(key)
