@@ -47,7 +47,7 @@ class DenseGeneral2D(nn.Module):
       out_shape, out_axes = self.kernel_shape[self.num_input_axes:], self.kernel_axes[self.num_input_axes:]
       bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, out_axes),
                         out_shape, self.param_dtype)
-      y_NxOut = y_NxOut + jnp.reshape(bias, (-1,)).astype(self.dtype)
+      y_NxOut = y_NxOut + jnp.reshape(bias, (1, -1)).astype(self.dtype)
     return y_NxOut
 
 
@@ -68,11 +68,11 @@ class Norm(nn.Module):
     x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + self.eps)
     scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
                        (features,), self.param_dtype)
-    x = x * scale.astype(jnp.float32)
+    x = x * scale.astype(jnp.float32)[None, :]
     if self.use_bias and self.kind == "layernorm":
       bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
                         (features,), self.param_dtype)
-      x = x + bias.astype(jnp.float32)
+      x = x + bias.astype(jnp.float32)[None, :]
     return x.astype(self.dtype)
 
 
@@ -99,7 +99,7 @@ class Embed(nn.Module):
 def rope_tables(positions_BxT: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
   """Cosine and sine tables [B, T, 1, Dh/2] of rotary embeddings (Su et al. 2021)."""
   inv_freq = 1.0 / theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
-  angles_BxTxHalf = positions_BxT.astype(jnp.float32)[..., None] * inv_freq
+  angles_BxTxHalf = positions_BxT.astype(jnp.float32)[..., None] * inv_freq[None, None, :]
   return jnp.cos(angles_BxTxHalf)[:, :, None, :], jnp.sin(angles_BxTxHalf)[:, :, None, :]
 
 

@@ -1,0 +1,34 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv/ on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DIR := runs/demo
+
+.PHONY: demo test bench clean-demo
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==25.3
+
+# Stamp files: reinstall only when the pinned requirements change.
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.test: requirements-test.txt $(VENV)/.runtime
+	$(BIN)/pip install --quiet -r requirements-test.txt
+	touch $@
+
+# Train nanoGPT's CPU recipe on Tiny Shakespeare from scratch, evaluate it, and generate text.
+demo: $(VENV)/.runtime
+	rm -rf $(DEMO_DIR)
+	$(BIN)/python -m lm.main --config=experiments/shakespeare_char.py:cpu --workdir=$(DEMO_DIR)
+	$(BIN)/python -m lm.generate --workdir=$(DEMO_DIR) --prompt="ROMEO:" --prompt="JULIET:" \
+	  --max_new_tokens=300 --temperature=0.8
+
+test: $(VENV)/.test
+	$(BIN)/python -m pytest
+
+# Throughput of this trainer against a PyTorch eager loop of the same recipe (BENCHMARKS.md).
+bench: $(VENV)/.runtime
+	$(BIN)/python benchmarks/compare_torch.py

@@ -1,0 +1,46 @@
+"""Character-level GPT on Tiny Shakespeare: nanoGPT's two published recipes.
+
+Same split as nanoGPT (first 90% of the text for training, last 10% for validation) and the
+same hyperparameters; validation loss here is measured on the whole validation split.
+
+  default (GPU recipe): 6 layers, 6 heads, width 384, context 256, batch 64, 5000 steps,
+      dropout 0.2. nanoGPT reports validation loss 1.4697 on one A100 (~3 min there).
+  cpu: 4 layers, 4 heads, width 128, context 64, batch 12, 2000 steps, lr 1e-3 -> 1e-4,
+      warmup 100, dropout 0. nanoGPT reports 1.88 in ~3 min on a laptop CPU.
+  smoke: shrinks either to a few seconds (for tests).
+
+Command:
+  python -m lm.main --config=experiments/shakespeare_char.py:cpu --workdir=runs/shakespeare_cpu
+Expected: cpu reaches eval/loss <= 1.88 at step 2000 in ~1.5 min on a 2-core CPU (BENCHMARKS.md).
+"""
+
+from lm import defaults
+from lm.experiment_args import parse_args, shrink_to_smoke
+
+
+def get_config(arg: str | None = None):
+  args = parse_args(arg, allowed=("cpu", "smoke"))
+  config = defaults.base_config("tiny" if "cpu" in args else "small")
+  config.data.source = "data/tinyshakespeare/input.txt"
+  config.data.tokenizer = "char"
+  config.data.valid_fraction = 0.1
+  # nanoGPT's recipe: exact GELU, weight decay on every matrix including the embeddings.
+  config.model.mlp = "gelu_exact"
+  config.train.decay_embeddings = True
+  config.train.learning_rate = 1e-3
+  config.train.min_learning_rate = 1e-4
+  config.train.warmup_steps = 100
+  config.train.b2 = 0.99
+  config.train.eval_every = 250
+  if "cpu" in args:
+    config.train.steps = 2000
+    config.train.batch_size = 12
+    config.model.dropout = 0.0
+  else:
+    config.train.steps = 5000
+    config.train.batch_size = 64
+    config.model.dropout = 0.2
+  if "smoke" in args:
+    shrink_to_smoke(config)
+  return config
+

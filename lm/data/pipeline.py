@@ -1,0 +1,82 @@
+"""From config.data to a tokenizer and cached train/validation token streams in the workdir."""
+
+import dataclasses
+import os
+from typing import Any
+
+from lm.data import sources, token_store, tokenizers
+from lm.data.token_store import TokenStream
+from lm.data.tokenizers import Tokenizer
+from lm.errors import UserError
+
+TOKENIZER_DIR = "tokenizer"
+CACHE_DIR = "data"
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedData:
+  tokenizer: Tokenizer
+  train: TokenStream
+  valid: TokenStream
+
+
+def prepare_data(data_cfg: Any, workdir: str) -> PreparedData:
+  """Loads or trains the tokenizer and tokenizes both splits once, caching them in the workdir.
+
+  The tokenizer is trained on the training split only and saved in WORKDIR/tokenizer; a resumed
+  run reuses it. Token streams are cached in WORKDIR/data and rebuilt when the source files,
+  the tokenizer or the reading options change.
+  """
+  documents: dict[str, list[str]] = {}
+
+  def split_documents(split: str) -> list[str]:
+    if split not in documents:
+      documents.update(_read_splits(data_cfg))
+    return documents[split]
+
+  tokenizer_dir = os.path.join(workdir, TOKENIZER_DIR)
+  if os.path.exists(os.path.join(tokenizer_dir, "tokenizer.json")):
+    tokenizer = tokenizers.load_tokenizer(tokenizer_dir)
+  else:
+    tokenizer = tokenizers.build_tokenizer(data_cfg.tokenizer, split_documents("train"),
+                                           **_tokenizer_options(data_cfg))
+    tokenizer.save(tokenizer_dir)
+
+  streams = {}
+  for split in ("train", "valid"):
+    fingerprint = {
+        "split": split,
+        "source": sources.source_fingerprint(data_cfg.source),
+        "valid_source": (sources.source_fingerprint(data_cfg.valid_source, config_key="config.data.valid_source")
+                         if data_cfg.valid_source else None),
+        "options": {k: data_cfg[k] for k in ("valid_fraction", "train_split", "valid_split",
+                                             "text_field", "txt_unit", "encoding_errors")},
+        "tokenizer": tokenizer.fingerprint(),
+    }
+    build = lambda split=split: token_store.tokenize_documents(split_documents(split), tokenizer)
+    streams[split] = token_store.cached_stream(os.path.join(workdir, CACHE_DIR), split, fingerprint, build)
+  return PreparedData(tokenizer=tokenizer, train=streams["train"], valid=streams["valid"])
+
+
+def _read_splits(data_cfg: Any) -> dict[str, list[str]]:
+  read = dict(text_field=data_cfg.text_field, txt_unit=data_cfg.txt_unit,
+              encoding_errors=data_cfg.encoding_errors, tfds_data_dir=data_cfg.tfds_data_dir or None)
+  train = sources.read_documents(data_cfg.source, split=data_cfg.train_split, **read)
+  if data_cfg.valid_source:
+    valid = sources.read_documents(data_cfg.valid_source, split=data_cfg.valid_split,
+                                   config_key="config.data.valid_source", **read)
+  elif data_cfg.source.strip().startswith(sources.TFDS_PREFIX):
+    valid = sources.read_documents(data_cfg.source, split=data_cfg.valid_split, **read)
+  else:
+    train, valid = sources.split_train_valid(train, data_cfg.valid_fraction)
+  if not train or not valid:
+    raise UserError(f"config.data.source: no {'training' if not train else 'validation'} text "
+                    f"was read from {data_cfg.source!r}")
+  return {"train": train, "valid": valid}
+
+
+def _tokenizer_options(data_cfg: Any) -> dict[str, Any]:
+  if data_cfg.tokenizer != "sentencepiece":
+    return {}
+  return dict(vocab_size=data_cfg.vocab_size, model_type=data_cfg.model_type,
+              character_coverage=data_cfg.character_coverage)

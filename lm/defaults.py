@@ -1,0 +1,99 @@
+"""The base experiment config: every key the trainer reads, each with its meaning.
+
+Experiment files in `experiments/` start from `base_config()` and change a few fields.
+"""
+
+import ml_collections
+
+from lm.models import config as model_config
+
+
+def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  # Seed for parameter init, dropout and the data sampler.
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  # Training text: local files (comma-separated paths or globs; .txt, .jsonl, .csv, .tsv,
+  # optionally .gz) or a TensorFlow Datasets name as 'tfds:NAME' (e.g. 'tfds:lm1b').
+  c.data.source = "data/tinyshakespeare/input.txt"
+  # Validation text in the same forms; '' splits the last valid_fraction off the training text.
+  c.data.valid_source = ""
+  # Share of the training text held out for validation when valid_source is ''.
+  c.data.valid_fraction = 0.1
+  # TFDS splits read for training and validation (ignored for local files).
+  c.data.train_split = "train"
+  c.data.valid_split = "validation"
+  # Where TFDS datasets are prepared ('' = TFDS's default, ~/tensorflow_datasets).
+  c.data.tfds_data_dir = ""
+  # JSONL key / CSV or TSV column / TFDS feature that holds the text.
+  c.data.text_field = "text"
+  # What one document is in a plain-text file: 'file', 'line' or 'paragraph' (blank-line separated).
+  c.data.txt_unit = "file"
+  # Undecodable UTF-8 bytes: 'strict' (an error naming file and line) or 'replace' (U+FFFD).
+  c.data.encoding_errors = "strict"
+  # Tokenizer: 'char' (code points seen in training), 'byte' (UTF-8 bytes) or 'sentencepiece'.
+  c.data.tokenizer = "char"
+  # SentencePiece vocabulary size (special tokens included) and model type ('bpe' or 'unigram').
+  c.data.vocab_size = 8000
+  c.data.model_type = "bpe"
+  # SentencePiece character coverage (1.0 for small alphabets, ~0.9995 for CJK).
+  c.data.character_coverage = 1.0
+  # Tokens per training window; 0 means the model's context, config.model.max_len.
+  c.data.seq_len = 0
+  # Training windows: 'random' offsets (nanoGPT) or 'strided' (consecutive, non-overlapping).
+  c.data.sampling = "random"
+
+  # The Transformer; see lm/models/config.py for each field.
+  c.model = ml_collections.ConfigDict(model_config.preset_fields(preset))
+
+  c.train = ml_collections.ConfigDict()
+  # Optimizer steps to train for.
+  c.train.steps = 2000
+  # Sequences per optimizer step (global, over all devices and accumulation micro-steps).
+  c.train.batch_size = 12
+  # Micro-batches whose gradients are averaged into one optimizer step.
+  c.train.grad_accum_steps = 1
+  # Peak learning rate, reached after warmup_steps of linear warmup from 0.
+  c.train.learning_rate = 1e-3
+  c.train.warmup_steps = 100
+  # After warmup: 'cosine' or 'linear' decay to min_learning_rate at the last step, or 'constant'.
+  c.train.schedule = "cosine"
+  c.train.min_learning_rate = 1e-4
+  # AdamW moments and epsilon.
+  c.train.b1 = 0.9
+  c.train.b2 = 0.99
+  c.train.eps = 1e-8
+  # Decoupled weight decay, applied to matrices only: never to norms and biases, and to the
+  # embedding tables only if decay_embeddings.
+  c.train.weight_decay = 0.1
+  c.train.decay_embeddings = False
+  # Clip gradients to this global norm (0 disables clipping).
+  c.train.grad_clip = 1.0
+  # Evaluate every N steps (and at the end); eval_batches = 0 evaluates the whole valid split.
+  c.train.eval_every = 250
+  c.train.eval_batches = 0
+  # Sequences per evaluation batch (forward only, so larger than batch_size is cheap).
+  c.train.eval_batch_size = 64
+  # Save a checkpoint every N steps (and at the end), keeping the newest keep_checkpoints.
+  c.train.checkpoint_every = 500
+  c.train.keep_checkpoints = 3
+  # Log training metrics every N steps.
+  c.train.log_every = 50
+  # Peak FLOP/s of one device for MFU; 0 looks it up (GPU/TPU) or estimates it (CPU).
+  c.train.peak_flops = 0.0
+  # Text generated from this prompt when training ends ('' skips the sample).
+  c.train.sample_prompt = "\n"
+  c.train.sample_tokens = 200
+
+  c.mesh = ml_collections.ConfigDict()
+  # Data-parallel devices; -1 uses every device the batch divides evenly over.
+  c.mesh.data = -1
+  return c
+
+
+# Keys that may differ from a workdir's saved config when a run resumes: they change
+# bookkeeping, not the computation.
+RESUMABLE_CHANGES = ("train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
+                     "train.log_every", "train.sample_prompt", "train.sample_tokens",
+                     "train.peak_flops")

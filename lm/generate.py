@@ -1,0 +1,73 @@
+"""Samples text from a trained model.
+
+  python -m lm.generate --workdir=DIR --prompt="ROMEO:" --prompt="JULIET:" \
+      --max_new_tokens=200 --temperature=0.8 --top_k=0 --top_p=1.0 --seed=0
+
+Several `--prompt`s are decoded together in one batch; without `--prompt` the model starts
+from a newline.
+"""
+
+import sys
+from typing import Any
+
+from absl import app, flags
+import jax
+
+from lm import sampling
+from lm.data.tokenizer_base import EOS_ID, Tokenizer
+from lm.errors import UserError
+from lm.models.config import ModelConfig
+from lm.models.transformer import Transformer
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory with a checkpoint.")
+_PROMPT = flags.DEFINE_multi_string("prompt", None, "Text to continue; repeat for a batch. "
+                                    "Default: a single newline.")
+_MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 200, "Tokens generated per prompt.")
+_TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "Softmax temperature; 0 is greedy.")
+_TOP_K = flags.DEFINE_integer("top_k", 0, "Sample among the k most likely tokens; 0: all.")
+_TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass; 1: all tokens.")
+_SEED = flags.DEFINE_integer("seed", 0, "Random seed of the sampler.")
+
+
+def generate_text(model_config: ModelConfig, params: Any, tokenizer: Tokenizer,
+                  prompts: list[str], *, max_new_tokens: int, temperature: float, top_k: int,
+                  top_p: float, seed: int) -> list[str]:
+  """Each prompt followed by its sampled continuation (which stops early at EOS)."""
+  new_tokens = sampling.generate_tokens(
+      Transformer(model_config), params, [tokenizer.encode(p) for p in prompts],
+      max_new_tokens=max_new_tokens, rng=jax.random.PRNGKey(seed), temperature=temperature,
+      top_k=top_k, top_p=top_p, eos_id=EOS_ID)
+  return [prompt + tokenizer.decode(tokens) for prompt, tokens in zip(prompts, new_tokens)]
+
+
+def _run(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise UserError(f"unexpected arguments {' '.join(argv[1:])!r}; pass text with --prompt")
+  if not _WORKDIR.value:
+    raise UserError("--workdir is required (the training run directory)")
+  prompts = _PROMPT.value or ["\n"]
+  for i, prompt in enumerate(prompts):
+    if not prompt:
+      raise UserError(f"--prompt number {i + 1} is empty; leave --prompt out to start from a"
+                      " newline")
+  # Imported here so that this module loads without the training stack.
+  from lm.training.checkpoints import load_for_inference  # pylint: disable=g-import-not-at-top
+  model_config, params, tokenizer = load_for_inference(_WORKDIR.value)
+  samples = generate_text(model_config, params, tokenizer, prompts,
+                          max_new_tokens=_MAX_NEW_TOKENS.value, temperature=_TEMPERATURE.value,
+                          top_k=_TOP_K.value, top_p=_TOP_P.value, seed=_SEED.value)
+  for i, sample in enumerate(samples):
+    print(f"--- prompt {i + 1} ---")
+    print(sample)
+
+
+def main(argv: list[str]) -> None:
+  try:
+    _run(argv)
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,157 @@
+"""Autoregressive sampling from a `Transformer` with its KV cache.
+
+Prompts of different lengths are decoded together: their common prefix (the first `min_len`
+tokens of every row) is prefilled in one forward pass; after that one token per step is fed to
+every row inside a single jitted `lax.scan`. A row that is still inside its prompt is fed its
+next prompt token (teacher forcing) and otherwise the token just sampled, so all rows share
+one cache index and one position per step.
+
+Shape letters: B batch (prompts), L total length (longest prompt + new tokens), P prefill
+length, V vocabulary.
+"""
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lm.errors import UserError
+
+
+def filter_logits(logits_BxV: jax.Array, *, top_k: int = 0, top_p: float = 1.0) -> jax.Array:
+  """Sets logits outside the top-k set, then outside the nucleus (top-p) set, to -inf.
+
+  top-k keeps the k largest logits (`top_k <= 0` keeps all). top-p keeps the smallest set of
+  most likely tokens whose probability adds up to at least `top_p`, always at least the most
+  likely one (Holtzman et al. 2019); `top_p >= 1` keeps all. Entries tied with the last kept
+  one are kept too.
+  """
+  V = logits_BxV.shape[-1]
+  neg_inf = jnp.array(-jnp.inf, logits_BxV.dtype)
+  if 0 < top_k < V:
+    kth_largest_Bx1 = jax.lax.top_k(logits_BxV, top_k)[0][:, -1:]
+    logits_BxV = jnp.where(logits_BxV >= kth_largest_Bx1, logits_BxV, neg_inf)
+  if top_p < 1.0:
+    sorted_BxV = -jnp.sort(-logits_BxV, axis=-1)  # Descending.
+    probs_BxV = jax.nn.softmax(sorted_BxV.astype(jnp.float32), axis=-1)
+    # Token i is needed while the more likely tokens before it sum to less than top_p.
+    before_BxV = jnp.cumsum(probs_BxV, axis=-1) - probs_BxV
+    num_kept_Bx1 = jnp.maximum(jnp.sum(before_BxV < top_p, axis=-1, keepdims=True), 1)
+    threshold_Bx1 = jnp.take_along_axis(sorted_BxV, num_kept_Bx1 - 1, axis=-1)
+    logits_BxV = jnp.where(logits_BxV >= threshold_Bx1, logits_BxV, neg_inf)
+  return logits_BxV
+
+
+def sample_logits(logits_BxV: jax.Array, rng: jax.Array, *, temperature: float, top_k: int,
+                  top_p: float) -> jax.Array:
+  """Next tokens [B] int32: greedy for temperature 0, else sampled from the filtered logits."""
+  logits_BxV = logits_BxV.astype(jnp.float32)
+  if temperature == 0:
+    return jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
+  logits_BxV = filter_logits(logits_BxV / temperature, top_k=top_k, top_p=top_p)
+  return jax.random.categorical(rng, logits_BxV, axis=-1).astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "batch_size"))
+def _init_cache(model: nn.Module, batch_size: int) -> Any:
+  # Under jit the unused parameter initializers are dead code: only the cache is computed.
+  tokens_Bx1 = jnp.zeros((batch_size, 1), jnp.int32)
+  return model.init(jax.random.PRNGKey(0), tokens_Bx1, decode=True)["cache"]
+
+
+def init_cache(model: nn.Module, batch_size: int) -> Any:
+  """An empty KV cache (index 0) of `model.config.max_len` positions for `batch_size` rows."""
+  return _init_cache(model, batch_size)
+
+
+def _forward(model, params, cache, tokens_BxT, start):
+  """Feeds tokens at positions start.. through the cache; returns (logits_BxTxV, cache)."""
+  B, T = tokens_BxT.shape
+  positions_BxT = jnp.broadcast_to(start + jnp.arange(T, dtype=jnp.int32), (B, T))
+  logits_BxTxV, updated = model.apply({"params": params, "cache": cache}, tokens_BxT,
+                                      positions_BxT, decode=True, mutable=["cache"])
+  return logits_BxTxV, updated["cache"]
+
+
+@functools.partial(jax.jit, static_argnames=("model", "prefill_len", "temperature", "top_k",
+                                             "top_p"))
+def _decode(model, params, prompts_BxL, lengths_B, rng, *, prefill_len, temperature, top_k,
+            top_p):
+  """Fills positions prefill_len.. of `prompts_BxL` past each row's prompt; returns [B, L]."""
+  B, L = prompts_BxL.shape
+
+  def choose(tokens_BxL, logits_BxV, position):
+    """Writes the token at `position`: the prompt's while inside it, else a sample."""
+    key = jax.random.fold_in(rng, position)
+    sampled_B = sample_logits(logits_BxV, key, temperature=temperature, top_k=top_k, top_p=top_p)
+    token_B = jnp.where(position < lengths_B, tokens_BxL[:, position], sampled_B)
+    return tokens_BxL.at[:, position].set(token_B)
+
+  cache = init_cache(model, B)
+  logits_BxPxV, cache = _forward(model, params, cache, prompts_BxL[:, :prefill_len], 0)
+  tokens_BxL = choose(prompts_BxL, logits_BxPxV[:, -1], prefill_len)
+
+  def step(carry, position):
+    tokens_BxL, cache = carry
+    logits_Bx1xV, cache = _forward(model, params, cache, tokens_BxL[:, position, None], position)
+    return (choose(tokens_BxL, logits_Bx1xV[:, 0], position + 1), cache), None
+
+  # Positions prefill_len .. L-2 are fed; the token at L-1 is chosen but never fed.
+  positions = jnp.arange(prefill_len, L - 1, dtype=jnp.int32)
+  (tokens_BxL, _), _ = jax.lax.scan(step, (tokens_BxL, cache), positions)
+  return tokens_BxL
+
+
+def generate_tokens(model: nn.Module, params: Any, prompts: list[list[int]], *,
+                    max_new_tokens: int, rng: jax.Array, temperature: float = 1.0,
+                    top_k: int = 0, top_p: float = 1.0,
+                    eos_id: int | None = None) -> list[list[int]]:
+  """Continues every prompt by `max_new_tokens` tokens, decoded together with the KV cache.
+
+  Returns only the new tokens of each row; with `eos_id`, a row ends before its first EOS.
+  Raises UserError for an empty prompt, bad sampling settings, or a prompt plus
+  `max_new_tokens` longer than the model's `max_len`.
+  """
+  cfg = model.config
+  if not prompts:
+    raise UserError("no prompts to generate from")
+  for i, prompt in enumerate(prompts):
+    if not len(prompt):
+      raise UserError(f"prompt {i + 1} is empty; give at least one token")
+    if min(prompt) < 0 or max(prompt) >= cfg.vocab_size:
+      raise UserError(f"prompt {i + 1} has token ids outside the vocabulary [0, {cfg.vocab_size})")
+  if max_new_tokens < 0:
+    raise UserError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+  if temperature < 0:
+    raise UserError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
+  if top_k < 0:
+    raise UserError(f"top_k must be >= 0 (0 keeps every token), got {top_k}")
+  if not 0 < top_p <= 1:
+    raise UserError(f"top_p must be in (0, 1] (1 keeps every token), got {top_p}")
+  lengths = [len(p) for p in prompts]
+  total = max(lengths) + max_new_tokens
+  if total > cfg.max_len:
+    raise UserError(
+        f"the prompt of {max(lengths)} tokens plus max_new_tokens={max_new_tokens} exceeds"
+        f" config.model.max_len = {cfg.max_len}; use a shorter prompt or fewer new tokens")
+  if max_new_tokens == 0:
+    return [[] for _ in prompts]
+
+  prompts_BxL = np.zeros((len(prompts), total), np.int32)
+  for row, prompt in enumerate(prompts):
+    prompts_BxL[row, :len(prompt)] = prompt
+  tokens_BxL = np.asarray(_decode(
+      model, nn.meta.unbox(params), jnp.asarray(prompts_BxL), jnp.asarray(lengths, jnp.int32),
+      rng, prefill_len=min(lengths),
+      temperature=float(temperature), top_k=int(top_k), top_p=float(top_p)))
+
+  outputs = []
+  for row, length in enumerate(lengths):
+    new = tokens_BxL[row, length:length + max_new_tokens].tolist()
+    if eos_id is not None and eos_id in new:
+      new = new[:new.index(eos_id)]
+    outputs.append(new)
+  return outputs

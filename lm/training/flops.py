@@ -1,0 +1,54 @@
+"""Model FLOPs per token and peak device FLOP/s, for model FLOPs utilization (MFU).
+
+FLOPs per trained token (forward + backward) follow Kaplan et al. (2020) and PaLM (Chowdhery et
+al. 2022, appendix B):  6 * N  +  12 * L * T * D, where N counts the parameters that take part
+in matrix multiplies (all but the embedding lookup tables; a tied output projection counts once),
+L is the number of layers, T the sequence length and D the model width; the second term is the
+attention scores and weighted sum (no credit taken for causal masking). MFU = achieved model
+FLOP/s over the hardware's peak.
+"""
+
+import os
+
+import jax
+
+from lm.models.config import ModelConfig
+
+# Dense peak FLOP/s per chip for bf16 matmuls, from the vendors' data sheets.
+PEAK_FLOPS = {
+    "a100": 312e12,
+    "h100": 989e12,
+    "h200": 989e12,
+    "tpu v4": 275e12,
+    "tpu v5 lite": 197e12,  # v5e
+    "tpu v5e": 197e12,
+    "tpu v5p": 459e12,
+    "tpu v6 lite": 918e12,  # v6e (Trillium)
+    "tpu v6e": 918e12,
+}
+# fp32 matmul FLOP/s per CPU core: a 1024^3 matmul through jax.jit reached ~160-180 GFLOP/s
+# on a 2-core AVX-512 Xeon (benchmarks/peak_flops.py); used when the peak is not configured.
+CPU_FLOPS_PER_CORE = 85e9
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
+  D, L, V, F = cfg.embed_dim, cfg.num_layers, cfg.vocab_size, cfg.hidden_dim
+  q_out, kv_out = cfg.num_heads * cfg.head_dim, 2 * cfg.kv_heads * cfg.head_dim
+  mlp_in = 2 * F if cfg.mlp == "swiglu" else F
+  per_layer = D * (q_out + kv_out) + q_out * D + D * mlp_in + F * D
+  matmul_params = L * per_layer + D * V  # The output projection, tied or not.
+  return 6.0 * matmul_params + 12.0 * L * seq_len * D
+
+
+def peak_flops_per_device(configured: float = 0.0) -> float:
+  """config.train.peak_flops if set, else the data-sheet peak of the first device's kind."""
+  if configured:
+    return configured
+  device = jax.devices()[0]
+  if device.platform == "cpu":
+    return CPU_FLOPS_PER_CORE * len(os.sched_getaffinity(0)) / jax.device_count()
+  kind = device.device_kind.lower()
+  for name, peak in PEAK_FLOPS.items():
+    if name in kind:
+      return peak
+  return 0.0  # Unknown accelerator: MFU is not reported.

@@ -1,0 +1,53 @@
+"""Where metrics go: WORKDIR/metrics.jsonl, TensorBoard event files, and a console progress bar."""
+
+import json
+import math
+import os
+import sys
+
+import tqdm
+from tensorboardX import SummaryWriter
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class MetricsLog:
+  """Writes one JSON object per logged step ({"step": s, "train/loss": ..., ...}) and the same
+  scalars to TensorBoard; shows a progress bar with the latest loss, tokens/s and MFU."""
+
+  def __init__(self, workdir: str, total_steps: int, start_step: int, enabled: bool = True):
+    self._enabled = enabled
+    if enabled:
+      self._jsonl = open(os.path.join(workdir, METRICS_FILE), "a", encoding="utf-8")
+      self._tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self._bar = tqdm.tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
+                          file=sys.stdout, disable=not enabled or None, mininterval=1.0)
+
+  def write(self, step: int, metrics: dict[str, float]) -> None:
+    if not self._enabled:
+      return
+    record = {"step": step, **{k: _json_number(v) for k, v in metrics.items()}}
+    self._jsonl.write(json.dumps(record) + "\n")
+    self._jsonl.flush()
+    for key, value in metrics.items():
+      self._tensorboard.add_scalar(key, value, step)
+    shown = {"loss": metrics.get("train/loss"), "eval": metrics.get("eval/loss"),
+             "tok/s": metrics.get("perf/tokens_per_s"), "mfu": metrics.get("perf/mfu")}
+    self._bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items() if v is not None}, refresh=False)
+
+  def advance(self, steps: int) -> None:
+    self._bar.update(steps)
+
+  def message(self, text: str) -> None:
+    self._bar.write(text)
+
+  def close(self) -> None:
+    self._bar.close()
+    if self._enabled:
+      self._jsonl.close()
+      self._tensorboard.close()
+
+
+def _json_number(value: float) -> float | str:
+  value = float(value)
+  return value if math.isfinite(value) else str(value)

@@ -1,0 +1,51 @@
+"""AdamW with decoupled weight decay on matrices, a learning-rate schedule and clipping."""
+
+from typing import Any
+
+import jax
+import optax
+
+from lm.errors import UserError
+
+SCHEDULES = ("cosine", "linear", "constant")
+
+
+def learning_rate_schedule(train_cfg: Any) -> optax.Schedule:
+  """Linear warmup from 0 to learning_rate, then cosine/linear decay to min_learning_rate."""
+  peak, end = train_cfg.learning_rate, train_cfg.min_learning_rate
+  warmup, steps = train_cfg.warmup_steps, train_cfg.steps
+  if train_cfg.schedule not in SCHEDULES:
+    raise UserError(f"config.train.schedule: unknown schedule {train_cfg.schedule!r}; "
+                    f"choose one of {', '.join(SCHEDULES)}")
+  if not 0 <= warmup <= steps:
+    raise UserError(f"config.train.warmup_steps={warmup} must be between 0 and train.steps={steps}")
+  warmup_fn = optax.linear_schedule(0.0, peak, warmup) if warmup else optax.constant_schedule(peak)
+  decay_steps = max(steps - warmup, 1)
+  decay_fn = {
+      "cosine": optax.cosine_decay_schedule(peak, decay_steps, alpha=end / peak if peak else 0.0),
+      "linear": optax.linear_schedule(peak, end, decay_steps),
+      "constant": optax.constant_schedule(peak),
+  }[train_cfg.schedule]
+  return optax.join_schedules([warmup_fn, decay_fn], [warmup])
+
+
+def weight_decay_mask(params: Any, decay_embeddings: bool) -> Any:
+  """True for the parameters that get weight decay: matrices, and embeddings if asked."""
+  def decays(path, leaf) -> bool:
+    name = str(getattr(path[-1], "key", path[-1]))
+    if name == "embedding":
+      return decay_embeddings
+    return leaf.ndim >= 2  # Norm scales and biases are vectors.
+  return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def make_optimizer(train_cfg: Any, params: Any) -> optax.GradientTransformation:
+  for key in ("learning_rate", "weight_decay", "grad_clip"):
+    if train_cfg[key] < 0:
+      raise UserError(f"config.train.{key} must be >= 0, got {train_cfg[key]}")
+  adamw = optax.adamw(learning_rate_schedule(train_cfg), b1=train_cfg.b1, b2=train_cfg.b2,
+                      eps=train_cfg.eps, weight_decay=train_cfg.weight_decay,
+                      mask=weight_decay_mask(params, train_cfg.decay_embeddings))
+  if train_cfg.grad_clip:
+    return optax.chain(optax.clip_by_global_norm(train_cfg.grad_clip), adamw)
+  return adamw

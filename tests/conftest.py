@@ -1,0 +1,21 @@
+"""Test setup: 8 fake CPU devices (set before JAX is imported) and strict rank promotion."""
+
+import os
+import pathlib
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_force_host_platform_device_count=8").strip()
+
+import jax  # pylint: disable=g-import-not-at-top
+import pytest  # pylint: disable=g-import-not-at-top
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shakespeare_path() -> str:
+  """Tiny Shakespeare as vendored in the repository."""
+  return str(REPO / "data" / "tinyshakespeare" / "input.txt")

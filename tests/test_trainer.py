@@ -1,0 +1,108 @@
+"""End-to-end runs of train_and_evaluate on the smoke-sized Shakespeare experiment."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from experiments import shakespeare_char
+from lm.errors import UserError
+from lm.training import trainer
+from tests.conftest import REPO
+
+
+def smoke_config(**train):
+  config = shakespeare_char.get_config("cpu,smoke")
+  config.train.sample_prompt = ""
+  config.train.update(train)
+  return config
+
+
+def read_metrics(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    return [json.loads(line) for line in f]
+
+
+def test_run_writes_workdir_and_metrics(tmp_path):
+  workdir = str(tmp_path / "run")
+  final = trainer.train_and_evaluate(smoke_config(), workdir)
+  for name in ("config.json", "metrics.jsonl", "tokenizer", "checkpoints", "tensorboard"):
+    assert os.path.exists(os.path.join(workdir, name)), name
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "4"]
+  records = read_metrics(workdir)
+  assert [r["step"] for r in records] == [1, 2, 3, 4]
+  last = records[-1]
+  for key in ("train/loss", "eval/loss", "eval/bpb", "eval/perplexity", "perf/tokens_per_s",
+              "perf/mfu"):
+    assert key in last, key
+  assert final["eval/loss"] == pytest.approx(last["eval/loss"])
+  # A uniform model over 72 characters has loss ln(72) = 4.28; a few steps must not be worse.
+  assert last["eval/loss"] < 4.3
+
+
+def test_rerun_of_finished_run_trains_nothing_more(tmp_path):
+  workdir = str(tmp_path / "run")
+  trainer.train_and_evaluate(smoke_config(), workdir)
+  before = read_metrics(workdir)
+  trainer.train_and_evaluate(smoke_config(), workdir)
+  assert read_metrics(workdir) == before
+
+
+def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path):
+  straight = trainer.train_and_evaluate(smoke_config(steps=4), str(tmp_path / "a"))
+  # Train to step 2 (the first checkpoint) in a run that is then continued to step 4: the
+  # resumed run must restore parameters, optimizer state and the data stream exactly.
+  workdir = str(tmp_path / "b")
+  trainer.train_and_evaluate(smoke_config(steps=4), workdir)
+  # Remove the last checkpoint and metrics past step 2 as if the run had died after step 2.
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "4"))
+  resumed = trainer.train_and_evaluate(smoke_config(steps=4), workdir)
+  assert resumed["eval/loss"] == straight["eval/loss"]
+  assert resumed["train/loss"] == straight["train/loss"]
+
+
+def test_conflicting_config_in_workdir_is_refused(tmp_path):
+  workdir = str(tmp_path / "run")
+  trainer.train_and_evaluate(smoke_config(), workdir)
+  changed = smoke_config()
+  changed.train.learning_rate = 0.5
+  with pytest.raises(UserError, match=r"train\.learning_rate: saved 0\.001, now 0\.5"):
+    trainer.train_and_evaluate(changed, workdir)
+
+
+def test_grad_accumulation_runs(tmp_path):
+  final = trainer.train_and_evaluate(smoke_config(grad_accum_steps=2), str(tmp_path / "run"))
+  assert final["eval/loss"] < 4.3
+
+
+def _main_command(workdir, *overrides):
+  return [sys.executable, "-m", "lm.main", "--config=experiments/shakespeare_char.py:cpu,smoke",
+          f"--workdir={workdir}", "--config.train.sample_prompt=", *overrides]
+
+
+def test_sigkill_after_first_checkpoint_then_resume_gives_same_final_loss(tmp_path):
+  """The acceptance test of exact resume, with a real SIGKILL of the training process."""
+  args = ("--config.train.steps=400", "--config.train.checkpoint_every=40",
+          "--config.train.eval_every=400", "--config.train.log_every=40")
+  straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+  subprocess.run(_main_command(straight, *args), cwd=REPO, check=True, capture_output=True)
+
+  process = subprocess.Popen(_main_command(killed, *args), cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  first = os.path.join(killed, "checkpoints", "40", "commit_success.txt")
+  deadline = time.time() + 120
+  while not os.path.exists(first) and process.poll() is None and time.time() < deadline:
+    time.sleep(0.005)
+  process.send_signal(signal.SIGKILL)
+  assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+  assert not os.path.exists(os.path.join(killed, "checkpoints", "400"))
+
+  subprocess.run(_main_command(killed, *args), cwd=REPO, check=True, capture_output=True)
+  final = lambda workdir: [r for r in read_metrics(workdir) if "eval/loss" in r][-1]
+  assert final(killed)["step"] == final(straight)["step"] == 400
+  assert final(killed)["eval/loss"] == final(straight)["eval/loss"]

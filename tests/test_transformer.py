@@ -1,0 +1,210 @@
+"""Transformer: shapes, causality (by token changes and by gradients), KV cache, sizes."""
+
+import functools
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lm.models.config import ModelConfig, preset_fields
+from lm.models.transformer import Transformer
+
+B, T = 2, 8
+
+CONFIGS = {
+    "gpt2": dict(norm="layernorm", mlp="gelu", positions="learned", use_bias=True),
+    "llama": dict(norm="rmsnorm", mlp="swiglu", positions="rope", num_kv_heads=2,
+                  tie_embeddings=False),
+    "mqa-exact-gelu": dict(norm="layernorm", mlp="gelu_exact", positions="rope", num_kv_heads=1),
+    "gqa-learned": dict(norm="rmsnorm", mlp="gelu", positions="learned", num_kv_heads=2,
+                        use_bias=True, tie_embeddings=False),
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def strict_rank_promotion():
+  with jax.numpy_rank_promotion("raise"):
+    yield
+
+
+def small_config(name: str, **overrides) -> ModelConfig:
+  fields = dict(vocab_size=37, num_layers=2, num_heads=4, embed_dim=32, max_len=16)
+  return ModelConfig(**{**fields, **CONFIGS[name], **overrides}).validate()
+
+
+def param_shapes(model: Transformer):
+  tokens = jnp.zeros((1, 1), jnp.int32)
+  return nn.meta.unbox(jax.eval_shape(model.init, jax.random.PRNGKey(0), tokens)["params"])
+
+
+def random_params(model: Transformer, seed: int = 0):
+  """Parameters drawn in NumPy (fast: no XLA compile of the initializers), large enough that
+  attention is far from uniform and biases are nonzero."""
+  rng = np.random.default_rng(seed)
+  def draw(path, leaf):
+    mean = 1.0 if path[-1].key == "scale" else 0.0
+    return jnp.asarray(rng.normal(mean, 0.2, leaf.shape), jnp.float32)
+  return jax.tree_util.tree_map_with_path(draw, param_shapes(model))
+
+
+def random_tokens(cfg: ModelConfig, seed: int = 0, shape=(B, T)) -> jax.Array:
+  return jnp.asarray(np.random.default_rng(seed).integers(0, cfg.vocab_size, shape), jnp.int32)
+
+
+# Jitted once per model (Transformer is hashable), so the tests below share compilations.
+@functools.partial(jax.jit, static_argnames="model")
+def forward(model, params, tokens_BxT):
+  return model.apply({"params": params}, tokens_BxT)
+
+
+@functools.partial(jax.jit, static_argnames="model")
+def decode(model, params, cache, tokens_BxT, positions_BxT):
+  logits_BxTxV, updated = model.apply({"params": params, "cache": cache}, tokens_BxT,
+                                      positions_BxT, decode=True, mutable=["cache"])
+  return logits_BxTxV, updated["cache"]
+
+
+@functools.partial(jax.jit, static_argnames="model")
+def empty_cache(model):
+  # Only the cache is returned, so XLA drops the (slow to compile) parameter initializers.
+  return model.init(jax.random.PRNGKey(0), jnp.zeros((B, 1), jnp.int32), decode=True)["cache"]
+
+
+def count(tree) -> int:
+  return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_shapes_and_finite_with_and_without_jit(name):
+  cfg = small_config(name)
+  model = Transformer(cfg)
+  params = random_params(model)
+  tokens_BxT = random_tokens(cfg)
+
+  eager_BxTxV = model.apply({"params": params}, tokens_BxT)
+  jitted_BxTxV = forward(model, params, tokens_BxT)
+
+  for logits_BxTxV in (eager_BxTxV, jitted_BxTxV):
+    assert logits_BxTxV.shape == (B, T, cfg.vocab_size)
+    assert logits_BxTxV.dtype == jnp.float32
+    assert np.all(np.isfinite(logits_BxTxV))
+  np.testing.assert_allclose(eager_BxTxV, jitted_BxTxV, atol=1e-5, rtol=1e-5)
+
+
+def test_initialized_model_gives_finite_logits():
+  cfg = small_config("llama")
+  model = Transformer(cfg)
+  variables = model.init(jax.random.PRNGKey(0), random_tokens(cfg))
+  logits_BxTxV = forward(model, nn.meta.unbox(variables["params"]), random_tokens(cfg))
+  assert logits_BxTxV.shape == (B, T, cfg.vocab_size)
+  assert np.all(np.isfinite(logits_BxTxV))
+
+
+def test_dropout_is_active_only_when_not_deterministic():
+  cfg = small_config("gpt2", dropout=0.5)
+  model = Transformer(cfg)
+  params = random_params(model)
+  tokens_BxT = random_tokens(cfg)
+  apply = jax.jit(model.apply, static_argnames="deterministic")
+
+  plain = apply({"params": params}, tokens_BxT)
+  dropped = apply({"params": params}, tokens_BxT, deterministic=False,
+                  rngs={"dropout": jax.random.PRNGKey(1)})
+
+  assert dropped.shape == plain.shape and np.all(np.isfinite(dropped))
+  assert not np.allclose(plain, dropped)
+  np.testing.assert_array_equal(plain, apply({"params": params}, tokens_BxT))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_future_tokens_leave_logits_bit_identical(name):
+  cfg = small_config(name)
+  model = Transformer(cfg)
+  params = random_params(model)
+  tokens_BxT = random_tokens(cfg, seed=1)
+  logits_BxTxV = np.asarray(forward(model, params, tokens_BxT))
+
+  for t in range(T - 1):
+    changed_BxT = tokens_BxT.at[:, t + 1:].set((tokens_BxT[:, t + 1:] + 1) % cfg.vocab_size)
+    changed_BxTxV = np.asarray(forward(model, params, changed_BxT))
+    np.testing.assert_array_equal(changed_BxTxV[:, :t + 1], logits_BxTxV[:, :t + 1])
+    assert not np.allclose(changed_BxTxV[:, t + 1:], logits_BxTxV[:, t + 1:])
+
+
+def logits_with_embedding_offset(model, params, tokens_BxT, offset_BxTxD):
+  """The model's logits with `offset` added to the token embeddings (a continuous input)."""
+  def add_offset(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    if context.module.name == "token_embed" and context.method_name == "__call__":
+      out = out + offset_BxTxD.reshape(out.shape).astype(out.dtype)
+    return out
+  with nn.intercept_methods(add_offset):
+    return model.apply({"params": params}, tokens_BxT)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_causality_by_gradients(name):
+  """d logits[b, t] / d embedding[b', s] is exactly 0 for s > t or b' != b, nonzero for s <= t."""
+  cfg = small_config(name)
+  model = Transformer(cfg)
+  params = random_params(model)
+  tokens_BxT = random_tokens(cfg, seed=2)
+  weights_BxTxV = jnp.asarray(np.random.default_rng(3).normal(size=(B, T, cfg.vocab_size)),
+                              jnp.float32)
+
+  @jax.jit
+  def input_gradients(offset_BxTxD):
+    forward = lambda o: logits_with_embedding_offset(model, params, tokens_BxT, o)
+    _, pullback = jax.vjp(forward, offset_BxTxD)
+    # One cotangent per (row, query position): a random weighting of that position's logits.
+    eye_BTxBxT = jnp.eye(B * T, dtype=jnp.float32).reshape(B * T, B, T)
+    cotangents = eye_BTxBxT[..., None] * weights_BxTxV[None]
+    return jax.vmap(pullback)(cotangents)[0]
+
+  grads = np.asarray(input_gradients(jnp.zeros((B, T, cfg.embed_dim))))
+  grads_BxTxBxTxD = grads.reshape(B, T, B, T, cfg.embed_dim)
+  for b in range(B):
+    for t in range(T):
+      norms = np.abs(grads_BxTxBxTxD[b, t]).sum(-1)  # [B, T] over the inputs.
+      assert np.all(norms[np.arange(B) != b] == 0), f"row {b} depends on other rows"
+      assert np.all(norms[b, t + 1:] == 0), f"logits at {t} depend on later positions"
+      assert np.all(norms[b, :t + 1] > 0), f"logits at {t} ignore some earlier position"
+
+
+@pytest.mark.parametrize("prefill", [1, 3])
+@pytest.mark.parametrize("name", CONFIGS)
+def test_kv_cache_decoding_matches_full_forward(name, prefill):
+  """Prefill `prefill` tokens, then one token per call: every position's logits as in one pass."""
+  cfg = small_config(name)
+  model = Transformer(cfg)
+  params = random_params(model)
+  tokens_BxT = random_tokens(cfg, seed=4)
+  cache = empty_cache(model)
+  pieces = []
+  for start, end in [(0, prefill)] + [(t, t + 1) for t in range(prefill, T)]:
+    positions_BxT = jnp.broadcast_to(jnp.arange(start, end, dtype=jnp.int32), (B, end - start))
+    logits_BxTxV, cache = decode(model, params, cache, tokens_BxT[:, start:end], positions_BxT)
+    pieces.append(logits_BxTxV)
+
+  assert int(cache["block_0"]["attn"]["index"]) == T
+  np.testing.assert_allclose(jnp.concatenate(pieces, axis=1), forward(model, params, tokens_BxT),
+                             atol=1e-5, rtol=1e-5)
+
+
+def test_gpt2_124m_parameter_count():
+  # GPT-2 small has biases in every dense layer and LayerNorm, and ties the output to wte.
+  cfg = ModelConfig(vocab_size=50257, **{**preset_fields("gpt2-124m"), "use_bias": True})
+  assert count(param_shapes(Transformer(cfg))) == 124_439_808
+
+
+def test_tiny_parameter_count_matches_nanogpt():
+  cfg = ModelConfig(vocab_size=65, **preset_fields("tiny"))
+  shapes = param_shapes(Transformer(cfg))
+  # nanoGPT prints the count without the position table: "number of parameters: 0.80M".
+  without_positions = count(shapes) - count(shapes["position_embed"])
+  assert without_positions == 795_904
+  assert f"{without_positions / 1e6:.2f}M" == "0.80M"
+  assert count(shapes) == 804_096
