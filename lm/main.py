@@ -9,6 +9,7 @@ from lm import runtime
 
 runtime.use_one_cpu_device_per_core()  # Before JAX is imported.
 
+import re  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import sys  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
@@ -22,19 +23,46 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: config, tokenize
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def fail(message: str) -> None:
+  """Reports a user mistake in one line, without a traceback, and exits with status 2."""
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing, with config-file and --config.KEY mistakes reported as one line."""
+  try:
+    rest = flags.FLAGS(argv)
+    _CONFIG.value.to_dict()  # A config file that failed to load raises on first use.
+    return rest
+  except UserError as e:
+    fail(str(e))
+  except (AttributeError, KeyError) as e:
+    overrides = " ".join(a for a in argv[1:] if a.startswith("--config."))
+    detail = re.sub(r"(\\n|[\\'\"\s])+", " ", str(e.args[0] if e.args else e)).strip()
+    fail(f"unknown config key in {overrides}: {detail}")
+  except SyntaxError as e:
+    fail(f"{e.filename}, line {e.lineno}: {e.msg} (in the config file)")
+  except OSError as e:
+    config_arg = next((a for a in argv[1:] if a.startswith("--config=")), "--config")
+    fail(f"{config_arg}: cannot load the config file ({str(e).strip().splitlines()[-1].strip()})")
+  except (flags.Error, TypeError, ValueError) as e:
+    fail(str(e).splitlines()[0] if str(e) else repr(e))
+  return []
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    fail(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.WARNING)
   from lm.training import trainer  # pylint: disable=g-import-not-at-top
   try:
     metrics = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    fail(str(e))
   summary = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()) if k.startswith("eval/"))
   print(f"Done: {summary}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -33,9 +33,10 @@ def weight_decay_mask(params: Any, decay_embeddings: bool) -> Any:
   """True for the parameters that get weight decay: matrices, and embeddings if asked."""
   def decays(path, leaf) -> bool:
     name = str(getattr(path[-1], "key", path[-1]))
+    del leaf
     if name == "embedding":
       return decay_embeddings
-    return leaf.ndim >= 2  # Norm scales and biases are vectors.
+    return name == "kernel"  # Matmul weights; never norm scales or biases (of any rank).
   return jax.tree_util.tree_map_with_path(decays, params)
 
 
