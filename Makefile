@@ -30,5 +30,10 @@ test: $(VENV)/.test
 	$(BIN)/python -m pytest
 
 # Throughput of this trainer against a PyTorch eager loop of the same recipe (BENCHMARKS.md).
-bench: $(VENV)/.runtime
-	$(BIN)/python benchmarks/compare_torch.py
+.venv-torch/.installed: benchmarks/requirements-torch.txt
+	$(PYTHON) -m venv .venv-torch
+	.venv-torch/bin/pip install --quiet -r benchmarks/requirements-torch.txt
+	touch $@
+
+bench: $(VENV)/.runtime .venv-torch/.installed
+	$(BIN)/python benchmarks/compare_torch.py --seeds=0,1,2

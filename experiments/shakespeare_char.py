@@ -32,6 +32,8 @@ def get_config(arg: str | None = None):
   config.train.warmup_steps = 100
   config.train.b2 = 0.99
   config.train.eval_every = 250
+  # Periodic evaluations on 8 x 64 windows (~30% of the split), the final one on all of it.
+  config.train.eval_batches = 8
   if "cpu" in args:
     config.train.steps = 2000
     config.train.batch_size = 12

@@ -70,9 +70,11 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c.train.decay_embeddings = False
   # Clip gradients to this global norm (0 disables clipping).
   c.train.grad_clip = 1.0
-  # Evaluate every N steps (and at the end); eval_batches = 0 evaluates the whole valid split.
+  # Evaluate every N steps on the first eval_batches batches of the validation split, and at
+  # the last step on final_eval_batches (0 = the whole split, so the final numbers are exact).
   c.train.eval_every = 250
   c.train.eval_batches = 0
+  c.train.final_eval_batches = 0
   # Sequences per evaluation batch (forward only, so larger than batch_size is cheap).
   c.train.eval_batch_size = 64
   # Save a checkpoint every N steps (and at the end), keeping the newest keep_checkpoints.

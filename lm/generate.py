@@ -3,21 +3,21 @@
   python -m lm.generate --workdir=DIR --prompt="ROMEO:" --prompt="JULIET:" \
       --max_new_tokens=200 --temperature=0.8 --top_k=0 --top_p=1.0 --seed=0
 
-Several `--prompt`s are decoded together in one batch; without `--prompt` the model starts
-from a newline.
+Several `--prompt`s are decoded together in one batch (see `lm.sampling`); without `--prompt`
+the model starts from a newline. `generate_text` is the same thing as a function.
 """
 
-import sys
-from typing import Any
+from lm import runtime
 
-from absl import app, flags
-import jax
+# As in lm.main, so that a checkpoint restores onto the device layout it was trained on.
+runtime.use_one_cpu_device_per_core()  # Before JAX is imported.
 
-from lm import sampling
-from lm.data.tokenizer_base import EOS_ID, Tokenizer
-from lm.errors import UserError
-from lm.models.config import ModelConfig
-from lm.models.transformer import Transformer
+import sys  # pylint: disable=g-import-not-at-top,g-bad-import-order
+
+from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
+
+from lm.errors import UserError  # pylint: disable=g-import-not-at-top
+from lm.sampling import generate_text  # pylint: disable=g-import-not-at-top
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory with a checkpoint.")
 _PROMPT = flags.DEFINE_multi_string("prompt", None, "Text to continue; repeat for a batch. "
@@ -27,17 +27,6 @@ _TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "Softmax temperature; 0 is
 _TOP_K = flags.DEFINE_integer("top_k", 0, "Sample among the k most likely tokens; 0: all.")
 _TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass; 1: all tokens.")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed of the sampler.")
-
-
-def generate_text(model_config: ModelConfig, params: Any, tokenizer: Tokenizer,
-                  prompts: list[str], *, max_new_tokens: int, temperature: float, top_k: int,
-                  top_p: float, seed: int) -> list[str]:
-  """Each prompt followed by its sampled continuation (which stops early at EOS)."""
-  new_tokens = sampling.generate_tokens(
-      Transformer(model_config), params, [tokenizer.encode(p) for p in prompts],
-      max_new_tokens=max_new_tokens, rng=jax.random.PRNGKey(seed), temperature=temperature,
-      top_k=top_k, top_p=top_p, eos_id=EOS_ID)
-  return [prompt + tokenizer.decode(tokens) for prompt, tokens in zip(prompts, new_tokens)]
 
 
 def _run(argv: list[str]) -> None:
@@ -50,6 +39,7 @@ def _run(argv: list[str]) -> None:
     if not prompt:
       raise UserError(f"--prompt number {i + 1} is empty; leave --prompt out to start from a"
                       " newline")
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every restore step at INFO.
   # Imported here so that this module loads without the training stack.
   from lm.training.checkpoints import load_for_inference  # pylint: disable=g-import-not-at-top
   model_config, params, tokenizer = load_for_inference(_WORKDIR.value)
@@ -69,5 +59,14 @@ def main(argv: list[str]) -> None:
     sys.exit(2)
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+  # absl would print "FATAL Flags parsing error" and exit 1; report it like any user mistake.
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -4,10 +4,11 @@ Prompts of different lengths are decoded together: their common prefix (the firs
 tokens of every row) is prefilled in one forward pass; after that one token per step is fed to
 every row inside a single jitted `lax.scan`. A row that is still inside its prompt is fed its
 next prompt token (teacher forcing) and otherwise the token just sampled, so all rows share
-one cache index and one position per step.
+one cache index and one position per step. Past the model's context, generation goes on over a
+sliding window of the last `max_len` tokens (as nanoGPT does), recomputed for every token.
 
 Shape letters: B batch (prompts), L total length (longest prompt + new tokens), P prefill
-length, V vocabulary.
+length, S context (config.max_len), V vocabulary.
 """
 
 import functools
@@ -18,7 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lm.data.tokenizer_base import EOS_ID, Tokenizer
 from lm.errors import UserError
+from lm.models.config import ModelConfig
+from lm.models.transformer import Transformer
 
 
 def filter_logits(logits_BxV: jax.Array, *, top_k: int = 0, top_p: float = 1.0) -> jax.Array:
@@ -82,6 +86,7 @@ def _decode(model, params, prompts_BxL, lengths_B, rng, *, prefill_len, temperat
             top_p):
   """Fills positions prefill_len.. of `prompts_BxL` past each row's prompt; returns [B, L]."""
   B, L = prompts_BxL.shape
+  S = model.config.max_len
 
   def choose(tokens_BxL, logits_BxV, position):
     """Writes the token at `position`: the prompt's while inside it, else a sample."""
@@ -94,14 +99,25 @@ def _decode(model, params, prompts_BxL, lengths_B, rng, *, prefill_len, temperat
   logits_BxPxV, cache = _forward(model, params, cache, prompts_BxL[:, :prefill_len], 0)
   tokens_BxL = choose(prompts_BxL, logits_BxPxV[:, -1], prefill_len)
 
-  def step(carry, position):
+  def cached_step(carry, position):
     tokens_BxL, cache = carry
     logits_Bx1xV, cache = _forward(model, params, cache, tokens_BxL[:, position, None], position)
     return (choose(tokens_BxL, logits_Bx1xV[:, 0], position + 1), cache), None
 
-  # Positions prefill_len .. L-2 are fed; the token at L-1 is chosen but never fed.
-  positions = jnp.arange(prefill_len, L - 1, dtype=jnp.int32)
-  (tokens_BxL, _), _ = jax.lax.scan(step, (tokens_BxL, cache), positions)
+  # Fed with the cache: positions prefill_len .. min(L, S) - 2. The token at min(L, S) - 1 is
+  # chosen but not fed: either it is the last one, or the window below takes over.
+  positions = jnp.arange(prefill_len, min(L, S) - 1, dtype=jnp.int32)
+  (tokens_BxL, _), _ = jax.lax.scan(cached_step, (tokens_BxL, cache), positions)
+
+  def window_step(tokens_BxL, position):
+    # Past the context (nanoGPT's crop): the last S tokens, at positions 0..S-1, are
+    # recomputed for every new token, since every token's position changes.
+    window_BxS = jax.lax.dynamic_slice_in_dim(tokens_BxL, position - S, S, axis=1)
+    logits_BxSxV = model.apply({"params": params}, window_BxS)
+    return choose(tokens_BxL, logits_BxSxV[:, -1], position), None
+
+  if L > S:
+    tokens_BxL, _ = jax.lax.scan(window_step, tokens_BxL, jnp.arange(S, L, dtype=jnp.int32))
   return tokens_BxL
 
 
@@ -111,9 +127,10 @@ def generate_tokens(model: nn.Module, params: Any, prompts: list[list[int]], *,
                     eos_id: int | None = None) -> list[list[int]]:
   """Continues every prompt by `max_new_tokens` tokens, decoded together with the KV cache.
 
+  `params` is the model's "params" collection (boxed or plain). Past `config.max_len` tokens,
+  generation goes on over a sliding window of the last `max_len` tokens, without the cache.
   Returns only the new tokens of each row; with `eos_id`, a row ends before its first EOS.
-  Raises UserError for an empty prompt, bad sampling settings, or a prompt plus
-  `max_new_tokens` longer than the model's `max_len`.
+  Raises UserError for an empty prompt or one longer than `max_len`, and for bad settings.
   """
   cfg = model.config
   if not prompts:
@@ -121,6 +138,9 @@ def generate_tokens(model: nn.Module, params: Any, prompts: list[list[int]], *,
   for i, prompt in enumerate(prompts):
     if not len(prompt):
       raise UserError(f"prompt {i + 1} is empty; give at least one token")
+    if len(prompt) > cfg.max_len:
+      raise UserError(f"prompt {i + 1} has {len(prompt)} tokens, more than the model's context"
+                      f" config.model.max_len = {cfg.max_len}; use a shorter prompt")
     if min(prompt) < 0 or max(prompt) >= cfg.vocab_size:
       raise UserError(f"prompt {i + 1} has token ids outside the vocabulary [0, {cfg.vocab_size})")
   if max_new_tokens < 0:
@@ -131,22 +151,17 @@ def generate_tokens(model: nn.Module, params: Any, prompts: list[list[int]], *,
     raise UserError(f"top_k must be >= 0 (0 keeps every token), got {top_k}")
   if not 0 < top_p <= 1:
     raise UserError(f"top_p must be in (0, 1] (1 keeps every token), got {top_p}")
-  lengths = [len(p) for p in prompts]
-  total = max(lengths) + max_new_tokens
-  if total > cfg.max_len:
-    raise UserError(
-        f"the prompt of {max(lengths)} tokens plus max_new_tokens={max_new_tokens} exceeds"
-        f" config.model.max_len = {cfg.max_len}; use a shorter prompt or fewer new tokens")
   if max_new_tokens == 0:
     return [[] for _ in prompts]
 
-  prompts_BxL = np.zeros((len(prompts), total), np.int32)
+  lengths = [len(p) for p in prompts]
+  prompts_BxL = np.zeros((len(prompts), max(lengths) + max_new_tokens), np.int32)
   for row, prompt in enumerate(prompts):
     prompts_BxL[row, :len(prompt)] = prompt
   tokens_BxL = np.asarray(_decode(
       model, nn.meta.unbox(params), jnp.asarray(prompts_BxL), jnp.asarray(lengths, jnp.int32),
-      rng, prefill_len=min(lengths),
-      temperature=float(temperature), top_k=int(top_k), top_p=float(top_p)))
+      rng, prefill_len=min(lengths), temperature=float(temperature), top_k=int(top_k),
+      top_p=float(top_p)))
 
   outputs = []
   for row, length in enumerate(lengths):
@@ -155,3 +170,14 @@ def generate_tokens(model: nn.Module, params: Any, prompts: list[list[int]], *,
       new = new[:new.index(eos_id)]
     outputs.append(new)
   return outputs
+
+
+def generate_text(model_config: ModelConfig, params: Any, tokenizer: Tokenizer,
+                  prompts: list[str], *, max_new_tokens: int, temperature: float, top_k: int,
+                  top_p: float, seed: int) -> list[str]:
+  """Each prompt followed by its sampled continuation, which ends early at EOS."""
+  new_tokens = generate_tokens(
+      Transformer(model_config), params, [tokenizer.encode(p) for p in prompts],
+      max_new_tokens=max_new_tokens, rng=jax.random.PRNGKey(seed), temperature=temperature,
+      top_k=top_k, top_p=top_p, eos_id=EOS_ID)
+  return [prompt + tokenizer.decode(tokens) for prompt, tokens in zip(prompts, new_tokens)]

@@ -106,3 +106,14 @@ def test_sigkill_after_first_checkpoint_then_resume_gives_same_final_loss(tmp_pa
   final = lambda workdir: [r for r in read_metrics(workdir) if "eval/loss" in r][-1]
   assert final(killed)["step"] == final(straight)["step"] == 400
   assert final(killed)["eval/loss"] == final(straight)["eval/loss"]
+
+
+def test_generate_cli_restores_on_a_different_device_count(tmp_path):
+  workdir = str(tmp_path / "run")
+  trainer.train_and_evaluate(smoke_config(), workdir)  # 8 fake devices here.
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  result = subprocess.run([sys.executable, "-m", "lm.generate", f"--workdir={workdir}",
+                           "--prompt=ROMEO:", "--max_new_tokens=20"], cwd=REPO, env=env,
+                          capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr
+  assert "ROMEO:" in result.stdout

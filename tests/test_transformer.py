@@ -78,45 +78,36 @@ def count(tree) -> int:
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_shapes_and_finite_with_and_without_jit(name):
+def test_shapes_and_finite(name):
+  cfg = small_config(name)
+  logits_BxTxV = forward(Transformer(cfg), random_params(Transformer(cfg)), random_tokens(cfg))
+  assert logits_BxTxV.shape == (B, T, cfg.vocab_size)
+  assert logits_BxTxV.dtype == jnp.float32
+  assert np.all(np.isfinite(logits_BxTxV))
+
+
+# Between them these two cover every norm, MLP, position kind, tying and GQA; eager (op by op)
+# execution is slow to run for all configs.
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_without_jit_matches_jit(name):
   cfg = small_config(name)
   model = Transformer(cfg)
   params = random_params(model)
   tokens_BxT = random_tokens(cfg)
-
   eager_BxTxV = model.apply({"params": params}, tokens_BxT)
-  jitted_BxTxV = forward(model, params, tokens_BxT)
-
-  for logits_BxTxV in (eager_BxTxV, jitted_BxTxV):
-    assert logits_BxTxV.shape == (B, T, cfg.vocab_size)
-    assert logits_BxTxV.dtype == jnp.float32
-    assert np.all(np.isfinite(logits_BxTxV))
-  np.testing.assert_allclose(eager_BxTxV, jitted_BxTxV, atol=1e-5, rtol=1e-5)
+  assert eager_BxTxV.shape == (B, T, cfg.vocab_size) and np.all(np.isfinite(eager_BxTxV))
+  np.testing.assert_allclose(eager_BxTxV, forward(model, params, tokens_BxT), atol=1e-5, rtol=1e-5)
 
 
 def test_initialized_model_gives_finite_logits():
   cfg = small_config("llama")
   model = Transformer(cfg)
-  variables = model.init(jax.random.PRNGKey(0), random_tokens(cfg))
-  logits_BxTxV = forward(model, nn.meta.unbox(variables["params"]), random_tokens(cfg))
+  tokens_BxT = random_tokens(cfg)
+  # The rbg generator compiles much faster on CPU than the default threefry.
+  variables = jax.jit(model.init)(jax.random.key(0, impl="rbg"), tokens_BxT)
+  logits_BxTxV = forward(model, nn.meta.unbox(variables["params"]), tokens_BxT)
   assert logits_BxTxV.shape == (B, T, cfg.vocab_size)
   assert np.all(np.isfinite(logits_BxTxV))
-
-
-def test_dropout_is_active_only_when_not_deterministic():
-  cfg = small_config("gpt2", dropout=0.5)
-  model = Transformer(cfg)
-  params = random_params(model)
-  tokens_BxT = random_tokens(cfg)
-  apply = jax.jit(model.apply, static_argnames="deterministic")
-
-  plain = apply({"params": params}, tokens_BxT)
-  dropped = apply({"params": params}, tokens_BxT, deterministic=False,
-                  rngs={"dropout": jax.random.PRNGKey(1)})
-
-  assert dropped.shape == plain.shape and np.all(np.isfinite(dropped))
-  assert not np.allclose(plain, dropped)
-  np.testing.assert_array_equal(plain, apply({"params": params}, tokens_BxT))
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -145,7 +136,7 @@ def logits_with_embedding_offset(model, params, tokens_BxT, offset_BxTxD):
     return model.apply({"params": params}, tokens_BxT)
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
 def test_causality_by_gradients(name):
   """d logits[b, t] / d embedding[b', s] is exactly 0 for s > t or b' != b, nonzero for s <= t."""
   cfg = small_config(name)

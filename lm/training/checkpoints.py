@@ -25,7 +25,10 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         create=True, preservation_policy=ocp.checkpoint_managers.LatestN(n=max(keep, 1)))
     self._manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
-                                          options=options, item_names=("state", "data", "config"))
+                                          options=options, item_handlers={
+                                              "state": ocp.StandardCheckpointHandler(),
+                                              "data": ocp.JsonCheckpointHandler(),
+                                              "config": ocp.JsonCheckpointHandler()})
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -42,9 +45,12 @@ class Checkpointer:
     return restored.state, restored.data
 
   def restore_params(self, step: int) -> tuple[Any, dict]:
-    """Parameters and config of `step`, without the optimizer state (for inference)."""
+    """Parameters and config of `step` on one local device, whatever devices trained them."""
+    metadata = self._manager.item_metadata(step)["state"]
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata)
     restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.PyTreeRestore(), config=ocp.args.JsonRestore()))
+        state=ocp.args.StandardRestore(abstract), config=ocp.args.JsonRestore()))
     return restored.state["params"], restored.config
 
   def wait_until_finished(self) -> None:

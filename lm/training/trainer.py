@@ -106,7 +106,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           if peak:
             record["perf/mfu"] = flops_per_step * interval_steps / seconds / peak
       if step % train_cfg.eval_every == 0 or last:
-        record.update(evaluate(state.params))
+        record.update(evaluate(state.params, train_cfg.final_eval_batches if last else train_cfg.eval_batches))
       if record:
         log.write(step, record)
         final_metrics.update(record)
@@ -136,17 +136,17 @@ def _create_state(model: nn.Module, train_cfg: Any, rng: jax.Array, seq_len: int
 
 
 def _make_evaluator(model, data, train_cfg, seq_len, mesh):
-  """A function params -> {eval/loss, eval/perplexity, eval/bpb} over the validation split."""
+  """(params, max_batches) -> {eval/loss, eval/perplexity, eval/bpb} on the validation split
+  (its first max_batches batches, or all of it for 0)."""
   token_bytes = jnp.asarray(data.tokenizer.token_bytes(), jnp.float32)
   eval_step = jax.jit(functools.partial(steps.eval_step, apply_fn=model.apply),
                       in_shardings=(partitioning.replicated(mesh), partitioning.batch_sharding(mesh),
                                     partitioning.replicated(mesh)))
-  max_batches = train_cfg.eval_batches or None
 
-  def evaluate(params) -> dict[str, float]:
+  def evaluate(params, max_batches: int) -> dict[str, float]:
     totals = None
     for batch in batches.eval_batches(data.valid.tokens, batch_size=train_cfg.eval_batch_size,
-                                      seq_len=seq_len, max_batches=max_batches,
+                                      seq_len=seq_len, max_batches=max_batches or None,
                                       process_index=jax.process_index(),
                                       process_count=jax.process_count()):
       sums = eval_step(params, jax.device_put(batch, partitioning.batch_sharding(mesh)), token_bytes)
