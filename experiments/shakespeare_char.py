@@ -45,4 +45,3 @@ def get_config(arg: str | None = None):
   if "smoke" in args:
     shrink_to_smoke(config)
   return config
-

@@ -20,8 +20,9 @@ from lm.errors import UserError  # pylint: disable=g-import-not-at-top
 from lm.sampling import generate_text  # pylint: disable=g-import-not-at-top
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory with a checkpoint.")
-_PROMPT = flags.DEFINE_multi_string("prompt", None, "Text to continue; repeat for a batch. "
-                                    "Default: a single newline.")
+_PROMPT = flags.DEFINE_multi_string(
+    "prompt", None, "Text to continue; repeat for a batch. "
+    "Default: a single newline.")
 _MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 200, "Tokens generated per prompt.")
 _TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "Softmax temperature; 0 is greedy.")
 _TOP_K = flags.DEFINE_integer("top_k", 0, "Sample among the k most likely tokens; 0: all.")
@@ -43,9 +44,15 @@ def _run(argv: list[str]) -> None:
   # Imported here so that this module loads without the training stack.
   from lm.training.checkpoints import load_for_inference  # pylint: disable=g-import-not-at-top
   model_config, params, tokenizer = load_for_inference(_WORKDIR.value)
-  samples = generate_text(model_config, params, tokenizer, prompts,
-                          max_new_tokens=_MAX_NEW_TOKENS.value, temperature=_TEMPERATURE.value,
-                          top_k=_TOP_K.value, top_p=_TOP_P.value, seed=_SEED.value)
+  samples = generate_text(model_config,
+                          params,
+                          tokenizer,
+                          prompts,
+                          max_new_tokens=_MAX_NEW_TOKENS.value,
+                          temperature=_TEMPERATURE.value,
+                          top_k=_TOP_K.value,
+                          top_p=_TOP_P.value,
+                          seed=_SEED.value)
   for i, sample in enumerate(samples):
     print(f"--- prompt {i + 1} ---")
     print(sample)

@@ -1,4 +1,6 @@
-"""Train a model: python -m lm.main --config=experiments/NAME.py[:ARGS] --workdir=DIR [--config.KEY=VALUE ...]
+"""Train a model.
+
+  python -m lm.main --config=experiments/NAME.py[:ARGS] --workdir=DIR [--config.KEY=VALUE ...]
 
 The config file's get_config(arg) builds the experiment's ml-collections ConfigDict; it is
 locked, so a mistyped --config.KEY is an error. Running the same command on the same workdir
@@ -17,9 +19,12 @@ from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
 from lm.errors import UserError  # pylint: disable=g-import-not-at-top
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:ARGS].",
+_CONFIG = config_flags.DEFINE_config_file("config",
+                                          None,
+                                          "Experiment config file[:ARGS].",
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: config, tokenizer, checkpoints, logs.")
+_WORKDIR = flags.DEFINE_string("workdir", None,
+                               "Run directory: config, tokenizer, checkpoints, logs.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -75,15 +75,20 @@ def _forward(model, params, cache, tokens_BxT, start):
   """Feeds tokens at positions start.. through the cache; returns (logits_BxTxV, cache)."""
   B, T = tokens_BxT.shape
   positions_BxT = jnp.broadcast_to(start + jnp.arange(T, dtype=jnp.int32), (B, T))
-  logits_BxTxV, updated = model.apply({"params": params, "cache": cache}, tokens_BxT,
-                                      positions_BxT, decode=True, mutable=["cache"])
+  logits_BxTxV, updated = model.apply({
+      "params": params,
+      "cache": cache
+  },
+                                      tokens_BxT,
+                                      positions_BxT,
+                                      decode=True,
+                                      mutable=["cache"])
   return logits_BxTxV, updated["cache"]
 
 
-@functools.partial(jax.jit, static_argnames=("model", "prefill_len", "temperature", "top_k",
-                                             "top_p"))
-def _decode(model, params, prompts_BxL, lengths_B, rng, *, prefill_len, temperature, top_k,
-            top_p):
+@functools.partial(jax.jit,
+                   static_argnames=("model", "prefill_len", "temperature", "top_k", "top_p"))
+def _decode(model, params, prompts_BxL, lengths_B, rng, *, prefill_len, temperature, top_k, top_p):
   """Fills positions prefill_len.. of `prompts_BxL` past each row's prompt; returns [B, L]."""
   B, L = prompts_BxL.shape
   S = model.config.max_len
@@ -121,9 +126,15 @@ def _decode(model, params, prompts_BxL, lengths_B, rng, *, prefill_len, temperat
   return tokens_BxL
 
 
-def generate_tokens(model: nn.Module, params: Any, prompts: list[list[int]], *,
-                    max_new_tokens: int, rng: jax.Array, temperature: float = 1.0,
-                    top_k: int = 0, top_p: float = 1.0,
+def generate_tokens(model: nn.Module,
+                    params: Any,
+                    prompts: list[list[int]],
+                    *,
+                    max_new_tokens: int,
+                    rng: jax.Array,
+                    temperature: float = 1.0,
+                    top_k: int = 0,
+                    top_p: float = 1.0,
                     eos_id: int | None = None) -> list[list[int]]:
   """Continues every prompt by `max_new_tokens` tokens, decoded together with the KV cache.
 
@@ -158,10 +169,16 @@ def generate_tokens(model: nn.Module, params: Any, prompts: list[list[int]], *,
   prompts_BxL = np.zeros((len(prompts), max(lengths) + max_new_tokens), np.int32)
   for row, prompt in enumerate(prompts):
     prompts_BxL[row, :len(prompt)] = prompt
-  tokens_BxL = np.asarray(_decode(
-      model, nn.meta.unbox(params), jnp.asarray(prompts_BxL), jnp.asarray(lengths, jnp.int32),
-      rng, prefill_len=min(lengths), temperature=float(temperature), top_k=int(top_k),
-      top_p=float(top_p)))
+  tokens_BxL = np.asarray(
+      _decode(model,
+              nn.meta.unbox(params),
+              jnp.asarray(prompts_BxL),
+              jnp.asarray(lengths, jnp.int32),
+              rng,
+              prefill_len=min(lengths),
+              temperature=float(temperature),
+              top_k=int(top_k),
+              top_p=float(top_p)))
 
   outputs = []
   for row, length in enumerate(lengths):
@@ -172,12 +189,16 @@ def generate_tokens(model: nn.Module, params: Any, prompts: list[list[int]], *,
   return outputs
 
 
-def generate_text(model_config: ModelConfig, params: Any, tokenizer: Tokenizer,
-                  prompts: list[str], *, max_new_tokens: int, temperature: float, top_k: int,
-                  top_p: float, seed: int) -> list[str]:
+def generate_text(model_config: ModelConfig, params: Any, tokenizer: Tokenizer, prompts: list[str],
+                  *, max_new_tokens: int, temperature: float, top_k: int, top_p: float,
+                  seed: int) -> list[str]:
   """Each prompt followed by its sampled continuation, which ends early at EOS."""
-  new_tokens = generate_tokens(
-      Transformer(model_config), params, [tokenizer.encode(p) for p in prompts],
-      max_new_tokens=max_new_tokens, rng=jax.random.PRNGKey(seed), temperature=temperature,
-      top_k=top_k, top_p=top_p, eos_id=EOS_ID)
+  new_tokens = generate_tokens(Transformer(model_config),
+                               params, [tokenizer.encode(p) for p in prompts],
+                               max_new_tokens=max_new_tokens,
+                               rng=jax.random.PRNGKey(seed),
+                               temperature=temperature,
+                               top_k=top_k,
+                               top_p=top_p,
+                               eos_id=EOS_ID)
   return [prompt + tokenizer.decode(tokens) for prompt, tokens in zip(prompts, new_tokens)]

@@ -6,6 +6,10 @@ import pathlib
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 
+from lm import runtime  # pylint: disable=g-import-not-at-top
+
+runtime.use_one_cpu_device_per_core()  # Keeps the 8 devices; adds the collective timeouts.
+
 import jax  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 

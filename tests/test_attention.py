@@ -39,7 +39,7 @@ def rotate_half_rope(x_BxTxHxDh: np.ndarray, positions_BxT: np.ndarray, theta: f
   """RoPE as in GPT-NeoX / Llama: x * cos + rotate_half(x) * sin, with duplicated frequencies."""
   Dh = x_BxTxHxDh.shape[-1]
   half = Dh // 2
-  freqs = np.array([theta ** (-2.0 * i / Dh) for i in range(half)])
+  freqs = np.array([theta**(-2.0 * i / Dh) for i in range(half)])
   angles_BxTxDh = np.concatenate([positions_BxT[..., None] * freqs] * 2, axis=-1)
   cos_BxTx1xDh = np.cos(angles_BxTxDh)[:, :, None, :]
   sin_BxTx1xDh = np.sin(angles_BxTxDh)[:, :, None, :]
@@ -91,16 +91,23 @@ HEADS = [  # (num_heads, num_kv_heads, embed_dim)
 @pytest.mark.parametrize("positions", ["learned", "rope"])
 @pytest.mark.parametrize("num_heads,num_kv_heads,embed_dim", HEADS)
 def test_matches_reference(num_heads, num_kv_heads, embed_dim, positions, use_bias):
-  cfg = ModelConfig(vocab_size=11, num_layers=1, num_heads=num_heads, num_kv_heads=num_kv_heads,
-                    embed_dim=embed_dim, max_len=16, positions=positions, use_bias=use_bias)
+  cfg = ModelConfig(vocab_size=11,
+                    num_layers=1,
+                    num_heads=num_heads,
+                    num_kv_heads=num_kv_heads,
+                    embed_dim=embed_dim,
+                    max_len=16,
+                    positions=positions,
+                    use_bias=use_bias)
   params = random_params(cfg, seed=num_heads * 10 + num_kv_heads)
   rng = np.random.default_rng(1)
   x_BxTxD = rng.normal(size=(B, T, embed_dim)).astype(np.float32)
   # Offset and different per row, so RoPE sees absolute positions other than 0..T-1.
   positions_BxT = np.stack([np.arange(T), np.arange(T) + 5]).astype(np.int32)
 
-  out_NxD = jax.jit(CausalSelfAttention(cfg).apply)(
-      {"params": params}, jnp.asarray(x_BxTxD.reshape(B * T, -1)), jnp.asarray(positions_BxT))
+  out_NxD = jax.jit(CausalSelfAttention(cfg).apply)({
+      "params": params
+  }, jnp.asarray(x_BxTxD.reshape(B * T, -1)), jnp.asarray(positions_BxT))
 
   assert out_NxD.dtype == jnp.float32
   expected = reference_attention(params, x_BxTxD, positions_BxT, cfg)
@@ -110,23 +117,35 @@ def test_matches_reference(num_heads, num_kv_heads, embed_dim, positions, use_bi
 @pytest.mark.parametrize("positions", ["learned", "rope"])
 def test_decode_matches_reference(positions):
   """Prefilling 3 tokens, then feeding one token per call, reproduces the causal reference."""
-  cfg = ModelConfig(vocab_size=11, num_layers=1, num_heads=4, num_kv_heads=2, embed_dim=32,
-                    max_len=16, positions=positions, use_bias=True)
+  cfg = ModelConfig(vocab_size=11,
+                    num_layers=1,
+                    num_heads=4,
+                    num_kv_heads=2,
+                    embed_dim=32,
+                    max_len=16,
+                    positions=positions,
+                    use_bias=True)
   params = random_params(cfg, seed=3)
   x_BxTxD = np.random.default_rng(2).normal(size=(B, T, cfg.embed_dim)).astype(np.float32)
   positions_BxT = np.broadcast_to(np.arange(T, dtype=np.int32), (B, T))
   module = CausalSelfAttention(cfg)
   # Only the (empty) cache is returned, so jit drops the slow random init of the parameters.
-  cache = jax.jit(lambda: module.init(
-      jax.random.PRNGKey(0), jnp.zeros((B, cfg.embed_dim)), jnp.zeros((B, 1), jnp.int32),
-      decode=True)["cache"])()
+  cache = jax.jit(lambda: module.init(jax.random.PRNGKey(0),
+                                      jnp.zeros((B, cfg.embed_dim)),
+                                      jnp.zeros((B, 1), jnp.int32),
+                                      decode=True)["cache"])()
   apply = jax.jit(module.apply, static_argnames=("decode", "mutable"))
 
   outputs = []
   for start, end in [(0, 3)] + [(t, t + 1) for t in range(3, T)]:
-    out_NxD, updated = apply(
-        {"params": params, "cache": cache}, jnp.asarray(x_BxTxD[:, start:end].reshape(-1, 32)),
-        jnp.asarray(positions_BxT[:, start:end]), decode=True, mutable=("cache",))
+    out_NxD, updated = apply({
+        "params": params,
+        "cache": cache
+    },
+                             jnp.asarray(x_BxTxD[:, start:end].reshape(-1, 32)),
+                             jnp.asarray(positions_BxT[:, start:end]),
+                             decode=True,
+                             mutable=("cache",))
     cache = updated["cache"]
     outputs.append(np.asarray(out_NxD).reshape(B, end - start, -1))
 

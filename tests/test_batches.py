@@ -137,9 +137,10 @@ def test_sampler_errors():
 def _check_eval_coverage(tokens, batch_size, seq_len):
   """Every target position 1..n-1 must carry weight exactly once, in stream order."""
   predicted, count = [], 0
-  for batch in batches.eval_batches(
-      tokens, batch_size=batch_size, seq_len=seq_len, max_batches=None
-  ):
+  for batch in batches.eval_batches(tokens,
+                                    batch_size=batch_size,
+                                    seq_len=seq_len,
+                                    max_batches=None):
     for key in ("inputs", "targets", "weights"):
       assert batch[key].shape == (batch_size, seq_len)
     assert batch["weights"].dtype == np.float32 and batch["targets"].dtype == np.int32
@@ -186,8 +187,15 @@ def test_eval_max_batches():
 
 def test_eval_process_slices():
   full = list(batches.eval_batches(TOKENS, batch_size=8, seq_len=16, max_batches=None))
-  parts = [list(batches.eval_batches(TOKENS, batch_size=8, seq_len=16, max_batches=None,
-                                     process_index=p, process_count=2)) for p in range(2)]
+  parts = [
+      list(
+          batches.eval_batches(TOKENS,
+                               batch_size=8,
+                               seq_len=16,
+                               max_batches=None,
+                               process_index=p,
+                               process_count=2)) for p in range(2)
+  ]
   for b, expected in enumerate(full):
     for key in ("inputs", "targets", "weights"):
       np.testing.assert_array_equal(parts[0][b][key], expected[key][0::2])

@@ -217,9 +217,8 @@ def test_jsonl_wrong_types(tmp_path, line, match):
     _read(path)
 
 
-@pytest.mark.parametrize(
-    "name, header", [("a.csv", "id,body\n1,x\n"), ("a.tsv", "id\tbody\n1\tx\n")]
-)
+@pytest.mark.parametrize("name, header", [("a.csv", "id,body\n1,x\n"),
+                                          ("a.tsv", "id\tbody\n1\tx\n")])
 def test_table_without_column_lists_columns(tmp_path, name, header):
   path = _write(tmp_path / name, header)
   match = r"no column 'text' in the header \(columns: 'id', 'body'\)"
@@ -304,7 +303,7 @@ def test_split_tiny_shakespeare_matches_nanogpt():
   train, valid = sources.split_train_valid(documents, 0.1)
   n = len(text)
   assert n == 1_115_394
-  assert train == [text[: int(n * 0.9)]] and valid == [text[int(n * 0.9):]]
+  assert train == [text[:int(n * 0.9)]] and valid == [text[int(n * 0.9):]]
   assert len(train[0]) == 1_003_854 and len(valid[0]) == 111_540
 
 

@@ -11,8 +11,11 @@ SMOKE = "--config=experiments/shakespeare_char.py:cpu,smoke"
 
 
 def run_main(*args, cwd=REPO):
-  return subprocess.run([sys.executable, "-m", "lm.main", *args], cwd=cwd, capture_output=True,
-                        text=True, timeout=300)
+  return subprocess.run([sys.executable, "-m", "lm.main", *args],
+                        cwd=cwd,
+                        capture_output=True,
+                        text=True,
+                        timeout=300)
 
 
 def assert_clear_error(result, *fragments):
@@ -56,7 +59,8 @@ def test_missing_config_file(tmp_path):
 
 
 def test_empty_data_file(tmp_path, data_files):
-  result = run_main(SMOKE, f"--workdir={tmp_path / 'run'}", f"--config.data.source={data_files['empty']}")
+  result = run_main(SMOKE, f"--workdir={tmp_path / 'run'}",
+                    f"--config.data.source={data_files['empty']}")
   assert_clear_error(result, data_files["empty"], "empty")
 
 

@@ -30,7 +30,8 @@ def test_bits_per_byte_of_uniform_model_is_log2_vocab_times_tokens_over_bytes():
   assert totals["tokens"] == predicted
   assert totals["bytes"] == predicted  # One byte per byte token.
   result = steps.summarize_eval(totals)
-  assert result["eval/bpb"] == pytest.approx(math.log2(vocab) * predicted / totals["bytes"], rel=1e-6)
+  assert result["eval/bpb"] == pytest.approx(math.log2(vocab) * predicted / totals["bytes"],
+                                             rel=1e-6)
   assert result["eval/perplexity"] == pytest.approx(vocab, rel=1e-5)
 
 
@@ -63,8 +64,8 @@ def test_gradient_accumulation_equals_one_big_batch():
   one, metrics_one = steps.train_step(_state(cfg, tx), batch, rng, grad_accum_steps=1)
   four, metrics_four = steps.train_step(_state(cfg, tx), batch, rng, grad_accum_steps=4)
   np.testing.assert_allclose(metrics_one["train/loss"], metrics_four["train/loss"], rtol=1e-6)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
-               one.params, four.params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), one.params,
+               four.params)
   assert int(one.step) == int(four.step) == 1
 
 

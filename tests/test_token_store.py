@@ -124,7 +124,7 @@ def test_interrupted_save_leaves_no_partial_files(tmp_path, monkeypatch):
   real_save = np.save
 
   def save_then_crash(f, array, **kwargs):
-    real_save(f, array[: len(array) // 2], **kwargs)  # Half written...
+    real_save(f, array[:len(array) // 2], **kwargs)  # Half written...
     raise KeyboardInterrupt  # ...then the run is killed.
 
   monkeypatch.setattr(np, "save", save_then_crash)

@@ -10,8 +10,17 @@ from hypothesis import given, settings, strategies as st
 
 from lm.data import tokenizers
 from lm.data.tokenizers import (
-    BOS_ID, CLS_ID, EOS_ID, MASK_ID, NUM_SPECIAL, PAD_ID, SEP_ID, UNK_ID,
-    ByteTokenizer, CharTokenizer, SentencePieceTokenizer,
+    BOS_ID,
+    CLS_ID,
+    EOS_ID,
+    MASK_ID,
+    NUM_SPECIAL,
+    PAD_ID,
+    SEP_ID,
+    UNK_ID,
+    ByteTokenizer,
+    CharTokenizer,
+    SentencePieceTokenizer,
 )
 from lm.errors import UserError
 
@@ -44,9 +53,10 @@ def train_text(shakespeare, wikitext):
 
 @pytest.fixture(scope="module", params=["bpe", "unigram"])
 def spm_tokenizer(request, train_text):
-  return tokenizers.build_tokenizer(
-      "sentencepiece", train_text, vocab_size=400, model_type=request.param
-  )
+  return tokenizers.build_tokenizer("sentencepiece",
+                                    train_text,
+                                    vocab_size=400,
+                                    model_type=request.param)
 
 
 @pytest.fixture(scope="module")
@@ -137,9 +147,8 @@ def test_byte_decode_skips_specials_and_replaces_invalid_utf8():
 # --- SentencePiece ------------------------------------------------------------------------------
 
 
-def test_sentencepiece_round_trips_real_and_tricky_text(
-    spm_tokenizer, shakespeare, wikitext, chinese
-):
+def test_sentencepiece_round_trips_real_and_tricky_text(spm_tokenizer, shakespeare, wikitext,
+                                                        chinese):
   for text in _all_texts(shakespeare, wikitext, chinese):
     ids = spm_tokenizer.encode(text)
     assert all(NUM_SPECIAL <= i < spm_tokenizer.vocab_size for i in ids)
@@ -188,9 +197,9 @@ def test_sentencepiece_long_lines_are_chunked_not_dropped(shakespeare):
 
 
 def test_sentencepiece_on_chinese_with_partial_coverage(chinese):
-  tokenizer = tokenizers.build_tokenizer(
-      "sentencepiece", [chinese], vocab_size=2600, character_coverage=0.98
-  )
+  tokenizer = tokenizers.build_tokenizer("sentencepiece", [chinese],
+                                         vocab_size=2600,
+                                         character_coverage=0.98)
   ids = tokenizer.encode(chinese)
   # Rare characters fall back to bytes; whitespace-only lines need the "▁" piece.
   assert any(tokenizer.id_to_piece(i).startswith("<0x") for i in ids)
@@ -203,9 +212,8 @@ def test_sentencepiece_on_chinese_with_partial_coverage(chinese):
 
 
 @pytest.mark.parametrize("kind", ["char", "byte", "sentencepiece"])
-def test_token_bytes_sum_to_utf8_length(
-    kind, spm_tokenizer, char_tokenizer, shakespeare, wikitext, chinese
-):
+def test_token_bytes_sum_to_utf8_length(kind, spm_tokenizer, char_tokenizer, shakespeare, wikitext,
+                                        chinese):
   tokenizer = {"char": char_tokenizer, "byte": ByteTokenizer(), "sentencepiece": spm_tokenizer}
   tokenizer = tokenizer[kind]
   counts = tokenizer.token_bytes()
@@ -334,8 +342,7 @@ def _small_spm() -> SentencePieceTokenizer:
     st.text(
         alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\u2581"),
         max_size=100,
-    )
-)
+    ))
 def test_sentencepiece_round_trips_any_unicode_except_the_space_marker(text):
   tokenizer = _small_spm()
   assert tokenizer.decode(tokenizer.encode(text)) == text

@@ -1,6 +1,7 @@
 """End-to-end runs of train_and_evaluate on the smoke-sized Shakespeare experiment."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -81,8 +82,10 @@ def test_grad_accumulation_runs(tmp_path):
 
 
 def _main_command(workdir, *overrides):
-  return [sys.executable, "-m", "lm.main", "--config=experiments/shakespeare_char.py:cpu,smoke",
-          f"--workdir={workdir}", "--config.train.sample_prompt=", *overrides]
+  return [
+      sys.executable, "-m", "lm.main", "--config=experiments/shakespeare_char.py:cpu,smoke",
+      f"--workdir={workdir}", "--config.train.sample_prompt=", *overrides
+  ]
 
 
 def test_sigkill_after_first_checkpoint_then_resume_gives_same_final_loss(tmp_path):
@@ -92,7 +95,9 @@ def test_sigkill_after_first_checkpoint_then_resume_gives_same_final_loss(tmp_pa
   straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
   subprocess.run(_main_command(straight, *args), cwd=REPO, check=True, capture_output=True)
 
-  process = subprocess.Popen(_main_command(killed, *args), cwd=REPO, stdout=subprocess.DEVNULL,
+  process = subprocess.Popen(_main_command(killed, *args),
+                             cwd=REPO,
+                             stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
   first = os.path.join(killed, "checkpoints", "40", "commit_success.txt")
   deadline = time.time() + 120
@@ -112,8 +117,47 @@ def test_generate_cli_restores_on_a_different_device_count(tmp_path):
   workdir = str(tmp_path / "run")
   trainer.train_and_evaluate(smoke_config(), workdir)  # 8 fake devices here.
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-  result = subprocess.run([sys.executable, "-m", "lm.generate", f"--workdir={workdir}",
-                           "--prompt=ROMEO:", "--max_new_tokens=20"], cwd=REPO, env=env,
-                          capture_output=True, text=True, check=False)
+  result = subprocess.run([
+      sys.executable, "-m", "lm.generate", f"--workdir={workdir}", "--prompt=ROMEO:",
+      "--max_new_tokens=20"
+  ],
+                          cwd=REPO,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          check=False)
   assert result.returncode == 0, result.stderr
   assert "ROMEO:" in result.stdout
+
+
+@pytest.mark.parametrize("tokenizer, extra", [
+    ("byte", {}),
+    ("sentencepiece", {
+        "vocab_size": 400,
+        "model_type": "bpe"
+    }),
+    ("sentencepiece", {
+        "vocab_size": 400,
+        "model_type": "unigram"
+    }),
+])
+def test_tokenizer_choices_train_end_to_end(tmp_path, shakespeare_path, tokenizer, extra):
+  source = tmp_path / "shakespeare_head.txt"
+  with open(shakespeare_path, encoding="utf-8") as f:
+    source.write_text(f.read()[:60_000], encoding="utf-8")
+  config = smoke_config()
+  config.data.update(source=str(source), tokenizer=tokenizer, **extra)
+  workdir = str(tmp_path / "run")
+  final = trainer.train_and_evaluate(config, workdir)
+  saved = json.loads((tmp_path / "run" / "tokenizer" / "tokenizer.json").read_text())
+  assert saved["kind"] == tokenizer
+  assert math.isfinite(final["eval/bpb"]) and final["eval/bpb"] > 0
+
+
+def test_tfds_source_trains_end_to_end_offline(tmp_path):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  config = smoke_config()
+  config.data.update(source="tfds:tiny_shakespeare", train_split="train", valid_split="validation")
+  with tfds.testing.mock_data(num_examples=4):
+    final = trainer.train_and_evaluate(config, str(tmp_path / "run"))
+  assert math.isfinite(final["eval/loss"])

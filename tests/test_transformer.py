@@ -15,12 +15,19 @@ from lm.models.transformer import Transformer
 B, T = 2, 8
 
 CONFIGS = {
-    "gpt2": dict(norm="layernorm", mlp="gelu", positions="learned", use_bias=True),
-    "llama": dict(norm="rmsnorm", mlp="swiglu", positions="rope", num_kv_heads=2,
-                  tie_embeddings=False),
-    "mqa-exact-gelu": dict(norm="layernorm", mlp="gelu_exact", positions="rope", num_kv_heads=1),
-    "gqa-learned": dict(norm="rmsnorm", mlp="gelu", positions="learned", num_kv_heads=2,
-                        use_bias=True, tie_embeddings=False),
+    "gpt2":
+        dict(norm="layernorm", mlp="gelu", positions="learned", use_bias=True),
+    "llama":
+        dict(norm="rmsnorm", mlp="swiglu", positions="rope", num_kv_heads=2, tie_embeddings=False),
+    "mqa-exact-gelu":
+        dict(norm="layernorm", mlp="gelu_exact", positions="rope", num_kv_heads=1),
+    "gqa-learned":
+        dict(norm="rmsnorm",
+             mlp="gelu",
+             positions="learned",
+             num_kv_heads=2,
+             use_bias=True,
+             tie_embeddings=False),
 }
 
 
@@ -44,9 +51,11 @@ def random_params(model: Transformer, seed: int = 0):
   """Parameters drawn in NumPy (fast: no XLA compile of the initializers), large enough that
   attention is far from uniform and biases are nonzero."""
   rng = np.random.default_rng(seed)
+
   def draw(path, leaf):
     mean = 1.0 if path[-1].key == "scale" else 0.0
     return jnp.asarray(rng.normal(mean, 0.2, leaf.shape), jnp.float32)
+
   return jax.tree_util.tree_map_with_path(draw, param_shapes(model))
 
 
@@ -62,8 +71,14 @@ def forward(model, params, tokens_BxT):
 
 @functools.partial(jax.jit, static_argnames="model")
 def decode(model, params, cache, tokens_BxT, positions_BxT):
-  logits_BxTxV, updated = model.apply({"params": params, "cache": cache}, tokens_BxT,
-                                      positions_BxT, decode=True, mutable=["cache"])
+  logits_BxTxV, updated = model.apply({
+      "params": params,
+      "cache": cache
+  },
+                                      tokens_BxT,
+                                      positions_BxT,
+                                      decode=True,
+                                      mutable=["cache"])
   return logits_BxTxV, updated["cache"]
 
 
@@ -127,11 +142,13 @@ def test_future_tokens_leave_logits_bit_identical(name):
 
 def logits_with_embedding_offset(model, params, tokens_BxT, offset_BxTxD):
   """The model's logits with `offset` added to the token embeddings (a continuous input)."""
+
   def add_offset(next_fun, args, kwargs, context):
     out = next_fun(*args, **kwargs)
     if context.module.name == "token_embed" and context.method_name == "__call__":
       out = out + offset_BxTxD.reshape(out.shape).astype(out.dtype)
     return out
+
   with nn.intercept_methods(add_offset):
     return model.apply({"params": params}, tokens_BxT)
 
@@ -143,8 +160,8 @@ def test_causality_by_gradients(name):
   model = Transformer(cfg)
   params = random_params(model)
   tokens_BxT = random_tokens(cfg, seed=2)
-  weights_BxTxV = jnp.asarray(np.random.default_rng(3).normal(size=(B, T, cfg.vocab_size)),
-                              jnp.float32)
+  weights_BxTxV = jnp.asarray(
+      np.random.default_rng(3).normal(size=(B, T, cfg.vocab_size)), jnp.float32)
 
   @jax.jit
   def input_gradients(offset_BxTxD):
@@ -181,8 +198,10 @@ def test_kv_cache_decoding_matches_full_forward(name, prefill):
     pieces.append(logits_BxTxV)
 
   assert int(cache["block_0"]["attn"]["index"]) == T
-  np.testing.assert_allclose(jnp.concatenate(pieces, axis=1), forward(model, params, tokens_BxT),
-                             atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(jnp.concatenate(pieces, axis=1),
+                             forward(model, params, tokens_BxT),
+                             atol=1e-5,
+                             rtol=1e-5)
 
 
 def test_gpt2_124m_parameter_count():

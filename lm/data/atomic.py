@@ -16,9 +16,9 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
   path = os.fspath(path)
   directory = os.path.dirname(path) or "."
   os.makedirs(directory, exist_ok=True)
-  fd, tmp_path = tempfile.mkstemp(
-      dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
-  )
+  fd, tmp_path = tempfile.mkstemp(dir=directory,
+                                  prefix=f".{os.path.basename(path)}.",
+                                  suffix=".tmp")
   try:
     with os.fdopen(fd, "wb") as f:
       yield f

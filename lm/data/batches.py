@@ -49,8 +49,7 @@ class WindowSampler:
     if tokens.shape[0] < seq_len + 1:
       raise UserError(
           f"the split has {tokens.shape[0]} tokens but config.model.max_len (seq_len={seq_len})"
-          f" needs at least {seq_len + 1}; use more data or a shorter max_len"
-      )
+          f" needs at least {seq_len + 1}; use more data or a shorter max_len")
     self._tokens = tokens
     self._batch_size = batch_size
     self._seq_len = seq_len
@@ -145,5 +144,4 @@ def _check_shapes(batch_size: int, seq_len: int, process_index: int, process_cou
   if batch_size % process_count:
     raise UserError(
         f"the global batch_size {batch_size} must be divisible by the number of processes"
-        f" ({process_count})"
-    )
+        f" ({process_count})")

@@ -47,24 +47,32 @@ def prepare_data(data_cfg: Any, workdir: str) -> PreparedData:
     fingerprint = {
         "split": split,
         "source": sources.source_fingerprint(data_cfg.source),
-        "valid_source": (sources.source_fingerprint(data_cfg.valid_source, config_key="config.data.valid_source")
-                         if data_cfg.valid_source else None),
-        "options": {k: data_cfg[k] for k in ("valid_fraction", "train_split", "valid_split",
-                                             "text_field", "txt_unit", "encoding_errors")},
+        "valid_source": (
+            sources.source_fingerprint(data_cfg.valid_source, config_key="config.data.valid_source")
+            if data_cfg.valid_source else None),
+        "options": {
+            k: data_cfg[k] for k in ("valid_fraction", "train_split", "valid_split", "text_field",
+                                    "txt_unit", "encoding_errors")
+        },
         "tokenizer": tokenizer.fingerprint(),
     }
     build = lambda split=split: token_store.tokenize_documents(split_documents(split), tokenizer)
-    streams[split] = token_store.cached_stream(os.path.join(workdir, CACHE_DIR), split, fingerprint, build)
+    streams[split] = token_store.cached_stream(os.path.join(workdir, CACHE_DIR), split, fingerprint,
+                                               build)
   return PreparedData(tokenizer=tokenizer, train=streams["train"], valid=streams["valid"])
 
 
 def _read_splits(data_cfg: Any) -> dict[str, list[str]]:
-  read = dict(text_field=data_cfg.text_field, txt_unit=data_cfg.txt_unit,
-              encoding_errors=data_cfg.encoding_errors, tfds_data_dir=data_cfg.tfds_data_dir or None)
+  read = dict(text_field=data_cfg.text_field,
+              txt_unit=data_cfg.txt_unit,
+              encoding_errors=data_cfg.encoding_errors,
+              tfds_data_dir=data_cfg.tfds_data_dir or None)
   train = sources.read_documents(data_cfg.source, split=data_cfg.train_split, **read)
   if data_cfg.valid_source:
-    valid = sources.read_documents(data_cfg.valid_source, split=data_cfg.valid_split,
-                                   config_key="config.data.valid_source", **read)
+    valid = sources.read_documents(data_cfg.valid_source,
+                                   split=data_cfg.valid_split,
+                                   config_key="config.data.valid_source",
+                                   **read)
   elif data_cfg.source.strip().startswith(sources.TFDS_PREFIX):
     valid = sources.read_documents(data_cfg.source, split=data_cfg.valid_split, **read)
   else:
@@ -78,5 +86,6 @@ def _read_splits(data_cfg: Any) -> dict[str, list[str]]:
 def _tokenizer_options(data_cfg: Any) -> dict[str, Any]:
   if data_cfg.tokenizer != "sentencepiece":
     return {}
-  return dict(vocab_size=data_cfg.vocab_size, model_type=data_cfg.model_type,
+  return dict(vocab_size=data_cfg.vocab_size,
+              model_type=data_cfg.model_type,
               character_coverage=data_cfg.character_coverage)

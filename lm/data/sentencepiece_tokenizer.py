@@ -38,10 +38,8 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
     self._processor = spm.SentencePieceProcessor(model_proto=self._model_proto)
     pieces = [self._processor.id_to_piece(i) for i in range(NUM_SPECIAL + 1)]
     if pieces != [*SPECIAL_TOKENS, NEWLINE]:
-      raise UserError(
-          f"SentencePiece model has pieces {pieces} at ids 0..{NUM_SPECIAL}; expected"
-          f" {[*SPECIAL_TOKENS, NEWLINE]} (train it with SentencePieceTokenizer.train)"
-      )
+      raise UserError(f"SentencePiece model has pieces {pieces} at ids 0..{NUM_SPECIAL}; expected"
+                      f" {[*SPECIAL_TOKENS, NEWLINE]} (train it with SentencePieceTokenizer.train)")
 
   @classmethod
   def train(
@@ -66,20 +64,17 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
     """
     if model_type not in MODEL_TYPES:
       raise UserError(
-          f"config.data.model_type must be one of {', '.join(MODEL_TYPES)}; got {model_type!r}"
-      )
+          f"config.data.model_type must be one of {', '.join(MODEL_TYPES)}; got {model_type!r}")
     minimum = NUM_SPECIAL + 2 + (_NUM_BYTE_PIECES if byte_fallback else 0)
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < minimum:
       raise UserError(
           f"config.data.vocab_size must be an integer >= {minimum} for SentencePiece"
           f" ({NUM_SPECIAL} special ids, the newline and space pieces"
-          f"{' and 256 byte-fallback pieces' if byte_fallback else ''}); got {vocab_size!r}"
-      )
+          f"{' and 256 byte-fallback pieces' if byte_fallback else ''}); got {vocab_size!r}")
     # SentencePiece itself rejects coverage below 0.98.
     if not 0.98 <= character_coverage <= 1.0:
       raise UserError(
-          f"config.data.character_coverage must be in [0.98, 1]; got {character_coverage!r}"
-      )
+          f"config.data.character_coverage must be in [0.98, 1]; got {character_coverage!r}")
     sentences = _training_sentences(texts, max_sentence_length, input_sentence_size, seed)
     if not sentences:
       raise UserError("no training text for the SentencePiece tokenizer (config.data.source)")
@@ -93,9 +88,14 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
           vocab_size=vocab_size,
           character_coverage=character_coverage,
           byte_fallback=byte_fallback,
-          pad_id=0, bos_id=1, eos_id=2, unk_id=3,
-          pad_piece=SPECIAL_TOKENS[0], bos_piece=SPECIAL_TOKENS[1],
-          eos_piece=SPECIAL_TOKENS[2], unk_piece=SPECIAL_TOKENS[3],
+          pad_id=0,
+          bos_id=1,
+          eos_id=2,
+          unk_id=3,
+          pad_piece=SPECIAL_TOKENS[0],
+          bos_piece=SPECIAL_TOKENS[1],
+          eos_piece=SPECIAL_TOKENS[2],
+          unk_piece=SPECIAL_TOKENS[3],
           # Control symbols get the next free ids in order (4, 5, 6); user-defined symbols
           # follow (7). Control pieces never match input text, user-defined ones always do.
           control_symbols=list(SPECIAL_TOKENS[4:]),
@@ -169,9 +169,8 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
     return cls(tokenizer_base.read_payload(directory, MODEL_FILE))
 
 
-def _training_sentences(
-    texts: Iterable[str], max_sentence_length: int, input_sentence_size: int, seed: int
-) -> list[str]:
+def _training_sentences(texts: Iterable[str], max_sentence_length: int, input_sentence_size: int,
+                        seed: int) -> list[str]:
   sentences = list(_lines(texts, max_sentence_length))
   if len(sentences) > input_sentence_size:
     rng = np.random.default_rng(seed)
@@ -200,14 +199,11 @@ def _training_error(message: str, vocab_size: int) -> UserError:
     return UserError(
         f"config.data.vocab_size={vocab_size} is too small: this training text needs at least"
         f" {match.group(1)} pieces (special ids, byte fallback and every character kept by"
-        " config.data.character_coverage); raise vocab_size or lower character_coverage"
-    )
+        " config.data.character_coverage); raise vocab_size or lower character_coverage")
   if match := re.search(r"Vocabulary size too high \(\d+\)\. .* <= (\d+)", message):
     return UserError(
         f"config.data.vocab_size={vocab_size} is too large for this training text: SentencePiece"
-        f" can build at most {match.group(1)} pieces; lower vocab_size or train on more text"
-    )
+        f" can build at most {match.group(1)} pieces; lower vocab_size or train on more text")
   last_line = message.strip().splitlines()[-1] if message.strip() else "unknown error"
   return UserError(
-      f"SentencePiece training failed (config.data.tokenizer=sentencepiece): {last_line}"
-  )
+      f"SentencePiece training failed (config.data.tokenizer=sentencepiece): {last_line}")

@@ -68,8 +68,7 @@ def read_documents(
   documents = []
   for path in resolve_files(source, config_key=config_key):
     documents.extend(
-        read_file(path, text_field=text_field, txt_unit=txt_unit, encoding_errors=encoding_errors)
-    )
+        read_file(path, text_field=text_field, txt_unit=txt_unit, encoding_errors=encoding_errors))
   return documents
 
 
@@ -88,8 +87,7 @@ def resolve_files(source: str, *, config_key: str = "config.data.source") -> lis
       paths.extend(matches)
     elif os.path.isdir(pattern):
       raise UserError(
-          f"{config_key}: '{entry}' is a directory; name the files, e.g. '{entry}/*.txt'"
-      )
+          f"{config_key}: '{entry}' is a directory; name the files, e.g. '{entry}/*.txt'")
     elif not os.path.isfile(pattern):
       raise UserError(f"{config_key}: file not found: '{entry}'")
     else:
@@ -105,15 +103,19 @@ def source_fingerprint(source: str, *, config_key: str = "config.data.source") -
   files = []
   for path in resolve_files(source, config_key=config_key):
     stat = os.stat(path)
-    files.append(
-        {"path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    )
+    files.append({
+        "path": os.path.abspath(path),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns
+    })
   return {"files": files}
 
 
-def read_file(
-    path: str, *, text_field: str = "text", txt_unit: str = "file", encoding_errors: str = "strict"
-) -> list[str]:
+def read_file(path: str,
+              *,
+              text_field: str = "text",
+              txt_unit: str = "file",
+              encoding_errors: str = "strict") -> list[str]:
   """Reads the documents of one local file; the format comes from its extension."""
   data = _read_bytes(path)
   if not data:
@@ -141,8 +143,7 @@ def decode_utf8(data: bytes, encoding_errors: str, *, where: str) -> str:
     line = data.count(b"\n", 0, position) + 1
     raise UserError(
         f"{where}: line {line}: invalid UTF-8 byte 0x{data[position]:02x} at byte offset"
-        f" {position}; fix the file or set config.data.encoding_errors='replace'"
-    ) from None
+        f" {position}; fix the file or set config.data.encoding_errors='replace'") from None
 
 
 def split_text(text: str, txt_unit: str) -> list[str]:
@@ -170,24 +171,18 @@ def split_train_valid(documents: list[str], valid_fraction: float) -> tuple[list
   Shakespeare); several are cut at the first document boundary where the running character
   count reaches `1 - valid_fraction` of the total, keeping at least one document per side.
   """
-  if (
-      isinstance(valid_fraction, bool)
-      or not isinstance(valid_fraction, (int, float))
-      or not 0.0 < valid_fraction < 1.0
-  ):
+  if (isinstance(valid_fraction, bool) or not isinstance(valid_fraction, (int, float)) or
+      not 0.0 < valid_fraction < 1.0):
     raise UserError(
-        f"config.data.valid_fraction must be a number in (0, 1), got {valid_fraction!r}"
-    )
+        f"config.data.valid_fraction must be a number in (0, 1), got {valid_fraction!r}")
   if not documents:
     raise UserError("no documents to split into train and validation data (config.data.source)")
   if len(documents) == 1:
     text = documents[0]
     cut = int(len(text) * (1.0 - valid_fraction))
     if not 0 < cut < len(text):
-      raise UserError(
-          f"the single document has {len(text)} characters: too short to split with"
-          f" config.data.valid_fraction={valid_fraction}"
-      )
+      raise UserError(f"the single document has {len(text)} characters: too short to split with"
+                      f" config.data.valid_fraction={valid_fraction}")
     return [text[:cut]], [text[cut:]]
   cumulative, total = [], 0
   for document in documents:
@@ -236,24 +231,18 @@ def _parse_jsonl(text: str, path: str, text_field: str) -> list[str]:
       record = json.loads(line)
     except json.JSONDecodeError as e:
       raise UserError(
-          f"{path}: line {line_number}: not valid JSON ({e.msg} at column {e.colno})"
-      ) from None
+          f"{path}: line {line_number}: not valid JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(record, dict):
       raise UserError(
-          f"{path}: line {line_number}: expected a JSON object, got {type(record).__name__}"
-      )
+          f"{path}: line {line_number}: expected a JSON object, got {type(record).__name__}")
     if text_field not in record:
       fields = ", ".join(map(repr, record)) or "none"
-      raise UserError(
-          f"{path}: line {line_number}: no field {text_field!r} (fields: {fields});"
-          " set config.data.text_field"
-      )
+      raise UserError(f"{path}: line {line_number}: no field {text_field!r} (fields: {fields});"
+                      " set config.data.text_field")
     value = record[text_field]
     if not isinstance(value, str):
-      raise UserError(
-          f"{path}: line {line_number}: field {text_field!r} is {type(value).__name__},"
-          " not a string"
-      )
+      raise UserError(f"{path}: line {line_number}: field {text_field!r} is {type(value).__name__},"
+                      " not a string")
     if value.strip():
       documents.append(value)
   return documents
@@ -274,21 +263,17 @@ def _parse_table(text: str, path: str, text_field: str, delimiter: str) -> list[
       columns = ", ".join(map(repr, header))
       raise UserError(
           f"{path}: line 1: no column {text_field!r} in the header (columns: {columns});"
-          " set config.data.text_field"
-      )
+          " set config.data.text_field")
     column = header.index(text_field)
     for row in reader:
       if not row:
         continue
       if column >= len(row):
-        raise UserError(
-            f"{path}: line {reader.line_num}: row has {len(row)} fields, but column"
-            f" {text_field!r} is field {column + 1}"
-        )
+        raise UserError(f"{path}: line {reader.line_num}: row has {len(row)} fields, but column"
+                        f" {text_field!r} is field {column + 1}")
       if row[column].strip():
         documents.append(row[column])
   except csv.Error as e:
     raise UserError(
-        f"{path}: line {reader.line_num}: malformed {delimiter!r}-separated row ({e})"
-    ) from None
+        f"{path}: line {reader.line_num}: malformed {delimiter!r}-separated row ({e})") from None
   return documents

@@ -37,14 +37,12 @@ def read_tfds(
   except tfds.core.DatasetNotFoundError:
     raise UserError(
         f"{where}: TFDS has no dataset named {name.split('/')[0]!r}; check the name in the"
-        " TFDS catalog (https://www.tensorflow.org/datasets/catalog) or use local files"
-    ) from None
+        " TFDS catalog (https://www.tensorflow.org/datasets/catalog) or use local files") from None
   except Exception as e:  # pylint: disable=broad-except  # TFDS raises many types here.
     raise UserError(
         f"{where}: {_open_failure_reason(tfds, name, data_dir, e)}. Prepare it once (needs"
         f" network) with `tfds build {name} --file_format=array_record` or"
-        f" `tfds.builder({name!r}).download_and_prepare(file_format='array_record')`"
-    ) from None
+        f" `tfds.builder({name!r}).download_and_prepare(file_format='array_record')`") from None
 
   documents = []
   for index, example in enumerate(source):
@@ -76,8 +74,7 @@ def _text_of(example: Any, text_field: str, encoding_errors: str, *, where: str)
   if not isinstance(example, dict) or text_field not in example:
     fields = ", ".join(map(repr, example)) if isinstance(example, dict) else "none"
     raise UserError(
-        f"{where}: no feature {text_field!r} (features: {fields}); set config.data.text_field"
-    )
+        f"{where}: no feature {text_field!r} (features: {fields}); set config.data.text_field")
   value = example[text_field]
   if isinstance(value, np.ndarray) and value.ndim == 0:
     value = value.item()
@@ -87,11 +84,7 @@ def _text_of(example: Any, text_field: str, encoding_errors: str, *, where: str)
     try:
       return value.decode("utf-8", errors=encoding_errors)
     except UnicodeDecodeError as e:
-      raise UserError(
-          f"{where}: invalid UTF-8 at byte offset {e.start} of feature {text_field!r};"
-          " set config.data.encoding_errors='replace'"
-      ) from None
-  raise UserError(
-      f"{where}: feature {text_field!r} is {type(value).__name__}, not text; set"
-      " config.data.text_field to a text feature"
-  )
+      raise UserError(f"{where}: invalid UTF-8 at byte offset {e.start} of feature {text_field!r};"
+                      " set config.data.encoding_errors='replace'") from None
+  raise UserError(f"{where}: feature {text_field!r} is {type(value).__name__}, not text; set"
+                  " config.data.text_field to a text feature")

@@ -56,9 +56,10 @@ def tokenize_documents(documents: Iterable[str], tokenizer: Tokenizer) -> TokenS
   return TokenStream(tokens=tokens, num_bytes=num_bytes, num_documents=num_documents)
 
 
-def save_stream(
-    path: str | os.PathLike, stream: TokenStream, *, extra: dict[str, Any] | None = None
-) -> None:
+def save_stream(path: str | os.PathLike,
+                stream: TokenStream,
+                *,
+                extra: dict[str, Any] | None = None) -> None:
   """Writes `path.npy` and `path.json` (`path` has no extension), each atomically.
 
   The old metadata goes first and the new one is written last, so an interrupted save leaves
@@ -122,16 +123,11 @@ def _load(path: str) -> tuple[TokenStream, dict[str, Any]]:
     raise UserError(f"{e.filename}: token cache file not found") from None
   except (ValueError, OSError) as e:  # Includes JSONDecodeError and bad .npy headers.
     raise UserError(f"{path}.npy/.json: corrupt token cache ({e}); delete it to rebuild") from None
-  if (
-      not isinstance(metadata, dict)
-      or metadata.get("format_version") != FORMAT_VERSION
-      or tokens.ndim != 1
-      or metadata.get("num_tokens") != tokens.shape[0]
-      or metadata.get("dtype") != str(tokens.dtype)
-  ):
+  if (not isinstance(metadata, dict) or metadata.get("format_version") != FORMAT_VERSION or
+      tokens.ndim != 1 or metadata.get("num_tokens") != tokens.shape[0] or
+      metadata.get("dtype") != str(tokens.dtype)):
     raise UserError(
-        f"{path}.npy/.json: token cache does not match its metadata; delete it to rebuild"
-    )
+        f"{path}.npy/.json: token cache does not match its metadata; delete it to rebuild")
   stream = TokenStream(
       tokens=tokens,
       num_bytes=int(metadata["num_bytes"]),

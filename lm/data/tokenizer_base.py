@@ -82,9 +82,8 @@ class Tokenizer(abc.ABC):
         **self._metadata(),
     }
     # Written last: a directory with tokenizer.json always has complete vocabulary files.
-    atomic.atomic_write_text(
-        os.path.join(directory, METADATA_FILE), json.dumps(metadata, indent=2, ensure_ascii=False)
-    )
+    atomic.atomic_write_text(os.path.join(directory, METADATA_FILE),
+                             json.dumps(metadata, indent=2, ensure_ascii=False))
 
   def __repr__(self) -> str:
     return f"{type(self).__name__}(vocab_size={self.vocab_size})"
@@ -107,8 +106,7 @@ def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
   if metadata.get("format_version") != FORMAT_VERSION:
     raise UserError(
         f"{path}: tokenizer format_version {metadata.get('format_version')!r} is not supported"
-        f" (expected {FORMAT_VERSION})"
-    )
+        f" (expected {FORMAT_VERSION})")
   return metadata
 
 

@@ -13,16 +13,7 @@ import numpy as np
 from lm.data import tokenizer_base
 from lm.data.sentencepiece_tokenizer import SentencePieceTokenizer
 from lm.data.tokenizer_base import (  # pylint: disable=unused-import  # Re-exported.
-    BOS_ID,
-    CLS_ID,
-    EOS_ID,
-    MASK_ID,
-    NUM_SPECIAL,
-    PAD_ID,
-    SEP_ID,
-    SPECIAL_TOKENS,
-    UNK_ID,
-    Tokenizer,
+    BOS_ID, CLS_ID, EOS_ID, MASK_ID, NUM_SPECIAL, PAD_ID, SEP_ID, SPECIAL_TOKENS, UNK_ID, Tokenizer,
 )
 from lm.errors import UserError
 
@@ -156,11 +147,9 @@ def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:
     tokenizer = SentencePieceTokenizer.load(directory)
   else:
     raise UserError(
-        f"{os.path.join(directory, tokenizer_base.METADATA_FILE)}: unknown tokenizer kind {kind!r}"
-    )
+        f"{os.path.join(directory, tokenizer_base.METADATA_FILE)}: unknown tokenizer kind {kind!r}")
   if metadata.get("vocab_size") != tokenizer.vocab_size:
     raise UserError(
         f"{directory}: tokenizer.json says vocab_size {metadata.get('vocab_size')} but the saved"
-        f" vocabulary has {tokenizer.vocab_size}; the tokenizer directory is inconsistent"
-    )
+        f" vocabulary has {tokenizer.vocab_size}; the tokenizer directory is inconsistent")
   return tokenizer

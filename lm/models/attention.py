@@ -28,7 +28,11 @@ class CausalSelfAttention(nn.Module):
   config: ModelConfig
 
   @nn.compact
-  def __call__(self, x_NxD: jax.Array, positions_BxT: jax.Array, *, decode: bool = False,
+  def __call__(self,
+               x_NxD: jax.Array,
+               positions_BxT: jax.Array,
+               *,
+               decode: bool = False,
                deterministic: bool = True) -> jax.Array:
     cfg = self.config
     dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
@@ -36,9 +40,12 @@ class CausalSelfAttention(nn.Module):
     H, K, Dh, D = cfg.num_heads, cfg.kv_heads, cfg.head_dim, cfg.embed_dim
     dense = dict(init_std=cfg.init_std, use_bias=cfg.use_bias, dtype=dtype, param_dtype=param_dtype)
 
-    q_NxHDh = layers.DenseGeneral2D((D, H, Dh), ("embed", "heads", "head_dim"), name="query", **dense)(x_NxD)
+    q_NxHDh = layers.DenseGeneral2D((D, H, Dh), ("embed", "heads", "head_dim"),
+                                    name="query",
+                                    **dense)(x_NxD)
     kv_Nx2KDh = layers.DenseGeneral2D((D, 2, K, Dh), ("embed", None, "kv_heads", "head_dim"),
-                                      name="key_value", **dense)(x_NxD)
+                                      name="key_value",
+                                      **dense)(x_NxD)
     q_BxTxHxDh = q_NxHDh.reshape(B, T, H, Dh)
     kv_BxTx2xKxDh = kv_Nx2KDh.reshape(B, T, 2, K, Dh)
     k_BxTxKxDh, v_BxTxKxDh = kv_BxTx2xKxDh[:, :, 0], kv_BxTx2xKxDh[:, :, 1]
@@ -54,21 +61,29 @@ class CausalSelfAttention(nn.Module):
     # Init (creating an empty cache of the batch's shape) takes the plain causal path.
     if decode and not self.is_initializing():
       k_BxSxKxDh, v_BxSxKxDh, mask_Bx1xTxS = self._append_to_cache(cache, k_BxTxKxDh, v_BxTxKxDh)
-      out_BxTxHxDh = jax.nn.dot_product_attention(
-          q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, mask=mask_Bx1xTxS, implementation=implementation)
+      out_BxTxHxDh = jax.nn.dot_product_attention(q_BxTxHxDh,
+                                                  k_BxSxKxDh,
+                                                  v_BxSxKxDh,
+                                                  mask=mask_Bx1xTxS,
+                                                  implementation=implementation)
     else:
-      out_BxTxHxDh = jax.nn.dot_product_attention(
-          q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, is_causal=True, implementation=implementation)
+      out_BxTxHxDh = jax.nn.dot_product_attention(q_BxTxHxDh,
+                                                  k_BxTxKxDh,
+                                                  v_BxTxKxDh,
+                                                  is_causal=True,
+                                                  implementation=implementation)
 
     out_NxHDh = out_BxTxHxDh.reshape(B * T, H * Dh)
-    proj = dict(dense, init_std=cfg.init_std / (2 * cfg.num_layers) ** 0.5)
-    return layers.DenseGeneral2D((H, Dh, D), ("heads", "head_dim", "embed"), num_input_axes=2,
-                                 name="out", **proj)(out_NxHDh)
+    proj = dict(dense, init_std=cfg.init_std / (2 * cfg.num_layers)**0.5)
+    return layers.DenseGeneral2D((H, Dh, D), ("heads", "head_dim", "embed"),
+                                 num_input_axes=2,
+                                 name="out",
+                                 **proj)(out_NxHDh)
 
   def _cache_variables(self, B, K, Dh, dtype):
     S = self.config.max_len
-    return (self.variable("cache", "key", jnp.zeros, (B, S, K, Dh), dtype),
-            self.variable("cache", "value", jnp.zeros, (B, S, K, Dh), dtype),
+    return (self.variable("cache", "key", jnp.zeros, (B, S, K, Dh),
+                          dtype), self.variable("cache", "value", jnp.zeros, (B, S, K, Dh), dtype),
             self.variable("cache", "index", lambda: jnp.array(0, jnp.int32)))
 
   def _append_to_cache(self, cache, k_BxTxKxDh, v_BxTxKxDh):

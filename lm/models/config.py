@@ -58,11 +58,15 @@ class ModelConfig:
 
   def validate(self, key: str = "config.model") -> "ModelConfig":
     """Raises UserError naming the offending config key; returns self."""
+
     def check(ok: bool, field: str, message: str):
       if not ok:
         raise UserError(f"{key}.{field}: {message}")
+
     for field in ("vocab_size", "num_layers", "num_heads", "embed_dim", "max_len"):
-      check(int(getattr(self, field)) > 0, field, f"must be a positive integer, got {getattr(self, field)!r}")
+      check(
+          int(getattr(self, field)) > 0, field,
+          f"must be a positive integer, got {getattr(self, field)!r}")
     check(self.embed_dim % self.num_heads == 0, "num_heads",
           f"{self.num_heads} heads do not divide embed_dim={self.embed_dim}")
     check(self.num_heads % self.kv_heads == 0 and self.kv_heads > 0, "num_kv_heads",
@@ -72,8 +76,9 @@ class ModelConfig:
     check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
     for field, allowed in (("norm", NORMS), ("mlp", MLPS), ("positions", POSITIONS),
                            ("attention", ATTENTIONS), ("dtype", DTYPES), ("param_dtype", DTYPES)):
-      check(getattr(self, field) in allowed, field,
-            f"unknown value {getattr(self, field)!r}; choose one of {', '.join(allowed)}")
+      check(
+          getattr(self, field) in allowed, field,
+          f"unknown value {getattr(self, field)!r}; choose one of {', '.join(allowed)}")
     return self
 
 

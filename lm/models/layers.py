@@ -38,13 +38,14 @@ class DenseGeneral2D(nn.Module):
 
   @nn.compact
   def __call__(self, x_NxIn: jax.Array) -> jax.Array:
-    kernel = self.param("kernel", normal_init(self.init_std, self.kernel_axes),
-                        self.kernel_shape, self.param_dtype)
+    kernel = self.param("kernel", normal_init(self.init_std, self.kernel_axes), self.kernel_shape,
+                        self.param_dtype)
     fan_in = math.prod(self.kernel_shape[:self.num_input_axes])
     kernel_InxOut = jnp.reshape(kernel, (fan_in, -1)).astype(self.dtype)
     y_NxOut = jnp.dot(x_NxIn.astype(self.dtype), kernel_InxOut)
     if self.use_bias:
-      out_shape, out_axes = self.kernel_shape[self.num_input_axes:], self.kernel_axes[self.num_input_axes:]
+      out_shape, out_axes = self.kernel_shape[self.num_input_axes:], self.kernel_axes[
+          self.num_input_axes:]
       bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, out_axes),
                         out_shape, self.param_dtype)
       y_NxOut = y_NxOut + jnp.reshape(bias, (1, -1)).astype(self.dtype)
@@ -96,9 +97,10 @@ class Embed(nn.Module):
     return jnp.dot(x_NxD.astype(self.dtype), self.embedding.astype(self.dtype).T)
 
 
-def rope_tables(positions_BxT: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
+def rope_tables(positions_BxT: jax.Array, head_dim: int,
+                theta: float) -> tuple[jax.Array, jax.Array]:
   """Cosine and sine tables [B, T, 1, Dh/2] of rotary embeddings (Su et al. 2021)."""
-  inv_freq = 1.0 / theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
+  inv_freq = 1.0 / theta**(jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
   angles_BxTxHalf = positions_BxT.astype(jnp.float32)[..., None] * inv_freq[None, None, :]
   return jnp.cos(angles_BxTxHalf)[:, :, None, :], jnp.sin(angles_BxTxHalf)[:, :, None, :]
 

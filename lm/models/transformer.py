@@ -21,16 +21,19 @@ class Mlp(nn.Module):
   def __call__(self, x_NxD: jax.Array) -> jax.Array:
     cfg = self.config
     D, F = cfg.embed_dim, cfg.hidden_dim
-    dense = dict(init_std=cfg.init_std, use_bias=cfg.use_bias, dtype=jnp.dtype(cfg.dtype),
+    dense = dict(init_std=cfg.init_std,
+                 use_bias=cfg.use_bias,
+                 dtype=jnp.dtype(cfg.dtype),
                  param_dtype=jnp.dtype(cfg.param_dtype))
     if cfg.mlp == "swiglu":
-      gate_up_Nx2F = layers.DenseGeneral2D((D, 2, F), ("embed", None, "mlp"), name="wi", **dense)(x_NxD)
+      gate_up_Nx2F = layers.DenseGeneral2D((D, 2, F), ("embed", None, "mlp"), name="wi",
+                                           **dense)(x_NxD)
       gate_NxF, up_NxF = jnp.split(gate_up_Nx2F, 2, axis=-1)
       h_NxF = nn.silu(gate_NxF) * up_NxF
     else:
       h_NxF = layers.DenseGeneral2D((D, F), ("embed", "mlp"), name="wi", **dense)(x_NxD)
       h_NxF = nn.gelu(h_NxF, approximate=cfg.mlp == "gelu")
-    proj = dict(dense, init_std=cfg.init_std / (2 * cfg.num_layers) ** 0.5)
+    proj = dict(dense, init_std=cfg.init_std / (2 * cfg.num_layers)**0.5)
     return layers.DenseGeneral2D((F, D), ("mlp", "embed"), name="wo", **proj)(h_NxF)
 
 
@@ -40,7 +43,10 @@ class Block(nn.Module):
   @nn.compact
   def __call__(self, x_NxD, positions_BxT, *, decode: bool = False, deterministic: bool = True):
     cfg = self.config
-    norm = dict(kind=cfg.norm, eps=cfg.norm_eps, use_bias=cfg.use_bias, dtype=jnp.dtype(cfg.dtype),
+    norm = dict(kind=cfg.norm,
+                eps=cfg.norm_eps,
+                use_bias=cfg.use_bias,
+                dtype=jnp.dtype(cfg.dtype),
                 param_dtype=jnp.dtype(cfg.param_dtype))
     dropout = nn.Dropout(cfg.dropout, deterministic=deterministic)
     h_NxD = layers.Norm(name="attn_norm", **norm)(x_NxD)
@@ -61,20 +67,33 @@ class Transformer(nn.Module):
   def setup(self):
     cfg = self.config
     dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
-    self.token_embed = layers.Embed(cfg.vocab_size, cfg.embed_dim, init_std=cfg.init_std,
-                                    dtype=dtype, param_dtype=param_dtype)
+    self.token_embed = layers.Embed(cfg.vocab_size,
+                                    cfg.embed_dim,
+                                    init_std=cfg.init_std,
+                                    dtype=dtype,
+                                    param_dtype=param_dtype)
     if cfg.positions == "learned":
-      self.position_embed = layers.Embed(cfg.max_len, cfg.embed_dim, axes=("position", "embed"),
-                                         init_std=cfg.init_std, dtype=dtype, param_dtype=param_dtype)
+      self.position_embed = layers.Embed(cfg.max_len,
+                                         cfg.embed_dim,
+                                         axes=("position", "embed"),
+                                         init_std=cfg.init_std,
+                                         dtype=dtype,
+                                         param_dtype=param_dtype)
     self.dropout = nn.Dropout(cfg.dropout)
     self.blocks = [Block(cfg, name=f"block_{i}") for i in range(cfg.num_layers)]
     self.final_norm = layers.Norm(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, param_dtype)
     if not cfg.tie_embeddings:
       self.lm_head = layers.DenseGeneral2D((cfg.embed_dim, cfg.vocab_size), ("embed", "vocab"),
-                                           init_std=cfg.init_std, dtype=dtype, param_dtype=param_dtype)
+                                           init_std=cfg.init_std,
+                                           dtype=dtype,
+                                           param_dtype=param_dtype)
 
-  def __call__(self, tokens_BxT: jax.Array, positions_BxT: jax.Array | None = None, *,
-               decode: bool = False, deterministic: bool = True) -> jax.Array:
+  def __call__(self,
+               tokens_BxT: jax.Array,
+               positions_BxT: jax.Array | None = None,
+               *,
+               decode: bool = False,
+               deterministic: bool = True) -> jax.Array:
     B, T = tokens_BxT.shape
     if positions_BxT is None:
       positions_BxT = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))

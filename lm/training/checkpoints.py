@@ -25,32 +25,40 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         create=True, preservation_policy=ocp.checkpoint_managers.LatestN(n=max(keep, 1)))
     self._manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
-                                          options=options, item_handlers={
+                                          options=options,
+                                          item_handlers={
                                               "state": ocp.StandardCheckpointHandler(),
                                               "data": ocp.JsonCheckpointHandler(),
-                                              "config": ocp.JsonCheckpointHandler()})
+                                              "config": ocp.JsonCheckpointHandler()
+                                          })
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
   def save(self, step: int, state: Any, data_state: dict, config: dict) -> None:
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
-        config=ocp.args.JsonSave(config)))
+    self._manager.save(step,
+                       args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                               data=ocp.args.JsonSave(data_state),
+                                               config=ocp.args.JsonSave(config)))
 
   def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
     """Restores `step` into the shapes, dtypes and shardings of `abstract_state`."""
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+    restored = self._manager.restore(step,
+                                     args=ocp.args.Composite(
+                                         state=ocp.args.StandardRestore(abstract_state),
+                                         data=ocp.args.JsonRestore()))
     return restored.state, restored.data
 
   def restore_params(self, step: int) -> tuple[Any, dict]:
     """Parameters and config of `step` on one local device, whatever devices trained them."""
     metadata = self._manager.item_metadata(step)["state"]
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata)
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), config=ocp.args.JsonRestore()))
+    abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                            metadata)
+    restored = self._manager.restore(step,
+                                     args=ocp.args.Composite(
+                                         state=ocp.args.StandardRestore(abstract),
+                                         config=ocp.args.JsonRestore()))
     return restored.state["params"], restored.config
 
   def wait_until_finished(self) -> None:

@@ -20,8 +20,13 @@ class MetricsLog:
     if enabled:
       self._jsonl = open(os.path.join(workdir, METRICS_FILE), "a", encoding="utf-8")
       self._tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
-    self._bar = tqdm.tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
-                          file=sys.stdout, disable=not enabled or None, mininterval=1.0)
+    self._bar = tqdm.tqdm(total=total_steps,
+                          initial=start_step,
+                          unit="step",
+                          dynamic_ncols=True,
+                          file=sys.stdout,
+                          disable=not enabled or None,
+                          mininterval=1.0)
 
   def write(self, step: int, metrics: dict[str, float]) -> None:
     if not self._enabled:
@@ -31,8 +36,12 @@ class MetricsLog:
     self._jsonl.flush()
     for key, value in metrics.items():
       self._tensorboard.add_scalar(key, value, step)
-    shown = {"loss": metrics.get("train/loss"), "eval": metrics.get("eval/loss"),
-             "tok/s": metrics.get("perf/tokens_per_s"), "mfu": metrics.get("perf/mfu")}
+    shown = {
+        "loss": metrics.get("train/loss"),
+        "eval": metrics.get("eval/loss"),
+        "tok/s": metrics.get("perf/tokens_per_s"),
+        "mfu": metrics.get("perf/mfu")
+    }
     self._bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items() if v is not None}, refresh=False)
 
   def advance(self, steps: int) -> None:

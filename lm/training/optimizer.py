@@ -31,12 +31,14 @@ def learning_rate_schedule(train_cfg: Any) -> optax.Schedule:
 
 def weight_decay_mask(params: Any, decay_embeddings: bool) -> Any:
   """True for the parameters that get weight decay: matrices, and embeddings if asked."""
+
   def decays(path, leaf) -> bool:
     name = str(getattr(path[-1], "key", path[-1]))
     del leaf
     if name == "embedding":
       return decay_embeddings
     return name == "kernel"  # Matmul weights; never norm scales or biases (of any rank).
+
   return jax.tree_util.tree_map_with_path(decays, params)
 
 
@@ -44,8 +46,11 @@ def make_optimizer(train_cfg: Any, params: Any) -> optax.GradientTransformation:
   for key in ("learning_rate", "weight_decay", "grad_clip"):
     if train_cfg[key] < 0:
       raise UserError(f"config.train.{key} must be >= 0, got {train_cfg[key]}")
-  adamw = optax.adamw(learning_rate_schedule(train_cfg), b1=train_cfg.b1, b2=train_cfg.b2,
-                      eps=train_cfg.eps, weight_decay=train_cfg.weight_decay,
+  adamw = optax.adamw(learning_rate_schedule(train_cfg),
+                      b1=train_cfg.b1,
+                      b2=train_cfg.b2,
+                      eps=train_cfg.eps,
+                      weight_decay=train_cfg.weight_decay,
                       mask=weight_decay_mask(params, train_cfg.decay_embeddings))
   if train_cfg.grad_clip:
     return optax.chain(optax.clip_by_global_norm(train_cfg.grad_clip), adamw)

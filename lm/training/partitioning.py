@@ -20,9 +20,11 @@ def data_parallel_size(requested: int, batch_size: int, num_devices: int) -> int
   if requested == -1:
     return max(d for d in range(1, num_devices + 1) if batch_size % d == 0 and num_devices % d == 0)
   if requested < 1 or requested > num_devices:
-    raise UserError(f"config.mesh.data={requested}: must be -1 or between 1 and the {num_devices} devices")
+    raise UserError(
+        f"config.mesh.data={requested}: must be -1 or between 1 and the {num_devices} devices")
   if batch_size % requested:
-    raise UserError(f"config.mesh.data={requested} does not divide the (micro-)batch of {batch_size}")
+    raise UserError(
+        f"config.mesh.data={requested} does not divide the (micro-)batch of {batch_size}")
   return requested
 
 

@@ -17,17 +17,24 @@ class TrainState(train_state.TrainState):
 
 def token_nll(logits_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.Array:
   """Negative log-likelihood of each target token, in float32."""
-  return optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV.astype(jnp.float32), targets_BxT)
+  return optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV.astype(jnp.float32),
+                                                         targets_BxT)
 
 
-def train_step(state: TrainState, batch: Batch, rng: jax.Array, *, grad_accum_steps: int = 1,
+def train_step(state: TrainState,
+               batch: Batch,
+               rng: jax.Array,
+               *,
+               grad_accum_steps: int = 1,
                schedule: optax.Schedule | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer update on `batch` (inputs/targets [B, T]), averaging the gradients of
   `grad_accum_steps` equal micro-batches; returns the new state and scalar metrics."""
   dropout_rng = jax.random.fold_in(rng, state.step)
 
   def loss_fn(params, micro_batch, micro_rng):
-    logits_BxTxV = state.apply_fn({"params": params}, micro_batch["inputs"], deterministic=False,
+    logits_BxTxV = state.apply_fn({"params": params},
+                                  micro_batch["inputs"],
+                                  deterministic=False,
                                   rngs={"dropout": micro_rng})
     return jnp.mean(token_nll(logits_BxTxV, micro_batch["targets"]))
 
@@ -44,7 +51,8 @@ def train_step(state: TrainState, batch: Batch, rng: jax.Array, *, grad_accum_st
       return jax.tree.map(jnp.add, carry, (loss, grads)), None
 
     zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
-    (loss, grads), _ = jax.lax.scan(accumulate, zeros, (micro_batches, jnp.arange(grad_accum_steps)))
+    (loss, grads), _ = jax.lax.scan(accumulate, zeros,
+                                    (micro_batches, jnp.arange(grad_accum_steps)))
     loss, grads = jax.tree.map(lambda x: x / grad_accum_steps, (loss, grads))
 
   metrics = {"train/loss": loss, "train/grad_norm": optax.tree.norm(grads)}
@@ -53,8 +61,9 @@ def train_step(state: TrainState, batch: Batch, rng: jax.Array, *, grad_accum_st
   return state.apply_gradients(grads=grads), metrics
 
 
-def eval_step(params: Any, batch: Batch, token_bytes_V: jax.Array, *, apply_fn) -> dict[str, jax.Array]:
-  """Sums over one batch: NLL (nats), predicted tokens, and the UTF-8 bytes those tokens stand for."""
+def eval_step(params: Any, batch: Batch, token_bytes_V: jax.Array, *,
+              apply_fn) -> dict[str, jax.Array]:
+  """Sums over one batch: NLL (nats), predicted tokens, and the UTF-8 bytes they stand for."""
   logits_BxTxV = apply_fn({"params": params}, batch["inputs"], deterministic=True)
   weights_BxT = batch["weights"]
   return {

@@ -51,23 +51,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   rng = jax.random.PRNGKey(config.seed)
   init_rng, dropout_rng = jax.random.split(rng)
   state = _create_state(model, train_cfg, init_rng, seq_len, mesh)
-  sampler = batches.WindowSampler(
-      data.train.tokens, batch_size=train_cfg.batch_size, seq_len=seq_len, mode=config.data.sampling,
-      seed=config.seed, process_index=jax.process_index(), process_count=jax.process_count())
+  sampler = batches.WindowSampler(data.train.tokens,
+                                  batch_size=train_cfg.batch_size,
+                                  seq_len=seq_len,
+                                  mode=config.data.sampling,
+                                  seed=config.seed,
+                                  process_index=jax.process_index(),
+                                  process_count=jax.process_count())
 
   checkpointer = checkpoints.Checkpointer(workdir, train_cfg.keep_checkpoints)
   start_step = checkpointer.latest_step() or 0
   if start_step:
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                            state)
     state, data_state = checkpointer.restore(start_step, abstract)
     sampler.set_state(data_state)
 
   replicated, batch_sharding = partitioning.replicated(mesh), partitioning.batch_sharding(mesh)
   schedule = optimizer.learning_rate_schedule(train_cfg)
-  train_step = jax.jit(
-      functools.partial(steps.train_step, grad_accum_steps=train_cfg.grad_accum_steps, schedule=schedule),
-      in_shardings=(replicated, batch_sharding, replicated), out_shardings=(replicated, replicated),
-      donate_argnums=0)
+  train_step = jax.jit(functools.partial(steps.train_step,
+                                         grad_accum_steps=train_cfg.grad_accum_steps,
+                                         schedule=schedule),
+                       in_shardings=(replicated, batch_sharding, replicated),
+                       out_shardings=(replicated, replicated),
+                       donate_argnums=0)
   evaluate = _make_evaluator(model, data, train_cfg, seq_len, mesh)
 
   log = metrics_log.MetricsLog(workdir, train_cfg.steps, start_step, enabled=is_main)
@@ -106,7 +113,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           if peak:
             record["perf/mfu"] = flops_per_step * interval_steps / seconds / peak
       if step % train_cfg.eval_every == 0 or last:
-        record.update(evaluate(state.params, train_cfg.final_eval_batches if last else train_cfg.eval_batches))
+        record.update(
+            evaluate(state.params,
+                     train_cfg.final_eval_batches if last else train_cfg.eval_batches))
       if record:
         log.write(step, record)
         final_metrics.update(record)
@@ -125,13 +134,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   return final_metrics
 
 
-def _create_state(model: nn.Module, train_cfg: Any, rng: jax.Array, seq_len: int, mesh) -> steps.TrainState:
+def _create_state(model: nn.Module, train_cfg: Any, rng: jax.Array, seq_len: int,
+                  mesh) -> steps.TrainState:
   """Initializes parameters and optimizer state directly in their (replicated) layout."""
+
   def init(rng):
     variables = model.init(rng, jnp.zeros((1, seq_len), jnp.int32))
     params = nn.meta.unbox(variables["params"])
-    return steps.TrainState.create(apply_fn=model.apply, params=params,
+    return steps.TrainState.create(apply_fn=model.apply,
+                                   params=params,
                                    tx=optimizer.make_optimizer(train_cfg, params))
+
   return jax.jit(init, out_shardings=partitioning.replicated(mesh))(rng)
 
 
@@ -140,16 +153,20 @@ def _make_evaluator(model, data, train_cfg, seq_len, mesh):
   (its first max_batches batches, or all of it for 0)."""
   token_bytes = jnp.asarray(data.tokenizer.token_bytes(), jnp.float32)
   eval_step = jax.jit(functools.partial(steps.eval_step, apply_fn=model.apply),
-                      in_shardings=(partitioning.replicated(mesh), partitioning.batch_sharding(mesh),
+                      in_shardings=(partitioning.replicated(mesh),
+                                    partitioning.batch_sharding(mesh),
                                     partitioning.replicated(mesh)))
 
   def evaluate(params, max_batches: int) -> dict[str, float]:
     totals = None
-    for batch in batches.eval_batches(data.valid.tokens, batch_size=train_cfg.eval_batch_size,
-                                      seq_len=seq_len, max_batches=max_batches or None,
+    for batch in batches.eval_batches(data.valid.tokens,
+                                      batch_size=train_cfg.eval_batch_size,
+                                      seq_len=seq_len,
+                                      max_batches=max_batches or None,
                                       process_index=jax.process_index(),
                                       process_count=jax.process_count()):
-      sums = eval_step(params, jax.device_put(batch, partitioning.batch_sharding(mesh)), token_bytes)
+      sums = eval_step(params, jax.device_put(batch, partitioning.batch_sharding(mesh)),
+                       token_bytes)
       totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     return steps.summarize_eval({k: float(v) for k, v in jax.device_get(totals).items()})
 
@@ -169,7 +186,8 @@ def _mean_metrics(pending: list[dict[str, jax.Array]], step: int) -> dict[str, f
 
 def _check_finite(params, step: int) -> None:
   """Refuses to checkpoint parameters that are no longer finite."""
-  finite = jax.tree.reduce(lambda a, b: a & b, jax.tree.map(lambda x: jnp.all(jnp.isfinite(x)), params))
+  finite = jax.tree.reduce(lambda a, b: a & b,
+                           jax.tree.map(lambda x: jnp.all(jnp.isfinite(x)), params))
   if not bool(finite):
     raise TrainingDiverged(f"parameters became NaN or infinite by step {step}; not saving them. "
                            f"Lower config.train.learning_rate and resume from the last checkpoint.")
@@ -185,13 +203,14 @@ def _prepare_workdir(workdir: str, config_dict: dict) -> None:
     raise UserError(f"--workdir={workdir}: not writable")
   saved = checkpoints.load_config(workdir)
   if saved is not None:
-    differences = [f"{key}: saved {old!r}, now {new!r}"
-                   for key, old, new in _diff(saved, config_dict)
-                   if key not in defaults.RESUMABLE_CHANGES]
+    differences = [
+        f"{key}: saved {old!r}, now {new!r}" for key, old, new in _diff(saved, config_dict)
+        if key not in defaults.RESUMABLE_CHANGES
+    ]
     if differences:
       raise UserError(f"--workdir={workdir} holds a run with a different config; resume it with "
-                      f"the same settings or choose a new workdir. Differences: "
-                      + "; ".join(differences))
+                      f"the same settings or choose a new workdir. Differences: " +
+                      "; ".join(differences))
   if jax.process_index() == 0:
     checkpoints.save_config(workdir, config_dict)
 
@@ -218,18 +237,24 @@ def _validate_train_config(train_cfg: Any) -> None:
 
 def _describe_run(model_cfg: ModelConfig, params, data, mesh, workdir: str) -> str:
   num_params = sum(x.size for x in jax.tree.leaves(params))
-  return (f"Model: {num_params / 1e6:.2f}M parameters, {model_cfg.num_layers} layers, width "
-          f"{model_cfg.embed_dim}, context {model_cfg.max_len}, vocab {model_cfg.vocab_size} "
-          f"({data.tokenizer.name})\n"
-          f"Data: {data.train.num_tokens:,} training / {data.valid.num_tokens:,} validation tokens\n"
-          f"Devices: {partitioning.mesh_size(mesh)} x {jax.devices()[0].device_kind} (data parallel); "
-          f"workdir {workdir}")
+  return (
+      f"Model: {num_params / 1e6:.2f}M parameters, {model_cfg.num_layers} layers, width "
+      f"{model_cfg.embed_dim}, context {model_cfg.max_len}, vocab {model_cfg.vocab_size} "
+      f"({data.tokenizer.name})\n"
+      f"Data: {data.train.num_tokens:,} training / {data.valid.num_tokens:,} validation tokens\n"
+      f"Devices: {partitioning.mesh_size(mesh)} x {jax.devices()[0].device_kind} (data parallel); "
+      f"workdir {workdir}")
 
 
 def _print_sample(model_cfg, params, tokenizer, train_cfg) -> None:
   from lm import sampling  # pylint: disable=g-import-not-at-top
   params = jax.device_get(params)
-  text, = sampling.generate_text(model_cfg, params, tokenizer, [train_cfg.sample_prompt],
+  text, = sampling.generate_text(model_cfg,
+                                 params,
+                                 tokenizer, [train_cfg.sample_prompt],
                                  max_new_tokens=min(train_cfg.sample_tokens, model_cfg.max_len - 1),
-                                 temperature=0.8, top_k=0, top_p=1.0, seed=0)
+                                 temperature=0.8,
+                                 top_k=0,
+                                 top_p=1.0,
+                                 seed=0)
   print(f"--- sample ---\n{text}\n--------------")
