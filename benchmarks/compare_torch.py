@@ -1,7 +1,9 @@
 """This trainer against a PyTorch eager loop of the same recipe, side by side on this machine.
 
-Runs, one after the other and each as a fresh process, (1) benchmarks/torch_baseline.py and
-(2) `python -m lm.main --config=experiments/shakespeare_char.py:cpu`, for each seed, and prints a
+Runs, one after the other and each as a fresh process, (1) benchmarks/torch_baseline.py,
+(2) `python -m lm.main --config=experiments/shakespeare_char.py:cpu,learned_positions` (the same
+recipe and architecture) and (3) the `cpu` experiment itself (rotary positions), for each seed,
+and prints a
 Markdown table: training ms/step (evaluations excluded), tokens/s, whole-run wall-clock from
 process start to exit (imports, data, compilation and evaluations included) and the final
 validation loss over the whole validation split.
@@ -26,27 +28,37 @@ TORCH_PYTHON = os.path.join(REPO, ".venv-torch", "bin", "python")
 def run_torch(seed: int, out_dir: str) -> dict:
   out = os.path.join(out_dir, f"torch_seed{seed}.json")
   start = time.perf_counter()
-  subprocess.run([TORCH_PYTHON, "benchmarks/torch_baseline.py", f"--seed={seed}", f"--json_out={out}"],
-                 cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+  subprocess.run(
+      [TORCH_PYTHON, "benchmarks/torch_baseline.py", f"--seed={seed}", f"--json_out={out}"],
+      cwd=REPO,
+      check=True,
+      stdout=subprocess.DEVNULL)
   wall = time.perf_counter() - start
   with open(out, encoding="utf-8") as f:
     result = json.load(f)
   return {"ms_per_step": result["ms_per_step"], "wall_s": wall, "val_loss": result["full_val_loss"]}
 
 
-def run_jax(seed: int, out_dir: str, extra: list[str]) -> dict:
-  workdir = os.path.join(out_dir, f"jax_seed{seed}")
+def run_jax(seed: int, out_dir: str, config_arg: str, extra: list[str]) -> dict:
+  workdir = os.path.join(out_dir, f"jax_{config_arg.replace(',', '_')}_seed{seed}")
   shutil.rmtree(workdir, ignore_errors=True)
   start = time.perf_counter()
-  subprocess.run([sys.executable, "-m", "lm.main", "--config=experiments/shakespeare_char.py:cpu",
-                  f"--workdir={workdir}", f"--config.seed={seed}", "--config.train.sample_prompt=",
-                  *extra], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+  subprocess.run([
+      sys.executable, "-m", "lm.main", f"--config=experiments/shakespeare_char.py:{config_arg}",
+      f"--workdir={workdir}", f"--config.seed={seed}", "--config.train.sample_prompt=", *extra
+  ],
+                 cwd=REPO,
+                 check=True,
+                 stdout=subprocess.DEVNULL)
   wall = time.perf_counter() - start
   with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
     records = [json.loads(line) for line in f]
   step_ms = [r["perf/step_time_ms"] for r in records if "perf/step_time_ms" in r]
-  return {"ms_per_step": statistics.median(step_ms), "wall_s": wall,
-          "val_loss": [r for r in records if "eval/loss" in r][-1]["eval/loss"]}
+  return {
+      "ms_per_step": statistics.median(step_ms),
+      "wall_s": wall,
+      "val_loss": [r for r in records if "eval/loss" in r][-1]["eval/loss"]
+  }
 
 
 def main() -> None:
@@ -62,13 +74,17 @@ def main() -> None:
   rows = []
   for seed in (int(s) for s in args.seeds.split(",")):
     rows.append(("PyTorch eager (nanoGPT recipe)", seed, run_torch(seed, args.out_dir)))
-    rows.append(("lm (JAX, this repo)", seed, run_jax(seed, args.out_dir, args.jax_args.split())))
+    extra = args.jax_args.split()
+    rows.append(("lm, same recipe (`cpu,learned_positions`)", seed,
+                 run_jax(seed, args.out_dir, "cpu,learned_positions", extra)))
+    rows.append(("lm, rotary positions (`cpu`)", seed, run_jax(seed, args.out_dir, "cpu", extra)))
   tokens_per_step = 12 * 64
   print("| trainer | seed | ms/step | tokens/s | whole run (s) | val loss (full split) |")
   print("|---|---:|---:|---:|---:|---:|")
   for name, seed, r in rows:
-    print(f"| {name} | {seed} | {r['ms_per_step']:.1f} | {tokens_per_step / r['ms_per_step'] * 1000:,.0f} "
-          f"| {r['wall_s']:.1f} | {r['val_loss']:.4f} |")
+    print(
+        f"| {name} | {seed} | {r['ms_per_step']:.1f} | {tokens_per_step / r['ms_per_step'] * 1000:,.0f} "
+        f"| {r['wall_s']:.1f} | {r['val_loss']:.4f} |")
 
 
 if __name__ == "__main__":
