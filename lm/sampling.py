@@ -75,13 +75,8 @@ def _forward(model, params, cache, tokens_BxT, start):
   """Feeds tokens at positions start.. through the cache; returns (logits_BxTxV, cache)."""
   B, T = tokens_BxT.shape
   positions_BxT = jnp.broadcast_to(start + jnp.arange(T, dtype=jnp.int32), (B, T))
-  logits_BxTxV, updated = model.apply({
-      "params": params,
-      "cache": cache
-  },
-                                      tokens_BxT,
-                                      positions_BxT,
-                                      decode=True,
+  variables = {"params": params, "cache": cache}
+  logits_BxTxV, updated = model.apply(variables, tokens_BxT, positions_BxT, decode=True,
                                       mutable=["cache"])
   return logits_BxTxV, updated["cache"]
 

@@ -161,3 +161,20 @@ def test_tfds_source_trains_end_to_end_offline(tmp_path):
   with tfds.testing.mock_data(num_examples=4):
     final = trainer.train_and_evaluate(config, str(tmp_path / "run"))
   assert math.isfinite(final["eval/loss"])
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_good_checkpoints(tmp_path):
+  # An absurd learning rate without clipping makes the parameters overflow within a few steps.
+  config = smoke_config(steps=8, learning_rate=1e30, grad_clip=0.0, checkpoint_every=1)
+  workdir = tmp_path / "run"
+  with pytest.raises(trainer.TrainingDiverged, match=r"by step \d+"):
+    trainer.train_and_evaluate(config, str(workdir))
+  saved = sorted(int(s) for s in os.listdir(workdir / "checkpoints") if s.isdigit())
+  assert saved and saved[-1] < 8  # Nothing was saved at or after the divergence.
+
+
+def test_bfloat16_compute_with_float32_parameters(tmp_path):
+  config = smoke_config()
+  config.model.dtype = "bfloat16"
+  final = trainer.train_and_evaluate(config, str(tmp_path / "run"))
+  assert math.isfinite(final["eval/loss"])

@@ -247,14 +247,9 @@ def _describe_run(model_cfg: ModelConfig, params, data, mesh, workdir: str) -> s
 
 
 def _print_sample(model_cfg, params, tokenizer, train_cfg) -> None:
+  """Prints a continuation of config.train.sample_prompt from the trained model."""
   from lm import sampling  # pylint: disable=g-import-not-at-top
-  params = jax.device_get(params)
-  text, = sampling.generate_text(model_cfg,
-                                 params,
-                                 tokenizer, [train_cfg.sample_prompt],
-                                 max_new_tokens=min(train_cfg.sample_tokens, model_cfg.max_len - 1),
-                                 temperature=0.8,
-                                 top_k=0,
-                                 top_p=1.0,
-                                 seed=0)
+  text, = sampling.generate_text(model_cfg, jax.device_get(params), tokenizer,
+                                 [train_cfg.sample_prompt], max_new_tokens=train_cfg.sample_tokens,
+                                 temperature=0.8, top_k=0, top_p=1.0, seed=0)
   print(f"--- sample ---\n{text}\n--------------")
