@@ -1,9 +1,9 @@
 """This trainer against a PyTorch eager loop of the same recipe, side by side on this machine.
 
-Runs, one after the other and each as a fresh process, (1) benchmarks/torch_baseline.py,
-(2) `python -m lm.main --config=experiments/shakespeare_char.py:cpu,learned_positions` (the same
-recipe and architecture) and (3) the `cpu` experiment itself (rotary positions), for each seed,
-and prints a
+Runs, one after the other and each as a fresh process, for each seed: the PyTorch baseline
+(benchmarks/torch_baseline.py) and `python -m lm.main --config=experiments/shakespeare_char.py:
+cpu,learned_positions` (nanoGPT's architecture), then both with rotary positions (`--rope` and
+the `cpu` experiment itself), and prints a
 Markdown table: training ms/step (evaluations excluded), tokens/s, whole-run wall-clock from
 process start to exit (imports, data, compilation and evaluations included) and the final
 validation loss over the whole validation split.
@@ -72,12 +72,14 @@ def main() -> None:
              "benchmarks/requirements-torch.txt)")
   os.makedirs(args.out_dir, exist_ok=True)
   rows = []
+  extra = args.jax_args.split()
   for seed in (int(s) for s in args.seeds.split(",")):
-    rows.append(("PyTorch eager (nanoGPT recipe)", seed, run_torch(seed, args.out_dir)))
-    extra = args.jax_args.split()
-    rows.append(("lm, same recipe (`cpu,learned_positions`)", seed,
+    rows.append(
+        ("PyTorch eager, learned positions (nanoGPT)", seed, run_torch(seed, args.out_dir, False)))
+    rows.append(("lm `cpu,learned_positions`", seed,
                  run_jax(seed, args.out_dir, "cpu,learned_positions", extra)))
-    rows.append(("lm, rotary positions (`cpu`)", seed, run_jax(seed, args.out_dir, "cpu", extra)))
+    rows.append(("PyTorch eager, rotary positions", seed, run_torch(seed, args.out_dir, True)))
+    rows.append(("lm `cpu` (rotary positions)", seed, run_jax(seed, args.out_dir, "cpu", extra)))
   tokens_per_step = 12 * 64
   print("| trainer | seed | ms/step | tokens/s | whole run (s) | val loss (full split) |")
   print("|---|---:|---:|---:|---:|---:|")

@@ -59,7 +59,9 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-DEFAULT_DATA = "/work/shared/data/tinyshakespeare/input.txt"
+DEFAULT_DATA = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "tinyshakespeare", "input.txt"
+)
 
 
 # --------------------------------------------------------------------------- data
@@ -92,6 +94,12 @@ class CharData:
 # -------------------------------------------------------------------------- model
 
 
+def rotate_half_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding (Su et al. 2021), 'rotate half' convention; x is (B, H, T, D)."""
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat([first * cos - second * sin, second * cos + first * sin], dim=-1)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, n_embd: int, n_head: int):
         super().__init__()
@@ -101,11 +109,13 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(n_embd, n_embd, bias=False)
         self.proj.is_residual_proj = True
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope=None) -> torch.Tensor:
         b, t, c = x.shape
         q, k, v = self.qkv(x).split(c, dim=-1)
         # (B, T, C) -> (B, H, T, D)
         q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))
+        if rope is not None:
+            q, k = rotate_half_rope(q, *rope), rotate_half_rope(k, *rope)
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=True)
         return self.proj(y.transpose(1, 2).reshape(b, t, c))
 
@@ -129,17 +139,24 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(n_embd, bias=False)
         self.mlp = MLP(n_embd)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x))
+    def forward(self, x: torch.Tensor, rope=None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), rope)
         return x + self.mlp(self.ln2(x))
 
 
 class GPT(nn.Module):
-    def __init__(self, vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int):
+    def __init__(self, vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int,
+                 rope: bool = False):
         super().__init__()
         self.block_size = block_size
         self.tok_emb = nn.Embedding(vocab_size, n_embd)
-        self.pos_emb = nn.Embedding(block_size, n_embd)
+        self.pos_emb = None if rope else nn.Embedding(block_size, n_embd)
+        if rope:  # Tables computed once for all layers (theta 10000).
+            head_dim = n_embd // n_head
+            inv_freq = 1.0 / 10000 ** (torch.arange(0, head_dim, 2).float() / head_dim)
+            angles = torch.arange(block_size).float()[:, None] * inv_freq[None, :]
+            self.register_buffer("rope_cos", angles.cos(), persistent=False)
+            self.register_buffer("rope_sin", angles.sin(), persistent=False)
         self.blocks = nn.ModuleList(Block(n_embd, n_head) for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(n_embd, bias=False)
         self.head = nn.Linear(n_embd, vocab_size, bias=False)
@@ -156,10 +173,14 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, reduction: str = "mean"):
         t = idx.shape[1]
         assert t <= self.block_size, f"sequence length {t} > block_size {self.block_size}"
-        pos = torch.arange(t, device=idx.device)
-        x = self.tok_emb(idx) + self.pos_emb(pos)
+        x = self.tok_emb(idx)
+        rope = None
+        if self.pos_emb is None:
+            rope = (self.rope_cos[:t], self.rope_sin[:t])
+        else:
+            x = x + self.pos_emb(torch.arange(t, device=idx.device))
         for block in self.blocks:
-            x = block(x)
+            x = block(x, rope)
         logits = self.head(self.ln_f(x))
         if targets is None:
             return logits, None
@@ -257,6 +278,7 @@ def parse_args(argv=None):
     p.add_argument("--timing_warmup", type=int, default=10, help="initial steps excluded from ms/step")
     p.add_argument("--full_val_drop_tail", action="store_true",
                    help="full_val_loss over whole windows only (drop the last (len-1) %% block_size targets)")
+    p.add_argument("--rope", action="store_true", help="rotary positions instead of a learned table")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's default)")
     p.add_argument("--json_out", default=None, help="write the results as JSON to this path")
@@ -270,7 +292,7 @@ def main(argv=None) -> dict:
     torch.manual_seed(args.seed)
 
     data = CharData(args.data)
-    model = GPT(data.vocab_size, args.block_size, args.n_layer, args.n_head, args.n_embd)
+    model = GPT(data.vocab_size, args.block_size, args.n_layer, args.n_head, args.n_embd, rope=args.rope)
     model.train()
     optimizer, opt_impl = make_optimizer(model, args.lr, (args.beta1, args.beta2), args.weight_decay)
     n_params = sum(p.numel() for p in model.parameters())

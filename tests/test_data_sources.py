@@ -8,8 +8,9 @@ import pytest
 
 from lm.data import sources
 from lm.errors import UserError
+from tests.conftest import SHARED_DATA
 
-DATA = "/work/shared/data"
+DATA = str(SHARED_DATA)
 SHAKESPEARE = os.path.join(DATA, "tinyshakespeare", "input.txt")
 
 

@@ -10,8 +10,9 @@ from lm.data import token_store
 from lm.data.token_store import TokenStream
 from lm.data.tokenizers import EOS_ID, NUM_SPECIAL, ByteTokenizer, CharTokenizer
 from lm.errors import UserError
+from tests.conftest import SHARED_DATA
 
-SHAKESPEARE = "/work/shared/data/tinyshakespeare/input.txt"
+SHAKESPEARE = str(SHARED_DATA / "tinyshakespeare" / "input.txt")
 
 
 class _BigVocab(ByteTokenizer):

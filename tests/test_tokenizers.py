@@ -23,8 +23,9 @@ from lm.data.tokenizers import (
     SentencePieceTokenizer,
 )
 from lm.errors import UserError
+from tests.conftest import SHARED_DATA
 
-DATA = "/work/shared/data"
+DATA = str(SHARED_DATA)
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ class CausalSelfAttention(nn.Module):
   def __call__(self,
                x_NxD: jax.Array,
                positions_BxT: jax.Array,
+               rope: tuple[jax.Array, jax.Array] | None = None,
                *,
                decode: bool = False,
                deterministic: bool = True) -> jax.Array:
@@ -51,7 +52,8 @@ class CausalSelfAttention(nn.Module):
     k_BxTxKxDh, v_BxTxKxDh = kv_BxTx2xKxDh[:, :, 0], kv_BxTx2xKxDh[:, :, 1]
 
     if cfg.positions == "rope":
-      cos, sin = layers.rope_tables(positions_BxT, Dh, cfg.rope_theta)
+      # The Transformer passes tables computed once for all layers (`rope`).
+      cos, sin = rope if rope is not None else layers.rope_tables(positions_BxT, Dh, cfg.rope_theta)
       q_BxTxHxDh = layers.apply_rope(q_BxTxHxDh, cos, sin)
       k_BxTxKxDh = layers.apply_rope(k_BxTxKxDh, cos, sin)
 

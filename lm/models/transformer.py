@@ -41,7 +41,13 @@ class Block(nn.Module):
   config: ModelConfig
 
   @nn.compact
-  def __call__(self, x_NxD, positions_BxT, *, decode: bool = False, deterministic: bool = True):
+  def __call__(self,
+               x_NxD,
+               positions_BxT,
+               rope=None,
+               *,
+               decode: bool = False,
+               deterministic: bool = True):
     cfg = self.config
     norm = dict(kind=cfg.norm,
                 eps=cfg.norm_eps,
@@ -50,7 +56,7 @@ class Block(nn.Module):
                 param_dtype=jnp.dtype(cfg.param_dtype))
     dropout = nn.Dropout(cfg.dropout, deterministic=deterministic)
     h_NxD = layers.Norm(name="attn_norm", **norm)(x_NxD)
-    h_NxD = CausalSelfAttention(cfg, name="attn")(h_NxD, positions_BxT, decode=decode)
+    h_NxD = CausalSelfAttention(cfg, name="attn")(h_NxD, positions_BxT, rope, decode=decode)
     x_NxD = x_NxD + dropout(h_NxD)
     h_NxD = layers.Norm(name="mlp_norm", **norm)(x_NxD)
     h_NxD = Mlp(cfg, name="mlp")(h_NxD)
@@ -94,15 +100,22 @@ class Transformer(nn.Module):
                *,
                decode: bool = False,
                deterministic: bool = True) -> jax.Array:
+    cfg = self.config
     B, T = tokens_BxT.shape
-    if positions_BxT is None:
-      positions_BxT = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
+    # Default positions are the same for every row: [1, T] tables are built once and broadcast.
+    positions_bxT = jnp.arange(T,
+                               dtype=jnp.int32)[None, :] if positions_BxT is None else positions_BxT
+    positions_BxT = jnp.broadcast_to(positions_bxT, (B, T))
     x_NxD = self.token_embed(tokens_BxT.reshape(B * T))
-    if self.config.positions == "learned":
-      x_NxD = x_NxD + self.position_embed(positions_BxT.reshape(B * T))
+    if cfg.positions == "learned":
+      x_BxTxD = x_NxD.reshape(B, T, -1) + self.position_embed(positions_bxT)
+      x_NxD = x_BxTxD.reshape(B * T, -1)
+    # Rotary tables once for all layers, not per layer.
+    rope = layers.rope_tables(positions_bxT, cfg.head_dim,
+                              cfg.rope_theta) if cfg.positions == "rope" else None
     x_NxD = self.dropout(x_NxD, deterministic=deterministic)
     for block in self.blocks:
-      x_NxD = block(x_NxD, positions_BxT, decode=decode, deterministic=deterministic)
+      x_NxD = block(x_NxD, positions_BxT, rope, decode=decode, deterministic=deterministic)
     x_NxD = self.final_norm(x_NxD)
     if self.config.tie_embeddings:
       logits_NxV = self.token_embed.attend(x_NxD)
