@@ -25,11 +25,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TORCH_PYTHON = os.path.join(REPO, ".venv-torch", "bin", "python")
 
 
-def run_torch(seed: int, out_dir: str) -> dict:
-  out = os.path.join(out_dir, f"torch_seed{seed}.json")
+def run_torch(seed: int, out_dir: str, rope: bool) -> dict:
+  out = os.path.join(out_dir, f"torch_{'rope' if rope else 'learned'}_seed{seed}.json")
   start = time.perf_counter()
   subprocess.run(
-      [TORCH_PYTHON, "benchmarks/torch_baseline.py", f"--seed={seed}", f"--json_out={out}"],
+      [TORCH_PYTHON, "benchmarks/torch_baseline.py", f"--seed={seed}", f"--json_out={out}"] +
+      (["--rope"] if rope else []),
       cwd=REPO,
       check=True,
       stdout=subprocess.DEVNULL)

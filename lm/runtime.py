@@ -16,7 +16,7 @@ def use_one_cpu_device_per_core() -> None:
   """Exposes one XLA CPU device per available core, unless XLA_FLAGS already sets a count.
 
   Data parallelism over per-core devices runs each core's share of the batch as its own
-  program; on a 2-core machine this trains the nanoGPT CPU recipe markedly faster than one
+  program; on a 2-core machine this trains the nanoGPT CPU recipe ~1.2x faster than one
   device splitting every small matmul over two threads (BENCHMARKS.md). These flags only
   affect the CPU backend, so they are harmless on GPU and TPU hosts. Call before `import jax`.
   """

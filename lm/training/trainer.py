@@ -86,6 +86,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   flops_per_step = flops.flops_per_token(model_cfg, seq_len) * tokens_per_step
   peak = flops.peak_flops_per_device(train_cfg.peak_flops) * partitioning.mesh_size(mesh)
 
+  synchronous = partitioning.needs_synchronous_steps(mesh)
   final_metrics: dict[str, float] = {}
   pending: list[dict[str, jax.Array]] = []
   interval_start, interval_steps = time.perf_counter(), 0
@@ -94,6 +95,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     while step < train_cfg.steps:
       batch = jax.device_put(sampler.next_batch(), batch_sharding)
       state, metrics = train_step(state, batch, dropout_rng)
+      if synchronous:
+        jax.block_until_ready(metrics)
       pending.append(metrics)
       step += 1
       interval_steps += 1
@@ -158,7 +161,7 @@ def _make_evaluator(model, data, train_cfg, seq_len, mesh):
                                     partitioning.replicated(mesh)))
 
   def evaluate(params, max_batches: int) -> dict[str, float]:
-    totals = None
+    totals = {"nll": 0.0, "tokens": 0.0, "bytes": 0.0}
     for batch in batches.eval_batches(data.valid.tokens,
                                       batch_size=train_cfg.eval_batch_size,
                                       seq_len=seq_len,
@@ -167,8 +170,11 @@ def _make_evaluator(model, data, train_cfg, seq_len, mesh):
                                       process_count=jax.process_count()):
       sums = eval_step(params, jax.device_put(batch, partitioning.batch_sharding(mesh)),
                        token_bytes)
-      totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    return steps.summarize_eval({k: float(v) for k, v in jax.device_get(totals).items()})
+      # Summed on the host in float64; fetching each batch's sums also keeps one program with
+      # collectives in flight at a time (partitioning.needs_synchronous_steps).
+      for key, value in jax.device_get(sums).items():
+        totals[key] += float(value)
+    return steps.summarize_eval(totals)
 
   return evaluate
 
@@ -249,7 +255,12 @@ def _describe_run(model_cfg: ModelConfig, params, data, mesh, workdir: str) -> s
 def _print_sample(model_cfg, params, tokenizer, train_cfg) -> None:
   """Prints a continuation of config.train.sample_prompt from the trained model."""
   from lm import sampling  # pylint: disable=g-import-not-at-top
-  text, = sampling.generate_text(model_cfg, jax.device_get(params), tokenizer,
-                                 [train_cfg.sample_prompt], max_new_tokens=train_cfg.sample_tokens,
-                                 temperature=0.8, top_k=0, top_p=1.0, seed=0)
+  text, = sampling.generate_text(model_cfg,
+                                 jax.device_get(params),
+                                 tokenizer, [train_cfg.sample_prompt],
+                                 max_new_tokens=train_cfg.sample_tokens,
+                                 temperature=0.8,
+                                 top_k=0,
+                                 top_p=1.0,
+                                 seed=0)
   print(f"--- sample ---\n{text}\n--------------")
