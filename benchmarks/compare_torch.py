@@ -4,7 +4,7 @@ Runs, one after the other and each as a fresh process, for each seed: the PyTorc
 (benchmarks/torch_baseline.py) and `python -m lm.main --config=experiments/shakespeare_char.py:
 cpu,learned_positions` (nanoGPT's architecture), then both with rotary positions (`--rope` and
 the `cpu` experiment itself), and prints a
-Markdown table: training ms/step (evaluations excluded), tokens/s, whole-run wall-clock from
+Markdown table: training ms/step (mean, evaluations excluded), tokens/s, whole-run wall-clock from
 process start to exit (imports, data, compilation and evaluations included) and the final
 validation loss over the whole validation split.
 
