@@ -8,14 +8,10 @@ from lm.models import layers
 from lm.models.config import ModelConfig
 
 
-def attention_implementation(requested: str, dtype: jnp.dtype) -> str | None:
-  """Maps config.model.attention to `jax.nn.dot_product_attention`'s `implementation`.
-
-  `auto` lets JAX pick (the fused cuDNN kernel on GPU for fp16/bf16, XLA elsewhere); `cudnn`
-  insists on the fused kernel (an error where it cannot run); `xla` is the portable reference.
-  """
-  del dtype
-  return {"auto": None, "xla": "xla", "cudnn": "cudnn"}[requested]
+# config.model.attention -> `jax.nn.dot_product_attention(implementation=...)`. `auto` lets JAX
+# pick (the fused cuDNN kernel on GPU for fp16/bf16, XLA elsewhere); `cudnn` insists on the
+# fused kernel (an error where it cannot run); `xla` is the portable reference.
+IMPLEMENTATIONS = {"auto": None, "xla": "xla", "cudnn": "cudnn"}
 
 
 class CausalSelfAttention(nn.Module):
@@ -33,8 +29,7 @@ class CausalSelfAttention(nn.Module):
                positions_BxT: jax.Array,
                rope: tuple[jax.Array, jax.Array] | None = None,
                *,
-               decode: bool = False,
-               deterministic: bool = True) -> jax.Array:
+               decode: bool = False) -> jax.Array:
     cfg = self.config
     dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
     B, T = positions_BxT.shape
@@ -57,7 +52,7 @@ class CausalSelfAttention(nn.Module):
       q_BxTxHxDh = layers.apply_rope(q_BxTxHxDh, cos, sin)
       k_BxTxKxDh = layers.apply_rope(k_BxTxKxDh, cos, sin)
 
-    implementation = attention_implementation(cfg.attention, dtype)
+    implementation = IMPLEMENTATIONS[cfg.attention]
     if decode:
       cache = self._cache_variables(B, K, Dh, k_BxTxKxDh.dtype)
     # Init (creating an empty cache of the batch's shape) takes the plain causal path.
