@@ -42,10 +42,6 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P("data"))
 
 
-def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  return jax.device_put(batch, batch_sharding(mesh))
-
-
 def mesh_size(mesh: Mesh) -> int:
   return math.prod(mesh.devices.shape)
 

@@ -38,7 +38,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   model_cfg = model_config_from(config.model, data.tokenizer.vocab_size)
   model = Transformer(model_cfg)
   seq_len = config.data.seq_len or model_cfg.max_len
-  if config.data.seq_len < 0 or seq_len > model_cfg.max_len:
+  if config.data.seq_len < 0:
+    raise UserError(f"config.data.seq_len={config.data.seq_len} must be >= 0 (0 = max_len)")
+  if seq_len > model_cfg.max_len:
     raise UserError(f"config.data.seq_len={seq_len} is longer than the model's position table, "
                     f"config.model.max_len={model_cfg.max_len}")
   micro_batch = train_cfg.batch_size // train_cfg.grad_accum_steps
