@@ -8,6 +8,24 @@ import ml_collections
 from lm.models import config as model_config
 
 
+# The default logical -> mesh axis rules (config.mesh.rules).
+MESH_RULES = (
+    ("act_batch", "data,fsdp"),
+    ("act_embed", ""),
+    ("act_heads", "tensor"),
+    ("act_mlp", "tensor"),
+    ("act_vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("vocab", "tensor"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("mlp", "tensor"),
+    ("head_dim", ""),
+    ("position", ""),
+    ("layers", ""),
+)
+
+
 def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   # Seed for parameter init, dropout and the data sampler.
@@ -88,14 +106,43 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c.train.sample_prompt = "\n"
   c.train.sample_tokens = 200
 
+  # The device mesh (lm/training/partitioning.py, docs/multi_host.md). Sizes of its axes:
+  # data (replicas), fsdp (parameters and optimizer state sharded, ZeRO-3) and tensor (heads
+  # and MLP units split, Megatron). One may be -1: all remaining devices (for data: as many as
+  # the batch divides evenly over). data x fsdp must divide the (micro-)batch.
   c.mesh = ml_collections.ConfigDict()
-  # Data-parallel devices; -1 uses every device the batch divides evenly over.
   c.mesh.data = -1
+  c.mesh.fsdp = 1
+  c.mesh.tensor = 1
+  # Data parallel under jax.pmap instead of jax.jit over the mesh (one host; data axis only).
+  c.mesh.use_pmap = False
+  # Logical axis name -> comma-separated mesh axes ('' = replicated). Parameters: embed, vocab,
+  # heads, kv_heads, head_dim, mlp, position, layers (scanned stacks); activations: act_batch,
+  # act_embed, act_heads, act_mlp, act_vocab. A dimension the mesh axes do not divide evenly
+  # stays replicated.
+  c.mesh.rules = ml_collections.ConfigDict(dict(MESH_RULES))
+
+  # Multi-process runs (one process per host, or per GPU): every process runs the same command.
+  c.distributed = ml_collections.ConfigDict()
+  # Call jax.distributed.initialize() at start-up (on TPU pods, SLURM, Open MPI and Kubernetes
+  # JAX finds the values below itself). Also happens when JAX_COORDINATOR_ADDRESS is set.
+  c.distributed.initialize = False
+  # 'host:port' of process 0 ('' = auto-detect), number of processes (0 = auto-detect) and this
+  # process's index (-1 = auto-detect).
+  c.distributed.coordinator_address = ""
+  c.distributed.num_processes = 0
+  c.distributed.process_id = -1
   return c
 
 
 # Keys that may differ from a workdir's saved config when a run resumes: they change
-# bookkeeping, not the computation.
+# bookkeeping or how the same computation is laid out, not its result. A trailing '.' covers
+# a whole section.
 RESUMABLE_CHANGES = ("train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
                      "train.log_every", "train.sample_prompt", "train.sample_tokens",
-                     "train.peak_flops")
+                     "train.peak_flops", "model.attention", "model.remat", "mesh.",
+                     "distributed.")
+
+
+def resumable_change(key: str) -> bool:
+  return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_CHANGES)

@@ -62,6 +62,7 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)
   from lm.training import trainer  # pylint: disable=g-import-not-at-top
   try:
+    runtime.initialize_distributed(_CONFIG.value.distributed)
     metrics = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except UserError as e:
     fail(str(e))

@@ -2,6 +2,8 @@
 
 import os
 
+from lm.errors import UserError
+
 # XLA:CPU aborts a collective whose participants have not all arrived within 40 s (XLA's
 # default). On a loaded 2-core machine one device's thread can be starved that long (seen once
 # while a test suite and a benchmark shared the cores), so allow five minutes.
@@ -25,3 +27,30 @@ def use_one_cpu_device_per_core() -> None:
     if flag not in flags:
       flags += f" {flag}={value or len(os.sched_getaffinity(0))}"
   os.environ["XLA_FLAGS"] = flags.strip()
+
+
+def initialize_distributed(dist_cfg) -> bool:
+  """`jax.distributed.initialize` from config.distributed or the environment; True if it ran.
+
+  Runs when config.distributed.initialize or .coordinator_address is set, or
+  JAX_COORDINATOR_ADDRESS is in the environment. Unset values (''/0/-1) come from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES
+  and JAX_PROCESS_ID, else from JAX's cluster detection (Cloud TPU, SLURM, Open MPI, k8s).
+  Must run before anything touches a JAX device.
+  """
+  if not (dist_cfg.initialize or dist_cfg.coordinator_address or
+          os.environ.get("JAX_COORDINATOR_ADDRESS")):
+    return False
+  import jax  # pylint: disable=g-import-not-at-top
+
+  def from_env(value, name, unset):
+    return value if value != unset else (int(os.environ[name]) if name in os.environ else None)
+
+  try:
+    jax.distributed.initialize(
+        coordinator_address=dist_cfg.coordinator_address or None,
+        num_processes=from_env(dist_cfg.num_processes, "JAX_NUM_PROCESSES", 0),
+        process_id=from_env(dist_cfg.process_id, "JAX_PROCESS_ID", -1))
+  except (RuntimeError, ValueError) as e:
+    detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise UserError(f"config.distributed: jax.distributed.initialize failed: {detail}") from None
+  return True

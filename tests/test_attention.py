@@ -54,11 +54,11 @@ def reference_attention(params, x_BxTxD: np.ndarray, positions_BxT: np.ndarray,
   x = x_BxTxD.astype(np.float64)
   H, K, Dh = cfg.num_heads, cfg.kv_heads, cfg.head_dim
   q_BxTxHxDh = np.einsum("btd,dhe->bthe", x, p["query"]["kernel"])
-  kv_BxTx2xKxDh = np.einsum("btd,dcke->btcke", x, p["key_value"]["kernel"])
+  kv_BxTxKx2xDh = np.einsum("btd,dkce->btkce", x, p["key_value"]["kernel"])
   if cfg.use_bias:
     q_BxTxHxDh = q_BxTxHxDh + p["query"]["bias"]
-    kv_BxTx2xKxDh = kv_BxTx2xKxDh + p["key_value"]["bias"]
-  k_BxTxKxDh, v_BxTxKxDh = kv_BxTx2xKxDh[:, :, 0], kv_BxTx2xKxDh[:, :, 1]
+    kv_BxTxKx2xDh = kv_BxTxKx2xDh + p["key_value"]["bias"]
+  k_BxTxKxDh, v_BxTxKxDh = kv_BxTxKx2xDh[:, :, :, 0], kv_BxTxKx2xDh[:, :, :, 1]
   if cfg.positions == "rope":
     q_BxTxHxDh = rotate_half_rope(q_BxTxHxDh, positions_BxT, cfg.rope_theta)
     k_BxTxKxDh = rotate_half_rope(k_BxTxKxDh, positions_BxT, cfg.rope_theta)

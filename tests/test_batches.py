@@ -105,20 +105,18 @@ def test_strided_windows_tile_the_stream_and_wrap_around():
 
 @pytest.mark.parametrize("mode", batches.MODES)
 @pytest.mark.parametrize("process_count", [2, 4])
-def test_process_slices_reassemble_the_global_batch(mode, process_count):
+def test_process_rows_reassemble_the_global_batch(mode, process_count):
   single = _sampler(mode)
-  shards = [
-      _sampler(mode, process_index=p, process_count=process_count) for p in range(process_count)
-  ]
+  # Contiguous blocks of rows, as a mesh's batch sharding gives each process.
+  blocks = np.split(np.arange(8), process_count)
+  shards = [_sampler(mode, rows=rows) for rows in blocks]
   for _ in range(3):
     expected = single.next_batch()
     parts = [s.next_batch() for s in shards]
     for key in ("inputs", "targets"):
-      merged = np.empty_like(expected[key])
-      for p, part in enumerate(parts):
+      for rows, part in zip(blocks, parts):
         assert part[key].shape == (8 // process_count, 16)
-        merged[p::process_count] = part[key]
-      np.testing.assert_array_equal(merged, expected[key])
+        np.testing.assert_array_equal(part[key], expected[key][rows])
 
 
 def test_sampler_errors():
@@ -127,8 +125,8 @@ def test_sampler_errors():
     _sampler("random", tokens=TOKENS[:16])
   with pytest.raises(UserError, match="mode"):
     _sampler("shuffled")
-  with pytest.raises(UserError, match="divisible"):
-    _sampler("random", batch_size=6, process_count=4)
+  with pytest.raises(ValueError, match="rows"):
+    _sampler("random", batch_size=6, rows=np.array([5, 6]))
 
 
 # --- Evaluation ---------------------------------------------------------------------------------
@@ -185,7 +183,7 @@ def test_eval_max_batches():
   assert list(batches.eval_batches(TOKENS, batch_size=4, seq_len=16, max_batches=0)) == []
 
 
-def test_eval_process_slices():
+def test_eval_process_rows():
   full = list(batches.eval_batches(TOKENS, batch_size=8, seq_len=16, max_batches=None))
   parts = [
       list(
@@ -193,13 +191,12 @@ def test_eval_process_slices():
                                batch_size=8,
                                seq_len=16,
                                max_batches=None,
-                               process_index=p,
-                               process_count=2)) for p in range(2)
+                               rows=rows)) for rows in ([0, 1, 2, 3], [4, 5, 6, 7])
   ]
   for b, expected in enumerate(full):
     for key in ("inputs", "targets", "weights"):
-      np.testing.assert_array_equal(parts[0][b][key], expected[key][0::2])
-      np.testing.assert_array_equal(parts[1][b][key], expected[key][1::2])
+      np.testing.assert_array_equal(parts[0][b][key], expected[key][:4])
+      np.testing.assert_array_equal(parts[1][b][key], expected[key][4:])
 
 
 def test_eval_errors():

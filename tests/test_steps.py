@@ -20,7 +20,7 @@ def test_bits_per_byte_of_uniform_model_is_log2_vocab_times_tokens_over_bytes():
   tokenizer = tokenizers.ByteTokenizer()
   tokens = np.array(tokenizer.encode(text), dtype=np.int32)
   vocab = tokenizer.vocab_size
-  uniform = lambda variables, inputs, deterministic: jnp.zeros((*inputs.shape, vocab))
+  uniform = lambda variables, inputs, *_, deterministic: jnp.zeros((*inputs.shape, vocab))
   token_bytes = jnp.asarray(tokenizer.token_bytes(), jnp.float32)
   totals = {"nll": 0.0, "tokens": 0.0, "bytes": 0.0}
   for batch in batches.eval_batches(tokens, batch_size=4, seq_len=8, max_batches=None):
@@ -40,7 +40,7 @@ def test_bits_per_byte_counts_utf8_bytes_of_multibyte_tokens():
   tokenizer = tokenizers.CharTokenizer.train([text])
   tokens = np.array(tokenizer.encode(text), dtype=np.int32)
   vocab = tokenizer.vocab_size
-  uniform = lambda variables, inputs, deterministic: jnp.zeros((*inputs.shape, vocab))
+  uniform = lambda variables, inputs, *_, deterministic: jnp.zeros((*inputs.shape, vocab))
   token_bytes = jnp.asarray(tokenizer.token_bytes(), jnp.float32)
   batch = next(batches.eval_batches(tokens, batch_size=1, seq_len=len(tokens) - 1, max_batches=1))
   sums = jax.device_get(steps.eval_step({}, batch, token_bytes, apply_fn=uniform))

@@ -26,8 +26,8 @@ class WindowSampler:
   `np.random.default_rng([seed, s])`, so it does not depend on earlier batches.
   `strided`: global window g starts at token (g * seq_len) mod N and wraps around the end of the
   stream, so consecutive windows tile the stream and every token is a target once per pass.
-  The global batch has `batch_size` rows; process p of P gets rows p::P, so the global batch
-  does not depend on the number of processes.
+  The global batch has `batch_size` rows; a process reads only its `rows` of it (all by
+  default), so the global batch does not depend on the number of processes.
   """
 
   def __init__(
@@ -38,12 +38,11 @@ class WindowSampler:
       seq_len: int,
       mode: str,
       seed: int,
-      process_index: int = 0,
-      process_count: int = 1,
+      rows: np.ndarray | None = None,
   ):
     if mode not in MODES:
       raise UserError(f"window sampling mode must be one of {', '.join(MODES)}; got {mode!r}")
-    _check_shapes(batch_size, seq_len, process_index, process_count)
+    self._rows = _check_rows(batch_size, seq_len, rows)
     if tokens.ndim != 1:
       raise ValueError(f"tokens must be 1-D, got shape {tokens.shape}")
     if tokens.shape[0] < seq_len + 1:
@@ -55,7 +54,6 @@ class WindowSampler:
     self._seq_len = seq_len
     self._mode = mode
     self._seed = seed
-    self._rows = np.arange(process_index, batch_size, process_count)
     self._step = 0
 
   @property
@@ -100,17 +98,16 @@ def eval_batches(
     batch_size: int,
     seq_len: int,
     max_batches: int | None,
-    process_index: int = 0,
-    process_count: int = 1,
+    rows: np.ndarray | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
   """Non-overlapping windows from the start of the stream, each target predicted once.
 
   Window i covers tokens[i*T : i*T + T + 1]; the last, shorter window and the rows that fill
   up the last batch are padded with PAD_ID and have `weights` 0 on padded targets. Every batch
-  has `inputs`, `targets` (int32 [B, T]) and `weights` (float32 [B, T]); with several
-  processes each gets rows p::P of every global batch, as in `WindowSampler`.
+  has `inputs`, `targets` (int32 [B, T]) and `weights` (float32 [B, T]); a process reads only
+  its `rows` of every global batch, as in `WindowSampler`.
   """
-  _check_shapes(batch_size, seq_len, process_index, process_count)
+  rows = _check_rows(batch_size, seq_len, rows)
   n = tokens.shape[0]
   if n < 2:
     raise UserError(f"the evaluation split has {n} tokens; it needs at least 2 to predict one")
@@ -120,7 +117,6 @@ def eval_batches(
   num_batches = -(-num_windows // batch_size)
   if max_batches is not None:
     num_batches = min(num_batches, max_batches)
-  rows = np.arange(process_index, batch_size, process_count)
   for b in range(num_batches):
     windows = np.full((batch_size, seq_len + 1), PAD_ID, dtype=np.int32)
     weights = np.zeros((batch_size, seq_len), dtype=np.float32)
@@ -136,12 +132,12 @@ def eval_batches(
     yield example
 
 
-def _check_shapes(batch_size: int, seq_len: int, process_index: int, process_count: int) -> None:
+def _check_rows(batch_size: int, seq_len: int, rows: np.ndarray | None) -> np.ndarray:
   if batch_size < 1 or seq_len < 1:
     raise UserError(f"batch_size and seq_len must be >= 1, got {batch_size} and {seq_len}")
-  if process_count < 1 or not 0 <= process_index < process_count:
-    raise ValueError(f"bad process_index {process_index} for process_count {process_count}")
-  if batch_size % process_count:
-    raise UserError(
-        f"the global batch_size {batch_size} must be divisible by the number of processes"
-        f" ({process_count})")
+  if rows is None:
+    return np.arange(batch_size)
+  rows = np.asarray(rows, dtype=np.int64)
+  if rows.ndim != 1 or not rows.size or rows.min() < 0 or rows.max() >= batch_size:
+    raise ValueError(f"rows must be a non-empty 1-D subset of 0..{batch_size - 1}, got {rows}")
+  return rows

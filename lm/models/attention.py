@@ -1,17 +1,15 @@
-"""Multi-head causal self-attention with grouped-query heads, rotary positions and a KV cache."""
+"""Multi-head causal self-attention with grouped-query heads, rotary positions and a KV cache.
+
+Heads are the unit of tensor parallelism: the query and key/value projections are split by
+head (column-parallel) and the output projection by its input heads (row-parallel).
+"""
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lm.models import layers
+from lm.models import attention_kernels, layers
 from lm.models.config import ModelConfig
-
-
-# config.model.attention -> `jax.nn.dot_product_attention(implementation=...)`. `auto` lets JAX
-# pick (the fused cuDNN kernel on GPU for fp16/bf16, XLA elsewhere); `cudnn` insists on the
-# fused kernel (an error where it cannot run); `xla` is the portable reference.
-IMPLEMENTATIONS = {"auto": None, "xla": "xla", "cudnn": "cudnn"}
 
 
 class CausalSelfAttention(nn.Module):
@@ -28,6 +26,7 @@ class CausalSelfAttention(nn.Module):
                x_NxD: jax.Array,
                positions_BxT: jax.Array,
                rope: tuple[jax.Array, jax.Array] | None = None,
+               segment_ids_BxT: jax.Array | None = None,
                *,
                decode: bool = False) -> jax.Array:
     cfg = self.config
@@ -35,16 +34,19 @@ class CausalSelfAttention(nn.Module):
     B, T = positions_BxT.shape
     H, K, Dh, D = cfg.num_heads, cfg.kv_heads, cfg.head_dim, cfg.embed_dim
     dense = dict(init_std=cfg.init_std, use_bias=cfg.use_bias, dtype=dtype, param_dtype=param_dtype)
+    heads = ("act_batch", None, "act_heads", None)
 
     q_NxHDh = layers.DenseGeneral2D((D, H, Dh), ("embed", "heads", "head_dim"),
                                     name="query",
                                     **dense)(x_NxD)
-    kv_Nx2KDh = layers.DenseGeneral2D((D, 2, K, Dh), ("embed", None, "kv_heads", "head_dim"),
+    # Keys and values in one matmul; heads outermost, so a split over heads stays contiguous.
+    kv_NxK2Dh = layers.DenseGeneral2D((D, K, 2, Dh), ("embed", "kv_heads", None, "head_dim"),
                                       name="key_value",
                                       **dense)(x_NxD)
-    q_BxTxHxDh = q_NxHDh.reshape(B, T, H, Dh)
-    kv_BxTx2xKxDh = kv_Nx2KDh.reshape(B, T, 2, K, Dh)
-    k_BxTxKxDh, v_BxTxKxDh = kv_BxTx2xKxDh[:, :, 0], kv_BxTx2xKxDh[:, :, 1]
+    q_BxTxHxDh = nn.with_logical_constraint(q_NxHDh.reshape(B, T, H, Dh), heads)
+    kv_BxTxKx2xDh = kv_NxK2Dh.reshape(B, T, K, 2, Dh)
+    k_BxTxKxDh = nn.with_logical_constraint(kv_BxTxKx2xDh[:, :, :, 0], heads)
+    v_BxTxKxDh = nn.with_logical_constraint(kv_BxTxKx2xDh[:, :, :, 1], heads)
 
     if cfg.positions == "rope":
       # The Transformer passes tables computed once for all layers (`rope`).
@@ -52,25 +54,26 @@ class CausalSelfAttention(nn.Module):
       q_BxTxHxDh = layers.apply_rope(q_BxTxHxDh, cos, sin)
       k_BxTxKxDh = layers.apply_rope(k_BxTxKxDh, cos, sin)
 
-    implementation = IMPLEMENTATIONS[cfg.attention]
+    implementation = attention_kernels.resolve_implementation(cfg.attention, dtype)
     if decode:
       cache = self._cache_variables(B, K, Dh, k_BxTxKxDh.dtype)
     # Init (creating an empty cache of the batch's shape) takes the plain causal path.
     if decode and not self.is_initializing():
-      k_BxSxKxDh, v_BxSxKxDh, mask_Bx1xTxS = self._append_to_cache(cache, k_BxTxKxDh, v_BxTxKxDh)
-      out_BxTxHxDh = jax.nn.dot_product_attention(q_BxTxHxDh,
-                                                  k_BxSxKxDh,
-                                                  v_BxSxKxDh,
-                                                  mask=mask_Bx1xTxS,
-                                                  implementation=implementation)
+      k_BxSxKxDh, v_BxSxKxDh, mask_BxTxS = self._append_to_cache(cache, k_BxTxKxDh, v_BxTxKxDh)
+      out_BxTxHxDh = attention_kernels.dot_product_attention(q_BxTxHxDh,
+                                                             k_BxSxKxDh,
+                                                             v_BxSxKxDh,
+                                                             implementation="xla",
+                                                             mask_BxTxS=mask_BxTxS,
+                                                             causal=False)
     else:
-      out_BxTxHxDh = jax.nn.dot_product_attention(q_BxTxHxDh,
-                                                  k_BxTxKxDh,
-                                                  v_BxTxKxDh,
-                                                  is_causal=True,
-                                                  implementation=implementation)
+      out_BxTxHxDh = attention_kernels.dot_product_attention(q_BxTxHxDh,
+                                                             k_BxTxKxDh,
+                                                             v_BxTxKxDh,
+                                                             implementation=implementation,
+                                                             segment_ids_BxT=segment_ids_BxT)
 
-    out_NxHDh = out_BxTxHxDh.reshape(B * T, H * Dh)
+    out_NxHDh = nn.with_logical_constraint(out_BxTxHxDh, heads).reshape(B * T, H * Dh)
     proj = dict(dense, init_std=cfg.init_std / (2 * cfg.num_layers)**0.5)
     return layers.DenseGeneral2D((H, Dh, D), ("heads", "head_dim", "embed"),
                                  num_input_axes=2,
@@ -95,4 +98,4 @@ class CausalSelfAttention(nn.Module):
     # Query t (at absolute position start + t) sees cache slots 0 .. start + t.
     query_pos_T = start + jnp.arange(T)
     mask_TxS = jnp.arange(S)[None, :] <= query_pos_T[:, None]
-    return cached_k.value, cached_v.value, jnp.broadcast_to(mask_TxS, (B, 1, T, S))
+    return cached_k.value, cached_v.value, jnp.broadcast_to(mask_TxS, (B, T, S))

@@ -8,7 +8,8 @@ from lm.errors import UserError
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "gelu_exact", "swiglu")
 POSITIONS = ("learned", "rope")
-ATTENTIONS = ("auto", "xla", "cudnn")
+ATTENTIONS = ("auto", "xla", "cudnn", "splash")  # lm.models.attention_kernels
+REMATS = ("none", "full", "save_matmuls")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -38,7 +39,16 @@ class ModelConfig:
   # Computation dtype; parameters stay in param_dtype (mixed precision: bfloat16 / float32).
   dtype: str = "float32"
   param_dtype: str = "float32"
+  # Attention implementation: 'auto' (cuDNN on GPU in bf16/fp16, Pallas splash on TPU, XLA
+  # elsewhere), or one of them by name: 'xla', 'cudnn', 'splash'.
   attention: str = "auto"
+  # Activation rematerialization of each block in the backward pass: 'none' (keep everything),
+  # 'full' (keep only block inputs, recompute the rest) or 'save_matmuls' (keep matmul outputs,
+  # recompute the cheap elementwise work).
+  remat: str = "none"
+  # One block traced once and scanned over stacked layer parameters (fast compiles for deep
+  # models; parameters live under 'blocks' with a leading layer axis) instead of L copies.
+  scan_layers: bool = False
 
   @property
   def kv_heads(self) -> int:
@@ -75,7 +85,8 @@ class ModelConfig:
           f"rotary positions need an even head dimension, got {self.head_dim}")
     check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
     for field, allowed in (("norm", NORMS), ("mlp", MLPS), ("positions", POSITIONS),
-                           ("attention", ATTENTIONS), ("dtype", DTYPES), ("param_dtype", DTYPES)):
+                           ("attention", ATTENTIONS), ("remat", REMATS), ("dtype", DTYPES),
+                           ("param_dtype", DTYPES)):
       check(
           getattr(self, field) in allowed, field,
           f"unknown value {getattr(self, field)!r}; choose one of {', '.join(allowed)}")

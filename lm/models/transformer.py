@@ -13,8 +13,23 @@ from lm.models.attention import CausalSelfAttention
 from lm.models.config import ModelConfig
 
 
+# config.model.remat -> what a block keeps for the backward pass (None: everything).
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    # Matmuls without batch dimensions are the projections (flat [N, D] inputs); attention
+    # scores/softmax and elementwise work are recomputed.
+    "save_matmuls": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+EMBED = ("act_batch", "act_embed")  # Logical axes of the residual stream x_NxD.
+
+
 class Mlp(nn.Module):
-  """GELU (tanh approximation as GPT-2, or exact erf) or SwiGLU feed-forward layer."""
+  """GELU (tanh approximation as GPT-2, or exact erf) or SwiGLU feed-forward layer.
+
+  Tensor parallel over the hidden units: the input projections are split by column and the
+  output projection by row.
+  """
   config: ModelConfig
 
   @nn.compact
@@ -25,100 +40,125 @@ class Mlp(nn.Module):
                  use_bias=cfg.use_bias,
                  dtype=jnp.dtype(cfg.dtype),
                  param_dtype=jnp.dtype(cfg.param_dtype))
+    hidden = ("act_batch", "act_mlp")
     if cfg.mlp == "swiglu":
-      gate_up_Nx2F = layers.DenseGeneral2D((D, 2, F), ("embed", None, "mlp"), name="wi",
-                                           **dense)(x_NxD)
-      gate_NxF, up_NxF = jnp.split(gate_up_Nx2F, 2, axis=-1)
-      h_NxF = nn.silu(gate_NxF) * up_NxF
+      gate_NxF = layers.DenseGeneral2D((D, F), ("embed", "mlp"), name="wi_gate", **dense)(x_NxD)
+      up_NxF = layers.DenseGeneral2D((D, F), ("embed", "mlp"), name="wi_up", **dense)(x_NxD)
+      h_NxF = nn.silu(nn.with_logical_constraint(gate_NxF, hidden)) * up_NxF
     else:
       h_NxF = layers.DenseGeneral2D((D, F), ("embed", "mlp"), name="wi", **dense)(x_NxD)
-      h_NxF = nn.gelu(h_NxF, approximate=cfg.mlp == "gelu")
+      h_NxF = nn.gelu(nn.with_logical_constraint(h_NxF, hidden), approximate=cfg.mlp == "gelu")
     proj = dict(dense, init_std=cfg.init_std / (2 * cfg.num_layers)**0.5)
     return layers.DenseGeneral2D((F, D), ("mlp", "embed"), name="wo", **proj)(h_NxF)
 
 
 class Block(nn.Module):
+  """x + Attn(Norm(x)), then x + MLP(Norm(x)). Returns (x, None) when `scanned` (nn.scan)."""
   config: ModelConfig
+  decode: bool = False
+  deterministic: bool = True
+  scanned: bool = False
 
   @nn.compact
-  def __call__(self,
-               x_NxD,
-               positions_BxT,
-               rope=None,
-               *,
-               decode: bool = False,
-               deterministic: bool = True):
+  def __call__(self, x_NxD, positions_BxT, rope=None, segment_ids_BxT=None):
     cfg = self.config
     norm = dict(kind=cfg.norm,
                 eps=cfg.norm_eps,
                 use_bias=cfg.use_bias,
                 dtype=jnp.dtype(cfg.dtype),
                 param_dtype=jnp.dtype(cfg.param_dtype))
-    dropout = nn.Dropout(cfg.dropout, deterministic=deterministic)
+    dropout = nn.Dropout(cfg.dropout, deterministic=self.deterministic)
+    x_NxD = nn.with_logical_constraint(x_NxD, EMBED)
     h_NxD = layers.Norm(name="attn_norm", **norm)(x_NxD)
-    h_NxD = CausalSelfAttention(cfg, name="attn")(h_NxD, positions_BxT, rope, decode=decode)
+    h_NxD = CausalSelfAttention(cfg, name="attn")(h_NxD,
+                                                  positions_BxT,
+                                                  rope,
+                                                  segment_ids_BxT,
+                                                  decode=self.decode)
     x_NxD = x_NxD + dropout(h_NxD)
     h_NxD = layers.Norm(name="mlp_norm", **norm)(x_NxD)
     h_NxD = Mlp(cfg, name="mlp")(h_NxD)
-    return x_NxD + dropout(h_NxD)
+    x_NxD = nn.with_logical_constraint(x_NxD + dropout(h_NxD), EMBED)
+    return (x_NxD, None) if self.scanned else x_NxD
 
 
 class Transformer(nn.Module):
   """tokens [B, T] int -> logits [B, T, V].
 
   `positions` default to 0..T-1; generation passes absolute positions with `decode=True`.
+  `segment_ids` [B, T] mark packed sequences: a token attends only within its own segment.
   """
   config: ModelConfig
 
-  def setup(self):
-    cfg = self.config
-    dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
-    self.token_embed = layers.Embed(cfg.vocab_size,
-                                    cfg.embed_dim,
-                                    init_std=cfg.init_std,
-                                    dtype=dtype,
-                                    param_dtype=param_dtype)
-    if cfg.positions == "learned":
-      self.position_embed = layers.Embed(cfg.max_len,
-                                         cfg.embed_dim,
-                                         axes=("position", "embed"),
-                                         init_std=cfg.init_std,
-                                         dtype=dtype,
-                                         param_dtype=param_dtype)
-    self.dropout = nn.Dropout(cfg.dropout)
-    self.blocks = [Block(cfg, name=f"block_{i}") for i in range(cfg.num_layers)]
-    self.final_norm = layers.Norm(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, param_dtype)
-    if not cfg.tie_embeddings:
-      self.lm_head = layers.DenseGeneral2D((cfg.embed_dim, cfg.vocab_size), ("embed", "vocab"),
-                                           init_std=cfg.init_std,
-                                           dtype=dtype,
-                                           param_dtype=param_dtype)
-
+  @nn.compact
   def __call__(self,
                tokens_BxT: jax.Array,
                positions_BxT: jax.Array | None = None,
+               segment_ids_BxT: jax.Array | None = None,
                *,
                decode: bool = False,
                deterministic: bool = True) -> jax.Array:
     cfg = self.config
+    dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
     B, T = tokens_BxT.shape
     # Default positions are the same for every row: [1, T] tables are built once and broadcast.
     positions_bxT = jnp.arange(T,
                                dtype=jnp.int32)[None, :] if positions_BxT is None else positions_BxT
     positions_BxT = jnp.broadcast_to(positions_bxT, (B, T))
-    x_NxD = self.token_embed(tokens_BxT.reshape(B * T))
+    token_embed = layers.Embed(cfg.vocab_size,
+                               cfg.embed_dim,
+                               init_std=cfg.init_std,
+                               dtype=dtype,
+                               param_dtype=param_dtype,
+                               name="token_embed")
+    x_NxD = token_embed(tokens_BxT.reshape(B * T))
     if cfg.positions == "learned":
-      x_BxTxD = x_NxD.reshape(B, T, -1) + self.position_embed(positions_bxT)
+      position_embed = layers.Embed(cfg.max_len,
+                                    cfg.embed_dim,
+                                    axes=("position", "embed"),
+                                    init_std=cfg.init_std,
+                                    dtype=dtype,
+                                    param_dtype=param_dtype,
+                                    name="position_embed")
+      x_BxTxD = x_NxD.reshape(B, T, -1) + position_embed(positions_bxT)
       x_NxD = x_BxTxD.reshape(B * T, -1)
     # Rotary tables once for all layers, not per layer.
     rope = layers.rope_tables(positions_bxT, cfg.head_dim,
                               cfg.rope_theta) if cfg.positions == "rope" else None
-    x_NxD = self.dropout(x_NxD, deterministic=deterministic)
-    for block in self.blocks:
-      x_NxD = block(x_NxD, positions_BxT, rope, decode=decode, deterministic=deterministic)
-    x_NxD = self.final_norm(x_NxD)
-    if self.config.tie_embeddings:
-      logits_NxV = self.token_embed.attend(x_NxD)
+    x_NxD = nn.Dropout(cfg.dropout)(x_NxD, deterministic=deterministic)
+    x_NxD = self._blocks(x_NxD, positions_BxT, rope, segment_ids_BxT, decode, deterministic)
+    x_NxD = layers.Norm(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, param_dtype,
+                        name="final_norm")(x_NxD)
+    if cfg.tie_embeddings:
+      logits_NxV = token_embed.attend(x_NxD)
     else:
-      logits_NxV = self.lm_head(x_NxD)
+      logits_NxV = layers.DenseGeneral2D((cfg.embed_dim, cfg.vocab_size), ("embed", "vocab"),
+                                         init_std=cfg.init_std,
+                                         dtype=dtype,
+                                         param_dtype=param_dtype,
+                                         name="lm_head")(x_NxD)
+    logits_NxV = nn.with_logical_constraint(logits_NxV, ("act_batch", "act_vocab"))
     return logits_NxV.reshape(B, T, -1)
+
+  def _blocks(self, x_NxD, positions_BxT, rope, segment_ids_BxT, decode, deterministic):
+    """The layer stack: L blocks `block_{i}`, or one block scanned over stacked `blocks`."""
+    cfg = self.config
+    block_cls = Block
+    if cfg.remat != "none":
+      # Under scan, CSE across iterations is impossible anyway; prevent_cse costs speed.
+      block_cls = nn.remat(Block, policy=REMAT_POLICIES[cfg.remat], prevent_cse=not cfg.scan_layers)
+    flags = dict(decode=decode, deterministic=deterministic)
+    if cfg.scan_layers:
+      stack = nn.scan(block_cls,
+                      variable_axes={"params": 0, "cache": 0},
+                      split_rngs={"params": True, "dropout": True},
+                      in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
+                      length=cfg.num_layers,
+                      metadata_params={nn.PARTITION_NAME: "layers"})
+      x_NxD, _ = stack(cfg, scanned=True, name="blocks", **flags)(x_NxD, positions_BxT, rope,
+                                                                  segment_ids_BxT)
+      return x_NxD
+    for i in range(cfg.num_layers):
+      x_NxD = block_cls(cfg, name=f"block_{i}", **flags)(x_NxD, positions_BxT, rope,
+                                                         segment_ids_BxT)
+    return x_NxD

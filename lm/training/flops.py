@@ -14,20 +14,25 @@ import jax
 
 from lm.models.config import ModelConfig
 
-# Dense peak FLOP/s per chip for bf16 matmuls, from the vendors' data sheets.
+# Dense bf16 matmul peak FLOP/s per chip from the vendors' data sheets, keyed by the lower-cased
+# jax.Device.device_kind. A TPU kind must match exactly: "TPU v4 lite" is no v4, "TPU v5 lite" no
+# v5p, and v5p reports "TPU v5" or "TPU v5p" (jax/_src/pallas/mosaic/tpu_info.py). GPU kinds name
+# memory and form factor ("NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB"), so a GPU key is a
+# substring and the first key in this order that matches wins.
 PEAK_FLOPS = {
-    "a100": 312e12,
-    "h100": 989e12,
-    "h200": 989e12,
     "tpu v4": 275e12,
     "tpu v5 lite": 197e12,  # v5e
     "tpu v5e": 197e12,
+    "tpu v5": 459e12,  # v5p
     "tpu v5p": 459e12,
     "tpu v6 lite": 918e12,  # v6e (Trillium)
     "tpu v6e": 918e12,
+    "h100 pcie": 756e12,  # Before "h100" (SXM).
+    "h100": 989e12,
+    "h200": 989e12,
+    "a100": 312e12,
 }
-# fp32 matmul FLOP/s per CPU core: a 1024^3 matmul through jax.jit reached ~160-180 GFLOP/s
-# on a 2-core AVX-512 Xeon (benchmarks/peak_flops.py); used when the peak is not configured.
+# fp32 matmul FLOP/s per CPU core, used when config.train.peak_flops is 0: MEASURED
 CPU_FLOPS_PER_CORE = 85e9
 
 
@@ -40,15 +45,20 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
   return 6.0 * matmul_params + 12.0 * L * seq_len * D
 
 
+def datasheet_peak_flops(device_kind: str) -> float:
+  """PEAK_FLOPS of a jax.Device.device_kind, or 0.0 if the kind is not listed."""
+  kind = device_kind.lower().strip()
+  if kind.startswith("tpu"):
+    return PEAK_FLOPS.get(kind, 0.0)
+  return next((peak for name, peak in PEAK_FLOPS.items()
+               if not name.startswith("tpu") and name in kind), 0.0)
+
+
 def peak_flops_per_device(configured: float = 0.0) -> float:
   """config.train.peak_flops if set, else the data-sheet peak of the first device's kind."""
   if configured:
     return configured
   device = jax.devices()[0]
-  if device.platform == "cpu":
-    return CPU_FLOPS_PER_CORE * len(os.sched_getaffinity(0)) / jax.device_count()
-  kind = device.device_kind.lower()
-  for name, peak in PEAK_FLOPS.items():
-    if name in kind:
-      return peak
-  return 0.0  # Unknown accelerator: MFU is not reported.
+  if device.platform == "cpu":  # This host's cores shared by its devices.
+    return CPU_FLOPS_PER_CORE * len(os.sched_getaffinity(0)) / jax.local_device_count()
+  return datasheet_peak_flops(device.device_kind)  # 0.0 (unknown): MFU is not reported.

@@ -26,24 +26,44 @@ def train_step(state: TrainState,
                rng: jax.Array,
                *,
                grad_accum_steps: int = 1,
-               schedule: optax.Schedule | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimizer update on `batch` (inputs/targets [B, T]), averaging the gradients of
-  `grad_accum_steps` equal micro-batches; returns the new state and scalar metrics."""
+               schedule: optax.Schedule | None = None,
+               axis_name: str | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimizer update on `batch`; returns the new state and scalar metrics.
+
+  The batch has `inputs` and `targets` [B, T] and optionally `weights` (per-target loss weights,
+  0 for padding), `positions` and `segment_ids` (packed sequences). The loss is the weighted
+  mean NLL over the whole batch. With `grad_accum_steps` = A, the gradients of A micro-batches
+  (rows a, a + A, a + 2A, ..., so each device's rows split evenly) are summed inside the step.
+  Under `jax.pmap`, `axis_name` names the device axis: the step then sums over devices too.
+  """
   dropout_rng = jax.random.fold_in(rng, state.step)
+  if axis_name is not None:
+    dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(axis_name))
+  weights = batch.get("weights")
+  total_weight = (jnp.sum(weights, dtype=jnp.float32)
+                  if weights is not None else jnp.float32(batch["targets"].size))
+  if axis_name is not None:
+    total_weight = jax.lax.psum(total_weight, axis_name)
 
   def loss_fn(params, micro_batch, micro_rng):
     logits_BxTxV = state.apply_fn({"params": params},
                                   micro_batch["inputs"],
+                                  micro_batch.get("positions"),
+                                  micro_batch.get("segment_ids"),
                                   deterministic=False,
                                   rngs={"dropout": micro_rng})
-    return jnp.mean(token_nll(logits_BxTxV, micro_batch["targets"]))
+    nll_BxT = token_nll(logits_BxTxV, micro_batch["targets"])
+    if "weights" in micro_batch:
+      nll_BxT = nll_BxT * micro_batch["weights"]
+    return jnp.sum(nll_BxT) / total_weight
 
   grad_fn = jax.value_and_grad(loss_fn)
   if grad_accum_steps == 1:
     loss, grads = grad_fn(state.params, batch, dropout_rng)
   else:
+    A = grad_accum_steps
     micro_batches = jax.tree.map(
-        lambda x: x.reshape(grad_accum_steps, x.shape[0] // grad_accum_steps, *x.shape[1:]), batch)
+        lambda x: x.reshape(x.shape[0] // A, A, *x.shape[1:]).swapaxes(0, 1), batch)
 
     def accumulate(carry, micro):
       micro_batch, index = micro
@@ -51,9 +71,9 @@ def train_step(state: TrainState,
       return jax.tree.map(jnp.add, carry, (loss, grads)), None
 
     zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
-    (loss, grads), _ = jax.lax.scan(accumulate, zeros,
-                                    (micro_batches, jnp.arange(grad_accum_steps)))
-    loss, grads = jax.tree.map(lambda x: x / grad_accum_steps, (loss, grads))
+    (loss, grads), _ = jax.lax.scan(accumulate, zeros, (micro_batches, jnp.arange(A)))
+  if axis_name is not None:
+    loss, grads = jax.lax.psum((loss, grads), axis_name)
 
   metrics = {"train/loss": loss, "train/grad_norm": optax.tree.norm(grads)}
   if schedule is not None:
@@ -61,16 +81,25 @@ def train_step(state: TrainState,
   return state.apply_gradients(grads=grads), metrics
 
 
-def eval_step(params: Any, batch: Batch, token_bytes_V: jax.Array, *,
-              apply_fn) -> dict[str, jax.Array]:
+def eval_step(params: Any,
+              batch: Batch,
+              token_bytes_V: jax.Array,
+              *,
+              apply_fn,
+              axis_name: str | None = None) -> dict[str, jax.Array]:
   """Sums over one batch: NLL (nats), predicted tokens, and the UTF-8 bytes they stand for."""
-  logits_BxTxV = apply_fn({"params": params}, batch["inputs"], deterministic=True)
+  logits_BxTxV = apply_fn({"params": params},
+                          batch["inputs"],
+                          batch.get("positions"),
+                          batch.get("segment_ids"),
+                          deterministic=True)
   weights_BxT = batch["weights"]
-  return {
+  sums = {
       "nll": jnp.sum(token_nll(logits_BxTxV, batch["targets"]) * weights_BxT),
       "tokens": jnp.sum(weights_BxT),
       "bytes": jnp.sum(token_bytes_V[batch["targets"]] * weights_BxT),
   }
+  return sums if axis_name is None else jax.lax.psum(sums, axis_name)
 
 
 def summarize_eval(sums: dict[str, float]) -> dict[str, float]:

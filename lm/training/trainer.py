@@ -1,23 +1,23 @@
 """train_and_evaluate(config, workdir): the whole pretraining run, resumable from its workdir."""
 
-import functools
 import math
 import os
 import time
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
 from lm import defaults
 from lm.data import batches, pipeline
 from lm.errors import UserError
 from lm.models.config import ModelConfig, model_config_from
+from lm.models import attention_kernels
 from lm.models.transformer import Transformer
-from lm.training import checkpoints, flops, metrics_log, optimizer, partitioning, steps
+from lm.training import checkpoints, flops, metrics_log, parallel, steps
 
 
 class TrainingDiverged(UserError):
@@ -34,7 +34,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   _prepare_workdir(workdir, config_dict)
   train_cfg = config.train
   _validate_train_config(train_cfg)
-  data = pipeline.prepare_data(config.data, workdir)
+  data = _prepare_data_once(config.data, workdir)
   model_cfg = model_config_from(config.model, data.tokenizer.vocab_size)
   model = Transformer(model_cfg)
   seq_len = config.data.seq_len or model_cfg.max_len
@@ -43,61 +43,45 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if seq_len > model_cfg.max_len:
     raise UserError(f"config.data.seq_len={seq_len} is longer than the model's position table, "
                     f"config.model.max_len={model_cfg.max_len}")
-  micro_batch = train_cfg.batch_size // train_cfg.grad_accum_steps
-  mesh = partitioning.make_mesh(config.mesh, micro_batch)
-  if train_cfg.eval_batch_size % partitioning.mesh_size(mesh):
-    raise UserError(f"config.train.eval_batch_size={train_cfg.eval_batch_size} must be divisible "
-                    f"by the {partitioning.mesh_size(mesh)} data-parallel devices")
+  layout = parallel.make_parallel(model, config, seq_len)
   is_main = jax.process_index() == 0
 
   rng = jax.random.PRNGKey(config.seed)
   init_rng, dropout_rng = jax.random.split(rng)
-  state = _create_state(model, train_cfg, init_rng, seq_len, mesh)
   sampler = batches.WindowSampler(data.train.tokens,
                                   batch_size=train_cfg.batch_size,
                                   seq_len=seq_len,
                                   mode=config.data.sampling,
                                   seed=config.seed,
-                                  process_index=jax.process_index(),
-                                  process_count=jax.process_count())
-
+                                  rows=layout.rows(train_cfg.batch_size))
   checkpointer = checkpoints.Checkpointer(workdir, train_cfg.keep_checkpoints)
   start_step = checkpointer.latest_step() or 0
   if start_step:
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-                            state)
-    state, data_state = checkpointer.restore(start_step, abstract)
+    state, data_state = checkpointer.restore(start_step, layout.abstract_state)
+    state = layout.from_checkpoint(state)
     sampler.set_state(data_state)
-
-  replicated, batch_sharding = partitioning.replicated(mesh), partitioning.batch_sharding(mesh)
-  schedule = optimizer.learning_rate_schedule(train_cfg)
-  train_step = jax.jit(functools.partial(steps.train_step,
-                                         grad_accum_steps=train_cfg.grad_accum_steps,
-                                         schedule=schedule),
-                       in_shardings=(replicated, batch_sharding, replicated),
-                       out_shardings=(replicated, replicated),
-                       donate_argnums=0)
-  evaluate = _make_evaluator(model, data, train_cfg, seq_len, mesh)
+  else:
+    state = layout.create_state(init_rng)
+  evaluate = _make_evaluator(layout, data, train_cfg, seq_len)
 
   log = metrics_log.MetricsLog(workdir, train_cfg.steps, start_step, enabled=is_main)
   if is_main and start_step == 0:
-    log.message(_describe_run(model_cfg, state.params, data, mesh, workdir))
+    log.message(_describe_run(model_cfg, layout, data, workdir))
   elif is_main:
     log.message(f"Resuming from step {start_step} in {workdir}")
   tokens_per_step = train_cfg.batch_size * seq_len
   flops_per_step = flops.flops_per_token(model_cfg, seq_len) * tokens_per_step
-  peak = flops.peak_flops_per_device(train_cfg.peak_flops) * partitioning.mesh_size(mesh)
+  peak = flops.peak_flops_per_device(train_cfg.peak_flops) * layout.num_devices
 
-  synchronous = partitioning.needs_synchronous_steps(mesh)
   final_metrics: dict[str, float] = {}
   pending: list[dict[str, jax.Array]] = []
   interval_start, interval_steps = time.perf_counter(), 0
   step = start_step
   try:
     while step < train_cfg.steps:
-      batch = jax.device_put(sampler.next_batch(), batch_sharding)
-      state, metrics = train_step(state, batch, dropout_rng)
-      if synchronous:
+      batch = layout.put_batch(sampler.next_batch(), train_cfg.batch_size)
+      state, metrics = layout.train_step(state, batch, dropout_rng)
+      if layout.synchronous:
         jax.block_until_ready(metrics)
       pending.append(metrics)
       step += 1
@@ -126,7 +110,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         final_metrics.update(record)
       if step % train_cfg.checkpoint_every == 0 or last:
         _check_finite(state.params, step)
-        checkpointer.save(step, state, sampler.get_state(), config_dict)
+        checkpointer.save(step, layout.to_checkpoint(state), sampler.get_state(), config_dict)
       if record or step % train_cfg.checkpoint_every == 0:
         interval_start, interval_steps = time.perf_counter(), 0
   finally:
@@ -135,43 +119,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     log.close()
 
   if is_main and train_cfg.sample_prompt and train_cfg.sample_tokens:
-    _print_sample(model_cfg, state.params, data.tokenizer, train_cfg)
+    _print_sample(model_cfg, layout.to_checkpoint(state).params, data.tokenizer, train_cfg)
   return final_metrics
 
 
-def _create_state(model: nn.Module, train_cfg: Any, rng: jax.Array, seq_len: int,
-                  mesh) -> steps.TrainState:
-  """Initializes parameters and optimizer state directly in their (replicated) layout."""
-
-  def init(rng):
-    variables = model.init(rng, jnp.zeros((1, seq_len), jnp.int32))
-    params = nn.meta.unbox(variables["params"])
-    return steps.TrainState.create(apply_fn=model.apply,
-                                   params=params,
-                                   tx=optimizer.make_optimizer(train_cfg, params))
-
-  return jax.jit(init, out_shardings=partitioning.replicated(mesh))(rng)
+def _prepare_data_once(data_cfg: Any, workdir: str) -> pipeline.PreparedData:
+  """Process 0 trains the tokenizer and tokenizes; then the others load its cache (or, with a
+  workdir that is not shared, build the same one themselves)."""
+  if jax.process_count() == 1:
+    return pipeline.prepare_data(data_cfg, workdir)
+  data = pipeline.prepare_data(data_cfg, workdir) if jax.process_index() == 0 else None
+  multihost_utils.sync_global_devices("lm: data prepared")
+  return data or pipeline.prepare_data(data_cfg, workdir)
 
 
-def _make_evaluator(model, data, train_cfg, seq_len, mesh):
+def _make_evaluator(layout, data, train_cfg, seq_len):
   """(params, max_batches) -> {eval/loss, eval/perplexity, eval/bpb} on the validation split
   (its first max_batches batches, or all of it for 0)."""
   token_bytes = jnp.asarray(data.tokenizer.token_bytes(), jnp.float32)
-  eval_step = jax.jit(functools.partial(steps.eval_step, apply_fn=model.apply),
-                      in_shardings=(partitioning.replicated(mesh),
-                                    partitioning.batch_sharding(mesh),
-                                    partitioning.replicated(mesh)))
+  batch_size = train_cfg.eval_batch_size
 
   def evaluate(params, max_batches: int) -> dict[str, float]:
     totals = {"nll": 0.0, "tokens": 0.0, "bytes": 0.0}
     for batch in batches.eval_batches(data.valid.tokens,
-                                      batch_size=train_cfg.eval_batch_size,
+                                      batch_size=batch_size,
                                       seq_len=seq_len,
                                       max_batches=max_batches or None,
-                                      process_index=jax.process_index(),
-                                      process_count=jax.process_count()):
-      sums = eval_step(params, jax.device_put(batch, partitioning.batch_sharding(mesh)),
-                       token_bytes)
+                                      rows=layout.rows(batch_size)):
+      sums = layout.eval_step(params, layout.put_batch(batch, batch_size), token_bytes)
       # Summed on the host in float64; fetching each batch's sums also keeps one program with
       # collectives in flight at a time (partitioning.needs_synchronous_steps).
       for key, value in jax.device_get(sums).items():
@@ -213,7 +188,7 @@ def _prepare_workdir(workdir: str, config_dict: dict) -> None:
   if saved is not None:
     differences = [
         f"{key}: saved {old!r}, now {new!r}" for key, old, new in _diff(saved, config_dict)
-        if key not in defaults.RESUMABLE_CHANGES
+        if not defaults.resumable_change(key)
     ]
     if differences:
       raise UserError(f"--workdir={workdir} holds a run with a different config; resume it with "
@@ -243,15 +218,18 @@ def _validate_train_config(train_cfg: Any) -> None:
                     f"config.train.batch_size={train_cfg.batch_size}")
 
 
-def _describe_run(model_cfg: ModelConfig, params, data, mesh, workdir: str) -> str:
-  num_params = sum(x.size for x in jax.tree.leaves(params))
+def _describe_run(model_cfg: ModelConfig, layout, data, workdir: str) -> str:
+  num_params = sum(x.size for x in jax.tree.leaves(layout.abstract_state.params))
+  dtype = jnp.dtype(model_cfg.dtype)
+  attention = attention_kernels.resolve_implementation(model_cfg.attention, dtype)
   return (
       f"Model: {num_params / 1e6:.2f}M parameters, {model_cfg.num_layers} layers, width "
       f"{model_cfg.embed_dim}, context {model_cfg.max_len}, vocab {model_cfg.vocab_size} "
       f"({data.tokenizer.name})\n"
-      f"Data: {data.train.num_tokens:,} training / {data.valid.num_tokens:,} validation tokens\n"
-      f"Devices: {partitioning.mesh_size(mesh)} x {jax.devices()[0].device_kind} (data parallel); "
-      f"workdir {workdir}")
+      f"{attention_kernels.describe(model_cfg.attention, attention, dtype, jax.default_backend())}"
+      f"\nData: {data.train.num_tokens:,} training / {data.valid.num_tokens:,} validation tokens\n"
+      f"Devices: {layout.num_devices} x {jax.devices()[0].device_kind}, {layout.describe()}, "
+      f"{jax.process_count()} process(es); workdir {workdir}")
 
 
 def _print_sample(model_cfg, params, tokenizer, train_cfg) -> None:

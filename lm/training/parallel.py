@@ -1,0 +1,201 @@
+"""Training over many devices: one `jax.jit` program over the device mesh, or `jax.pmap`.
+
+Both layouts give the trainer the same interface: create the train state in place, run the
+train and evaluation steps, turn this process's rows of a global batch into a device batch,
+and convert the state to and from the checkpointed form, which does not depend on the layout
+(a run checkpointed under one layout resumes under another).
+"""
+
+import functools
+from typing import Any
+
+import flax.jax_utils
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding
+
+from lm.errors import UserError
+from lm.training import optimizer, partitioning, steps
+
+Batch = dict[str, np.ndarray]
+
+
+def make_parallel(model: nn.Module, config: Any, seq_len: int) -> "MeshParallel | PmapParallel":
+  """The layout config.mesh asks for, checked against the devices and batch sizes."""
+  train_cfg = config.train
+  micro_batch = train_cfg.batch_size // train_cfg.grad_accum_steps
+  if config.mesh.use_pmap:
+    return PmapParallel(model, train_cfg, config.mesh, seq_len, micro_batch)
+  return MeshParallel(model, train_cfg, config.mesh, seq_len, micro_batch)
+
+
+class _Layout:
+  """What both layouts share: the model, the optimizer and the abstract train state."""
+
+  def __init__(self, model: nn.Module, train_cfg: Any, seq_len: int):
+    self.model = model
+    self.train_cfg = train_cfg
+    self.seq_len = seq_len
+    self.schedule = optimizer.learning_rate_schedule(train_cfg)
+    self.boxed_params = jax.eval_shape(self._init_params, jax.random.PRNGKey(0))
+    # One optimizer object, so that every state built from it has the same tree structure.
+    self.tx = optimizer.make_optimizer(train_cfg, nn.meta.unbox(self.boxed_params))
+
+  def _init_params(self, rng: jax.Array) -> Any:
+    """Parameters boxed with their logical axis names (`nn.Partitioned`)."""
+    return self.model.init(rng, jnp.zeros((1, self.seq_len), jnp.int32))["params"]
+
+  def _init_state(self, rng: jax.Array) -> steps.TrainState:
+    return steps.TrainState.create(apply_fn=self.model.apply,
+                                   params=nn.meta.unbox(self._init_params(rng)),
+                                   tx=self.tx)
+
+  def _check_eval_batch(self, ways: int) -> None:
+    if self.train_cfg.eval_batch_size % ways:
+      raise UserError(f"config.train.eval_batch_size={self.train_cfg.eval_batch_size} must be "
+                      f"divisible by the {ways} devices that split the batch")
+
+
+class MeshParallel(_Layout):
+  """`jax.jit` over a (data, fsdp, tensor) mesh with explicit input and output shardings.
+
+  Parameters and optimizer state are created directly in their shards (from `eval_shape`;
+  nothing is materialized whole first) and stay sharded; the model's logical activation
+  constraints apply inside the steps.
+  """
+
+  def __init__(self, model, train_cfg, mesh_cfg, seq_len, micro_batch):
+    super().__init__(model, train_cfg, seq_len)
+    self.mesh = partitioning.make_mesh(mesh_cfg, micro_batch)
+    self.rules = partitioning.parse_rules(mesh_cfg.rules)
+    self._check_heads(model.config)
+    mesh, rules = self.mesh, self.rules
+    self.batch_sharding = partitioning.batch_sharding(mesh, rules)
+    self._check_eval_batch(partitioning.batch_ways(mesh, rules))
+    replicated = partitioning.replicated(mesh)
+    param_shardings = partitioning.param_shardings(mesh, rules, self.boxed_params)
+    abstract = jax.eval_shape(self._init_state, jax.random.PRNGKey(0))
+    opt_shardings = optax.tree_map_params(self.tx,
+                                          lambda _, sharding: sharding,
+                                          abstract.opt_state,
+                                          param_shardings,
+                                          transform_non_params=lambda _: replicated)
+    self.state_shardings = abstract.replace(step=replicated,
+                                            params=param_shardings,
+                                            opt_state=opt_shardings)
+    self.abstract_state = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract,
+        self.state_shardings)
+    self.synchronous = partitioning.needs_synchronous_steps(mesh)
+    self.train_step = jax.jit(partitioning.traced_under(
+        mesh, rules,
+        functools.partial(steps.train_step,
+                          grad_accum_steps=train_cfg.grad_accum_steps,
+                          schedule=self.schedule)),
+                              in_shardings=(self.state_shardings, self.batch_sharding, replicated),
+                              out_shardings=(self.state_shardings, replicated),
+                              donate_argnums=0)
+    self.eval_step = jax.jit(partitioning.traced_under(
+        mesh, rules, functools.partial(steps.eval_step, apply_fn=model.apply)),
+                             in_shardings=(self.state_shardings.params, self.batch_sharding,
+                                           replicated),
+                             out_shardings=replicated)
+
+  def _check_heads(self, model_cfg) -> None:
+    tensor = self.mesh.shape["tensor"]
+    if model_cfg.num_heads % tensor:
+      raise UserError(f"config.mesh.tensor={tensor} does not divide config.model.num_heads="
+                      f"{model_cfg.num_heads}; tensor parallelism splits whole heads")
+
+  def describe(self) -> str:
+    return f"{partitioning.describe(self.mesh)} (jax.jit over a device mesh)"
+
+  @property
+  def num_devices(self) -> int:
+    return partitioning.mesh_size(self.mesh)
+
+  def create_state(self, rng: jax.Array) -> steps.TrainState:
+    return jax.jit(self._init_state, out_shardings=self.state_shardings)(rng)
+
+  def rows(self, batch_size: int) -> np.ndarray:
+    """The rows of a global batch of `batch_size` that this process reads."""
+    return partitioning.process_rows(self.batch_sharding, batch_size)
+
+  def put_batch(self, local: Batch, batch_size: int) -> dict[str, jax.Array]:
+    return partitioning.global_batch(local, self.rows(batch_size), batch_size,
+                                     self.batch_sharding)
+
+  def to_checkpoint(self, state: steps.TrainState) -> steps.TrainState:
+    return state
+
+  def from_checkpoint(self, state: steps.TrainState) -> steps.TrainState:
+    return state
+
+
+class PmapParallel(_Layout):
+  """Data parallel under `jax.pmap` (config.mesh.use_pmap): one replica of the state per
+  device, gradients summed with `lax.psum`. Same results as the jit path; one host only."""
+
+  AXIS = "devices"
+
+  def __init__(self, model, train_cfg, mesh_cfg, seq_len, micro_batch):
+    super().__init__(model, train_cfg, seq_len)
+    if jax.process_count() > 1:
+      raise UserError("config.mesh.use_pmap runs on one host; multi-host runs use the jit path "
+                      "(config.mesh.use_pmap=False)")
+    if mesh_cfg.fsdp != 1 or mesh_cfg.tensor != 1:
+      raise UserError("config.mesh.use_pmap is data parallel only: set config.mesh.fsdp=1 and "
+                      "config.mesh.tensor=1, or use the jit path for sharded layouts")
+    sizes = partitioning.mesh_shape(mesh_cfg, jax.local_device_count(), micro_batch)
+    self.devices = jax.local_devices()[:sizes["data"]]
+    self._check_eval_batch(len(self.devices))
+    self.abstract_state = jax.eval_shape(self._init_state, jax.random.PRNGKey(0))
+    self.synchronous = self.devices[0].platform == "cpu" and len(self.devices) > 1
+    train_step = functools.partial(steps.train_step,
+                                   grad_accum_steps=train_cfg.grad_accum_steps,
+                                   schedule=self.schedule,
+                                   axis_name=self.AXIS)
+    self._train_step = jax.pmap(train_step,
+                                axis_name=self.AXIS,
+                                in_axes=(0, 0, None),
+                                devices=self.devices,
+                                donate_argnums=0)
+    eval_step = functools.partial(steps.eval_step, apply_fn=model.apply, axis_name=self.AXIS)
+    self._eval_step = jax.pmap(eval_step,
+                               axis_name=self.AXIS,
+                               in_axes=(0, 0, None),
+                               devices=self.devices)
+
+  def describe(self) -> str:
+    return f"data={len(self.devices)} (jax.pmap)"
+
+  @property
+  def num_devices(self) -> int:
+    return len(self.devices)
+
+  def create_state(self, rng: jax.Array) -> steps.TrainState:
+    return self.from_checkpoint(jax.jit(self._init_state)(rng))
+
+  def rows(self, batch_size: int) -> np.ndarray:
+    return np.arange(batch_size)
+
+  def put_batch(self, local: Batch, batch_size: int) -> Batch:
+    del batch_size
+    n = len(self.devices)
+    return {k: v.reshape(n, v.shape[0] // n, *v.shape[1:]) for k, v in local.items()}
+
+  def train_step(self, state, batch, rng):
+    state, metrics = self._train_step(state, batch, rng)
+    return state, jax.tree.map(lambda x: x[0], metrics)
+
+  def eval_step(self, params, batch, token_bytes):
+    return jax.tree.map(lambda x: x[0], self._eval_step(params, batch, token_bytes))
+
+  def to_checkpoint(self, state: steps.TrainState) -> steps.TrainState:
+    return flax.jax_utils.unreplicate(state)
+
+  def from_checkpoint(self, state: steps.TrainState) -> steps.TrainState:
+    return flax.jax_utils.replicate(state, self.devices)
