@@ -1,17 +1,20 @@
-"""Time of one jitted training step of an experiment, for a given number of host devices.
+"""Training-step speed and memory for each model preset and device layout, as a Markdown table.
 
-Prints a Markdown row: devices, median and best ms/step over repeats, tokens/s. Use it to
-compare layouts on one machine, e.g. one CPU device against one device per core:
+For every preset x layout: the jitted train step of `lm.training.parallel` on random tokens,
+timed after compilation (median of repeats); tokens/s, model FLOPs utilization (formula in
+lm/training/flops.py) and peak memory per device (the allocator's peak on GPU/TPU; XLA's
+compiled estimate of arguments + temporaries elsewhere).
 
+  .venv/bin/python benchmarks/train_step.py                       # tiny preset, this machine
+  .venv/bin/python benchmarks/train_step.py --presets=gpt2-124m --seq_len=1024 --batch_size=16 \
+      --dtype=bfloat16 --layouts="data=-1;fsdp=-1;data=2,tensor=-1;pmap"
   XLA_FLAGS=--xla_force_host_platform_device_count=1 .venv/bin/python benchmarks/train_step.py
-  XLA_FLAGS=--xla_force_host_platform_device_count=2 .venv/bin/python benchmarks/train_step.py
 
-Run the variants alternately, several times: on a shared VM the step time drifts by +-20%.
+A layout is config.mesh overrides, `data=2,fsdp=2,tensor=2`, or `pmap`; layouts are separated
+by ';'. Model fields can be overridden with --model='remat=full,scan_layers=True'.
 """
 
 import argparse
-import functools
-import importlib.util
 import os
 import sys
 import time
@@ -22,67 +25,103 @@ from lm import runtime  # pylint: disable=g-import-not-at-top
 
 runtime.use_one_cpu_device_per_core()
 
-import flax.linen as nn  # pylint: disable=g-import-not-at-top,g-bad-import-order
-import jax  # pylint: disable=g-import-not-at-top
-import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+import jax  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import numpy as np  # pylint: disable=g-import-not-at-top
 
+from lm import defaults  # pylint: disable=g-import-not-at-top
 from lm.models.config import model_config_from  # pylint: disable=g-import-not-at-top
 from lm.models.transformer import Transformer  # pylint: disable=g-import-not-at-top
-from lm.training import optimizer, partitioning, steps  # pylint: disable=g-import-not-at-top
+from lm.training import flops, parallel  # pylint: disable=g-import-not-at-top
 
 
-def load_config(spec: str):
-  path, _, arg = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location("experiment", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+def parse_assignments(text: str) -> dict:
+  """'a=1,b=True,c=full' -> {'a': 1, 'b': True, 'c': 'full'}."""
+  values = {}
+  for item in filter(None, (s.strip() for s in text.split(","))):
+    key, _, value = item.partition("=")
+    for kind in (int, float):
+      try:
+        values[key] = kind(value)
+        break
+      except ValueError:
+        pass
+    else:
+      values[key] = {"True": True, "False": False}.get(value, value)
+  return values
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--config", default="experiments/shakespeare_char.py:cpu")
-  parser.add_argument("--vocab_size", type=int, default=72)
-  parser.add_argument("--steps", type=int, default=30, help="steps per repeat")
-  parser.add_argument("--repeats", type=int, default=5)
-  args = parser.parse_args()
-  config = load_config(args.config)
+def benchmark(preset: str, layout: str, args) -> str:
+  config = defaults.base_config(preset)
+  config.model.update(parse_assignments(args.model))
+  config.model.dtype = args.dtype
+  config.model.max_len = max(config.model.max_len, args.seq_len)
+  config.train.update(batch_size=args.batch_size, eval_batch_size=args.batch_size, steps=1000)
+  if layout == "pmap":
+    config.mesh.use_pmap = True
+  else:
+    config.mesh.update(parse_assignments(layout))
   model_cfg = model_config_from(config.model, args.vocab_size)
-  model = Transformer(model_cfg)
-  batch_size, seq_len = config.train.batch_size, model_cfg.max_len
-  mesh = partitioning.make_mesh(config.mesh, batch_size)
-  replicated, batch_sharding = partitioning.replicated(mesh), partitioning.batch_sharding(mesh)
-
-  def init(rng):
-    params = nn.meta.unbox(model.init(rng, jnp.zeros((1, seq_len), jnp.int32))["params"])
-    return steps.TrainState.create(apply_fn=model.apply, params=params,
-                                   tx=optimizer.make_optimizer(config.train, params))
-
-  state = jax.jit(init, out_shardings=replicated)(jax.random.PRNGKey(0))
-  train_step = jax.jit(functools.partial(steps.train_step,
-                                         schedule=optimizer.learning_rate_schedule(config.train)),
-                       in_shardings=(replicated, batch_sharding, replicated),
-                       out_shardings=(replicated, replicated), donate_argnums=0)
+  layout_ = parallel.make_parallel(Transformer(model_cfg), config, args.seq_len)
+  state = layout_.create_state(jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
 
   def batch():
-    windows = rng.integers(7, args.vocab_size, size=(batch_size, seq_len + 1)).astype(np.int32)
-    return jax.device_put({"inputs": windows[:, :-1], "targets": windows[:, 1:]}, batch_sharding)
+    windows = rng.integers(7, args.vocab_size, size=(args.batch_size, args.seq_len + 1))
+    local = {"inputs": windows[:, :-1].astype(np.int32), "targets": windows[:, 1:].astype(np.int32)}
+    rows = layout_.rows(args.batch_size)
+    return layout_.put_batch({k: v[rows] for k, v in local.items()}, args.batch_size)
 
   key = jax.random.PRNGKey(1)
-  state, _ = train_step(state, batch(), key)
+  state, _ = layout_.train_step(state, batch(), key)  # Compiles.
   jax.block_until_ready(state)
   times = []
   for _ in range(args.repeats):
     start = time.perf_counter()
     for _ in range(args.steps):
-      state, _ = train_step(state, batch(), key)
+      state, metrics = layout_.train_step(state, batch(), key)
+      if layout_.synchronous:
+        jax.block_until_ready(metrics)
     jax.block_until_ready(state)
-    times.append((time.perf_counter() - start) / args.steps * 1000)
-  median = float(np.median(times))
-  print(f"| {args.config} | {partitioning.mesh_size(mesh)} | {median:.1f} | {min(times):.1f} | "
-        f"{batch_size * seq_len / median * 1000:,.0f} |")
+    times.append((time.perf_counter() - start) / args.steps)
+  seconds = float(np.median(times))
+  tokens = args.batch_size * args.seq_len
+  achieved = flops.flops_per_token(model_cfg, args.seq_len) * tokens / seconds
+  peak = flops.peak_flops_per_device() * layout_.num_devices
+  mfu = f"{100 * achieved / peak:.1f}%" if peak else "n/a"
+  return (f"| {preset} | {layout_.describe()} | {args.batch_size}x{args.seq_len} | {args.dtype} "
+          f"| {1000 * seconds:.1f} | {tokens / seconds:,.0f} | {mfu} | "
+          f"{_peak_memory_gib(layout_, state, batch(), key)} |")
+
+
+def _peak_memory_gib(layout, state, batch, key) -> str:
+  stats = jax.local_devices()[0].memory_stats() or {}
+  if "peak_bytes_in_use" in stats:
+    return f"{stats['peak_bytes_in_use'] / 2**30:.2f}"
+  analysis = layout.lower_train_step(state, batch, key).compile().memory_analysis()
+  if analysis is None:
+    return "n/a"
+  total = analysis.argument_size_in_bytes + analysis.temp_size_in_bytes
+  return f"{total / 2**30:.3f} (est.)"
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--presets", default="tiny")
+  parser.add_argument("--layouts", default="data=-1")
+  parser.add_argument("--model", default="", help="model field overrides, e.g. remat=full")
+  parser.add_argument("--dtype", default="float32")
+  parser.add_argument("--batch_size", type=int, default=12)
+  parser.add_argument("--seq_len", type=int, default=64)
+  parser.add_argument("--vocab_size", type=int, default=72)
+  parser.add_argument("--steps", type=int, default=20, help="steps per repeat")
+  parser.add_argument("--repeats", type=int, default=3)
+  args = parser.parse_args()
+  print(f"{jax.device_count()} x {jax.devices()[0].device_kind}; model {args.model or 'preset'}")
+  print("| preset | layout | batch | dtype | ms/step | tokens/s | MFU | peak GiB/device |")
+  print("|---|---|---|---|---:|---:|---:|---:|")
+  for preset in args.presets.split(","):
+    for layout in args.layouts.split(";"):
+      print(benchmark(preset, layout.strip(), args), flush=True)
 
 
 if __name__ == "__main__":

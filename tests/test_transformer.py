@@ -1,5 +1,6 @@
 """Transformer: shapes, causality (by token changes and by gradients), KV cache, sizes."""
 
+import dataclasses
 import functools
 import math
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from lm.models.config import ModelConfig, preset_fields
-from lm.models.transformer import Transformer
+from lm.models.transformer import Transformer, stack_layers, unstack_layers
 
 B, T = 2, 8
 
@@ -218,3 +219,70 @@ def test_tiny_parameter_count_matches_nanogpt():
   assert without_positions == 795_904
   assert f"{without_positions / 1e6:.2f}M" == "0.80M"
   assert count(shapes) == 804_096
+
+
+def loss_and_grads(model, params, tokens_BxT):
+
+  def loss(params):
+    logits_BxTxV = model.apply({"params": params}, tokens_BxT)
+    return jnp.mean(jax.nn.logsumexp(logits_BxTxV, -1) - logits_BxTxV[..., 0])
+
+  return jax.jit(jax.value_and_grad(loss))(params)
+
+
+@pytest.mark.parametrize("remat", ["none", "full", "save_matmuls"])
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_scanned_and_rematerialized_stacks_match_the_unrolled_one(name, remat):
+  cfg = small_config(name, num_layers=3)
+  unrolled = Transformer(cfg)
+  params = random_params(unrolled)
+  tokens_BxT = random_tokens(cfg, seed=5)
+  expected_loss, expected_grads = loss_and_grads(unrolled, params, tokens_BxT)
+
+  scanned = Transformer(dataclasses.replace(cfg, scan_layers=True, remat=remat))
+  assert jax.tree.structure(param_shapes(scanned)) == jax.tree.structure(
+      stack_layers(params, cfg.num_layers))
+  loss, grads = loss_and_grads(scanned, stack_layers(params, cfg.num_layers), tokens_BxT)
+  np.testing.assert_allclose(loss, expected_loss, rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               unstack_layers(grads, cfg.num_layers), expected_grads)
+
+  rematted = Transformer(dataclasses.replace(cfg, remat=remat))
+  loss, grads = loss_and_grads(rematted, params, tokens_BxT)
+  np.testing.assert_allclose(loss, expected_loss, rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grads,
+               expected_grads)
+
+
+def test_scanned_stack_decodes_with_a_kv_cache():
+  cfg = small_config("llama", scan_layers=True)
+  model = Transformer(cfg)
+  params = stack_layers(random_params(Transformer(small_config("llama"))), cfg.num_layers)
+  tokens_BxT = random_tokens(cfg, seed=6)
+  cache = empty_cache(model)
+  pieces = []
+  for start, end in [(0, 3)] + [(t, t + 1) for t in range(3, T)]:
+    positions_BxT = jnp.broadcast_to(jnp.arange(start, end, dtype=jnp.int32), (B, end - start))
+    logits_BxTxV, cache = decode(model, params, cache, tokens_BxT[:, start:end], positions_BxT)
+    pieces.append(logits_BxTxV)
+  np.testing.assert_allclose(jnp.concatenate(pieces, axis=1),
+                             forward(model, params, tokens_BxT),
+                             atol=1e-5,
+                             rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_packed_sequences_equal_separate_ones(name):
+  """Two documents packed in one row, with segment ids and restarting positions, give each
+  document the logits it gets alone."""
+  cfg = small_config(name)
+  model = Transformer(cfg)
+  params = random_params(model)
+  first, second = random_tokens(cfg, seed=7, shape=(1, 3)), random_tokens(cfg, seed=8,
+                                                                           shape=(1, 5))
+  packed_1xT = jnp.concatenate([first, second], axis=1)
+  segment_ids_1xT = jnp.array([[1, 1, 1, 2, 2, 2, 2, 2]], jnp.int32)
+  positions_1xT = jnp.array([[0, 1, 2, 0, 1, 2, 3, 4]], jnp.int32)
+  packed = jax.jit(model.apply)({"params": params}, packed_1xT, positions_1xT, segment_ids_1xT)
+  np.testing.assert_allclose(packed[:, :3], forward(model, params, first), atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(packed[:, 3:], forward(model, params, second), atol=1e-5, rtol=1e-5)

@@ -162,3 +162,18 @@ class Transformer(nn.Module):
       x_NxD = block_cls(cfg, name=f"block_{i}", **flags)(x_NxD, positions_BxT, rope,
                                                          segment_ids_BxT)
     return x_NxD
+
+
+def stack_layers(params: dict, num_layers: int) -> dict:
+  """Parameters of the unrolled stack (`block_{i}`) -> the scanned layout (`blocks`, [L, ...])."""
+  blocks = [params[f"block_{i}"] for i in range(num_layers)]
+  rest = {k: v for k, v in params.items() if not k.startswith("block_")}
+  return {**rest, "blocks": jax.tree.map(lambda *xs: jnp.stack(xs), *blocks)}
+
+
+def unstack_layers(params: dict, num_layers: int) -> dict:
+  """The scanned layout (`blocks`, [L, ...]) -> parameters of the unrolled stack."""
+  rest = {k: v for k, v in params.items() if k != "blocks"}
+  for i in range(num_layers):
+    rest[f"block_{i}"] = jax.tree.map(lambda x, i=i: x[i], params["blocks"])
+  return rest

@@ -128,6 +128,10 @@ class MeshParallel(_Layout):
     return partitioning.global_batch(local, self.rows(batch_size), batch_size,
                                      self.batch_sharding)
 
+  def lower_train_step(self, state, batch, rng) -> jax.stages.Lowered:
+    """The train step lowered for these arguments (for its compiled cost and memory)."""
+    return self.train_step.lower(state, batch, rng)
+
   def to_checkpoint(self, state: steps.TrainState) -> steps.TrainState:
     return state
 
@@ -193,6 +197,9 @@ class PmapParallel(_Layout):
 
   def eval_step(self, params, batch, token_bytes):
     return jax.tree.map(lambda x: x[0], self._eval_step(params, batch, token_bytes))
+
+  def lower_train_step(self, state, batch, rng) -> jax.stages.Lowered:
+    return self._train_step.lower(state, batch, rng)
 
   def to_checkpoint(self, state: steps.TrainState) -> steps.TrainState:
     return flax.jax_utils.unreplicate(state)

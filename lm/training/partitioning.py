@@ -174,6 +174,8 @@ def process_rows(sharding: NamedSharding, batch_size: int) -> np.ndarray:
 def global_batch(local: dict[str, np.ndarray], rows: np.ndarray, batch_size: int,
                  sharding: NamedSharding) -> dict[str, jax.Array]:
   """Assembles one global batch from this process's `rows` of it (as `process_rows` gave)."""
+  if len(rows) == batch_size:  # This process holds the whole batch (one process, say).
+    return jax.device_put(local, sharding)
   position = {int(row): i for i, row in enumerate(rows)}
 
   def assemble(array: np.ndarray) -> jax.Array:
