@@ -100,10 +100,10 @@ def dot_product_attention(q_BxTxHxDh: jax.Array,
   """
   if segment_ids_BxT is not None and q_BxTxHxDh.shape[1] != k_BxSxKxDh.shape[1]:
     raise ValueError(f"segment ids need T == S, got q {q_BxTxHxDh.shape}, k {k_BxSxKxDh.shape}")
-  if implementation == "xla" or mask_BxTxS is not None:
-    return _xla(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, segment_ids_BxT, mask_BxTxS, causal)
-  if implementation == "cudnn":
-    return _cudnn(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, segment_ids_BxT, causal)
+  if implementation in ("xla", "cudnn") or mask_BxTxS is not None:
+    # A decode mask always runs on XLA (few queries, a mask the fused kernels do not take).
+    return _jax_nn(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, segment_ids_BxT, mask_BxTxS, causal,
+                   "xla" if mask_BxTxS is not None else implementation)
   if implementation == "splash":
     return _splash(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, segment_ids_BxT, causal)
   raise ValueError(f"unknown attention implementation {implementation!r}; resolve it first")
@@ -114,7 +114,18 @@ def _segment_mask(segment_ids_BxT: jax.Array) -> jax.Array:
   return (segment_ids_BxT[:, :, None] == segment_ids_BxT[:, None, :])[:, None]
 
 
-def _xla(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, segment_ids_BxT, mask_BxTxS, causal):
+def _jax_nn(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, segment_ids_BxT, mask_BxTxS, causal,
+            implementation):
+  """`jax.nn.dot_product_attention` with segments (and a decode mask) as a [B, 1, T, S] mask.
+
+  On cuDNN, JAX turns the boolean mask into an additive bias (0 / -2^41 in bfloat16) added to
+  the logits beside cuDNN's own causal mask. cuDNN's native packing (`q_offsets`/`kv_offsets`,
+  the THD layout) would skip cross-segment blocks, but `jax.nn.dot_product_attention` does not
+  expose it (only the private `jax._src.cudnn` API does), it needs a static maximum number of
+  segments per row and Hopper or later. The bias costs B*T*T compute-dtype values (and as
+  much again for its unused gradient in the backward pass), which is small next to the
+  activations for T up to a few thousand; with it, cuDNN's backward pass needs an even T.
+  """
   mask_Bx1xTxS = None if mask_BxTxS is None else mask_BxTxS[:, None]
   if segment_ids_BxT is not None:
     same_Bx1xTxT = _segment_mask(segment_ids_BxT)
@@ -124,27 +135,7 @@ def _xla(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, segment_ids_BxT, mask_BxTxS, causal
                                       v_BxSxKxDh,
                                       mask=mask_Bx1xTxS,
                                       is_causal=causal,
-                                      implementation="xla")
-
-
-def _cudnn(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, segment_ids_BxT, causal):
-  """cuDNN flash attention; segments as a [B, 1, T, T] mask broadcast over heads.
-
-  JAX turns a boolean mask into an additive bias (0 / -2^41 in bfloat16) that cuDNN adds to
-  the logits, beside its own causal mask. cuDNN's native packing (`q_offsets`/`kv_offsets`,
-  the THD layout) would skip cross-segment blocks, but `jax.nn.dot_product_attention` does not
-  expose it (only the private `jax._src.cudnn` API does), it needs a static maximum number of
-  segments per row and Hopper or later. The bias costs B*T*T compute-dtype values (and as
-  much again for its unused gradient in the backward pass), which is small next to the
-  activations for T up to a few thousand; with it, cuDNN's backward pass needs an even T.
-  """
-  mask_Bx1xTxT = None if segment_ids_BxT is None else _segment_mask(segment_ids_BxT)
-  return jax.nn.dot_product_attention(q_BxTxHxDh,
-                                      k_BxSxKxDh,
-                                      v_BxSxKxDh,
-                                      mask=mask_Bx1xTxT,
-                                      is_causal=causal,
-                                      implementation="cudnn")
+                                      implementation=implementation)
 
 
 def _splash(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, segment_ids_BxT, causal):
