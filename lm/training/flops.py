@@ -32,8 +32,11 @@ PEAK_FLOPS = {
     "h200": 989e12,
     "a100": 312e12,
 }
-# fp32 matmul FLOP/s per CPU core, used when config.train.peak_flops is 0: MEASURED
-CPU_FLOPS_PER_CORE = 85e9
+# fp32 matmul FLOP/s per CPU core, used when config.train.peak_flops is 0: the best of six runs
+# of `.venv/bin/python benchmarks/peak_flops.py` on the 2-vCPU AMD EPYC (Zen 4, AVX-512) dev VM,
+# 221 GFLOP/s at 1024^3 on one XLA device using both cores (the other runs: 166-197; the VM is
+# shared). BENCHMARKS.md, "Peak FLOP/s of this CPU".
+CPU_FLOPS_PER_CORE = 110e9
 
 
 def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
