@@ -282,6 +282,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's default)")
     p.add_argument("--json_out", default=None, help="write the results as JSON to this path")
+    p.add_argument("--lockstep", type=int, default=0,
+                   help="benchmarks/lockstep.py: after warm-up, train in chunks of N steps, each "
+                        "started by a line on stdin and reported as 'CHUNK seconds' (no evals)")
     return p.parse_args(argv)
 
 
@@ -315,8 +318,16 @@ def main(argv=None) -> dict:
 
     warm = min(args.timing_warmup, max(args.steps - 1, 0))
     timed_s = 0.0  # training time of steps >= warm, evals excluded
+    chunk_start = 0.0
     for step in range(args.steps):
-        if step % args.eval_interval == 0:
+        if args.lockstep and step >= warm and (step - warm) % args.lockstep == 0:
+            if step > warm:
+                print(f"CHUNK {time.perf_counter() - chunk_start}", flush=True)
+            else:
+                print("READY", flush=True)
+            sys.stdin.readline()
+            chunk_start = time.perf_counter()
+        if step % args.eval_interval == 0 and not args.lockstep:
             do_eval(step)
         t_step = time.perf_counter()
         lr = lr_at(step, args.lr, args.min_lr, args.warmup_iters, args.lr_decay_iters)

@@ -2,8 +2,9 @@
 
 For every preset x layout: the jitted train step of `lm.training.parallel` on random tokens,
 timed after compilation (median of repeats); tokens/s, model FLOPs utilization (formula in
-lm/training/flops.py) and peak memory per device (the allocator's peak on GPU/TPU; XLA's
-compiled estimate of arguments + temporaries elsewhere).
+lm/training/flops.py) and peak memory per device: on GPU/TPU the allocator's peak since the
+process started (so give each layout its own invocation for exact per-layout peaks), on CPU
+XLA's compiled estimate of arguments + temporaries.
 
   .venv/bin/python benchmarks/train_step.py                       # tiny preset, this machine
   .venv/bin/python benchmarks/train_step.py --presets=gpt2-124m --seq_len=1024 --batch_size=16 \
@@ -86,7 +87,7 @@ def benchmark(preset: str, layout: str, args) -> str:
   seconds = float(np.median(times))
   tokens = args.batch_size * args.seq_len
   achieved = flops.flops_per_token(model_cfg, args.seq_len) * tokens / seconds
-  peak = flops.peak_flops_per_device() * layout_.num_devices
+  peak = flops.peak_flops(layout_.num_devices)
   mfu = f"{100 * achieved / peak:.1f}%" if peak else "n/a"
   return (f"| {preset} | {layout_.describe()} | {args.batch_size}x{args.seq_len} | {args.dtype} "
           f"| {1000 * seconds:.1f} | {tokens / seconds:,.0f} | {mfu} | "

@@ -57,11 +57,17 @@ def datasheet_peak_flops(device_kind: str) -> float:
                if not name.startswith("tpu") and name in kind), 0.0)
 
 
-def peak_flops_per_device(configured: float = 0.0) -> float:
-  """config.train.peak_flops if set, else the data-sheet peak of the first device's kind."""
+def peak_flops(num_devices: int, configured: float = 0.0) -> float:
+  """Peak FLOP/s of a run on `num_devices` devices (the denominator of MFU).
+
+  config.train.peak_flops (per device) if set, else the data-sheet peak of the devices' kind
+  (0.0 for an unknown accelerator: MFU is not reported). On CPU the cores bound the peak, not
+  the devices: XLA CPU devices are threads on the same cores, and a mesh over some of them
+  still computes on every core. So a CPU run's peak is all cores of every host.
+  """
   if configured:
-    return configured
+    return configured * num_devices
   device = jax.devices()[0]
-  if device.platform == "cpu":  # This host's cores shared by its devices.
-    return CPU_FLOPS_PER_CORE * len(os.sched_getaffinity(0)) / jax.local_device_count()
-  return datasheet_peak_flops(device.device_kind)  # 0.0 (unknown): MFU is not reported.
+  if device.platform == "cpu":
+    return CPU_FLOPS_PER_CORE * len(os.sched_getaffinity(0)) * jax.process_count()
+  return datasheet_peak_flops(device.device_kind) * num_devices

@@ -71,7 +71,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     log.message(f"Resuming from step {start_step} in {workdir}")
   tokens_per_step = train_cfg.batch_size * seq_len
   flops_per_step = flops.flops_per_token(model_cfg, seq_len) * tokens_per_step
-  peak = flops.peak_flops_per_device(train_cfg.peak_flops) * layout.num_devices
+  peak = flops.peak_flops(layout.num_devices, train_cfg.peak_flops)
 
   final_metrics: dict[str, float] = {}
   pending: list[dict[str, jax.Array]] = []
