@@ -29,11 +29,13 @@ demo: $(VENV)/.runtime
 test: $(VENV)/.test
 	$(BIN)/python -m pytest
 
-# Throughput of this trainer against a PyTorch eager loop of the same recipe (BENCHMARKS.md).
+# Throughput of this trainer against a PyTorch eager loop of the same recipe (BENCHMARKS.md):
+# in alternating chunks (drift-proof), then whole runs over three seeds.
 .venv-torch/.installed: benchmarks/requirements-torch.txt
 	$(PYTHON) -m venv .venv-torch
 	.venv-torch/bin/pip install --quiet -r benchmarks/requirements-torch.txt
 	touch $@
 
 bench: $(VENV)/.runtime .venv-torch/.installed
+	$(BIN)/python benchmarks/lockstep.py
 	$(BIN)/python benchmarks/compare_torch.py --seeds=0,1,2

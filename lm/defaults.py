@@ -100,7 +100,8 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 3
   # Log training metrics every N steps.
   c.train.log_every = 50
-  # Peak FLOP/s of one device for MFU; 0 looks it up (GPU/TPU) or estimates it (CPU).
+  # Peak FLOP/s of one device for MFU; 0 looks it up (GPU/TPU data sheets) or, on CPU, uses
+  # the measured per-core matmul peak times all cores (lm/training/flops.py).
   c.train.peak_flops = 0.0
   # Text generated from this prompt when training ends ('' skips the sample).
   c.train.sample_prompt = "\n"
