@@ -5,14 +5,16 @@ import os
 import shutil
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec as P
 
 from experiments import shakespeare_char
 from lm.errors import UserError
 from lm.models.config import model_config_from
 from lm.models.transformer import Transformer
-from lm.training import parallel, trainer
+from lm.training import parallel, partitioning, trainer
 
 LAYOUTS = {  # name -> config.mesh overrides
     "one-device": dict(data=1),
@@ -149,3 +151,19 @@ def test_unknown_mesh_axis_in_a_rule_is_reported():
   config.mesh.rules.mlp = "model"
   with pytest.raises(UserError, match=r"config.mesh.rules.mlp='model': unknown mesh axis"):
     build(config)
+
+
+def test_mesh_sizes_and_partition_specs():
+  mesh_cfg = dict(data=-1, fsdp=2, tensor=1)
+  # -1 for data: the most of the 4 remaining devices that the batch of 12 splits over with fsdp=2.
+  assert partitioning.mesh_shape(mesh_cfg, 8, batch_size=12) == {"data": 2, "fsdp": 2, "tensor": 1}
+  assert partitioning.mesh_shape(dict(data=1, fsdp=-1, tensor=2), 8, 8) == {
+      "data": 1, "fsdp": 4, "tensor": 2}
+  mesh = partitioning.make_mesh(ml_collections.ConfigDict(dict(data=2, fsdp=2, tensor=2)), 8)
+  rules = partitioning.parse_rules(layout_config().mesh.rules)
+  spec = lambda axes, shape: partitioning.spec_for(mesh, rules, axes, shape)
+  assert spec(("embed", "mlp"), (32, 128)) == P("fsdp", "tensor")
+  assert spec(("embed", "mlp"), (31, 128)) == P(None, "tensor")  # 31 rows do not split in 2.
+  assert spec(("act_batch", "act_embed"), (16, 32)) == P(("data", "fsdp"), None)
+  # A mesh axis is used once per array: the second `embed` stays whole.
+  assert spec(("embed", "embed"), (32, 32)) == P("fsdp", None)
