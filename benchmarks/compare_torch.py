@@ -76,7 +76,8 @@ def main() -> None:
   extra = args.jax_args.split()
   for seed in (int(s) for s in args.seeds.split(",")):
     runs = [
-        ("PyTorch eager, learned positions (nanoGPT)", lambda: run_torch(seed, args.out_dir, False)),
+        ("PyTorch eager, learned positions (nanoGPT)",
+         lambda: run_torch(seed, args.out_dir, False)),
         ("lm `cpu,learned_positions`",
          lambda: run_jax(seed, args.out_dir, "cpu,learned_positions", extra)),
         ("PyTorch eager, rotary positions", lambda: run_torch(seed, args.out_dir, True)),
@@ -90,9 +91,9 @@ def main() -> None:
   print("| trainer | seed | ms/step | tokens/s | whole run (s) | val loss (full split) |")
   print("|---|---:|---:|---:|---:|---:|")
   for name, seed, r in rows:
-    print(
-        f"| {name} | {seed} | {r['ms_per_step']:.1f} | {tokens_per_step / r['ms_per_step'] * 1000:,.0f} "
-        f"| {r['wall_s']:.1f} | {r['val_loss']:.4f} |")
+    tokens_per_s = tokens_per_step / r["ms_per_step"] * 1000
+    print(f"| {name} | {seed} | {r['ms_per_step']:.1f} | {tokens_per_s:,.0f} "
+          f"| {r['wall_s']:.1f} | {r['val_loss']:.4f} |")
   by_name = lambda name: [r["ms_per_step"] for n, _, r in rows if n == name]
   nanogpt, ours = by_name(rows[0][0]), by_name(rows[3][0])
   print(f"\nlm `cpu` tokens/s over nanoGPT's (PyTorch eager, learned positions), seed by seed: "

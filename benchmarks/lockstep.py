@@ -57,10 +57,7 @@ def lm_worker(config_spec: str, chunk_steps: int, warmup: int) -> None:
   def train(steps):
     nonlocal state
     for _ in range(steps):
-      state, metrics = layout.train_step(state, layout.put_batch(sampler.next_batch(), batch_size),
-                                         rng)
-      if layout.synchronous:
-        jax.block_until_ready(metrics)
+      state, _ = layout.train_on(state, sampler.next_batch(), rng)
     jax.block_until_ready(state)
 
   train(warmup)

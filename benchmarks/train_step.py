@@ -66,22 +66,20 @@ def benchmark(preset: str, layout: str, args) -> str:
   state = layout_.create_state(jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
 
-  def batch():
+  def local_batch():
     windows = rng.integers(7, args.vocab_size, size=(args.batch_size, args.seq_len + 1))
-    local = {"inputs": windows[:, :-1].astype(np.int32), "targets": windows[:, 1:].astype(np.int32)}
     rows = layout_.rows(args.batch_size)
-    return layout_.put_batch({k: v[rows] for k, v in local.items()}, args.batch_size)
+    windows = windows[rows].astype(np.int32)
+    return {"inputs": windows[:, :-1], "targets": windows[:, 1:]}
 
   key = jax.random.PRNGKey(1)
-  state, _ = layout_.train_step(state, batch(), key)  # Compiles.
+  state, _ = layout_.train_on(state, local_batch(), key)  # Compiles.
   jax.block_until_ready(state)
   times = []
   for _ in range(args.repeats):
     start = time.perf_counter()
     for _ in range(args.steps):
-      state, metrics = layout_.train_step(state, batch(), key)
-      if layout_.synchronous:
-        jax.block_until_ready(metrics)
+      state, _ = layout_.train_on(state, local_batch(), key)
     jax.block_until_ready(state)
     times.append((time.perf_counter() - start) / args.steps)
   seconds = float(np.median(times))
@@ -89,9 +87,10 @@ def benchmark(preset: str, layout: str, args) -> str:
   achieved = flops.flops_per_token(model_cfg, args.seq_len) * tokens / seconds
   peak = flops.peak_flops(layout_.num_devices)
   mfu = f"{100 * achieved / peak:.1f}%" if peak else "n/a"
+  memory = _peak_memory_gib(layout_, state, layout_.put_batch(local_batch(), args.batch_size), key)
   return (f"| {preset} | {layout_.describe()} | {args.batch_size}x{args.seq_len} | {args.dtype} "
           f"| {1000 * seconds:.1f} | {tokens / seconds:,.0f} | {mfu} | "
-          f"{_peak_memory_gib(layout_, state, batch(), key)} |")
+          f"{memory} |")
 
 
 def _peak_memory_gib(layout, state, batch, key) -> str:

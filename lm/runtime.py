@@ -33,8 +33,9 @@ def initialize_distributed(dist_cfg) -> bool:
   """`jax.distributed.initialize` from config.distributed or the environment; True if it ran.
 
   Runs when config.distributed.initialize or .coordinator_address is set, or
-  JAX_COORDINATOR_ADDRESS is in the environment. Unset values (''/0/-1) come from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES
-  and JAX_PROCESS_ID, else from JAX's cluster detection (Cloud TPU, SLURM, Open MPI, k8s).
+  JAX_COORDINATOR_ADDRESS is in the environment. Unset values (''/0/-1) come from
+  JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID, else from JAX's cluster
+  detection (Cloud TPU, SLURM, Open MPI, k8s).
   Must run before anything touches a JAX device.
   """
   if not (dist_cfg.initialize or dist_cfg.coordinator_address or

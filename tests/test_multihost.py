@@ -34,10 +34,10 @@ def free_port() -> int:
 def launch_two_processes(workdir):
   port = free_port()
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+  distributed = (f"--config.distributed.coordinator_address=localhost:{port}",
+                 "--config.distributed.num_processes=2")
   return [
-      subprocess.Popen(command(workdir, f"--config.distributed.coordinator_address=localhost:{port}",
-                               "--config.distributed.num_processes=2",
-                               f"--config.distributed.process_id={i}"),
+      subprocess.Popen(command(workdir, *distributed, f"--config.distributed.process_id={i}"),
                        cwd=REPO,
                        env=env,
                        stdout=subprocess.PIPE,

@@ -53,6 +53,15 @@ class _Layout:
                                    params=nn.meta.unbox(self._init_params(rng)),
                                    tx=self.tx)
 
+  def train_on(self, state: steps.TrainState, local: Batch,
+               rng: jax.Array) -> tuple[steps.TrainState, dict[str, jax.Array]]:
+    """One train step on this process's rows of a global batch of config.train.batch_size;
+    on multi-device CPU it waits for the step (partitioning.needs_synchronous_steps)."""
+    state, metrics = self.train_step(state, self.put_batch(local, self.train_cfg.batch_size), rng)
+    if self.synchronous:
+      jax.block_until_ready(metrics)
+    return state, metrics
+
   def _check_eval_batch(self, ways: int) -> None:
     if self.train_cfg.eval_batch_size % ways:
       raise UserError(f"config.train.eval_batch_size={self.train_cfg.eval_batch_size} must be "
@@ -74,6 +83,7 @@ class MeshParallel(_Layout):
     self._check_heads(model.config)
     mesh, rules = self.mesh, self.rules
     self.batch_sharding = partitioning.batch_sharding(mesh, rules)
+    self._rows: dict[int, np.ndarray] = {}
     self._check_eval_batch(partitioning.batch_ways(mesh, rules))
     replicated = partitioning.replicated(mesh)
     param_shardings = partitioning.param_shardings(mesh, rules, self.boxed_params)
@@ -89,7 +99,7 @@ class MeshParallel(_Layout):
     self.abstract_state = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract,
         self.state_shardings)
-    self.synchronous = partitioning.needs_synchronous_steps(mesh)
+    self.synchronous = partitioning.needs_synchronous_steps(list(mesh.devices.flat))
     self.train_step = jax.jit(partitioning.traced_under(
         mesh, rules,
         functools.partial(steps.train_step,
@@ -122,7 +132,9 @@ class MeshParallel(_Layout):
 
   def rows(self, batch_size: int) -> np.ndarray:
     """The rows of a global batch of `batch_size` that this process reads."""
-    return partitioning.process_rows(self.batch_sharding, batch_size)
+    if batch_size not in self._rows:
+      self._rows[batch_size] = partitioning.process_rows(self.batch_sharding, batch_size)
+    return self._rows[batch_size]
 
   def put_batch(self, local: Batch, batch_size: int) -> dict[str, jax.Array]:
     return partitioning.global_batch(local, self.rows(batch_size), batch_size,
@@ -157,7 +169,7 @@ class PmapParallel(_Layout):
     self.devices = jax.local_devices()[:sizes["data"]]
     self._check_eval_batch(len(self.devices))
     self.abstract_state = jax.eval_shape(self._init_state, jax.random.PRNGKey(0))
-    self.synchronous = self.devices[0].platform == "cpu" and len(self.devices) > 1
+    self.synchronous = partitioning.needs_synchronous_steps(self.devices)
     train_step = functools.partial(steps.train_step,
                                    grad_accum_steps=train_cfg.grad_accum_steps,
                                    schedule=self.schedule,
@@ -205,4 +217,6 @@ class PmapParallel(_Layout):
     return flax.jax_utils.unreplicate(state)
 
   def from_checkpoint(self, state: steps.TrainState) -> steps.TrainState:
-    return flax.jax_utils.replicate(state, self.devices)
+    # Laid out as the steps' own outputs are (a mesh axis named after the pmap axis); any
+    # other layout costs a second compilation of the train step.
+    return flax.jax_utils.replicate(state, self.devices, axis_name=self.AXIS)

@@ -190,7 +190,7 @@ def global_batch(local: dict[str, np.ndarray], rows: np.ndarray, batch_size: int
   return {key: assemble(value) for key, value in local.items()}
 
 
-def needs_synchronous_steps(mesh: Mesh) -> bool:
+def needs_synchronous_steps(devices: Sequence[jax.Device]) -> bool:
   """Whether to wait for each multi-device program before dispatching the next.
 
   XLA:CPU runs each device's part of a program on a shared pool of executor threads. With
@@ -200,4 +200,4 @@ def needs_synchronous_steps(mesh: Mesh) -> bool:
   arrived"). Waiting costs the overlap of host work with the step: for the nanoGPT CPU recipe
   ~1 ms to sample the next batch and ~3 ms to dispatch the step, of ~45-50 ms per step.
   """
-  return mesh.devices.flat[0].platform == "cpu" and mesh_size(mesh) > 1
+  return devices[0].platform == "cpu" and len(devices) > 1

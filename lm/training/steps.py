@@ -21,6 +21,12 @@ def token_nll(logits_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.Array:
                                                          targets_BxT)
 
 
+def batch_logits(apply_fn, params: Any, batch: Batch, **apply_kwargs) -> jax.Array:
+  """The model's logits [B, T, V] for a batch's inputs (and its positions and segment ids)."""
+  return apply_fn({"params": params}, batch["inputs"], batch.get("positions"),
+                  batch.get("segment_ids"), **apply_kwargs)
+
+
 def train_step(state: TrainState,
                batch: Batch,
                rng: jax.Array,
@@ -46,12 +52,11 @@ def train_step(state: TrainState,
     total_weight = jax.lax.psum(total_weight, axis_name)
 
   def loss_fn(params, micro_batch, micro_rng):
-    logits_BxTxV = state.apply_fn({"params": params},
-                                  micro_batch["inputs"],
-                                  micro_batch.get("positions"),
-                                  micro_batch.get("segment_ids"),
-                                  deterministic=False,
-                                  rngs={"dropout": micro_rng})
+    logits_BxTxV = batch_logits(state.apply_fn,
+                                params,
+                                micro_batch,
+                                deterministic=False,
+                                rngs={"dropout": micro_rng})
     nll_BxT = token_nll(logits_BxTxV, micro_batch["targets"])
     if "weights" in micro_batch:
       nll_BxT = nll_BxT * micro_batch["weights"]
@@ -88,11 +93,7 @@ def eval_step(params: Any,
               apply_fn,
               axis_name: str | None = None) -> dict[str, jax.Array]:
   """Sums over one batch: NLL (nats), predicted tokens, and the UTF-8 bytes they stand for."""
-  logits_BxTxV = apply_fn({"params": params},
-                          batch["inputs"],
-                          batch.get("positions"),
-                          batch.get("segment_ids"),
-                          deterministic=True)
+  logits_BxTxV = batch_logits(apply_fn, params, batch, deterministic=True)
   weights_BxT = batch["weights"]
   sums = {
       "nll": jnp.sum(token_nll(logits_BxTxV, batch["targets"]) * weights_BxT),

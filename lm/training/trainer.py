@@ -79,10 +79,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   step = start_step
   try:
     while step < train_cfg.steps:
-      batch = layout.put_batch(sampler.next_batch(), train_cfg.batch_size)
-      state, metrics = layout.train_step(state, batch, dropout_rng)
-      if layout.synchronous:
-        jax.block_until_ready(metrics)
+      state, metrics = layout.train_on(state, sampler.next_batch(), dropout_rng)
       pending.append(metrics)
       step += 1
       interval_steps += 1
