@@ -30,6 +30,61 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   # Seed for parameter init, dropout and the data sampler.
   c.seed = 0
+  # Fine-tuning: a pretraining workdir whose parameters initialize this run (its tokenizer is
+  # reused too). The task head (and LoRA adapters) start fresh; a language-model head that the
+  # task does not use is dropped. '' trains from random initialization.
+  c.init_from = ""
+  # Which checkpoint of init_from: 'latest', 'best' (by its config.train.best_metric) or a step.
+  c.init_step = "latest"
+
+  # What the model learns (lm/tasks/):
+  #   causal_lm       next-token prediction on text windows (decoder, config.model.causal=True)
+  #   masked_lm       BERT's masked-token prediction on text windows (encoder, causal=False)
+  #   classification  a label per text, from a CSV/TSV/JSONL/TFDS/tar source (config.data.*)
+  #   sft             causal LM on prompt/response pairs, loss on the response only
+  c.task = ml_collections.ConfigDict()
+  c.task.kind = "causal_lm"
+  # Classifier input: 'cls' (first token; encoders put [CLS] there), 'mean' (of non-padding
+  # tokens) or 'last' (last non-padding token: decoders, where it has read the whole text).
+  c.task.pooling = "cls"
+  # Cross-entropy of classifiers: label smoothing in [0, 1), and per-class loss weights
+  # (comma-separated, one per label in config.data.labels order; '' = all 1).
+  c.task.label_smoothing = 0.0
+  c.task.class_weights = ""
+
+  # Masked-LM corruption (BERT, Devlin et al. 2019): share of tokens predicted, and of those the
+  # shares replaced by [MASK] and by a random token (the rest stay unchanged). whole_word masks
+  # all pieces of a word together (needs the sentencepiece tokenizer).
+  c.mlm = ml_collections.ConfigDict()
+  c.mlm.mask_rate = 0.15
+  c.mlm.mask_token_fraction = 0.8
+  c.mlm.random_token_fraction = 0.1
+  c.mlm.whole_word = False
+
+  # What trains (classification and sft): 'full' (every parameter, less the frozen ones below),
+  # 'linear_probe' (the classifier head only) or 'lora' (LoRA adapters and the head).
+  c.finetune = ml_collections.ConfigDict()
+  c.finetune.method = "full"
+  # With 'full': keep the embeddings and the bottom freeze_layers blocks fixed.
+  c.finetune.freeze_embeddings = False
+  c.finetune.freeze_layers = 0
+  # Layer-wise learning-rate decay (ELECTRA): block i learns at decay^(L - i) of the rate, the
+  # embeddings at decay^(L + 1), the head at 1. 1.0 = off.
+  c.finetune.layer_lr_decay = 1.0
+  # LoRA (Hu et al. 2021): rank, scale alpha / rank, dropout on the adapter input, and the
+  # projections that get adapters (query, key_value, out, wi, wi_gate, wi_up, wo).
+  c.finetune.lora_rank = 8
+  c.finetune.lora_alpha = 16.0
+  c.finetune.lora_dropout = 0.0
+  c.finetune.lora_targets = "query,key_value,out"
+
+  # EDA-style augmentation of classification training texts (Wei & Zou 2019, without synonyms):
+  # `copies` extra copies of every example with about rate x words swapped, deleted or inserted
+  # (operations, comma-separated), reproducible from config.seed. rate 0 = off.
+  c.augment = ml_collections.ConfigDict()
+  c.augment.rate = 0.0
+  c.augment.copies = 1
+  c.augment.operations = "swap,delete,insert"
 
   c.data = ml_collections.ConfigDict()
   # Training text: local files (comma-separated paths or globs; .txt, .jsonl, .csv, .tsv,
@@ -46,6 +101,16 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c.data.tfds_data_dir = ""
   # JSONL key / CSV or TSV column / TFDS feature that holds the text.
   c.data.text_field = "text"
+  # Classification: the column/key/feature of the label ('@dir' for tar members: the name of
+  # the member's directory), and the labels in order, comma-separated ('' = the sorted labels
+  # of the training data).
+  c.data.label_field = "label"
+  c.data.labels = ""
+  # SFT: the columns/keys of the prompt and of the response.
+  c.data.prompt_field = "prompt"
+  c.data.response_field = "response"
+  # Lower-case all text as it is read (training, evaluation and lm.predict).
+  c.data.lowercase = False
   # What one document is in a plain-text file: 'file', 'line' or 'paragraph' (blank-line separated).
   c.data.txt_unit = "file"
   # Undecodable UTF-8 bytes: 'strict' (an error naming file and line) or 'replace' (U+FFFD).
@@ -100,6 +165,13 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 3
   # Log training metrics every N steps.
   c.train.log_every = 50
+  # The validation metric that picks the best checkpoint (kept beside the newest ones, used by
+  # init_step='best' and lm.predict) and drives early stopping: '' = eval/loss for language
+  # models, eval/accuracy for classifiers. Metrics with 'loss', 'perplexity' or 'bpb' in
+  # their name are minimized, others maximized.
+  c.train.best_metric = ""
+  # Stop after this many evaluations without a new best (0 = never stop early).
+  c.train.early_stopping_patience = 0
   # Peak FLOP/s of one device for MFU; 0 looks it up (GPU/TPU data sheets) or, on CPU, uses
   # the measured per-core matmul peak times all cores (lm/training/flops.py).
   c.train.peak_flops = 0.0
@@ -141,8 +213,8 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
 # a whole section.
 RESUMABLE_CHANGES = ("train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
                      "train.log_every", "train.sample_prompt", "train.sample_tokens",
-                     "train.peak_flops", "model.attention", "model.remat", "mesh.",
-                     "distributed.")
+                     "train.peak_flops", "model.attention", "model.remat",
+                     "mesh.", "distributed.")
 
 
 def resumable_change(key: str) -> bool:

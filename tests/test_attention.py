@@ -1,4 +1,4 @@
-"""CausalSelfAttention against a float64 NumPy reference written independently of the model."""
+"""SelfAttention against a float64 NumPy reference written independently of the model."""
 
 import flax.linen as nn
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lm.models.attention import CausalSelfAttention
+from lm.models.attention import SelfAttention
 from lm.models.config import ModelConfig
 
 B, T = 2, 7
@@ -24,7 +24,7 @@ def random_params(cfg: ModelConfig, seed: int):
   The default init (std 0.02, zero biases) would make attention almost uniform and leave the
   biases untested.
   """
-  module = CausalSelfAttention(cfg)
+  module = SelfAttention(cfg)
   x_NxD = jnp.zeros((B * T, cfg.embed_dim))
   positions_BxT = jnp.zeros((B, T), jnp.int32)
   shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), x_NxD, positions_BxT)["params"]
@@ -105,7 +105,7 @@ def test_matches_reference(num_heads, num_kv_heads, embed_dim, positions, use_bi
   # Offset and different per row, so RoPE sees absolute positions other than 0..T-1.
   positions_BxT = np.stack([np.arange(T), np.arange(T) + 5]).astype(np.int32)
 
-  out_NxD = jax.jit(CausalSelfAttention(cfg).apply)({
+  out_NxD = jax.jit(SelfAttention(cfg).apply)({
       "params": params
   }, jnp.asarray(x_BxTxD.reshape(B * T, -1)), jnp.asarray(positions_BxT))
 
@@ -128,7 +128,7 @@ def test_decode_matches_reference(positions):
   params = random_params(cfg, seed=3)
   x_BxTxD = np.random.default_rng(2).normal(size=(B, T, cfg.embed_dim)).astype(np.float32)
   positions_BxT = np.broadcast_to(np.arange(T, dtype=np.int32), (B, T))
-  module = CausalSelfAttention(cfg)
+  module = SelfAttention(cfg)
   # Only the (empty) cache is returned, so jit drops the slow random init of the parameters.
   cache = jax.jit(lambda: module.init(jax.random.PRNGKey(0),
                                       jnp.zeros((B, cfg.embed_dim)),

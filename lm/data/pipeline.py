@@ -39,7 +39,7 @@ def prepare_data(data_cfg: Any, workdir: str) -> PreparedData:
     tokenizer = tokenizers.load_tokenizer(tokenizer_dir)
   else:
     tokenizer = tokenizers.build_tokenizer(data_cfg.tokenizer, split_documents("train"),
-                                           **_tokenizer_options(data_cfg))
+                                           **tokenizer_options(data_cfg))
     tokenizer.save(tokenizer_dir)
 
   streams = {}
@@ -52,7 +52,7 @@ def prepare_data(data_cfg: Any, workdir: str) -> PreparedData:
             if data_cfg.valid_source else None),
         "options": {
             k: data_cfg[k] for k in ("valid_fraction", "train_split", "valid_split", "text_field",
-                                    "txt_unit", "encoding_errors")
+                                    "txt_unit", "encoding_errors", "lowercase")
         },
         "tokenizer": tokenizer.fingerprint(),
     }
@@ -80,10 +80,12 @@ def _read_splits(data_cfg: Any) -> dict[str, list[str]]:
   if not train or not valid:
     raise UserError(f"config.data.source: no {'training' if not train else 'validation'} text "
                     f"was read from {data_cfg.source!r}")
+  if data_cfg.lowercase:
+    train, valid = [d.lower() for d in train], [d.lower() for d in valid]
   return {"train": train, "valid": valid}
 
 
-def _tokenizer_options(data_cfg: Any) -> dict[str, Any]:
+def tokenizer_options(data_cfg: Any) -> dict[str, Any]:
   if data_cfg.tokenizer != "sentencepiece":
     return {}
   return dict(vocab_size=data_cfg.vocab_size,

@@ -1,4 +1,5 @@
-"""Multi-head causal self-attention with grouped-query heads, rotary positions and a KV cache.
+"""Multi-head self-attention (causal or bidirectional) with grouped-query heads, rotary positions
+and a KV cache.
 
 Heads are the unit of tensor parallelism: the query and key/value projections are split by
 head (column-parallel) and the output projection by its input heads (row-parallel).
@@ -12,14 +13,18 @@ from lm.models import attention_kernels, layers
 from lm.models.config import ModelConfig
 
 
-class CausalSelfAttention(nn.Module):
+class SelfAttention(nn.Module):
   """Self-attention over flat inputs x_NxD reshaped to [B, T, ...] for the attention itself.
+
+  Causal (a decoder) or bidirectional (an encoder) as config.causal says; segment ids keep
+  packed sequences, and padding (segment 0), apart.
 
   With `decode=True` keys and values are appended to a cache of `max_len` positions held in the
   `cache` collection, so generation processes only new tokens (the prompt once, then one token
   per step).
   """
   config: ModelConfig
+  deterministic: bool = True  # No dropout (of LoRA adapters' inputs).
 
   @nn.compact
   def __call__(self,
@@ -30,19 +35,17 @@ class CausalSelfAttention(nn.Module):
                *,
                decode: bool = False) -> jax.Array:
     cfg = self.config
-    dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+    dtype = jnp.dtype(cfg.dtype)
     B, T = positions_BxT.shape
     H, K, Dh, D = cfg.num_heads, cfg.kv_heads, cfg.head_dim, cfg.embed_dim
-    dense = dict(init_std=cfg.init_std, use_bias=cfg.use_bias, dtype=dtype, param_dtype=param_dtype)
     heads = ("act_batch", None, "act_heads", None)
+    flags = dict(deterministic=self.deterministic)
 
-    q_NxHDh = layers.DenseGeneral2D((D, H, Dh), ("embed", "heads", "head_dim"),
-                                    name="query",
-                                    **dense)(x_NxD)
+    q_NxHDh = layers.projection(cfg, "query", (D, H, Dh), ("embed", "heads", "head_dim"),
+                                **flags)(x_NxD)
     # Keys and values in one matmul; heads outermost, so a split over heads stays contiguous.
-    kv_NxK2Dh = layers.DenseGeneral2D((D, K, 2, Dh), ("embed", "kv_heads", None, "head_dim"),
-                                      name="key_value",
-                                      **dense)(x_NxD)
+    kv_NxK2Dh = layers.projection(cfg, "key_value", (D, K, 2, Dh),
+                                  ("embed", "kv_heads", None, "head_dim"), **flags)(x_NxD)
     q_BxTxHxDh = nn.with_logical_constraint(q_NxHDh.reshape(B, T, H, Dh), heads)
     kv_BxTxKx2xDh = kv_NxK2Dh.reshape(B, T, K, 2, Dh)
     k_BxTxKxDh = nn.with_logical_constraint(kv_BxTxKx2xDh[:, :, :, 0], heads)
@@ -71,14 +74,15 @@ class CausalSelfAttention(nn.Module):
                                                              k_BxTxKxDh,
                                                              v_BxTxKxDh,
                                                              implementation=implementation,
-                                                             segment_ids_BxT=segment_ids_BxT)
+                                                             segment_ids_BxT=segment_ids_BxT,
+                                                             causal=cfg.causal)
 
     out_NxHDh = nn.with_logical_constraint(out_BxTxHxDh, heads).reshape(B * T, H * Dh)
-    proj = dict(dense, init_std=cfg.init_std / (2 * cfg.num_layers)**0.5)
-    return layers.DenseGeneral2D((H, Dh, D), ("heads", "head_dim", "embed"),
-                                 num_input_axes=2,
-                                 name="out",
-                                 **proj)(out_NxHDh)
+    return layers.projection(cfg,
+                             "out", (H, Dh, D), ("heads", "head_dim", "embed"),
+                             num_input_axes=2,
+                             residual=True,
+                             **flags)(out_NxHDh)
 
   def _cache_variables(self, B, K, Dh, dtype):
     S = self.config.max_len

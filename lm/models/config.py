@@ -10,12 +10,18 @@ MLPS = ("gelu", "gelu_exact", "swiglu")
 POSITIONS = ("learned", "rope")
 ATTENTIONS = ("auto", "xla", "cudnn", "splash")  # lm.models.attention_kernels
 REMATS = ("none", "full", "save_matmuls")
+POOLINGS = ("cls", "mean", "last")
+PROJECTIONS = ("query", "key_value", "out", "wi", "wi_gate", "wi_up", "wo")
+# Set by the task (classifier head, LoRA fine-tuning), not in config.model.
+TASK_FIELDS = ("vocab_size", "num_classes", "pooling", "lora_rank", "lora_alpha", "lora_dropout",
+               "lora_targets")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """Architecture of the decoder-only Transformer (see `lm.models.transformer`)."""
+  """Architecture of the Transformer (see `lm.models.transformer`): a decoder or an encoder,
+  with a language-model head or a classifier head."""
   vocab_size: int
   num_layers: int = 4
   num_heads: int = 4
@@ -49,10 +55,29 @@ class ModelConfig:
   # One block traced once and scanned over stacked layer parameters (fast compiles for deep
   # models; parameters live under 'blocks' with a leading layer axis) instead of L copies.
   scan_layers: bool = False
+  # True: decoder (a token sees only the past: GPT, causal LM); False: encoder (a token sees
+  # the whole sequence: BERT, masked LM).
+  causal: bool = True
+  # The head: 0 = logits over the vocabulary at every position; C > 0 = a C-way classifier on
+  # one pooled vector per sequence, pooled as `pooling` says: 'cls' (the first token, an
+  # encoder's [CLS]), 'mean' (of the non-padding tokens) or 'last' (the last non-padding token,
+  # which a decoder has read the whole text at).
+  num_classes: int = 0
+  pooling: str = "cls"
+  # LoRA adapters of rank lora_rank (0 = none) on the comma-separated projections lora_targets
+  # (of PROJECTIONS), scaled by lora_alpha / lora_rank, with dropout on their input.
+  lora_rank: int = 0
+  lora_alpha: float = 16.0
+  lora_dropout: float = 0.0
+  lora_targets: str = "query,key_value,out"
 
   @property
   def kv_heads(self) -> int:
     return self.num_kv_heads or self.num_heads
+
+  @property
+  def lora_target_names(self) -> tuple[str, ...]:
+    return tuple(t.strip() for t in self.lora_targets.split(",") if t.strip())
 
   @property
   def head_dim(self) -> int:
@@ -86,10 +111,15 @@ class ModelConfig:
     check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
     for field, allowed in (("norm", NORMS), ("mlp", MLPS), ("positions", POSITIONS),
                            ("attention", ATTENTIONS), ("remat", REMATS), ("dtype", DTYPES),
-                           ("param_dtype", DTYPES)):
+                           ("param_dtype", DTYPES), ("pooling", POOLINGS)):
       check(
           getattr(self, field) in allowed, field,
           f"unknown value {getattr(self, field)!r}; choose one of {', '.join(allowed)}")
+    check(self.num_classes >= 0, "num_classes", f"must be >= 0, got {self.num_classes}")
+    check(self.lora_rank >= 0, "lora_rank", f"must be >= 0, got {self.lora_rank}")
+    unknown = sorted(set(self.lora_target_names) - set(PROJECTIONS))
+    check(not unknown, "lora_targets",
+          f"unknown projection(s) {', '.join(unknown)}; choose from {', '.join(PROJECTIONS)}")
     return self
 
 
@@ -105,19 +135,26 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset_fields(name: str) -> dict[str, Any]:
-  """Every ModelConfig field except vocab_size, with the preset's values over the defaults."""
+  """Every ModelConfig field except the TASK_FIELDS, with the preset's values over the
+  defaults."""
   if name not in PRESETS:
     raise UserError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
-  fields = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name != "vocab_size"}
+  fields = {
+      f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name not in TASK_FIELDS
+  }
   fields.update(PRESETS[name])
   return fields
 
 
-def model_config_from(model_cfg: Any, vocab_size: int, key: str = "config.model") -> ModelConfig:
-  """Builds a validated ModelConfig from the config.model section and the tokenizer's vocab."""
+def model_config_from(model_cfg: Any,
+                      vocab_size: int,
+                      key: str = "config.model",
+                      **task_fields: Any) -> ModelConfig:
+  """Builds a validated ModelConfig from the config.model section, the tokenizer's vocab and
+  the task's fields (num_classes, pooling, lora_*)."""
   fields = dict(model_cfg)
-  known = {f.name for f in dataclasses.fields(ModelConfig)} - {"vocab_size"}
+  known = {f.name for f in dataclasses.fields(ModelConfig)} - set(TASK_FIELDS)
   unknown = sorted(set(fields) - known)
   if unknown:
     raise UserError(f"{key}: unknown key(s) {', '.join(unknown)}")
-  return ModelConfig(vocab_size=vocab_size, **fields).validate(key)
+  return ModelConfig(vocab_size=vocab_size, **fields, **task_fields).validate(key)

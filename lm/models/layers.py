@@ -26,7 +26,9 @@ class DenseGeneral2D(nn.Module):
   """y = x @ W (+ b) for flat x_NxIn, with W stored in the shape of `kernel_shape`.
 
   The kernel keeps its structured shape (e.g. [D, H, Dh]) so that each axis can be sharded by
-  its logical name; it is reshaped to 2-D only for the matmul.
+  its logical name; it is reshaped to 2-D only for the matmul. With `lora_rank` r > 0 a LoRA
+  adapter (Hu et al. 2021) adds (alpha / r) * dropout(x) @ A @ B, with A [In, r] drawn from a
+  normal distribution and B [r, Out] starting at zero, so training starts from the base model.
   """
   kernel_shape: tuple[int, ...]
   kernel_axes: tuple[str | None, ...]
@@ -35,21 +37,59 @@ class DenseGeneral2D(nn.Module):
   use_bias: bool = False
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
+  lora_rank: int = 0
+  lora_alpha: float = 16.0
+  lora_dropout: float = 0.0
+  deterministic: bool = True
 
   @nn.compact
   def __call__(self, x_NxIn: jax.Array) -> jax.Array:
     kernel = self.param("kernel", normal_init(self.init_std, self.kernel_axes), self.kernel_shape,
                         self.param_dtype)
-    fan_in = math.prod(self.kernel_shape[:self.num_input_axes])
+    n_in = self.num_input_axes
+    fan_in = math.prod(self.kernel_shape[:n_in])
     kernel_InxOut = jnp.reshape(kernel, (fan_in, -1)).astype(self.dtype)
-    y_NxOut = jnp.dot(x_NxIn.astype(self.dtype), kernel_InxOut)
+    x_NxIn = x_NxIn.astype(self.dtype)
+    y_NxOut = jnp.dot(x_NxIn, kernel_InxOut)
+    if self.lora_rank:
+      r = self.lora_rank
+      a = self.param("lora_a", normal_init(fan_in**-0.5, self.kernel_axes[:n_in] + (None,)),
+                     self.kernel_shape[:n_in] + (r,), self.param_dtype)
+      b = self.param("lora_b", nn.with_logical_partitioning(nn.initializers.zeros,
+                                                            (None,) + self.kernel_axes[n_in:]),
+                     (r,) + self.kernel_shape[n_in:], self.param_dtype)
+      h_NxIn = nn.Dropout(self.lora_dropout)(x_NxIn, deterministic=self.deterministic)
+      h_Nxr = jnp.dot(h_NxIn, jnp.reshape(a, (fan_in, r)).astype(self.dtype))
+      y_NxOut = y_NxOut + (self.lora_alpha / r) * jnp.dot(h_Nxr,
+                                                           jnp.reshape(b, (r, -1)).astype(self.dtype))
     if self.use_bias:
-      out_shape, out_axes = self.kernel_shape[self.num_input_axes:], self.kernel_axes[
-          self.num_input_axes:]
+      out_shape, out_axes = self.kernel_shape[n_in:], self.kernel_axes[n_in:]
       bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, out_axes),
                         out_shape, self.param_dtype)
       y_NxOut = y_NxOut + jnp.reshape(bias, (1, -1)).astype(self.dtype)
     return y_NxOut
+
+
+def projection(cfg, name: str, kernel_shape: tuple[int, ...], kernel_axes: tuple[str | None, ...],
+               *, num_input_axes: int = 1, residual: bool = False,
+               deterministic: bool = True) -> DenseGeneral2D:
+  """The model's projection `name` (query, key_value, out, wi, wi_gate, wi_up, wo) as
+  configured by ModelConfig `cfg`: its dtypes, bias, initializer (residual outputs scaled by
+  1 / sqrt(2 L), GPT-2) and a LoRA adapter when `name` is one of cfg.lora_targets."""
+  lora = cfg.lora_rank if name in cfg.lora_target_names else 0
+  std = cfg.init_std / (2 * cfg.num_layers)**0.5 if residual else cfg.init_std
+  return DenseGeneral2D(kernel_shape,
+                        kernel_axes,
+                        num_input_axes=num_input_axes,
+                        init_std=std,
+                        use_bias=cfg.use_bias,
+                        dtype=jnp.dtype(cfg.dtype),
+                        param_dtype=jnp.dtype(cfg.param_dtype),
+                        lora_rank=lora,
+                        lora_alpha=cfg.lora_alpha,
+                        lora_dropout=cfg.lora_dropout,
+                        deterministic=deterministic,
+                        name=name)
 
 
 class Norm(nn.Module):

@@ -1,7 +1,9 @@
-"""Decoder-only Transformer (GPT-2 / Llama family) in Flax Linen.
+"""The Transformer in Flax Linen: a decoder (GPT-2 / Llama family) or an encoder (BERT family).
 
-Pre-norm residual blocks: x + Attn(Norm(x)), then x + MLP(Norm(x)); a final norm and an
-output projection, tied to the token embedding or separate.
+Pre-norm residual blocks: x + Attn(Norm(x)), then x + MLP(Norm(x)); a final norm, then either
+an output projection over the vocabulary (tied to the token embedding or separate) or a
+classifier on a pooled vector. Decoder and encoder differ only in the attention mask
+(config.causal).
 """
 
 import flax.linen as nn
@@ -9,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from lm.models import layers
-from lm.models.attention import CausalSelfAttention
+from lm.models.attention import SelfAttention
 from lm.models.config import ModelConfig
 
 
@@ -31,25 +33,22 @@ class Mlp(nn.Module):
   output projection by row.
   """
   config: ModelConfig
+  deterministic: bool = True  # No dropout (of LoRA adapters' inputs).
 
   @nn.compact
   def __call__(self, x_NxD: jax.Array) -> jax.Array:
     cfg = self.config
     D, F = cfg.embed_dim, cfg.hidden_dim
-    dense = dict(init_std=cfg.init_std,
-                 use_bias=cfg.use_bias,
-                 dtype=jnp.dtype(cfg.dtype),
-                 param_dtype=jnp.dtype(cfg.param_dtype))
+    flags = dict(deterministic=self.deterministic)
     hidden = ("act_batch", "act_mlp")
     if cfg.mlp == "swiglu":
-      gate_NxF = layers.DenseGeneral2D((D, F), ("embed", "mlp"), name="wi_gate", **dense)(x_NxD)
-      up_NxF = layers.DenseGeneral2D((D, F), ("embed", "mlp"), name="wi_up", **dense)(x_NxD)
+      gate_NxF = layers.projection(cfg, "wi_gate", (D, F), ("embed", "mlp"), **flags)(x_NxD)
+      up_NxF = layers.projection(cfg, "wi_up", (D, F), ("embed", "mlp"), **flags)(x_NxD)
       h_NxF = nn.silu(nn.with_logical_constraint(gate_NxF, hidden)) * up_NxF
     else:
-      h_NxF = layers.DenseGeneral2D((D, F), ("embed", "mlp"), name="wi", **dense)(x_NxD)
+      h_NxF = layers.projection(cfg, "wi", (D, F), ("embed", "mlp"), **flags)(x_NxD)
       h_NxF = nn.gelu(nn.with_logical_constraint(h_NxF, hidden), approximate=cfg.mlp == "gelu")
-    proj = dict(dense, init_std=cfg.init_std / (2 * cfg.num_layers)**0.5)
-    return layers.DenseGeneral2D((F, D), ("mlp", "embed"), name="wo", **proj)(h_NxF)
+    return layers.projection(cfg, "wo", (F, D), ("mlp", "embed"), residual=True, **flags)(h_NxF)
 
 
 class Block(nn.Module):
@@ -70,23 +69,24 @@ class Block(nn.Module):
     dropout = nn.Dropout(cfg.dropout, deterministic=self.deterministic)
     x_NxD = nn.with_logical_constraint(x_NxD, EMBED)
     h_NxD = layers.Norm(name="attn_norm", **norm)(x_NxD)
-    h_NxD = CausalSelfAttention(cfg, name="attn")(h_NxD,
-                                                  positions_BxT,
-                                                  rope,
-                                                  segment_ids_BxT,
-                                                  decode=self.decode)
+    h_NxD = SelfAttention(cfg, self.deterministic, name="attn")(h_NxD,
+                                                                positions_BxT,
+                                                                rope,
+                                                                segment_ids_BxT,
+                                                                decode=self.decode)
     x_NxD = x_NxD + dropout(h_NxD)
     h_NxD = layers.Norm(name="mlp_norm", **norm)(x_NxD)
-    h_NxD = Mlp(cfg, name="mlp")(h_NxD)
+    h_NxD = Mlp(cfg, self.deterministic, name="mlp")(h_NxD)
     x_NxD = nn.with_logical_constraint(x_NxD + dropout(h_NxD), EMBED)
     return (x_NxD, None) if self.scanned else x_NxD
 
 
 class Transformer(nn.Module):
-  """tokens [B, T] int -> logits [B, T, V].
+  """tokens [B, T] int -> logits [B, T, V], or [B, C] with a classifier (config.num_classes).
 
   `positions` default to 0..T-1; generation passes absolute positions with `decode=True`.
   `segment_ids` [B, T] mark packed sequences: a token attends only within its own segment.
+  Padding has segment id 0: the classifier pools only over tokens with nonzero ids.
   """
   config: ModelConfig
 
@@ -129,6 +129,16 @@ class Transformer(nn.Module):
     x_NxD = self._blocks(x_NxD, positions_BxT, rope, segment_ids_BxT, decode, deterministic)
     x_NxD = layers.Norm(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, param_dtype,
                         name="final_norm")(x_NxD)
+    if cfg.num_classes:
+      pooled_BxD = pool(x_NxD.reshape(B, T, -1), segment_ids_BxT, cfg.pooling)
+      pooled_BxD = nn.Dropout(cfg.dropout)(pooled_BxD, deterministic=deterministic)
+      return nn.Dense(cfg.num_classes,
+                      dtype=dtype,
+                      param_dtype=param_dtype,
+                      kernel_init=nn.with_logical_partitioning(
+                          nn.initializers.normal(cfg.init_std), ("embed", None)),
+                      bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (None,)),
+                      name="classifier")(pooled_BxD)
     if cfg.tie_embeddings:
       logits_NxV = token_embed.attend(x_NxD)
     else:
@@ -162,6 +172,22 @@ class Transformer(nn.Module):
       x_NxD = block_cls(cfg, name=f"block_{i}", **flags)(x_NxD, positions_BxT, rope,
                                                          segment_ids_BxT)
     return x_NxD
+
+
+def pool(x_BxTxD: jax.Array, segment_ids_BxT: jax.Array | None, pooling: str) -> jax.Array:
+  """One vector per sequence: the first token ('cls'), the mean of the non-padding tokens
+  ('mean') or the last non-padding token ('last'); padding is segment id 0."""
+  B, T, _ = x_BxTxD.shape
+  real_BxT = (jnp.ones((B, T), jnp.bool_) if segment_ids_BxT is None else segment_ids_BxT != 0)
+  if pooling == "cls":
+    return x_BxTxD[:, 0]
+  if pooling == "mean":
+    weights_BxTx1 = real_BxT.astype(jnp.float32)[:, :, None]
+    total_BxD = jnp.sum(x_BxTxD.astype(jnp.float32) * weights_BxTx1, axis=1)
+    count_Bx1 = jnp.maximum(jnp.sum(weights_BxTx1, axis=1), 1.0)
+    return (total_BxD / count_Bx1).astype(x_BxTxD.dtype)
+  last_B = jnp.maximum(jnp.sum(real_BxT, axis=1) - 1, 0)
+  return jnp.take_along_axis(x_BxTxD, last_B[:, None, None], axis=1)[:, 0]
 
 
 def stack_layers(params: dict, num_layers: int) -> dict:

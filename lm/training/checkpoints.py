@@ -18,12 +18,30 @@ class Checkpointer:
   """Saves and restores {state, data iterator state, config} under WORKDIR/checkpoints.
 
   Orbax writes each step into a temporary directory and renames it when complete, so a run
-  killed mid-save leaves the previous checkpoint as the latest one.
+  killed mid-save leaves the previous checkpoint as the latest one. The newest `keep`
+  checkpoints are kept, and with `best_metric` also the best one of those saved with metrics.
+  The data state holds, under "best", the best step so far (`best_step`).
   """
 
-  def __init__(self, workdir: str, keep: int = 3):
-    options = ocp.CheckpointManagerOptions(
-        create=True, preservation_policy=ocp.checkpoint_managers.LatestN(n=max(keep, 1)))
+  def __init__(self,
+               workdir: str,
+               keep: int = 3,
+               *,
+               best_metric: str = "",
+               higher_is_better: bool = True,
+               read_only: bool = False):
+    self.workdir = workdir
+    policies = ocp.checkpoint_managers
+    policy = policies.LatestN(n=max(keep, 1))
+    if best_metric:
+      best = policies.BestN(get_metric_fn=lambda metrics: metrics[best_metric],
+                            reverse=not higher_is_better,
+                            n=1,
+                            keep_checkpoints_without_metrics=False)
+      policy = policies.AnyPreservationPolicy([policy, best])
+    options = ocp.CheckpointManagerOptions(create=not read_only,
+                                           read_only=read_only,
+                                           preservation_policy=policy)
     self._manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
                                           options=options,
                                           item_handlers={
@@ -35,11 +53,45 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def save(self, step: int, state: Any, data_state: dict, config: dict) -> None:
+  def save(self,
+           step: int,
+           state: Any,
+           data_state: dict,
+           config: dict,
+           metrics: dict[str, float] | None = None) -> None:
     self._manager.save(step,
                        args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                data=ocp.args.JsonSave(data_state),
-                                               config=ocp.args.JsonSave(config)))
+                                               config=ocp.args.JsonSave(config)),
+                       metrics=metrics)
+
+  def best_step(self) -> int | None:
+    """The best step recorded by the latest checkpoint (None without a best metric)."""
+    latest = self.latest_step()
+    if latest is None:
+      return None
+    data = self._manager.restore(latest, args=ocp.args.Composite(data=ocp.args.JsonRestore())).data
+    best = data.get("best") if isinstance(data, dict) else None
+    return best.get("step") if isinstance(best, dict) else None
+
+  def pick_step(self, which: str, config_key: str) -> int:
+    """'latest', 'best' or a step number -> a step that exists, or UserError naming the key."""
+    which = str(which).strip()
+    steps = self._manager.all_steps()
+    if not steps:
+      raise UserError(f"{config_key}: {self.workdir} has no checkpoint; train it first")
+    if which == "latest":
+      return self.latest_step()
+    if which == "best":
+      step = self.best_step()
+      if step is None or step not in steps:
+        raise UserError(f"{config_key}=best: {self.workdir} recorded no best checkpoint (it "
+                        f"was never evaluated); use 'latest'")
+      return step
+    if which.isdigit() and int(which) in steps:
+      return int(which)
+    raise UserError(f"{config_key}={which!r}: use 'latest', 'best' or one of the saved steps "
+                    f"{', '.join(map(str, sorted(steps)))}")
 
   def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
     """Restores `step` into the shapes, dtypes and shardings of `abstract_state`."""
@@ -87,19 +139,40 @@ def load_config(workdir: str) -> dict | None:
     raise UserError(f"{path}: cannot read the saved config ({e})") from None
 
 
-def load_for_inference(workdir: str):
-  """(ModelConfig, params, Tokenizer) of the latest checkpoint in `workdir`."""
+def load_for_inference(workdir: str, which: str = "latest"):
+  """(ModelConfig, params, Tokenizer) of checkpoint `which` ('latest', 'best' or a step) in
+  `workdir`."""
   from lm.data import pipeline, tokenizers  # pylint: disable=g-import-not-at-top
   from lm.models import config as model_config  # pylint: disable=g-import-not-at-top
 
   has_dir = os.path.isdir(os.path.join(workdir, CHECKPOINT_DIR))
-  checkpointer = Checkpointer(workdir) if has_dir else None
-  step = checkpointer.latest_step() if checkpointer else None
-  if step is None:
+  checkpointer = Checkpointer(workdir, read_only=True) if has_dir else None
+  if checkpointer is None or checkpointer.latest_step() is None:
     raise UserError(f"{workdir}: no checkpoint found; train first with "
                     f"`python -m lm.main --config=... --workdir={workdir}`")
-  params, config = checkpointer.restore_params(step)
-  checkpointer.close()
+  try:
+    step = checkpointer.pick_step(which, config_key="--checkpoint")
+    params, config = checkpointer.restore_params(step)
+  finally:
+    checkpointer.close()
   tokenizer = tokenizers.load_tokenizer(os.path.join(workdir, pipeline.TOKENIZER_DIR))
-  cfg = model_config.model_config_from(config["model"], tokenizer.vocab_size)
-  return cfg, jax.tree.map(jax.numpy.asarray, nn.meta.unbox(params)), tokenizer
+  params = nn.meta.unbox(params)
+  cfg = model_config.model_config_from(config["model"], tokenizer.vocab_size,
+                                       **task_fields(config, params))
+  return cfg, jax.tree.map(jax.numpy.asarray, params), tokenizer
+
+
+def task_fields(config: dict, params: Any) -> dict[str, Any]:
+  """The ModelConfig fields a saved run's task set (classifier head, LoRA adapters)."""
+  fields = {}
+  if "classifier" in params:
+    fields.update(num_classes=int(params["classifier"]["bias"].shape[0]),
+                  pooling=config["task"]["pooling"])
+  return {**fields, **lora_fields(config.get("finetune", {}))}
+
+
+def lora_fields(finetune: dict) -> dict[str, Any]:
+  """The ModelConfig LoRA fields of a config.finetune section (none unless method='lora')."""
+  if finetune.get("method") != "lora":
+    return {}
+  return {f"lora_{k}": finetune[f"lora_{k}"] for k in ("rank", "alpha", "dropout", "targets")}

@@ -42,7 +42,30 @@ def weight_decay_mask(params: Any, decay_embeddings: bool) -> Any:
   return jax.tree_util.tree_map_with_path(decays, params)
 
 
-def make_optimizer(train_cfg: Any, params: Any) -> optax.GradientTransformation:
+def make_optimizer(train_cfg: Any,
+                   params: Any,
+                   finetune_cfg: Any = None,
+                   num_layers: int = 0) -> tuple[optax.GradientTransformation, Any]:
+  """AdamW as config.train says, restricted to the parameters config.finetune trains (with its
+  layer-wise learning-rate decay); returns it and the trainable mask (None: all train)."""
+  adamw = _adamw(train_cfg, params)
+  if finetune_cfg is None or _trains_everything(finetune_cfg):
+    return adamw, None
+  from lm.training import trainable  # pylint: disable=g-import-not-at-top
+  mask = trainable.trainable_mask(params,
+                                  method=finetune_cfg.method,
+                                  freeze_embeddings=finetune_cfg.freeze_embeddings,
+                                  freeze_layers=finetune_cfg.freeze_layers,
+                                  num_layers=num_layers)
+  return trainable.restrict(adamw, params, finetune_cfg, num_layers), mask
+
+
+def _trains_everything(finetune_cfg: Any) -> bool:
+  return (finetune_cfg.method == "full" and not finetune_cfg.freeze_embeddings and
+          not finetune_cfg.freeze_layers and finetune_cfg.layer_lr_decay == 1.0)
+
+
+def _adamw(train_cfg: Any, params: Any) -> optax.GradientTransformation:
   for key in ("learning_rate", "weight_decay", "grad_clip"):
     if train_cfg[key] < 0:
       raise UserError(f"config.train.{key} must be >= 0, got {train_cfg[key]}")

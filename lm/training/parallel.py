@@ -23,26 +23,33 @@ from lm.training import optimizer, partitioning, steps
 Batch = dict[str, np.ndarray]
 
 
-def make_parallel(model: nn.Module, config: Any, seq_len: int) -> "MeshParallel | PmapParallel":
-  """The layout config.mesh asks for, checked against the devices and batch sizes."""
-  train_cfg = config.train
-  micro_batch = train_cfg.batch_size // train_cfg.grad_accum_steps
-  if config.mesh.use_pmap:
-    return PmapParallel(model, train_cfg, config.mesh, seq_len, micro_batch)
-  return MeshParallel(model, train_cfg, config.mesh, seq_len, micro_batch)
+def make_parallel(model: nn.Module,
+                  config: Any,
+                  seq_len: int,
+                  loss_fn=steps.lm_loss) -> "MeshParallel | PmapParallel":
+  """The layout config.mesh asks for, checked against the devices and batch sizes; its train
+  step minimizes `loss_fn(logits, batch)` (per item, see `steps.train_step`)."""
+  micro_batch = config.train.batch_size // config.train.grad_accum_steps
+  layout = PmapParallel if config.mesh.use_pmap else MeshParallel
+  return layout(model, config, seq_len, micro_batch, loss_fn)
 
 
 class _Layout:
   """What both layouts share: the model, the optimizer and the abstract train state."""
 
-  def __init__(self, model: nn.Module, train_cfg: Any, seq_len: int):
+  def __init__(self, model: nn.Module, config: Any, seq_len: int, loss_fn):
     self.model = model
-    self.train_cfg = train_cfg
+    self.train_cfg = train_cfg = config.train
     self.seq_len = seq_len
     self.schedule = optimizer.learning_rate_schedule(train_cfg)
     self.boxed_params = jax.eval_shape(self._init_params, jax.random.PRNGKey(0))
     # One optimizer object, so that every state built from it has the same tree structure.
-    self.tx = optimizer.make_optimizer(train_cfg, nn.meta.unbox(self.boxed_params))
+    self.tx, self.trainable = optimizer.make_optimizer(train_cfg, nn.meta.unbox(self.boxed_params),
+                                                       config.finetune, model.config.num_layers)
+    self.step_fn = functools.partial(steps.train_step,
+                                     loss_fn=loss_fn,
+                                     grad_accum_steps=train_cfg.grad_accum_steps,
+                                     schedule=self.schedule)
 
   def _init_params(self, rng: jax.Array) -> Any:
     """Parameters boxed with their logical axis names (`nn.Partitioned`)."""
@@ -76,8 +83,9 @@ class MeshParallel(_Layout):
   constraints apply inside the steps.
   """
 
-  def __init__(self, model, train_cfg, mesh_cfg, seq_len, micro_batch):
-    super().__init__(model, train_cfg, seq_len)
+  def __init__(self, model, config, seq_len, micro_batch, loss_fn):
+    super().__init__(model, config, seq_len, loss_fn)
+    mesh_cfg = config.mesh
     self.mesh = partitioning.make_mesh(mesh_cfg, micro_batch)
     self.rules = partitioning.parse_rules(mesh_cfg.rules)
     self._check_heads(model.config)
@@ -100,11 +108,7 @@ class MeshParallel(_Layout):
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract,
         self.state_shardings)
     self.synchronous = partitioning.needs_synchronous_steps(list(mesh.devices.flat))
-    self.train_step = jax.jit(partitioning.traced_under(
-        mesh, rules,
-        functools.partial(steps.train_step,
-                          grad_accum_steps=train_cfg.grad_accum_steps,
-                          schedule=self.schedule)),
+    self.train_step = jax.jit(partitioning.traced_under(mesh, rules, self.step_fn),
                               in_shardings=(self.state_shardings, self.batch_sharding, replicated),
                               out_shardings=(self.state_shardings, replicated),
                               donate_argnums=0)
@@ -113,6 +117,10 @@ class MeshParallel(_Layout):
                              in_shardings=(self.state_shardings.params, self.batch_sharding,
                                            replicated),
                              out_shardings=replicated)
+    self.predict_step = jax.jit(partitioning.traced_under(
+        mesh, rules, functools.partial(steps.predict_step, apply_fn=model.apply)),
+                                in_shardings=(self.state_shardings.params, self.batch_sharding),
+                                out_shardings=replicated)
 
   def _check_heads(self, model_cfg) -> None:
     tensor = self.mesh.shape["tensor"]
@@ -150,6 +158,10 @@ class MeshParallel(_Layout):
   def from_checkpoint(self, state: steps.TrainState) -> steps.TrainState:
     return state
 
+  def with_params(self, state: steps.TrainState, params: Any) -> steps.TrainState:
+    """`state` with host `params` (same tree) placed in its shards."""
+    return state.replace(params=jax.device_put(params, self.state_shardings.params))
+
 
 class PmapParallel(_Layout):
   """Data parallel under `jax.pmap` (config.mesh.use_pmap): one replica of the state per
@@ -157,8 +169,9 @@ class PmapParallel(_Layout):
 
   AXIS = "devices"
 
-  def __init__(self, model, train_cfg, mesh_cfg, seq_len, micro_batch):
-    super().__init__(model, train_cfg, seq_len)
+  def __init__(self, model, config, seq_len, micro_batch, loss_fn):
+    super().__init__(model, config, seq_len, loss_fn)
+    mesh_cfg = config.mesh
     if jax.process_count() > 1:
       raise UserError("config.mesh.use_pmap runs on one host; multi-host runs use the jit path "
                       "(config.mesh.use_pmap=False)")
@@ -170,10 +183,7 @@ class PmapParallel(_Layout):
     self._check_eval_batch(len(self.devices))
     self.abstract_state = jax.eval_shape(self._init_state, jax.random.PRNGKey(0))
     self.synchronous = partitioning.needs_synchronous_steps(self.devices)
-    train_step = functools.partial(steps.train_step,
-                                   grad_accum_steps=train_cfg.grad_accum_steps,
-                                   schedule=self.schedule,
-                                   axis_name=self.AXIS)
+    train_step = functools.partial(self.step_fn, axis_name=self.AXIS)
     self._train_step = jax.pmap(train_step,
                                 axis_name=self.AXIS,
                                 in_axes=(0, 0, None),
@@ -184,6 +194,8 @@ class PmapParallel(_Layout):
                                axis_name=self.AXIS,
                                in_axes=(0, 0, None),
                                devices=self.devices)
+    self._predict_step = jax.pmap(functools.partial(steps.predict_step, apply_fn=model.apply),
+                                  devices=self.devices)
 
   def describe(self) -> str:
     return f"data={len(self.devices)} (jax.pmap)"
@@ -210,6 +222,10 @@ class PmapParallel(_Layout):
   def eval_step(self, params, batch, token_bytes):
     return jax.tree.map(lambda x: x[0], self._eval_step(params, batch, token_bytes))
 
+  def predict_step(self, params, batch):
+    probs_NxbxC = self._predict_step(params, batch)
+    return probs_NxbxC.reshape(-1, probs_NxbxC.shape[-1])
+
   def lower_train_step(self, state, batch, rng) -> jax.stages.Lowered:
     return self._train_step.lower(state, batch, rng)
 
@@ -220,3 +236,6 @@ class PmapParallel(_Layout):
     # Laid out as the steps' own outputs are (a mesh axis named after the pmap axis); any
     # other layout costs a second compilation of the train step.
     return flax.jax_utils.replicate(state, self.devices, axis_name=self.AXIS)
+
+  def with_params(self, state: steps.TrainState, params: Any) -> steps.TrainState:
+    return self.from_checkpoint(self.to_checkpoint(state).replace(params=params))

@@ -22,24 +22,49 @@ def token_nll(logits_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.Array:
 
 
 def batch_logits(apply_fn, params: Any, batch: Batch, **apply_kwargs) -> jax.Array:
-  """The model's logits [B, T, V] for a batch's inputs (and its positions and segment ids)."""
+  """The model's logits ([B, T, V], or [B, C] for a classifier) for a batch's inputs (and its
+  positions and segment ids)."""
   return apply_fn({"params": params}, batch["inputs"], batch.get("positions"),
                   batch.get("segment_ids"), **apply_kwargs)
+
+
+def lm_loss(logits_BxTxV: jax.Array, batch: Batch) -> jax.Array:
+  """Per-token loss of language modelling (causal or masked): NLL of batch['targets']."""
+  return token_nll(logits_BxTxV, batch["targets"])
+
+
+def classification_loss(logits_BxC: jax.Array,
+                        batch: Batch,
+                        *,
+                        label_smoothing: float = 0.0,
+                        class_weights_C: jax.Array | None = None) -> jax.Array:
+  """Per-example cross-entropy against labels smoothed by `label_smoothing` (Szegedy et al.
+  2016: the target puts 1 - s on the label and s / C on every class), scaled by the weight of
+  the example's class."""
+  C = logits_BxC.shape[-1]
+  targets_BxC = optax.smooth_labels(jax.nn.one_hot(batch["labels"], C), label_smoothing)
+  loss_B = optax.softmax_cross_entropy(logits_BxC.astype(jnp.float32), targets_BxC)
+  if class_weights_C is not None:
+    loss_B = loss_B * class_weights_C[batch["labels"]]
+  return loss_B
 
 
 def train_step(state: TrainState,
                batch: Batch,
                rng: jax.Array,
                *,
+               loss_fn=lm_loss,
                grad_accum_steps: int = 1,
                schedule: optax.Schedule | None = None,
                axis_name: str | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer update on `batch`; returns the new state and scalar metrics.
 
-  The batch has `inputs` and `targets` [B, T] and optionally `weights` (per-target loss weights,
-  0 for padding), `positions` and `segment_ids` (packed sequences). The loss is the weighted
-  mean NLL over the whole batch. With `grad_accum_steps` = A, the gradients of A micro-batches
-  (rows a, a + A, a + 2A, ..., so each device's rows split evenly) are summed inside the step.
+  The batch has `inputs` [B, T], what `loss_fn(logits, batch)` needs for the per-item loss
+  (`targets` [B, T] for language models, `labels` [B] for classifiers), and optionally
+  `weights` (loss weight of each item, 0 for padding), `positions` and `segment_ids` (packed
+  sequences, or padding as segment 0). The loss is the weighted mean over the whole batch.
+  With `grad_accum_steps` = A, the gradients of A micro-batches (rows a, a + A, a + 2A, ...,
+  so each device's rows split evenly) are summed inside the step.
   Under `jax.pmap`, `axis_name` names the device axis: the step then sums over devices too.
   """
   dropout_rng = jax.random.fold_in(rng, state.step)
@@ -50,19 +75,20 @@ def train_step(state: TrainState,
                   if weights is not None else jnp.float32(batch["targets"].size))
   if axis_name is not None:
     total_weight = jax.lax.psum(total_weight, axis_name)
+  total_weight = jnp.maximum(total_weight, 1e-9)  # An all-padding batch has loss 0, not NaN.
 
-  def loss_fn(params, micro_batch, micro_rng):
+  def mean_loss(params, micro_batch, micro_rng):
     logits_BxTxV = batch_logits(state.apply_fn,
                                 params,
                                 micro_batch,
                                 deterministic=False,
                                 rngs={"dropout": micro_rng})
-    nll_BxT = token_nll(logits_BxTxV, micro_batch["targets"])
+    loss = loss_fn(logits_BxTxV, micro_batch)
     if "weights" in micro_batch:
-      nll_BxT = nll_BxT * micro_batch["weights"]
-    return jnp.sum(nll_BxT) / total_weight
+      loss = loss * micro_batch["weights"]
+    return jnp.sum(loss) / total_weight
 
-  grad_fn = jax.value_and_grad(loss_fn)
+  grad_fn = jax.value_and_grad(mean_loss)
   if grad_accum_steps == 1:
     loss, grads = grad_fn(state.params, batch, dropout_rng)
   else:
@@ -101,6 +127,12 @@ def eval_step(params: Any,
       "bytes": jnp.sum(token_bytes_V[batch["targets"]] * weights_BxT),
   }
   return sums if axis_name is None else jax.lax.psum(sums, axis_name)
+
+
+def predict_step(params: Any, batch: Batch, *, apply_fn) -> jax.Array:
+  """Class probabilities [B, C] of a classifier for one batch (float32)."""
+  logits_BxC = batch_logits(apply_fn, params, batch, deterministic=True)
+  return jax.nn.softmax(logits_BxC.astype(jnp.float32), axis=-1)
 
 
 def summarize_eval(sums: dict[str, float]) -> dict[str, float]:

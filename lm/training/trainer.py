@@ -12,12 +12,13 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from lm import defaults
-from lm.data import batches, pipeline
+from lm.data import pipeline
 from lm.errors import UserError
-from lm.models.config import ModelConfig, model_config_from
+from lm.models.config import ModelConfig
 from lm.models import attention_kernels
 from lm.models.transformer import Transformer
-from lm.training import checkpoints, flops, metrics_log, parallel, steps
+from lm.tasks import base, classification, language_model, sft
+from lm.training import checkpoints, flops, init_from, metrics_log, parallel
 
 
 class TrainingDiverged(UserError):
@@ -25,99 +26,196 @@ class TrainingDiverged(UserError):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Trains config.model on config.data for config.train.steps; returns the final metrics.
+  """Trains config.model on config.task for config.train.steps; returns the final metrics.
 
   Running it again on the same workdir resumes from the latest checkpoint (same parameters,
-  optimizer state and data stream), so an interrupted run ends exactly as an uninterrupted one.
+  optimizer state, data stream and best-checkpoint record), so an interrupted run ends exactly
+  as an uninterrupted one.
   """
   config_dict = config.to_dict()
   _prepare_workdir(workdir, config_dict)
   train_cfg = config.train
   _validate_train_config(train_cfg)
-  data = _prepare_data_once(config.data, workdir)
-  model_cfg = model_config_from(config.model, data.tokenizer.vocab_size)
-  model = Transformer(model_cfg)
-  seq_len = config.data.seq_len or model_cfg.max_len
-  if config.data.seq_len < 0:
-    raise UserError(f"config.data.seq_len={config.data.seq_len} must be >= 0 (0 = max_len)")
-  if seq_len > model_cfg.max_len:
-    raise UserError(f"config.data.seq_len={seq_len} is longer than the model's position table, "
-                    f"config.model.max_len={model_cfg.max_len}")
-  layout = parallel.make_parallel(model, config, seq_len)
+  task = _make_task(config, workdir)
+  model = Transformer(task.model_config)
+  layout = parallel.make_parallel(model, config, task.seq_len, task.loss_fn)
   is_main = jax.process_index() == 0
+  metric, higher_is_better = base.best_metric(config, task)
+  tracker = BestTracker(metric, higher_is_better, train_cfg.early_stopping_patience)
 
   rng = jax.random.PRNGKey(config.seed)
   init_rng, dropout_rng = jax.random.split(rng)
-  sampler = batches.WindowSampler(data.train.tokens,
-                                  batch_size=train_cfg.batch_size,
-                                  seq_len=seq_len,
-                                  mode=config.data.sampling,
-                                  seed=config.seed,
-                                  rows=layout.rows(train_cfg.batch_size))
-  checkpointer = checkpoints.Checkpointer(workdir, train_cfg.keep_checkpoints)
+  sampler = task.train_batches(layout.rows(train_cfg.batch_size))
+  checkpointer = checkpoints.Checkpointer(workdir,
+                                          train_cfg.keep_checkpoints,
+                                          best_metric=metric,
+                                          higher_is_better=higher_is_better)
   start_step = checkpointer.latest_step() or 0
   if start_step:
     state, data_state = checkpointer.restore(start_step, layout.abstract_state)
     state = layout.from_checkpoint(state)
-    sampler.set_state(data_state)
+    sampler.set_state(data_state["sampler"])
+    tracker.set_state(data_state["best"])
   else:
     state = layout.create_state(init_rng)
-  evaluate = _make_evaluator(layout, data, train_cfg, seq_len)
+    if config.init_from:
+      fresh = jax.device_get(layout.to_checkpoint(state).params)
+      state = layout.with_params(state, init_from.pretrained_params(config, fresh))
 
   log = metrics_log.MetricsLog(workdir, train_cfg.steps, start_step, enabled=is_main)
   if is_main and start_step == 0:
-    log.message(_describe_run(model_cfg, layout, data, workdir))
+    log.message(_describe_run(task, layout, workdir))
   elif is_main:
     log.message(f"Resuming from step {start_step} in {workdir}")
-  tokens_per_step = train_cfg.batch_size * seq_len
-  flops_per_step = flops.flops_per_token(model_cfg, seq_len) * tokens_per_step
   peak = flops.peak_flops(layout.num_devices, train_cfg.peak_flops)
 
   final_metrics: dict[str, float] = {}
   pending: list[dict[str, jax.Array]] = []
-  interval_start, interval_steps = time.perf_counter(), 0
+  interval = _Throughput(task.model_config, train_cfg.batch_size, peak)
   step = start_step
   try:
     while step < train_cfg.steps:
-      state, metrics = layout.train_on(state, sampler.next_batch(), dropout_rng)
+      batch = sampler.next_batch()
+      state, metrics = layout.train_on(state, batch, dropout_rng)
       pending.append(metrics)
       step += 1
-      interval_steps += 1
+      interval.count(batch["inputs"].shape[1])
       log.advance(1)
-      last = step == train_cfg.steps
       if step == start_step + 1:  # Keep compilation out of the first throughput interval.
         jax.block_until_ready(state)
-        interval_start, interval_steps = time.perf_counter(), 0
+        interval.restart()
       record = {}
-      if step % train_cfg.log_every == 0 or last:
+      if step % train_cfg.log_every == 0 or step == train_cfg.steps:
         record.update(_mean_metrics(pending, step))
+        record.update(interval.rates())
         pending = []
-        if interval_steps:
-          seconds = time.perf_counter() - interval_start
-          record["perf/tokens_per_s"] = tokens_per_step * interval_steps / seconds
-          record["perf/step_time_ms"] = 1000 * seconds / interval_steps
-          if peak:
-            record["perf/mfu"] = flops_per_step * interval_steps / seconds / peak
-      if step % train_cfg.eval_every == 0 or last:
-        record.update(
-            evaluate(state.params,
-                     train_cfg.final_eval_batches if last else train_cfg.eval_batches))
+      improved = False
+      if step % train_cfg.eval_every == 0 or step == train_cfg.steps:
+        last = step == train_cfg.steps
+        max_batches = train_cfg.final_eval_batches if last else train_cfg.eval_batches
+        record.update(task.evaluate(layout, state.params, max_batches))
+        improved = tracker.update(step, record)
+        if improved and is_main:
+          task.save_report(workdir, step, record)
+      stop = tracker.should_stop()
       if record:
         log.write(step, record)
         final_metrics.update(record)
-      if step % train_cfg.checkpoint_every == 0 or last:
+      if (step % train_cfg.checkpoint_every == 0 or step == train_cfg.steps or improved or stop):
         _check_finite(state.params, step)
-        checkpointer.save(step, layout.to_checkpoint(state), sampler.get_state(), config_dict)
+        checkpointer.save(step,
+                          layout.to_checkpoint(state), {
+                              "sampler": sampler.get_state(),
+                              "best": tracker.get_state()
+                          },
+                          config_dict,
+                          metrics={metric: record[metric]} if metric in record else None)
+      if stop:
+        log.message(f"Early stopping at step {step}: {metric} has not improved for "
+                    f"{train_cfg.early_stopping_patience} evaluations (best "
+                    f"{tracker.best_value:.4g} at step {tracker.best_step})")
+        break
       if record or step % train_cfg.checkpoint_every == 0:
-        interval_start, interval_steps = time.perf_counter(), 0
+        interval.restart()
   finally:
     checkpointer.wait_until_finished()
     checkpointer.close()
     log.close()
 
-  if is_main and train_cfg.sample_prompt and train_cfg.sample_tokens:
-    _print_sample(model_cfg, layout.to_checkpoint(state).params, data.tokenizer, train_cfg)
+  if tracker.best_step is not None:
+    final_metrics["best/step"] = tracker.best_step
+    final_metrics[f"best/{metric.removeprefix('eval/')}"] = tracker.best_value
+  if is_main:
+    task.finish(jax.device_get(layout.to_checkpoint(state).params))
   return final_metrics
+
+
+def _make_task(config: Any, workdir: str) -> base.Task:
+  """The task config.task.kind names, with its data read and tokenized."""
+  kind = config.task.kind
+  if kind not in base.KINDS:
+    raise UserError(f"config.task.kind={kind!r}: choose one of {', '.join(base.KINDS)}")
+  fields = checkpoints.lora_fields(config.finetune.to_dict())
+  if kind in ("causal_lm", "masked_lm"):
+    if (kind == "masked_lm") == config.model.causal:
+      raise UserError(f"config.task.kind={kind!r} needs config.model.causal="
+                      f"{kind == 'causal_lm'} (masked LM trains an encoder, causal LM a decoder)")
+    base.copy_init_tokenizer(config, workdir)
+    return language_model.LanguageModelTask(config, _prepare_data_once(config.data, workdir),
+                                            fields)
+  if kind == "classification":
+    return classification.ClassificationTask(config, workdir, fields)
+  return sft.SftTask(config, workdir, fields)
+
+
+class BestTracker:
+  """The best value of one validation metric so far, and early stopping after `patience`
+  evaluations without a new best (0 = never)."""
+
+  def __init__(self, metric: str, higher_is_better: bool, patience: int):
+    self.metric = metric
+    self.higher_is_better = higher_is_better
+    self.patience = patience
+    self.best_step: int | None = None
+    self.best_value: float | None = None
+    self.evaluations_since_best = 0
+
+  def update(self, step: int, record: dict[str, float]) -> bool:
+    """Takes an evaluation's metrics; True if it is a new best."""
+    if self.metric not in record:
+      raise UserError(f"config.train.best_metric={self.metric!r} is not among the validation "
+                      f"metrics: {', '.join(k for k in sorted(record) if k.startswith('eval/'))}")
+    value = record[self.metric]
+    better = self.best_value is None or (value > self.best_value
+                                         if self.higher_is_better else value < self.best_value)
+    if better:
+      self.best_step, self.best_value, self.evaluations_since_best = step, value, 0
+    else:
+      self.evaluations_since_best += 1
+    return better
+
+  def should_stop(self) -> bool:
+    return bool(self.patience) and self.evaluations_since_best >= self.patience
+
+  def get_state(self) -> dict:
+    return {
+        "step": self.best_step,
+        "value": self.best_value,
+        "evaluations_since_best": self.evaluations_since_best
+    }
+
+  def set_state(self, state: dict) -> None:
+    self.best_step, self.best_value = state["step"], state["value"]
+    self.evaluations_since_best = state["evaluations_since_best"]
+
+
+class _Throughput:
+  """Tokens/s, step time and MFU over an interval of steps (padded tokens count)."""
+
+  def __init__(self, model_cfg: ModelConfig, batch_size: int, peak: float):
+    self._model_cfg, self._batch_size, self._peak = model_cfg, batch_size, peak
+    self.restart()
+
+  def restart(self) -> None:
+    self._start, self._steps, self._tokens, self._flops = time.perf_counter(), 0, 0, 0.0
+
+  def count(self, seq_len: int) -> None:
+    tokens = self._batch_size * seq_len
+    self._steps += 1
+    self._tokens += tokens
+    self._flops += flops.flops_per_token(self._model_cfg, seq_len) * tokens
+
+  def rates(self) -> dict[str, float]:
+    if not self._steps:
+      return {}
+    seconds = time.perf_counter() - self._start
+    rates = {
+        "perf/tokens_per_s": self._tokens / seconds,
+        "perf/step_time_ms": 1000 * seconds / self._steps
+    }
+    if self._peak:
+      rates["perf/mfu"] = self._flops / seconds / self._peak
+    return rates
 
 
 def _prepare_data_once(data_cfg: Any, workdir: str) -> pipeline.PreparedData:
@@ -128,29 +226,6 @@ def _prepare_data_once(data_cfg: Any, workdir: str) -> pipeline.PreparedData:
   data = pipeline.prepare_data(data_cfg, workdir) if jax.process_index() == 0 else None
   multihost_utils.sync_global_devices("lm: data prepared")
   return data or pipeline.prepare_data(data_cfg, workdir)
-
-
-def _make_evaluator(layout, data, train_cfg, seq_len):
-  """(params, max_batches) -> {eval/loss, eval/perplexity, eval/bpb} on the validation split
-  (its first max_batches batches, or all of it for 0)."""
-  token_bytes = jnp.asarray(data.tokenizer.token_bytes(), jnp.float32)
-  batch_size = train_cfg.eval_batch_size
-
-  def evaluate(params, max_batches: int) -> dict[str, float]:
-    totals = {"nll": 0.0, "tokens": 0.0, "bytes": 0.0}
-    for batch in batches.eval_batches(data.valid.tokens,
-                                      batch_size=batch_size,
-                                      seq_len=seq_len,
-                                      max_batches=max_batches or None,
-                                      rows=layout.rows(batch_size)):
-      sums = layout.eval_step(params, layout.put_batch(batch, batch_size), token_bytes)
-      # Summed on the host in float64; fetching each batch's sums also keeps one program with
-      # collectives in flight at a time (partitioning.needs_synchronous_steps).
-      for key, value in jax.device_get(sums).items():
-        totals[key] += float(value)
-    return steps.summarize_eval(totals)
-
-  return evaluate
 
 
 def _mean_metrics(pending: list[dict[str, jax.Array]], step: int) -> dict[str, float]:
@@ -215,29 +290,27 @@ def _validate_train_config(train_cfg: Any) -> None:
                     f"config.train.batch_size={train_cfg.batch_size}")
 
 
-def _describe_run(model_cfg: ModelConfig, layout, data, workdir: str) -> str:
-  num_params = sum(x.size for x in jax.tree.leaves(layout.abstract_state.params))
+def _describe_run(task: base.Task, layout, workdir: str) -> str:
+  model_cfg = task.model_config
+  params = layout.abstract_state.params
+  num_params = sum(x.size for x in jax.tree.leaves(params))
   dtype = jnp.dtype(model_cfg.dtype)
   attention = attention_kernels.resolve_implementation(model_cfg.attention, dtype)
+  kind = "decoder" if model_cfg.causal else "encoder"
+  head = (f"{model_cfg.num_classes}-way classifier ({model_cfg.pooling} pooling)"
+          if model_cfg.num_classes else "language-model head")
+  trained = ""
+  if layout.trainable is not None:
+    from lm.training import trainable  # pylint: disable=g-import-not-at-top
+    count, _ = trainable.count_parameters(params, layout.trainable)
+    trained = f"; trainable {count:,} of {num_params:,}"
+  else:
+    trained = f"; all {num_params:,} trainable"
   return (
-      f"Model: {num_params / 1e6:.2f}M parameters, {model_cfg.num_layers} layers, width "
-      f"{model_cfg.embed_dim}, context {model_cfg.max_len}, vocab {model_cfg.vocab_size} "
-      f"({data.tokenizer.name})\n"
+      f"Model: {num_params / 1e6:.2f}M parameters{trained}; {kind}, {model_cfg.num_layers} "
+      f"layers, width {model_cfg.embed_dim}, context {model_cfg.max_len}, vocab "
+      f"{model_cfg.vocab_size} ({task.tokenizer.name}), {head}\n"
       f"{attention_kernels.describe(model_cfg.attention, attention, dtype, jax.default_backend())}"
-      f"\nData: {data.train.num_tokens:,} training / {data.valid.num_tokens:,} validation tokens\n"
+      f"\n{task.describe()}\n"
       f"Devices: {layout.num_devices} x {jax.devices()[0].device_kind}, {layout.describe()}, "
       f"{jax.process_count()} process(es); workdir {workdir}")
-
-
-def _print_sample(model_cfg, params, tokenizer, train_cfg) -> None:
-  """Prints a continuation of config.train.sample_prompt from the trained model."""
-  from lm import sampling  # pylint: disable=g-import-not-at-top
-  text, = sampling.generate_text(model_cfg,
-                                 jax.device_get(params),
-                                 tokenizer, [train_cfg.sample_prompt],
-                                 max_new_tokens=train_cfg.sample_tokens,
-                                 temperature=0.8,
-                                 top_k=0,
-                                 top_p=1.0,
-                                 seed=0)
-  print(f"--- sample ---\n{text}\n--------------")

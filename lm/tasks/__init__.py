@@ -1,0 +1,1 @@
+"""What a run trains the model to do: one module per task, one interface (`base.Task`)."""

@@ -1,0 +1,164 @@
+"""Sequence classification: a label per text, from a pooled encoder or decoder representation."""
+
+import math
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lm.data import atomic, augment, buckets, examples, records
+from lm.errors import UserError
+from lm.evaluation import classification_metrics as cm
+from lm.models.config import model_config_from
+from lm.tasks import base, supervised
+from lm.training import steps
+
+LABELS_FILE = "labels.json"
+REPORT_FILE = "eval_report.json"
+CONFUSION_FILE = "confusion_matrix.png"
+
+
+class ClassificationTask(base.Task):
+  """Texts and labels from config.data.source; the head is config.task.pooling + a linear
+  layer; cross-entropy with config.task.label_smoothing and class_weights."""
+
+  default_best_metric = "eval/accuracy"
+
+  def __init__(self, config: Any, workdir: str, task_fields: dict[str, Any]):
+    self.config = config
+    data_cfg = config.data
+    fields = {"text": data_cfg.text_field, "label": data_cfg.label_field}
+    train, valid = supervised.read_splits(config, fields)
+    self.labels = load_or_make_labels(workdir, data_cfg.labels, train)
+    if config.augment.rate and config.augment.copies:
+      train = augment.augment_records(train,
+                                      rate=config.augment.rate,
+                                      copies=config.augment.copies,
+                                      operations=_operations(config.augment.operations),
+                                      seed=config.seed)
+    self.tokenizer = base.prepare_tokenizer(config, workdir,
+                                            lambda: [r.values["text"] for r in train])
+    self.model_config = model_config_from(config.model,
+                                          self.tokenizer.vocab_size,
+                                          num_classes=len(self.labels.names),
+                                          pooling=config.task.pooling,
+                                          **task_fields)
+    self.seq_len = self.model_config.max_len
+    self.buckets = buckets.bucket_lengths(self.seq_len)
+    encode = dict(max_len=self.seq_len, causal=self.model_config.causal)
+    self.train = examples.classification_examples(train, self.tokenizer, self.labels, **encode)
+    self.valid = examples.classification_examples(valid, self.tokenizer, self.labels, **encode)
+    self.class_weights = _class_weights(config.task, len(self.labels.names))
+    if not 0.0 <= config.task.label_smoothing < 1.0:
+      raise UserError(f"config.task.label_smoothing={config.task.label_smoothing}: must be in "
+                      f"[0, 1)")
+    self._last_eval: tuple[np.ndarray, np.ndarray] | None = None
+
+  def loss_fn(self, logits_BxC, batch):
+    weights = None if self.class_weights is None else jnp.asarray(self.class_weights)
+    return steps.classification_loss(logits_BxC,
+                                     batch,
+                                     label_smoothing=self.config.task.label_smoothing,
+                                     class_weights_C=weights)
+
+  def train_batches(self, rows: np.ndarray) -> base.Batches:
+    make = lambda indices, weights, lengths: buckets.classification_batch(
+        self.train, indices, weights, lengths)
+    return supervised.BucketedTrainBatches(self.train.lengths,
+                                           batch_size=self.config.train.batch_size,
+                                           seed=self.config.seed,
+                                           bucket_lengths=self.buckets,
+                                           rows=rows,
+                                           make_batch=make)
+
+  def evaluate(self, layout, params, max_batches: int) -> dict[str, float]:
+    del max_batches  # Classifiers are always evaluated on the whole validation split.
+    probs_NxC = predict_probs(layout, params, self.valid, self.config.train.eval_batch_size,
+                              self.buckets)
+    labels_N = self.valid.labels
+    self._last_eval = (labels_N, probs_NxC)
+    metrics = cm.classification_metrics(labels_N, probs_NxC, self.labels.names)
+    nll_N = -np.log(np.maximum(probs_NxC[np.arange(len(labels_N)), labels_N], 1e-30))
+    metrics["eval/loss"] = float(np.mean(nll_N))
+    return metrics
+
+  def save_report(self, workdir: str, step: int, metrics: dict[str, float]) -> None:
+    labels_N, probs_NxC = self._last_eval
+    names = self.labels.names
+    confusion = cm.confusion_matrix(labels_N, probs_NxC.argmax(-1), len(names))
+    cm.write_eval_report(os.path.join(workdir, REPORT_FILE),
+                         metrics,
+                         confusion,
+                         names,
+                         extra={"step": step})
+    cm.write_confusion_png(os.path.join(workdir, CONFUSION_FILE),
+                           confusion,
+                           names,
+                           title=f"validation, step {step}")
+
+  def describe(self) -> str:
+    counts = np.bincount(self.train.labels, minlength=len(self.labels.names))
+    share = ", ".join(f"{n}: {c:,}" for n, c in zip(self.labels.names, counts))
+    return (f"Data: {len(self.train):,} training examples ({share}), {len(self.valid):,} "
+            f"validation; {self.train.num_truncated + self.valid.num_truncated:,} truncated to "
+            f"{self.seq_len} tokens; padded to buckets {', '.join(map(str, self.buckets))}")
+
+
+def predict_probs(layout, params, data: examples.ClassificationExamples, batch_size: int,
+                  bucket_lengths) -> np.ndarray:
+  """Class probabilities [N, C] of every example (batched by length, padded to buckets)."""
+  probs = [None] * len(data)
+  rows = layout.rows(batch_size)
+  for indices, weights in buckets.eval_order(data.lengths, batch_size):
+    length = buckets.bucket_length(int(data.lengths[indices].max()), bucket_lengths)
+    batch = buckets.classification_batch(data, indices[rows], weights[rows], (length,))
+    probs_BxC = np.asarray(jax.device_get(layout.predict_step(params,
+                                                              layout.put_batch(batch, batch_size))))
+    for index, weight, p in zip(indices, weights, probs_BxC):
+      if weight > 0:
+        probs[index] = p
+  return np.stack(probs)
+
+
+def load_or_make_labels(workdir: str, labels: str, train: list) -> records.LabelSet:
+  """The label set saved in the workdir (a resumed run), or made from config.data.labels and
+  the training records and saved."""
+  path = os.path.join(workdir, LABELS_FILE)
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      return records.LabelSet.from_json(f.read(), where=path)
+  label_set = records.LabelSet.from_config(labels, train)
+  if jax.process_index() == 0:
+    atomic.atomic_write_text(path, label_set.to_json())
+  return label_set
+
+
+def load_labels(workdir: str) -> records.LabelSet:
+  path = os.path.join(workdir, LABELS_FILE)
+  try:
+    with open(path, encoding="utf-8") as f:
+      return records.LabelSet.from_json(f.read(), where=path)
+  except FileNotFoundError:
+    raise UserError(f"{workdir}: no {LABELS_FILE}; is this the workdir of a classifier?") from None
+
+
+def _class_weights(task_cfg: Any, num_classes: int) -> np.ndarray | None:
+  text = task_cfg.class_weights.strip()
+  if not text:
+    return None
+  try:
+    weights = np.array([float(w) for w in text.split(",")], np.float32)
+  except ValueError:
+    raise UserError(f"config.task.class_weights={text!r}: expected comma-separated numbers")
+  if len(weights) != num_classes or not all(math.isfinite(w) and w >= 0 for w in weights):
+    raise UserError(f"config.task.class_weights={text!r}: expected {num_classes} non-negative "
+                    f"numbers, one per label")
+  return weights
+
+
+def _operations(text: str) -> tuple[str, ...]:
+  return tuple(op.strip() for op in text.split(",") if op.strip())
+
+

@@ -1,0 +1,130 @@
+"""Language modelling on windows of a token stream: causal (GPT) or masked (BERT)."""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lm.data import batches, masking, pipeline, tokenizer_base
+from lm.models.config import model_config_from
+from lm.tasks import base
+from lm.training import steps
+
+# Seed of the masks of the validation windows: the same positions are predicted in every run.
+_EVAL_MASK_SEED = 0
+
+
+class LanguageModelTask(base.Task):
+  """causal_lm: predict each next token. masked_lm: predict the masked tokens (config.mlm) of
+  windows seen in both directions."""
+
+  def __init__(self, config: Any, data: pipeline.PreparedData, task_fields: dict[str, Any]):
+    self.config = config
+    self.masked = config.task.kind == "masked_lm"
+    self.tokenizer = data.tokenizer
+    self.data = data
+    self.model_config = model_config_from(config.model, data.tokenizer.vocab_size, **task_fields)
+    self.seq_len = base.check_seq_len(config, self.model_config)
+    if self.masked:
+      self.mask = Masker(config.mlm, self.tokenizer)
+
+  def loss_fn(self, logits, batch):
+    return steps.lm_loss(logits, batch)
+
+  def train_batches(self, rows: np.ndarray) -> base.Batches:
+    sampler = batches.WindowSampler(self.data.train.tokens,
+                                    batch_size=self.config.train.batch_size,
+                                    seq_len=self.seq_len,
+                                    mode=self.config.data.sampling,
+                                    seed=self.config.seed,
+                                    rows=rows)
+    return MaskedWindows(sampler, self.mask, self.config.seed, rows) if self.masked else sampler
+
+  def evaluate(self, layout, params, max_batches: int) -> dict[str, float]:
+    token_bytes = jnp.asarray(self.tokenizer.token_bytes(), jnp.float32)
+    batch_size = self.config.train.eval_batch_size
+    rows = layout.rows(batch_size)
+    totals = {"nll": 0.0, "tokens": 0.0, "bytes": 0.0}
+    for index, batch in enumerate(
+        batches.eval_batches(self.data.valid.tokens,
+                             batch_size=batch_size,
+                             seq_len=self.seq_len,
+                             max_batches=max_batches or None,
+                             rows=rows)):
+      if self.masked:
+        batch = self.mask.windows(batch["inputs"], _EVAL_MASK_SEED, index, rows)
+      sums = layout.eval_step(params, layout.put_batch(batch, batch_size), token_bytes)
+      # Summed on the host in float64; fetching each batch's sums also keeps one program with
+      # collectives in flight at a time (partitioning.needs_synchronous_steps).
+      for key, value in jax.device_get(sums).items():
+        totals[key] += float(value)
+    metrics = steps.summarize_eval(totals)
+    if self.masked:  # Bits per byte needs every token predicted; MLM predicts 15%.
+      metrics.pop("eval/bpb")
+    return metrics
+
+  def describe(self) -> str:
+    objective = "masked-LM (bidirectional)" if self.masked else "causal LM"
+    return (f"Data: {self.data.train.num_tokens:,} training / {self.data.valid.num_tokens:,} "
+            f"validation tokens; {objective} windows of {self.seq_len}")
+
+  def finish(self, params) -> None:
+    train_cfg = self.config.train
+    if self.masked or not (train_cfg.sample_prompt and train_cfg.sample_tokens):
+      return
+    from lm import sampling  # pylint: disable=g-import-not-at-top
+    text, = sampling.generate_text(self.model_config,
+                                   params,
+                                   self.tokenizer, [train_cfg.sample_prompt],
+                                   max_new_tokens=train_cfg.sample_tokens,
+                                   temperature=0.8,
+                                   top_k=0,
+                                   top_p=1.0,
+                                   seed=0)
+    print(f"--- sample ---\n{text}\n--------------")
+
+
+class MaskedWindows:
+  """Training windows corrupted for masked LM; the masks of step s come from (seed, s) and
+  each row's global index, so they do not depend on the number of processes."""
+
+  def __init__(self, sampler: batches.WindowSampler, mask: "Masker", seed: int,
+               rows: np.ndarray):
+    self._sampler = sampler
+    self._mask = mask
+    self._seed = seed
+    self._rows = rows
+
+  def next_batch(self) -> dict[str, np.ndarray]:
+    step = self._sampler.step
+    windows = self._sampler.next_batch()["inputs"]
+    return self._mask.windows(windows, self._seed, step, self._rows)
+
+  def get_state(self) -> dict:
+    return self._sampler.get_state()
+
+  def set_state(self, state: dict) -> None:
+    self._sampler.set_state(state)
+
+
+class Masker:
+  """config.mlm's corruption of token windows, reproducible per (seed, step, global row)."""
+
+  def __init__(self, mlm_cfg: Any, tokenizer):
+    self._options = dict(vocab_size=tokenizer.vocab_size,
+                         mask_rate=mlm_cfg.mask_rate,
+                         mask_token_fraction=mlm_cfg.mask_token_fraction,
+                         random_token_fraction=mlm_cfg.random_token_fraction,
+                         word_starts_V=(masking.require_word_starts(tokenizer)
+                                        if mlm_cfg.whole_word else None))
+    self.windows(np.full((1, 2), tokenizer_base.NUM_SPECIAL, np.int32), 0, 0, np.arange(1))
+
+  def windows(self, tokens_BxT: np.ndarray, seed: int, step: int,
+              rows: np.ndarray) -> dict[str, np.ndarray]:
+    """{inputs (corrupted), targets (the originals), weights (1 where predicted)}."""
+    parts = [
+        masking.mask_tokens(tokens_BxT[i:i + 1], np.random.default_rng([seed, step, int(row)]),
+                            **self._options) for i, row in enumerate(rows)
+    ]
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}

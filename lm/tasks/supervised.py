@@ -1,0 +1,75 @@
+"""What classification and SFT share: reading records, the validation split, and bucketed
+training batches over tokenized examples."""
+
+import dataclasses
+from typing import Any, Callable
+
+import numpy as np
+
+from lm.data import buckets, records, sources
+from lm.errors import UserError
+
+# The held-out validation split of a training file is drawn with this seed, not config.seed,
+# so that runs with different seeds are measured on the same examples.
+SPLIT_SEED = 0
+
+
+def read_splits(config: Any, fields: dict[str, str]) -> tuple[list, list]:
+  """Training and validation records: config.data.valid_source, the TFDS valid_split, or a
+  held-out valid_fraction of the training records."""
+  data_cfg = config.data
+  read = dict(fields=fields,
+              encoding_errors=data_cfg.encoding_errors,
+              tfds_data_dir=data_cfg.tfds_data_dir or None,
+              required=tuple(fields))
+  train = records.read_records(data_cfg.source, split=data_cfg.train_split, **read)
+  if data_cfg.valid_source:
+    valid = records.read_records(data_cfg.valid_source,
+                                 split=data_cfg.valid_split,
+                                 config_key="config.data.valid_source",
+                                 **read)
+  elif data_cfg.source.strip().startswith(sources.TFDS_PREFIX):
+    valid = records.read_records(data_cfg.source, split=data_cfg.valid_split, **read)
+  else:
+    train, valid = records.held_out_split(train, data_cfg.valid_fraction, SPLIT_SEED)
+  if not train or not valid:
+    raise UserError(f"config.data.source: no {'training' if not train else 'validation'} "
+                    f"examples were read from {data_cfg.source!r}")
+  if data_cfg.lowercase:
+    train, valid = lowercase(train), lowercase(valid)
+  return train, valid
+
+
+def lowercase(recs: list) -> list:
+  return [
+      dataclasses.replace(r, values={k: v.lower() for k, v in r.values.items()}) for r in recs
+  ]
+
+
+class BucketedTrainBatches:
+  """Length-bucketed training batches (`buckets.BucketedBatches`) built by
+  `make_batch(indices, row_weights, buckets)`. The padded length comes from the whole global
+  batch, so every process pads its rows alike."""
+
+  def __init__(self, lengths: np.ndarray, *, batch_size: int, seed: int, bucket_lengths,
+               rows: np.ndarray, make_batch: Callable):
+    self._order = buckets.BucketedBatches(lengths,
+                                          batch_size=batch_size,
+                                          seed=seed,
+                                          buckets=bucket_lengths)
+    self._lengths = lengths
+    self._rows = rows
+    self._buckets = bucket_lengths
+    self._make_batch = make_batch
+
+  def next_batch(self) -> dict[str, np.ndarray]:
+    indices, weights = self._order.global_indices(self._order.step)
+    self._order.set_state({"step": self._order.step + 1})
+    length = buckets.bucket_length(int(self._lengths[indices].max()), self._buckets)
+    return self._make_batch(indices[self._rows], weights[self._rows], (length,))
+
+  def get_state(self) -> dict:
+    return self._order.get_state()
+
+  def set_state(self, state: dict) -> None:
+    self._order.set_state(state)

@@ -1,0 +1,68 @@
+"""Initializing a run from a pretraining workdir (config.init_from): the backbone's parameters,
+checked against the new model's architecture."""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+from lm.errors import UserError
+from lm.models import transformer
+from lm.training import checkpoints
+
+# config.model keys that may differ from the pretraining run: they change how the same
+# parameters are used (regularization, kernels, memory, numerics), not their shapes or meaning.
+_FREE_KEYS = ("dropout", "attention", "remat", "scan_layers", "dtype", "param_dtype")
+# Parameters the task creates itself; a pretraining run's unused LM head is dropped.
+_NEW_PARAMS = ("classifier", "lora_a", "lora_b")
+
+
+def pretrained_params(config: Any, fresh_params: Any) -> Any:
+  """`fresh_params` (the new model's initial parameters) with every parameter that the
+  checkpoint in config.init_from holds replaced by the pretrained value (on the host)."""
+  directory = config.init_from
+  checkpointer = checkpoints.Checkpointer(directory, read_only=True)
+  try:
+    step = checkpointer.pick_step(config.init_step, config_key="config.init_step")
+    loaded, saved_config = checkpointer.restore_params(step)
+  finally:
+    checkpointer.close()
+  check_architecture(saved_config.get("model", {}), config.model.to_dict(), directory)
+  loaded = nn.meta.unbox(loaded)
+  num_layers = config.model.num_layers
+  if "blocks" in loaded and not config.model.scan_layers:
+    loaded = transformer.unstack_layers(loaded, num_layers)
+  elif "blocks" not in loaded and config.model.scan_layers:
+    loaded = transformer.stack_layers(loaded, num_layers)
+  flat = {_path(p): v for p, v in jax.tree_util.tree_leaves_with_path(loaded)}
+
+  def take(path, fresh):
+    name = _path(path)
+    if name not in flat:
+      if any(part in _NEW_PARAMS for part in name.split("/")):
+        return fresh
+      raise UserError(f"config.init_from={directory}: the checkpoint has no parameter {name}; "
+                      f"it was trained with a different architecture")
+    value = flat[name]
+    if np.shape(value) != np.shape(fresh):
+      raise UserError(f"config.init_from={directory}: parameter {name} has shape "
+                      f"{np.shape(value)} there but {np.shape(fresh)} here")
+    return np.asarray(value).astype(fresh.dtype)
+
+  return jax.tree_util.tree_map_with_path(take, fresh_params)
+
+
+def check_architecture(saved_model: dict, model: dict, directory: str) -> None:
+  """Raises UserError naming the first config.model key that differs from the checkpoint's."""
+  for key in sorted(set(saved_model) | set(model)):
+    if key in _FREE_KEYS or key not in saved_model:
+      continue
+    if saved_model.get(key) != model.get(key):
+      raise UserError(f"config.model.{key}={model.get(key)!r} does not match the checkpoint in "
+                      f"config.init_from={directory} ({key}={saved_model[key]!r}); fine-tuning "
+                      f"keeps the pretrained architecture")
+
+
+def _path(path) -> str:
+  return "/".join(str(getattr(k, "key", k)) for k in path)

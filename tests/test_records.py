@@ -1,0 +1,322 @@
+"""Tests for lm.data.records: formats, archives, TFDS, errors, label sets, held-out splits."""
+
+import collections
+import gzip
+import io
+import json
+import os
+import tarfile
+
+import pytest
+
+from lm.data import records as records_lib
+from lm.data.records import LabelSet, Record, held_out_split, read_records
+from lm.errors import UserError
+from tests.conftest import SHARED_DATA
+
+SST2_DEV = os.path.join(SHARED_DATA, "sst2", "dev.tsv")
+IMDB_TRAIN = os.path.join(SHARED_DATA, "imdb", "aclImdb_train.tar.gz")
+TEXT_LABEL = {"text": "sentence", "label": "label"}
+
+
+def _write(path, content):
+  mode = "wb" if isinstance(content, bytes) else "w"
+  with open(path, mode, **({} if mode == "wb" else {"encoding": "utf-8", "newline": ""})) as f:
+    f.write(content)
+  return str(path)
+
+
+def _write_tar(path, members):
+  """members: name -> text (str) or None for a directory."""
+  with tarfile.open(path, "w:gz") as tar:
+    for name, text in members.items():
+      info = tarfile.TarInfo(name)
+      if text is None:
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+      else:
+        data = text.encode("utf-8") if isinstance(text, str) else text
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+  return str(path)
+
+
+def _values(records):
+  return [r.values for r in records]
+
+
+# --- Tables, JSONL, plain text ------------------------------------------------------------------
+
+
+def test_tsv_rows_are_records_with_lines_and_bare_quotes(tmp_path):
+  path = _write(tmp_path / "train.tsv", 'sentence\tlabel\na "quoted" word\t1\n\nbad\t0\n')
+  records = read_records(path, fields=TEXT_LABEL, required=("text", "label"))
+  assert _values(records) == [{"text": 'a "quoted" word', "label": "1"},
+                              {"text": "bad", "label": "0"}]
+  assert [r.where for r in records] == [f"{path}: line 2", f"{path}: line 4"]
+
+
+def test_csv_quoted_fields_and_multiline_rows_name_their_first_line(tmp_path):
+  content = 'label,sentence\n1,"one, two"\n0,"multi\nline"\n1,last\n'
+  path = _write(tmp_path / "train.csv", content)
+  records = read_records(path, fields=TEXT_LABEL)
+  assert _values(records) == [{"text": "one, two", "label": "1"},
+                              {"text": "multi\nline", "label": "0"},
+                              {"text": "last", "label": "1"}]
+  assert [r.where.rsplit(": ", 1)[1] for r in records] == ["line 2", "line 3", "line 5"]
+
+
+def test_jsonl_gz_with_integer_labels_and_sft_roles(tmp_path):
+  lines = [{"q": "2+2?", "a": "4", "label": 1}, {"q": "hi", "a": "hello", "label": True}]
+  path = str(tmp_path / "sft.jsonl.gz")
+  with gzip.open(path, "wt", encoding="utf-8") as f:
+    f.write("\n".join(json.dumps(line) for line in lines) + "\n\n")
+  records = read_records(path,
+                         fields={"prompt": "q", "response": "a", "label": "label"},
+                         required=("prompt", "response"))
+  assert _values(records) == [{"prompt": "2+2?", "response": "4", "label": "1"},
+                              {"prompt": "hi", "response": "hello", "label": "true"}]
+  assert records[1].where == f"{path}: line 2"
+
+
+def test_optional_roles_are_absent_when_the_source_lacks_them(tmp_path):
+  path = _write(tmp_path / "test.tsv", "index\tsentence\n0\tunlabeled text\n")
+  records = read_records(path, fields=TEXT_LABEL, required=("text",))
+  assert _values(records) == [{"text": "unlabeled text"}]
+
+
+def test_plain_text_lines_are_text_records_and_dir_labels(tmp_path):
+  (tmp_path / "pos").mkdir()
+  (tmp_path / "neg").mkdir()
+  pos = _write(tmp_path / "pos" / "a.txt", "great film\r\n\n  \nloved it\n")
+  neg = _write(tmp_path / "neg" / "b.txt", "dull\n")
+  records = read_records(f"{tmp_path}/pos/*.txt, {neg}",
+                         fields={"label": "@dir"},
+                         required=("text", "label"))
+  assert _values(records) == [{"text": "great film", "label": "pos"},
+                              {"text": "loved it", "label": "pos"},
+                              {"text": "dull", "label": "neg"}]
+  assert [r.where for r in records] == [f"{pos}: line 1", f"{pos}: line 4", f"{neg}: line 1"]
+
+
+def test_required_field_defaults_to_the_role_name(tmp_path):
+  path = _write(tmp_path / "a.jsonl", '{"text": "x", "label": "b"}\n')
+  assert _values(read_records(path, fields={}, required=("text", "label"))) == [{
+      "text": "x",
+      "label": "b"
+  }]
+
+
+# --- Real data ----------------------------------------------------------------------------------
+
+
+def test_real_sst2_dev():
+  records = read_records(SST2_DEV, fields=TEXT_LABEL, required=("text", "label"))
+  assert len(records) == 872
+  assert collections.Counter(r.values["label"] for r in records) == {"0": 428, "1": 444}
+  assert records[0].values["text"].startswith("it 's a charming and often affecting journey")
+  assert records[0].where == f"{SST2_DEV}: line 2"
+  assert LabelSet.from_config("", records).names == ("0", "1")
+
+
+def test_real_imdb_train_archive_with_dir_labels():
+  records = read_records(f"{IMDB_TRAIN}:aclImdb/train/*/*.txt",
+                         fields={"label": "@dir"},
+                         required=("text", "label"))
+  assert len(records) == 25_000
+  assert collections.Counter(r.values["label"] for r in records) == {"pos": 12_500, "neg": 12_500}
+  names = [r.where.split(": ", 1)[1] for r in records]
+  assert names == sorted(names) and names[0] == "aclImdb/train/neg/0_3.txt"
+  assert all(r.values["text"].strip() for r in records)
+  assert LabelSet.from_config("", records).names == ("neg", "pos")
+
+
+# --- Tar archives -------------------------------------------------------------------------------
+
+
+def test_archive_members_sorted_by_name_glob_and_directory_entries_skipped(tmp_path):
+  path = _write_tar(
+      tmp_path / "d.tar.gz", {
+          "d/train": None,
+          "d/train/pos/2_9.txt": "good",
+          "d/train/neg/1_2.txt": "bad",
+          "d/train/pos/1_8.txt": "fine",
+          "d/README": "not a review",
+      })
+  records = read_records(f"{path}:d/train/*/*.txt", fields={"label": "@dir"})
+  assert _values(records) == [{"text": "bad", "label": "neg"},
+                              {"text": "fine", "label": "pos"},
+                              {"text": "good", "label": "pos"}]
+  assert records[0].where == f"{path}: d/train/neg/1_2.txt"
+
+
+def test_archive_errors(tmp_path):
+  path = _write_tar(tmp_path / "d.tar.gz", {"d/pos/1.txt": "ok", "d/neg/2.txt": " \n"})
+  with pytest.raises(UserError, match=r"name the archive members to read after a colon"):
+    read_records(path, fields={})
+  with pytest.raises(UserError, match=r"no archive member matches 'x/\*' \(members are named like"
+                     r" d/pos/1.txt, d/neg/2.txt\)"):
+    read_records(f"{path}:x/*", fields={})
+  with pytest.raises(UserError, match=rf"^{path}: d/neg/2.txt: empty text$"):
+    read_records(f"{path}:d/*/*.txt", fields={}, required=("text",))
+  with pytest.raises(UserError, match=r"no field 'score' for the label.*config.data.label_field"):
+    read_records(f"{path}:d/*/*.txt", fields={"label": "score"}, required=("label",))
+  bad = _write(tmp_path / "bad.tar.gz", b"not a tar")
+  with pytest.raises(UserError, match=r"bad.tar.gz: not a valid tar archive"):
+    read_records(f"{bad}:*", fields={})
+  invalid = _write_tar(tmp_path / "u.tar", {"a/x.txt": b"ok\n\xff"})
+  with pytest.raises(UserError, match=r"u.tar: a/x.txt: line 2: invalid UTF-8 byte 0xff"):
+    read_records(f"{invalid}:*", fields={})
+  assert _values(read_records(f"{invalid}:*", fields={}, encoding_errors="replace")) == [{
+      "text": "ok\n\ufffd"
+  }]
+
+
+# --- Errors -------------------------------------------------------------------------------------
+
+
+def test_missing_label_column_names_file_columns_and_config_key(tmp_path):
+  path = _write(tmp_path / "train.tsv", "sentence\tscore\nfine\t1\n")
+  with pytest.raises(UserError) as e:
+    read_records(path, fields=TEXT_LABEL, required=("text", "label"))
+  assert str(e.value) == (f"{path}: line 1: no column 'label' for the label (columns: 'sentence',"
+                          " 'score'); set config.data.label_field")
+
+
+def test_missing_jsonl_key_names_line_and_config_key(tmp_path):
+  path = _write(tmp_path / "a.jsonl", '{"prompt": "p", "response": "r"}\n{"prompt": "p"}\n')
+  with pytest.raises(UserError, match=r"a.jsonl: line 2: no key 'response' .*response_field"):
+    read_records(path, fields={}, required=("prompt", "response"))
+
+
+def test_empty_text_row_names_the_line(tmp_path):
+  path = _write(tmp_path / "train.tsv", "sentence\tlabel\nok\t1\n   \t0\n")
+  with pytest.raises(UserError, match=rf"^{path}: line 3: empty text$"):
+    read_records(path, fields=TEXT_LABEL, required=("text", "label"))
+  # Without `required`, the row is kept as it is.
+  assert len(read_records(path, fields=TEXT_LABEL)) == 2
+
+
+def test_wrong_number_of_fields_names_the_line(tmp_path):
+  path = _write(tmp_path / "train.tsv", "sentence\tlabel\nok\t1\nextra\t0\tx\n")
+  with pytest.raises(UserError, match=rf"{path}: line 3: row has 3 fields, the header has 2"):
+    read_records(path, fields=TEXT_LABEL)
+
+
+def test_plain_text_cannot_supply_a_required_label(tmp_path):
+  path = _write(tmp_path / "a.txt", "hello\n")
+  with pytest.raises(UserError, match=r"a.txt: a plain text file holds one text per line.*"
+                     r"config.data.label_field='@dir'"):
+    read_records(path, fields=TEXT_LABEL, required=("text", "label"))
+
+
+def test_source_and_option_errors(tmp_path):
+  with pytest.raises(UserError, match=r"config.data.source is empty"):
+    read_records(" ", fields={})
+  with pytest.raises(UserError, match=r"config.data.valid_source: file not found: 'nope.tsv'"):
+    read_records("nope.tsv", fields={}, config_key="config.data.valid_source")
+  with pytest.raises(UserError, match=r"config.data.label_field is empty"):
+    read_records(SST2_DEV, fields={"label": " "})
+  with pytest.raises(UserError, match=r"config.data.encoding_errors must be one of"):
+    read_records(SST2_DEV, fields={}, encoding_errors="ignore")
+  header_only = _write(tmp_path / "h.tsv", "sentence\tlabel\n")
+  with pytest.raises(UserError, match=r"h.tsv: no records found"):
+    read_records(header_only, fields=TEXT_LABEL)
+
+
+# --- TFDS ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tfds():
+  return pytest.importorskip("tensorflow_datasets")
+
+
+def test_tfds_features_integer_labels_and_missing_feature(tfds):
+  examples = [{"text": "great".encode(), "label": 1}, {"text": b"awful", "label": 0}]
+  with tfds.testing.mock_data(as_data_source_fn=lambda *args, **kwargs: examples):
+    records = read_records("tfds:imdb_reviews", fields={"label": "label"}, required=("text",))
+    assert _values(records) == [{"text": "great", "label": "1"}, {"text": "awful", "label": "0"}]
+    assert records[1].where == "tfds:imdb_reviews (split 'train'), example 1"
+    with pytest.raises(UserError, match=r"example 0: no feature 'stars' for the label \(features:"
+                       r" 'text', 'label'\); set config.data.label_field"):
+      read_records("tfds:imdb_reviews", fields={"label": "stars"}, required=("label",))
+
+
+def test_tfds_not_prepared_says_how_to_prepare(tfds, tmp_path):
+  with pytest.raises(UserError, match=r"tfds build imdb_reviews --file_format=array_record"):
+    read_records("tfds:imdb_reviews", fields={}, tfds_data_dir=str(tmp_path))
+
+
+# --- LabelSet -----------------------------------------------------------------------------------
+
+
+def _labeled(*labels):
+  return [Record({"text": "t", "label": label}, f"train.tsv: line {i + 2}")
+          for i, label in enumerate(labels)]
+
+
+def test_label_inference_sorts_numerically_when_all_are_integers():
+  assert LabelSet.from_config("", _labeled("10", "2", "-1", "2")).names == ("-1", "2", "10")
+  assert LabelSet.from_config("", _labeled("b", "10", "a", "2")).names == ("10", "2", "a", "b")
+  assert records_lib.sort_labels(["3", "1", "20"]) == ["1", "3", "20"]
+
+
+def test_explicit_labels_keep_their_order_and_index():
+  label_set = LabelSet.from_config(" pos, neg ", _labeled("neg", "pos "))
+  assert label_set.names == ("pos", "neg")
+  assert label_set.index("neg", "x") == 1 and label_set.index(" pos", "x") == 0
+  assert len(label_set) == 2
+
+
+def test_label_outside_the_set_names_file_and_line():
+  with pytest.raises(UserError) as e:
+    LabelSet.from_config("0,1", _labeled("1", "0", "maybe"))
+  assert str(e.value) == "train.tsv: line 4: label 'maybe' is not one of 0, 1 (config.data.labels)"
+
+
+def test_label_set_errors():
+  with pytest.raises(UserError, match=r"config.data.labels is empty and the training records have"
+                     r" no labels"):
+    LabelSet.from_config("", [Record({"text": "t"}, "a.txt: line 1")])
+  with pytest.raises(UserError, match=r"config.data.labels: a classifier needs at least 2 labels"):
+    LabelSet.from_config("", _labeled("1", "1"))
+  with pytest.raises(UserError, match=r"config.data.labels: duplicate labels"):
+    LabelSet.from_config("a,b,a", [])
+  with pytest.raises(UserError, match=r"config.data.labels: empty label name"):
+    LabelSet.from_config("a,,b", [])
+
+
+def test_label_set_json_round_trip():
+  label_set = LabelSet(["négatif", "positif"])
+  assert LabelSet.from_json(label_set.to_json()) == label_set
+  with pytest.raises(UserError, match=r"run/labels.json: corrupt label set"):
+    LabelSet.from_json("{}", where="run/labels.json")
+
+
+# --- held_out_split -----------------------------------------------------------------------------
+
+
+def test_held_out_split_is_reproducible_disjoint_and_complete():
+  records = [Record({"text": str(i)}, f"line {i}") for i in range(100)]
+  train, valid = held_out_split(records, 0.1, seed=3)
+  assert len(valid) == 10 and len(train) == 90
+  assert sorted(r.where for r in train + valid) == sorted(r.where for r in records)
+  assert not {r.where for r in train} & {r.where for r in valid}
+  assert [r.values["text"] for r in train] == sorted((r.values["text"] for r in train), key=int)
+  again = held_out_split(records, 0.1, seed=3)
+  assert again == (train, valid)
+  other = held_out_split(records, 0.1, seed=4)[1]
+  assert other != valid
+  assert valid != records[-10:]  # Random, not the tail.
+
+
+def test_held_out_split_sizes_and_errors():
+  records = [Record({"text": str(i)}, f"line {i}") for i in range(3)]
+  assert [len(part) for part in held_out_split(records, 0.01)] == [2, 1]
+  assert [len(part) for part in held_out_split(records, 0.99)] == [1, 2]
+  for fraction in (0, 1, -0.5, True, "0.1"):
+    with pytest.raises(UserError, match=r"config.data.valid_fraction must be a number in \(0, 1\)"):
+      held_out_split(records, fraction)
+  with pytest.raises(UserError, match=r"config.data.valid_fraction"):
+    held_out_split(records[:1], 0.5)
