@@ -12,10 +12,9 @@ from lm import runtime
 # As in lm.main, so that a checkpoint restores onto the device layout it was trained on.
 runtime.use_one_cpu_device_per_core()  # Before JAX is imported.
 
-import sys  # pylint: disable=g-import-not-at-top,g-bad-import-order
-
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 
+from lm import cli  # pylint: disable=g-import-not-at-top
 from lm.errors import UserError  # pylint: disable=g-import-not-at-top
 from lm.sampling import generate_text  # pylint: disable=g-import-not-at-top
 
@@ -62,18 +61,8 @@ def main(argv: list[str]) -> None:
   try:
     _run(argv)
   except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-  # absl would print "FATAL Flags parsing error" and exit 1; report it like any user mistake.
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail(str(e))
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

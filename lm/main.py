@@ -12,11 +12,11 @@ from lm import runtime
 runtime.use_one_cpu_device_per_core()  # Before JAX is imported.
 
 import re  # pylint: disable=g-import-not-at-top,g-bad-import-order
-import sys  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
+from lm.cli import fail  # pylint: disable=g-import-not-at-top
 from lm.errors import UserError  # pylint: disable=g-import-not-at-top
 
 _CONFIG = config_flags.DEFINE_config_file("config",
@@ -26,12 +26,6 @@ _CONFIG = config_flags.DEFINE_config_file("config",
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Run directory: config, tokenizer, checkpoints, logs.")
 flags.mark_flags_as_required(["config", "workdir"])
-
-
-def fail(message: str) -> None:
-  """Reports a user mistake in one line, without a traceback, and exits with status 2."""
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -66,7 +60,8 @@ def main(argv: list[str]) -> None:
     metrics = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except UserError as e:
     fail(str(e))
-  summary = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()) if k.startswith("eval/"))
+  summary = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())
+                      if k.startswith(("eval/", "best/")) and k.count("/") == 1)
   print(f"Done: {summary}")
 
 

@@ -36,8 +36,6 @@ from lm.data.sources import (  # pylint: disable=protected-access  # Shared form
 from lm.errors import UserError
 
 DIR_FIELD = "@dir"
-_TAR_RE = re.compile(r"^(.*?\.(?:tar|tar\.gz|tgz|tar\.bz2|tbz2|tar\.xz|txz))(?::(.*))?$",
-                     re.IGNORECASE)
 _INTEGER_RE = re.compile(r"^[+-]?\d+$")
 
 
@@ -228,7 +226,7 @@ def _resolve(source: str, config_key: str) -> list[tuple[str, str | None]]:
     raise UserError(f"{config_key} is empty: set it to a file, a glob or 'tfds:NAME'")
   resolved = []
   for entry in entries:
-    match = _TAR_RE.match(entry)
+    match = sources.ARCHIVE_RE.match(entry)
     if match is None:
       resolved.extend((path, None) for path in sources.resolve_files(entry, config_key=config_key))
       continue

@@ -11,6 +11,7 @@ import gzip
 import io
 import json
 import os
+import re
 import zlib
 
 from lm.data import tfds_source
@@ -23,6 +24,9 @@ _JSONL_EXTENSIONS = (".jsonl", ".ndjson")
 _TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t"}
 _UTF8_BOM = b"\xef\xbb\xbf"
 _GLOB_CHARS = frozenset("*?[")
+# An archive entry of a source: PATH.tar[.gz|...] and, after a colon, a glob of its members.
+ARCHIVE_RE = re.compile(r"^(.*?\.(?:tar|tar\.gz|tgz|tar\.bz2|tbz2|tar\.xz|txz))(?::(.*))?$",
+                        re.IGNORECASE)
 
 
 def read_documents(
@@ -65,6 +69,13 @@ def read_documents(
         data_dir=tfds_data_dir,
         config_key=config_key,
     )
+  if _has_archive(source):
+    from lm.data import records  # pylint: disable=g-import-not-at-top  # records imports us.
+    found = records.read_records(source,
+                                 fields={"text": text_field},
+                                 encoding_errors=encoding_errors,
+                                 config_key=config_key)
+    return [r.values["text"] for r in found if r.values.get("text", "").strip()]
   documents = []
   for path in resolve_files(source, config_key=config_key):
     documents.extend(
@@ -101,14 +112,22 @@ def source_fingerprint(source: str, *, config_key: str = "config.data.source") -
   if source.startswith(TFDS_PREFIX):
     return {"tfds": source[len(TFDS_PREFIX):].strip()}
   files = []
-  for path in resolve_files(source, config_key=config_key):
-    stat = os.stat(path)
-    files.append({
-        "path": os.path.abspath(path),
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns
-    })
+  for entry in filter(str.strip, source.split(",")):
+    match = ARCHIVE_RE.match(entry.strip())
+    path_glob = match.group(1) if match else entry
+    for path in resolve_files(path_glob, config_key=config_key):
+      stat = os.stat(path)
+      files.append({
+          "path": os.path.abspath(path),
+          "members": match.group(2) if match else None,
+          "size": stat.st_size,
+          "mtime_ns": stat.st_mtime_ns
+      })
   return {"files": files}
+
+
+def _has_archive(source: str) -> bool:
+  return any(ARCHIVE_RE.match(entry.strip()) for entry in source.split(","))
 
 
 def read_file(path: str,

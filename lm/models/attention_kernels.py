@@ -164,8 +164,7 @@ def _splash(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, segment_ids_BxT, causal):
     args, specs = args + (segment_ids_BxT,), specs + (P(batch_axes, None),)
   # The kernel's outputs do not vary over the mesh axes it is not split on (check_vma would
   # need the Pallas call to declare that).
-  return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=qkv_spec,
-                       check_vma=False)(*args)
+  return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=qkv_spec, check_vma=False)(*args)
 
 
 def _dividing_axes(mesh, axes, dim: int) -> tuple[str, ...] | None:
@@ -195,7 +194,8 @@ def _splash_local(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, segment_ids_BxT=None, *, c
     if segment_ids_BxT is not None:
       fresh = jnp.min(segment_ids_BxT) - 1
       segment_ids_BxT = jnp.concatenate(
-          [segment_ids_BxT, jnp.broadcast_to(fresh, (B, pad)).astype(segment_ids_BxT.dtype)], 1)
+          [segment_ids_BxT,
+           jnp.broadcast_to(fresh, (B, pad)).astype(segment_ids_BxT.dtype)], 1)
     widths = ((0, 0), (0, pad), (0, 0), (0, 0))
     q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh = (
         jnp.pad(x, widths) for x in (q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh))

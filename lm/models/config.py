@@ -139,9 +139,7 @@ def preset_fields(name: str) -> dict[str, Any]:
   defaults."""
   if name not in PRESETS:
     raise UserError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
-  fields = {
-      f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name not in TASK_FIELDS
-  }
+  fields = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name not in TASK_FIELDS}
   fields.update(PRESETS[name])
   return fields
 

@@ -55,13 +55,15 @@ class DenseGeneral2D(nn.Module):
       r = self.lora_rank
       a = self.param("lora_a", normal_init(fan_in**-0.5, self.kernel_axes[:n_in] + (None,)),
                      self.kernel_shape[:n_in] + (r,), self.param_dtype)
-      b = self.param("lora_b", nn.with_logical_partitioning(nn.initializers.zeros,
-                                                            (None,) + self.kernel_axes[n_in:]),
-                     (r,) + self.kernel_shape[n_in:], self.param_dtype)
+      b = self.param(
+          "lora_b",
+          nn.with_logical_partitioning(nn.initializers.zeros, (None,) + self.kernel_axes[n_in:]),
+          (r,) + self.kernel_shape[n_in:], self.param_dtype)
       h_NxIn = nn.Dropout(self.lora_dropout)(x_NxIn, deterministic=self.deterministic)
       h_Nxr = jnp.dot(h_NxIn, jnp.reshape(a, (fan_in, r)).astype(self.dtype))
-      y_NxOut = y_NxOut + (self.lora_alpha / r) * jnp.dot(h_Nxr,
-                                                           jnp.reshape(b, (r, -1)).astype(self.dtype))
+      y_NxOut = y_NxOut + (self.lora_alpha / r) * jnp.dot(
+          h_Nxr,
+          jnp.reshape(b, (r, -1)).astype(self.dtype))
     if self.use_bias:
       out_shape, out_axes = self.kernel_shape[n_in:], self.kernel_axes[n_in:]
       bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, out_axes),
@@ -70,8 +72,13 @@ class DenseGeneral2D(nn.Module):
     return y_NxOut
 
 
-def projection(cfg, name: str, kernel_shape: tuple[int, ...], kernel_axes: tuple[str | None, ...],
-               *, num_input_axes: int = 1, residual: bool = False,
+def projection(cfg,
+               name: str,
+               kernel_shape: tuple[int, ...],
+               kernel_axes: tuple[str | None, ...],
+               *,
+               num_input_axes: int = 1,
+               residual: bool = False,
                deterministic: bool = True) -> DenseGeneral2D:
   """The model's projection `name` (query, key_value, out, wi, wi_gate, wi_up, wo) as
   configured by ModelConfig `cfg`: its dtypes, bias, initializer (residual outputs scaled by

@@ -14,7 +14,6 @@ from lm.models import layers
 from lm.models.attention import SelfAttention
 from lm.models.config import ModelConfig
 
-
 # config.model.remat -> what a block keeps for the backward pass (None: everything).
 REMAT_POLICIES = {
     "none": None,
@@ -85,6 +84,8 @@ class Transformer(nn.Module):
   """tokens [B, T] int -> logits [B, T, V], or [B, C] with a classifier (config.num_classes).
 
   `positions` default to 0..T-1; generation passes absolute positions with `decode=True`.
+  `output_positions` [B, M] computes the vocabulary logits [B, M, V] at those positions only
+  (masked LM predicts ~15% of the tokens; the output layer is a large share of the FLOPs).
   `segment_ids` [B, T] mark packed sequences: a token attends only within its own segment.
   Padding has segment id 0: the classifier pools only over tokens with nonzero ids.
   """
@@ -95,6 +96,7 @@ class Transformer(nn.Module):
                tokens_BxT: jax.Array,
                positions_BxT: jax.Array | None = None,
                segment_ids_BxT: jax.Array | None = None,
+               output_positions_BxM: jax.Array | None = None,
                *,
                decode: bool = False,
                deterministic: bool = True) -> jax.Array:
@@ -129,14 +131,19 @@ class Transformer(nn.Module):
     x_NxD = self._blocks(x_NxD, positions_BxT, rope, segment_ids_BxT, decode, deterministic)
     x_NxD = layers.Norm(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, param_dtype,
                         name="final_norm")(x_NxD)
+    if output_positions_BxM is not None:  # Logits only where predicted (masked LM): [B, M, V].
+      x_BxTxD = x_NxD.reshape(B, T, -1)
+      x_BxMxD = jnp.take_along_axis(x_BxTxD, output_positions_BxM[:, :, None], axis=1)
+      B, T = output_positions_BxM.shape
+      x_NxD = x_BxMxD.reshape(B * T, -1)
     if cfg.num_classes:
       pooled_BxD = pool(x_NxD.reshape(B, T, -1), segment_ids_BxT, cfg.pooling)
       pooled_BxD = nn.Dropout(cfg.dropout)(pooled_BxD, deterministic=deterministic)
       return nn.Dense(cfg.num_classes,
                       dtype=dtype,
                       param_dtype=param_dtype,
-                      kernel_init=nn.with_logical_partitioning(
-                          nn.initializers.normal(cfg.init_std), ("embed", None)),
+                      kernel_init=nn.with_logical_partitioning(nn.initializers.normal(cfg.init_std),
+                                                               ("embed", None)),
                       bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (None,)),
                       name="classifier")(pooled_BxD)
     if cfg.tie_embeddings:
@@ -160,8 +167,14 @@ class Transformer(nn.Module):
     flags = dict(decode=decode, deterministic=deterministic)
     if cfg.scan_layers:
       stack = nn.scan(block_cls,
-                      variable_axes={"params": 0, "cache": 0},
-                      split_rngs={"params": True, "dropout": True},
+                      variable_axes={
+                          "params": 0,
+                          "cache": 0
+                      },
+                      split_rngs={
+                          "params": True,
+                          "dropout": True
+                      },
                       in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
                       length=cfg.num_layers,
                       metadata_params={nn.PARTITION_NAME: "layers"})

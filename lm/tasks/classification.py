@@ -75,8 +75,9 @@ class ClassificationTask(base.Task):
 
   def evaluate(self, layout, params, max_batches: int) -> dict[str, float]:
     del max_batches  # Classifiers are always evaluated on the whole validation split.
-    probs_NxC = predict_probs(layout, params, self.valid, self.config.train.eval_batch_size,
-                              self.buckets)
+    batch_size = self.config.train.eval_batch_size
+    run = lambda batch: layout.predict_step(params, layout.put_batch(batch, batch_size))
+    probs_NxC = predict_probs(run, self.valid, batch_size, self.buckets, layout.rows(batch_size))
     labels_N = self.valid.labels
     self._last_eval = (labels_N, probs_NxC)
     metrics = cm.classification_metrics(labels_N, probs_NxC, self.labels.names)
@@ -106,16 +107,22 @@ class ClassificationTask(base.Task):
             f"{self.seq_len} tokens; padded to buckets {', '.join(map(str, self.buckets))}")
 
 
-def predict_probs(layout, params, data: examples.ClassificationExamples, batch_size: int,
-                  bucket_lengths) -> np.ndarray:
-  """Class probabilities [N, C] of every example (batched by length, padded to buckets)."""
+def predict_probs(run_batch,
+                  data: examples.ClassificationExamples,
+                  batch_size: int,
+                  bucket_lengths,
+                  rows: np.ndarray | None = None) -> np.ndarray:
+  """Class probabilities [N, C] of every example, batched by length and padded to buckets.
+
+  `run_batch(batch)` maps this process's `rows` (default all) of a global batch to the class
+  probabilities [batch_size, C] of the whole global batch.
+  """
   probs = [None] * len(data)
-  rows = layout.rows(batch_size)
+  rows = np.arange(batch_size) if rows is None else rows
   for indices, weights in buckets.eval_order(data.lengths, batch_size):
     length = buckets.bucket_length(int(data.lengths[indices].max()), bucket_lengths)
     batch = buckets.classification_batch(data, indices[rows], weights[rows], (length,))
-    probs_BxC = np.asarray(jax.device_get(layout.predict_step(params,
-                                                              layout.put_batch(batch, batch_size))))
+    probs_BxC = np.asarray(jax.device_get(run_batch(batch)))
     for index, weight, p in zip(indices, weights, probs_BxC):
       if weight > 0:
         probs[index] = p
@@ -160,5 +167,3 @@ def _class_weights(task_cfg: Any, num_classes: int) -> np.ndarray | None:
 
 def _operations(text: str) -> tuple[str, ...]:
   return tuple(op.strip() for op in text.split(",") if op.strip())
-
-

@@ -1,5 +1,6 @@
 """Language modelling on windows of a token stream: causal (GPT) or masked (BERT)."""
 
+import math
 from typing import Any
 
 import jax
@@ -27,7 +28,7 @@ class LanguageModelTask(base.Task):
     self.model_config = model_config_from(config.model, data.tokenizer.vocab_size, **task_fields)
     self.seq_len = base.check_seq_len(config, self.model_config)
     if self.masked:
-      self.mask = Masker(config.mlm, self.tokenizer)
+      self.mask = Masker(config.mlm, self.tokenizer, self.seq_len)
 
   def loss_fn(self, logits, batch):
     return steps.lm_loss(logits, batch)
@@ -89,8 +90,7 @@ class MaskedWindows:
   """Training windows corrupted for masked LM; the masks of step s come from (seed, s) and
   each row's global index, so they do not depend on the number of processes."""
 
-  def __init__(self, sampler: batches.WindowSampler, mask: "Masker", seed: int,
-               rows: np.ndarray):
+  def __init__(self, sampler: batches.WindowSampler, mask: "Masker", seed: int, rows: np.ndarray):
     self._sampler = sampler
     self._mask = mask
     self._seed = seed
@@ -111,20 +111,31 @@ class MaskedWindows:
 class Masker:
   """config.mlm's corruption of token windows, reproducible per (seed, step, global row)."""
 
-  def __init__(self, mlm_cfg: Any, tokenizer):
-    self._options = dict(vocab_size=tokenizer.vocab_size,
-                         mask_rate=mlm_cfg.mask_rate,
-                         mask_token_fraction=mlm_cfg.mask_token_fraction,
-                         random_token_fraction=mlm_cfg.random_token_fraction,
-                         word_starts_V=(masking.require_word_starts(tokenizer)
-                                        if mlm_cfg.whole_word else None))
+  def __init__(self, mlm_cfg: Any, tokenizer, seq_len: int):
+    # Predictions per row: the mask budget, plus room for whole words that overshoot it.
+    self.max_predictions = min(seq_len, math.ceil(mlm_cfg.mask_rate * seq_len) + 8)
+    self._options = dict(
+        vocab_size=tokenizer.vocab_size,
+        mask_rate=mlm_cfg.mask_rate,
+        mask_token_fraction=mlm_cfg.mask_token_fraction,
+        random_token_fraction=mlm_cfg.random_token_fraction,
+        word_starts_V=(masking.require_word_starts(tokenizer) if mlm_cfg.whole_word else None))
     self.windows(np.full((1, 2), tokenizer_base.NUM_SPECIAL, np.int32), 0, 0, np.arange(1))
 
   def windows(self, tokens_BxT: np.ndarray, seed: int, step: int,
               rows: np.ndarray) -> dict[str, np.ndarray]:
-    """{inputs (corrupted), targets (the originals), weights (1 where predicted)}."""
-    parts = [
-        masking.mask_tokens(tokens_BxT[i:i + 1], np.random.default_rng([seed, step, int(row)]),
-                            **self._options) for i, row in enumerate(rows)
-    ]
-    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    """inputs [B, T] (corrupted); output_positions [B, M] (where predicted, left-aligned),
+    targets [B, M] (the original tokens there) and weights [B, M] (0 past a row's count)."""
+    B, M = len(rows), self.max_predictions
+    inputs = np.empty_like(tokens_BxT, dtype=np.int32)
+    positions, targets = np.zeros((B, M), np.int32), np.zeros((B, M), np.int32)
+    weights = np.zeros((B, M), np.float32)
+    for i, row in enumerate(rows):
+      masked = masking.mask_tokens(tokens_BxT[i:i + 1],
+                                   np.random.default_rng([seed, step, int(row)]), **self._options)
+      inputs[i] = masked["inputs"][0]
+      where = np.flatnonzero(masked["weights"][0])[:M]
+      positions[i, :len(where)] = where
+      targets[i, :len(where)] = masked["targets"][0, where]
+      weights[i, :len(where)] = 1.0
+    return {"inputs": inputs, "output_positions": positions, "targets": targets, "weights": weights}

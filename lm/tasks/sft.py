@@ -36,8 +36,8 @@ class SftTask(base.Task):
     return steps.lm_loss(logits, batch)
 
   def train_batches(self, rows: np.ndarray) -> base.Batches:
-    make = lambda indices, weights, lengths: buckets.sft_batch(self.train, indices, weights,
-                                                               lengths)
+    make = lambda indices, weights, lengths: buckets.sft_batch(self.train, indices, weights, lengths
+                                                              )
     return supervised.BucketedTrainBatches(_input_lengths(self.train),
                                            batch_size=self.config.train.batch_size,
                                            seed=self.config.seed,

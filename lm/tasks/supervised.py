@@ -41,9 +41,7 @@ def read_splits(config: Any, fields: dict[str, str]) -> tuple[list, list]:
 
 
 def lowercase(recs: list) -> list:
-  return [
-      dataclasses.replace(r, values={k: v.lower() for k, v in r.values.items()}) for r in recs
-  ]
+  return [dataclasses.replace(r, values={k: v.lower() for k, v in r.values.items()}) for r in recs]
 
 
 class BucketedTrainBatches:

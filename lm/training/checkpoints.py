@@ -19,29 +19,21 @@ class Checkpointer:
 
   Orbax writes each step into a temporary directory and renames it when complete, so a run
   killed mid-save leaves the previous checkpoint as the latest one. The newest `keep`
-  checkpoints are kept, and with `best_metric` also the best one of those saved with metrics.
-  The data state holds, under "best", the best step so far (`best_step`).
+  checkpoints are kept, and also the newest one saved with `is_best` (the best so far when it
+  was saved, hence the best). The data state holds, under "best", the best step so far
+  (`best_step`).
   """
 
-  def __init__(self,
-               workdir: str,
-               keep: int = 3,
-               *,
-               best_metric: str = "",
-               higher_is_better: bool = True,
-               read_only: bool = False):
+  def __init__(self, workdir: str, keep: int = 3, *, read_only: bool = False):
     self.workdir = workdir
     policies = ocp.checkpoint_managers
-    policy = policies.LatestN(n=max(keep, 1))
-    if best_metric:
-      best = policies.BestN(get_metric_fn=lambda metrics: metrics[best_metric],
-                            reverse=not higher_is_better,
-                            n=1,
-                            keep_checkpoints_without_metrics=False)
-      policy = policies.AnyPreservationPolicy([policy, best])
-    options = ocp.CheckpointManagerOptions(create=not read_only,
-                                           read_only=read_only,
-                                           preservation_policy=policy)
+    # Only best checkpoints carry metrics, {"best_step": step}: the highest is the best.
+    best = policies.BestN(get_metric_fn=lambda metrics: metrics["best_step"],
+                          n=1,
+                          keep_checkpoints_without_metrics=False)
+    policy = policies.AnyPreservationPolicy([policies.LatestN(n=max(keep, 1)), best])
+    # Not Orbax's read_only option: it logs warnings on every use. Readers just never save.
+    options = ocp.CheckpointManagerOptions(create=not read_only, preservation_policy=policy)
     self._manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
                                           options=options,
                                           item_handlers={
@@ -58,12 +50,12 @@ class Checkpointer:
            state: Any,
            data_state: dict,
            config: dict,
-           metrics: dict[str, float] | None = None) -> None:
+           is_best: bool = False) -> None:
     self._manager.save(step,
                        args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                data=ocp.args.JsonSave(data_state),
                                                config=ocp.args.JsonSave(config)),
-                       metrics=metrics)
+                       metrics={"best_step": step} if is_best else None)
 
   def best_step(self) -> int | None:
     """The best step recorded by the latest checkpoint (None without a best metric)."""

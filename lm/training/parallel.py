@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import NamedSharding
 
 from lm.errors import UserError
 from lm.training import optimizer, partitioning, steps
@@ -112,11 +111,11 @@ class MeshParallel(_Layout):
                               in_shardings=(self.state_shardings, self.batch_sharding, replicated),
                               out_shardings=(self.state_shardings, replicated),
                               donate_argnums=0)
-    self.eval_step = jax.jit(partitioning.traced_under(
-        mesh, rules, functools.partial(steps.eval_step, apply_fn=model.apply)),
-                             in_shardings=(self.state_shardings.params, self.batch_sharding,
-                                           replicated),
-                             out_shardings=replicated)
+    self.eval_step = jax.jit(
+        partitioning.traced_under(mesh, rules,
+                                  functools.partial(steps.eval_step, apply_fn=model.apply)),
+        in_shardings=(self.state_shardings.params, self.batch_sharding, replicated),
+        out_shardings=replicated)
     self.predict_step = jax.jit(partitioning.traced_under(
         mesh, rules, functools.partial(steps.predict_step, apply_fn=model.apply)),
                                 in_shardings=(self.state_shardings.params, self.batch_sharding),
@@ -145,8 +144,7 @@ class MeshParallel(_Layout):
     return self._rows[batch_size]
 
   def put_batch(self, local: Batch, batch_size: int) -> dict[str, jax.Array]:
-    return partitioning.global_batch(local, self.rows(batch_size), batch_size,
-                                     self.batch_sharding)
+    return partitioning.global_batch(local, self.rows(batch_size), batch_size, self.batch_sharding)
 
   def lower_train_step(self, state, batch, rng) -> jax.stages.Lowered:
     """The train step lowered for these arguments (for its compiled cost and memory)."""

@@ -25,7 +25,7 @@ def batch_logits(apply_fn, params: Any, batch: Batch, **apply_kwargs) -> jax.Arr
   """The model's logits ([B, T, V], or [B, C] for a classifier) for a batch's inputs (and its
   positions and segment ids)."""
   return apply_fn({"params": params}, batch["inputs"], batch.get("positions"),
-                  batch.get("segment_ids"), **apply_kwargs)
+                  batch.get("segment_ids"), batch.get("output_positions"), **apply_kwargs)
 
 
 def lm_loss(logits_BxTxV: jax.Array, batch: Batch) -> jax.Array:

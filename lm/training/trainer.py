@@ -40,16 +40,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   model = Transformer(task.model_config)
   layout = parallel.make_parallel(model, config, task.seq_len, task.loss_fn)
   is_main = jax.process_index() == 0
+  if is_main:  # Saved once the data and model are known to be good: a failed start leaves none.
+    checkpoints.save_config(workdir, config_dict)
   metric, higher_is_better = base.best_metric(config, task)
   tracker = BestTracker(metric, higher_is_better, train_cfg.early_stopping_patience)
 
   rng = jax.random.PRNGKey(config.seed)
   init_rng, dropout_rng = jax.random.split(rng)
   sampler = task.train_batches(layout.rows(train_cfg.batch_size))
-  checkpointer = checkpoints.Checkpointer(workdir,
-                                          train_cfg.keep_checkpoints,
-                                          best_metric=metric,
-                                          higher_is_better=higher_is_better)
+  checkpointer = checkpoints.Checkpointer(workdir, train_cfg.keep_checkpoints)
   start_step = checkpointer.latest_step() or 0
   if start_step:
     state, data_state = checkpointer.restore(start_step, layout.abstract_state)
@@ -74,7 +73,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   interval = _Throughput(task.model_config, train_cfg.batch_size, peak)
   step = start_step
   try:
-    while step < train_cfg.steps:
+    # A resumed run may have stopped early already.
+    while step < train_cfg.steps and not tracker.should_stop():
       batch = sampler.next_batch()
       state, metrics = layout.train_on(state, batch, dropout_rng)
       pending.append(metrics)
@@ -109,7 +109,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                               "best": tracker.get_state()
                           },
                           config_dict,
-                          metrics={metric: record[metric]} if metric in record else None)
+                          is_best=improved)
       if stop:
         log.message(f"Early stopping at step {step}: {metric} has not improved for "
                     f"{train_cfg.early_stopping_patience} evaluations (best "
@@ -266,8 +266,6 @@ def _prepare_workdir(workdir: str, config_dict: dict) -> None:
       raise UserError(f"--workdir={workdir} holds a run with a different config; resume it with "
                       f"the same settings or choose a new workdir. Differences: " +
                       "; ".join(differences))
-  if jax.process_index() == 0:
-    checkpoints.save_config(workdir, config_dict)
 
 
 def _diff(old: dict, new: dict, prefix: str = ""):
