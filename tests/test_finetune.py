@@ -218,3 +218,17 @@ def test_sft_trains_a_decoder_on_responses(tmp_path):
   config.model.causal = False
   with pytest.raises(UserError, match="config.model.causal"):
     trainer.train_and_evaluate(config, str(tmp_path / "encoder"))
+
+
+def test_resumed_finetune_matches_uninterrupted_run(tmp_path, sst2_files, pretrained):
+  straight = finetune(str(tmp_path / "a"), sst2_files, pretrained, train__keep_checkpoints=2)
+  workdir = str(tmp_path / "b")
+  finetune(workdir, sst2_files, pretrained, train__keep_checkpoints=2)
+  # As if the run had died after its step-2 checkpoint: bucketed batches, the best-checkpoint
+  # record and the optimizer state must all continue exactly.
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "4"))
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[0] == "2"
+  resumed = finetune(workdir, sst2_files, pretrained, train__keep_checkpoints=2)
+  for key in ("train/loss", "eval/loss", "eval/accuracy", "best/step"):
+    assert resumed[key] == straight[key], key
