@@ -19,7 +19,26 @@ def windows_to_example(windows: np.ndarray) -> dict[str, np.ndarray]:
   return {"inputs": windows[:, :-1], "targets": windows[:, 1:]}
 
 
-class WindowSampler:
+class StepCounter:
+  """Samplers whose batches follow from a global step counter alone: the counter is their
+  whole state, saved with each checkpoint."""
+  _step = 0
+
+  @property
+  def step(self) -> int:
+    return self._step
+
+  def get_state(self) -> dict[str, int]:
+    return {"step": self._step}
+
+  def set_state(self, state: dict[str, int]) -> None:
+    step = state.get("step") if isinstance(state, dict) else None
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+      raise UserError(f"corrupt data sampler state {state!r}: expected {{'step': int >= 0}}")
+    self._step = int(step)
+
+
+class WindowSampler(StepCounter):
   """Training batches of `seq_len`-token windows, reproducible from a step counter alone.
 
   `random`: batch s draws start offsets uniformly from [0, N - seq_len - 1] with
@@ -42,7 +61,7 @@ class WindowSampler:
   ):
     if mode not in MODES:
       raise UserError(f"window sampling mode must be one of {', '.join(MODES)}; got {mode!r}")
-    self._rows = _check_rows(batch_size, seq_len, rows)
+    self._rows = check_rows(batch_size, seq_len, rows)
     if tokens.ndim != 1:
       raise ValueError(f"tokens must be 1-D, got shape {tokens.shape}")
     if tokens.shape[0] < seq_len + 1:
@@ -55,19 +74,6 @@ class WindowSampler:
     self._mode = mode
     self._seed = seed
     self._step = 0
-
-  @property
-  def step(self) -> int:
-    return self._step
-
-  def get_state(self) -> dict[str, int]:
-    return {"step": self._step}
-
-  def set_state(self, state: dict[str, int]) -> None:
-    step = state.get("step") if isinstance(state, dict) else None
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-      raise UserError(f"corrupt data sampler state {state!r}: expected {{'step': int >= 0}}")
-    self._step = int(step)
 
   def global_starts(self, step: int) -> np.ndarray:
     """Start offsets of all `batch_size` windows of the global batch at `step`."""
@@ -107,7 +113,7 @@ def eval_batches(
   has `inputs`, `targets` (int32 [B, T]) and `weights` (float32 [B, T]); a process reads only
   its `rows` of every global batch, as in `WindowSampler`.
   """
-  rows = _check_rows(batch_size, seq_len, rows)
+  rows = check_rows(batch_size, seq_len, rows)
   n = tokens.shape[0]
   if n < 2:
     raise UserError(f"the evaluation split has {n} tokens; it needs at least 2 to predict one")
@@ -132,7 +138,7 @@ def eval_batches(
     yield example
 
 
-def _check_rows(batch_size: int, seq_len: int, rows: np.ndarray | None) -> np.ndarray:
+def check_rows(batch_size: int, seq_len: int, rows: np.ndarray | None) -> np.ndarray:
   if batch_size < 1 or seq_len < 1:
     raise UserError(f"batch_size and seq_len must be >= 1, got {batch_size} and {seq_len}")
   if rows is None:

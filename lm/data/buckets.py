@@ -36,7 +36,7 @@ def bucket_length(longest: int, buckets: Sequence[int]) -> int:
   raise ValueError(f"a row of {longest} tokens is longer than the largest bucket {buckets[-1]}")
 
 
-class BucketedBatches:
+class BucketedBatches(batches.StepCounter):
   """Training batches of example indices, grouped by length, reproducible from the step.
 
   Epoch e: permute the examples with `np.random.default_rng([seed, e])`, sort each chunk of
@@ -68,26 +68,13 @@ class BucketedBatches:
     self._batch_size = batch_size
     self._seed = seed
     self._chunk_batches = chunk_batches
-    self._rows = batches._check_rows(batch_size, 1, rows)  # pylint: disable=protected-access
+    self._rows = batches.check_rows(batch_size, 1, rows)
     self._step = 0
     self._epoch_cache: tuple[int, np.ndarray, np.ndarray] | None = None
 
   @property
   def batches_per_epoch(self) -> int:
     return -(-self._lengths.size // self._batch_size)
-
-  @property
-  def step(self) -> int:
-    return self._step
-
-  def get_state(self) -> dict[str, int]:
-    return {"step": self._step}
-
-  def set_state(self, state: dict[str, int]) -> None:
-    step = state.get("step") if isinstance(state, dict) else None
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-      raise UserError(f"corrupt data sampler state {state!r}: expected {{'step': int >= 0}}")
-    self._step = int(step)
 
   def epoch_batches(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices int64 [batches_per_epoch, batch_size] and row weights float32 of the same shape."""
@@ -206,6 +193,5 @@ def _fill_batches(order: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.nd
     first_of_last = order[(num_batches - 1) * batch_size]
     order = np.concatenate([order, np.full(padding, first_of_last, dtype=order.dtype)])
     weights[-padding:] = 0.0
-  return (order.astype(np.int64).reshape(num_batches, batch_size),
-          weights.reshape(num_batches, batch_size))
-
+  return (order.astype(np.int64).reshape(num_batches,
+                                         batch_size), weights.reshape(num_batches, batch_size))

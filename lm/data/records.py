@@ -19,7 +19,6 @@ they are `required`: then the source is a `UserError` naming the file and the co
 import csv
 import dataclasses
 import fnmatch
-import io
 import json
 import os
 import re
@@ -324,10 +323,7 @@ class _Reader:
     return records
 
   def _table(self, text: str, path: str, directory: str, delimiter: str) -> list[Record]:
-    # As in sources: TSV files such as GLUE's are unquoted and may hold bare `"` characters.
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    reader = sources.table_reader(text, delimiter)
     records = []
     try:
       header = next(reader, None)

@@ -267,12 +267,17 @@ def _parse_jsonl(text: str, path: str, text_field: str) -> list[str]:
   return documents
 
 
-def _parse_table(text: str, path: str, text_field: str, delimiter: str) -> list[str]:
+def table_reader(text: str, delimiter: str):
+  """A csv reader over `text` with the project's conventions for CSV and TSV files."""
   # TSV files such as GLUE's are unquoted and may hold bare `"` characters inside the text.
   quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
   # Long documents (whole articles in one cell) exceed csv's default 128 KiB field limit.
   csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
-  reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+  return csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+
+
+def _parse_table(text: str, path: str, text_field: str, delimiter: str) -> list[str]:
+  reader = table_reader(text, delimiter)
   documents = []
   try:
     header = next(reader, None)

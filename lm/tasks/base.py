@@ -9,12 +9,14 @@ import os
 import shutil
 from typing import Any, Protocol
 
+import jax
 import numpy as np
 
 from lm.data import pipeline, tokenizers
 from lm.data.tokenizers import Tokenizer
 from lm.errors import UserError
 from lm.models.config import ModelConfig
+from lm.training import steps
 
 KINDS = ("causal_lm", "masked_lm", "classification", "sft")
 _MINIMIZED = ("loss", "perplexity", "bpb")
@@ -113,3 +115,17 @@ def check_seq_len(config: Any, model_config: ModelConfig) -> int:
     raise UserError(f"config.data.seq_len={seq_len} is longer than the model's position table, "
                     f"config.model.max_len={model_config.max_len}")
   return seq_len
+
+
+def language_model_metrics(layout: Any, params: Any, local_batches, batch_size: int,
+                           token_bytes_V: Any) -> dict[str, float]:
+  """eval/loss, eval/perplexity and eval/bpb over `local_batches` (this process's rows of
+  global batches of `batch_size`, with `weights` on the predicted targets)."""
+  totals = {"nll": 0.0, "tokens": 0.0, "bytes": 0.0}
+  for batch in local_batches:
+    sums = layout.eval_step(params, layout.put_batch(batch, batch_size), token_bytes_V)
+    # Summed on the host in float64; fetching each batch's sums also keeps one program with
+    # collectives in flight at a time (partitioning.needs_synchronous_steps).
+    for key, value in jax.device_get(sums).items():
+      totals[key] += float(value)
+  return steps.summarize_eval(totals)

@@ -3,7 +3,6 @@
 import math
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -27,6 +26,7 @@ class LanguageModelTask(base.Task):
     self.data = data
     self.model_config = model_config_from(config.model, data.tokenizer.vocab_size, **task_fields)
     self.seq_len = base.check_seq_len(config, self.model_config)
+    self.token_bytes_V = jnp.asarray(self.tokenizer.token_bytes(), jnp.float32)
     if self.masked:
       self.mask = Masker(config.mlm, self.tokenizer, self.seq_len)
 
@@ -43,24 +43,17 @@ class LanguageModelTask(base.Task):
     return MaskedWindows(sampler, self.mask, self.config.seed, rows) if self.masked else sampler
 
   def evaluate(self, layout, params, max_batches: int) -> dict[str, float]:
-    token_bytes = jnp.asarray(self.tokenizer.token_bytes(), jnp.float32)
     batch_size = self.config.train.eval_batch_size
     rows = layout.rows(batch_size)
-    totals = {"nll": 0.0, "tokens": 0.0, "bytes": 0.0}
-    for index, batch in enumerate(
-        batches.eval_batches(self.data.valid.tokens,
-                             batch_size=batch_size,
-                             seq_len=self.seq_len,
-                             max_batches=max_batches or None,
-                             rows=rows)):
-      if self.masked:
-        batch = self.mask.windows(batch["inputs"], _EVAL_MASK_SEED, index, rows)
-      sums = layout.eval_step(params, layout.put_batch(batch, batch_size), token_bytes)
-      # Summed on the host in float64; fetching each batch's sums also keeps one program with
-      # collectives in flight at a time (partitioning.needs_synchronous_steps).
-      for key, value in jax.device_get(sums).items():
-        totals[key] += float(value)
-    metrics = steps.summarize_eval(totals)
+    windows = batches.eval_batches(self.data.valid.tokens,
+                                   batch_size=batch_size,
+                                   seq_len=self.seq_len,
+                                   max_batches=max_batches or None,
+                                   rows=rows)
+    if self.masked:
+      windows = (self.mask.windows(batch["inputs"], _EVAL_MASK_SEED, index, rows)
+                 for index, batch in enumerate(windows))
+    metrics = base.language_model_metrics(layout, params, windows, batch_size, self.token_bytes_V)
     if self.masked:  # Bits per byte needs every token predicted; MLM predicts 15%.
       metrics.pop("eval/bpb")
     return metrics

@@ -2,7 +2,6 @@
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -31,6 +30,7 @@ class SftTask(base.Task):
     self.buckets = buckets.bucket_lengths(self.seq_len)
     self.train = examples.sft_examples(train, self.tokenizer, max_len=self.seq_len)
     self.valid = examples.sft_examples(valid, self.tokenizer, max_len=self.seq_len)
+    self.token_bytes_V = jnp.asarray(self.tokenizer.token_bytes(), jnp.float32)
 
   def loss_fn(self, logits, batch):
     return steps.lm_loss(logits, batch)
@@ -46,19 +46,17 @@ class SftTask(base.Task):
                                            make_batch=make)
 
   def evaluate(self, layout, params, max_batches: int) -> dict[str, float]:
-    token_bytes = jnp.asarray(self.tokenizer.token_bytes(), jnp.float32)
     batch_size = self.config.train.eval_batch_size
     rows = layout.rows(batch_size)
     lengths = _input_lengths(self.valid)
-    totals = {"nll": 0.0, "tokens": 0.0, "bytes": 0.0}
-    order = buckets.eval_order(lengths, batch_size)
-    for indices, weights in order[:max_batches or None]:
-      length = buckets.bucket_length(int(lengths[indices].max()), self.buckets)
-      batch = buckets.sft_batch(self.valid, indices[rows], weights[rows], (length,))
-      sums = layout.eval_step(params, layout.put_batch(batch, batch_size), token_bytes)
-      for key, value in jax.device_get(sums).items():
-        totals[key] += float(value)
-    return steps.summarize_eval(totals)
+
+    def local_batches():
+      for indices, weights in buckets.eval_order(lengths, batch_size)[:max_batches or None]:
+        length = buckets.bucket_length(int(lengths[indices].max()), self.buckets)
+        yield buckets.sft_batch(self.valid, indices[rows], weights[rows], (length,))
+
+    return base.language_model_metrics(layout, params, local_batches(), batch_size,
+                                       self.token_bytes_V)
 
   def describe(self) -> str:
     response_tokens = sum(int(mask[1:].sum()) for _, mask in self.train)

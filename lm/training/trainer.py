@@ -297,7 +297,6 @@ def _describe_run(task: base.Task, layout, workdir: str) -> str:
   kind = "decoder" if model_cfg.causal else "encoder"
   head = (f"{model_cfg.num_classes}-way classifier ({model_cfg.pooling} pooling)"
           if model_cfg.num_classes else "language-model head")
-  trained = ""
   if layout.trainable is not None:
     from lm.training import trainable  # pylint: disable=g-import-not-at-top
     count, _ = trainable.count_parameters(params, layout.trainable)
