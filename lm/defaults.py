@@ -36,6 +36,11 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c.init_from = ""
   # Which checkpoint of init_from: 'latest', 'best' (by its config.train.best_metric) or a step.
   c.init_step = "latest"
+  # The architecture of an init_from run: 'check' (config.model must match it: a mismatch is an
+  # error) or 'adopt' (config.model's architecture keys are taken from init_from's saved config,
+  # e.g. a checkpoint imported with `python -m lm.convert --from_hf`; dropout, attention, remat,
+  # scan_layers and the dtypes stay this config's).
+  c.init_architecture = "check"
 
   # What the model learns (lm/tasks/):
   #   causal_lm       next-token prediction on text windows (decoder, config.model.causal=True)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lm.data.tokenizer_base import EOS_ID, Tokenizer
+from lm.data.tokenizer_base import Tokenizer
 from lm.errors import UserError
 from lm.models.config import ModelConfig
 from lm.models.transformer import Transformer
@@ -195,5 +195,5 @@ def generate_text(model_config: ModelConfig, params: Any, tokenizer: Tokenizer, 
                                temperature=temperature,
                                top_k=top_k,
                                top_p=top_p,
-                               eos_id=EOS_ID)
+                               eos_id=tokenizer.special_ids.eos)
   return [prompt + tokenizer.decode(tokens) for prompt, tokens in zip(prompts, new_tokens)]

@@ -2,6 +2,7 @@
 
   sources.py      read_documents / split_train_valid (local files, `tfds:NAME`)
   tokenizers.py   char, byte and SentencePiece tokenizers; build_tokenizer / load_tokenizer
+  hf_tokenizer.py Hugging Face tokenizers imported with their own special ids (import_tokenizer)
   token_store.py  tokenize once, cache the flat uint16/uint32 stream on disk
   batches.py      WindowSampler (training) and eval_batches; the one input/target shift
   masking.py      BERT masked-LM corruption (token or whole-word)

@@ -105,13 +105,14 @@ def eval_batches(
     seq_len: int,
     max_batches: int | None,
     rows: np.ndarray | None = None,
+    pad_id: int = PAD_ID,
 ) -> Iterator[dict[str, np.ndarray]]:
   """Non-overlapping windows from the start of the stream, each target predicted once.
 
   Window i covers tokens[i*T : i*T + T + 1]; the last, shorter window and the rows that fill
-  up the last batch are padded with PAD_ID and have `weights` 0 on padded targets. Every batch
-  has `inputs`, `targets` (int32 [B, T]) and `weights` (float32 [B, T]); a process reads only
-  its `rows` of every global batch, as in `WindowSampler`.
+  up the last batch are padded with `pad_id` (the tokenizer's) and have `weights` 0 on padded
+  targets. Every batch has `inputs`, `targets` (int32 [B, T]) and `weights` (float32 [B, T]); a
+  process reads only its `rows` of every global batch, as in `WindowSampler`.
   """
   rows = check_rows(batch_size, seq_len, rows)
   n = tokens.shape[0]
@@ -124,7 +125,7 @@ def eval_batches(
   if max_batches is not None:
     num_batches = min(num_batches, max_batches)
   for b in range(num_batches):
-    windows = np.full((batch_size, seq_len + 1), PAD_ID, dtype=np.int32)
+    windows = np.full((batch_size, seq_len + 1), pad_id, dtype=np.int32)
     weights = np.zeros((batch_size, seq_len), dtype=np.float32)
     for r in range(batch_size):
       start = (b * batch_size + r) * seq_len

@@ -136,11 +136,12 @@ def classification_batch(examples: ClassificationExamples, indices: np.ndarray,
                          row_weights: np.ndarray, buckets: Sequence[int]) -> dict[str, np.ndarray]:
   """`inputs`, `segment_ids` int32 [B, L], `labels` int32 [B], `weights` float32 [B].
 
-  L is the smallest bucket >= the longest real row; weight-0 rows are all padding (label 0).
+  L is the smallest bucket >= the longest real row; weight-0 rows are all padding (label 0,
+  inputs `examples.pad_id`).
   """
   row_weights = np.asarray(row_weights, dtype=np.float32)
   sequences = [examples.tokens[i] for i in indices]
-  inputs_BxL, segment_ids_BxL = _pad(sequences, row_weights, buckets)
+  inputs_BxL, segment_ids_BxL = _pad(sequences, row_weights, buckets, examples.pad_id)
   labels_B = np.where(row_weights > 0, examples.labels[np.asarray(indices)], 0).astype(np.int32)
   return {
       "inputs": inputs_BxL,
@@ -151,17 +152,19 @@ def classification_batch(examples: ClassificationExamples, indices: np.ndarray,
 
 
 def sft_batch(examples: Sequence[tuple[np.ndarray, np.ndarray]], indices: np.ndarray,
-              row_weights: np.ndarray, buckets: Sequence[int]) -> dict[str, np.ndarray]:
+              row_weights: np.ndarray, buckets: Sequence[int], *,
+              pad_id: int = PAD_ID) -> dict[str, np.ndarray]:
   """`inputs` = tokens[:-1], `targets` = tokens[1:], `segment_ids` int32 [B, L], `weights`.
 
   `weights` float32 [B, L] = loss_mask[1:] (the targets that count) * row weight; L is the
-  smallest bucket >= the longest len(tokens) - 1 of the real rows.
+  smallest bucket >= the longest len(tokens) - 1 of the real rows; padding is `pad_id`.
   """
   row_weights = np.asarray(row_weights, dtype=np.float32)
   rows = [examples[i] for i in indices]
-  inputs_BxL, segment_ids_BxL = _pad([tokens[:-1] for tokens, _ in rows], row_weights, buckets)
-  targets_BxL, _ = _pad([tokens[1:] for tokens, _ in rows], row_weights, buckets)
-  mask_BxL, _ = _pad([mask[1:] for _, mask in rows], row_weights, buckets)
+  inputs_BxL, segment_ids_BxL = _pad([tokens[:-1] for tokens, _ in rows], row_weights, buckets,
+                                      pad_id)
+  targets_BxL, _ = _pad([tokens[1:] for tokens, _ in rows], row_weights, buckets, pad_id)
+  mask_BxL, _ = _pad([mask[1:] for _, mask in rows], row_weights, buckets, 0)  # 0: False.
   return {
       "inputs": inputs_BxL,
       "targets": targets_BxL,
@@ -170,12 +173,14 @@ def sft_batch(examples: Sequence[tuple[np.ndarray, np.ndarray]], indices: np.nda
   }
 
 
-def _pad(sequences: Sequence[np.ndarray], row_weights: np.ndarray,
-         buckets: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-  """int32 [B, L] right-padded with PAD_ID (rows of weight 0 all padding) and segment ids."""
+def _pad(sequences: Sequence[np.ndarray],
+         row_weights: np.ndarray,
+         buckets: Sequence[int],
+         pad_id: int = PAD_ID) -> tuple[np.ndarray, np.ndarray]:
+  """int32 [B, L] right-padded with `pad_id` (rows of weight 0 all padding) and segment ids."""
   real = [seq for seq, weight in zip(sequences, row_weights) if weight > 0]
   length = bucket_length(max((len(seq) for seq in real), default=1), buckets)
-  values_BxL = np.full((len(sequences), length), PAD_ID, dtype=np.int32)
+  values_BxL = np.full((len(sequences), length), pad_id, dtype=np.int32)
   segment_ids_BxL = np.zeros((len(sequences), length), dtype=np.int32)
   for row, (seq, weight) in enumerate(zip(sequences, row_weights)):
     if weight > 0:

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from lm.data.records import LabelSet, Record
-from lm.data.tokenizer_base import BOS_ID, CLS_ID, EOS_ID, SEP_ID, Tokenizer
+from lm.data.tokenizer_base import PAD_ID, Tokenizer
 from lm.errors import UserError
 
 NO_LABEL = -1
@@ -34,6 +34,7 @@ class ClassificationExamples:
   tokens: list[np.ndarray]
   labels: np.ndarray  # int32 [N]
   num_truncated: int = 0  # How many texts lost tokens to max_len.
+  pad_id: int = PAD_ID  # The tokenizer's padding id, for batches.
 
   def __len__(self) -> int:
     return len(self.tokens)
@@ -48,6 +49,7 @@ def classification_examples(records: Sequence[Record], tokenizer: Tokenizer,
                             label_set: LabelSet | None, *, max_len: int,
                             causal: bool) -> ClassificationExamples:
   """Encodes the "text" of every record; labels via `label_set` (-1 without label / set)."""
+  ids = tokenizer.special_ids
   num_special = 1 if causal else 2
   _check_max_len(max_len, num_special + 1)
   max_text = max_len - num_special
@@ -60,15 +62,15 @@ def classification_examples(records: Sequence[Record], tokenizer: Tokenizer,
       text_ids = text_ids[:max_text]
       num_truncated += 1
     if causal:
-      tokens.append(np.concatenate([text_ids, [EOS_ID]]).astype(np.int32))
+      tokens.append(np.concatenate([text_ids, [ids.eos]]).astype(np.int32))
     else:
-      tokens.append(np.concatenate([[CLS_ID], text_ids, [SEP_ID]]).astype(np.int32))
+      tokens.append(np.concatenate([[ids.cls], text_ids, [ids.sep]]).astype(np.int32))
     label = record.values.get("label")
     if label is None or label_set is None:
       labels.append(NO_LABEL)
     else:
       labels.append(label_set.index(label, record.where))
-  return ClassificationExamples(tokens, np.array(labels, dtype=np.int32), num_truncated)
+  return ClassificationExamples(tokens, np.array(labels, dtype=np.int32), num_truncated, ids.pad)
 
 
 def sft_examples(records: Sequence[Record], tokenizer: Tokenizer, *,
@@ -76,6 +78,7 @@ def sft_examples(records: Sequence[Record], tokenizer: Tokenizer, *,
   """(tokens int32 [L], loss_mask bool [L]) per record, L - 1 <= max_len (see module doc)."""
   _check_max_len(max_len, 2)
   budget = max_len - 1  # Prompt + response tokens; BOS and EOS take the other two of L.
+  ids = tokenizer.special_ids
   examples = []
   for record in records:
     if "response" not in record.values:
@@ -86,7 +89,7 @@ def sft_examples(records: Sequence[Record], tokenizer: Tokenizer, *,
       prompt_ids, response_ids = prompt_ids[:0], response_ids[:budget]
     elif len(prompt_ids) + len(response_ids) > budget:
       prompt_ids = prompt_ids[len(prompt_ids) + len(response_ids) - budget:]
-    tokens = np.concatenate([[BOS_ID], prompt_ids, response_ids, [EOS_ID]]).astype(np.int32)
+    tokens = np.concatenate([[ids.bos], prompt_ids, response_ids, [ids.eos]]).astype(np.int32)
     loss_mask = np.zeros(len(tokens), dtype=bool)
     loss_mask[1 + len(prompt_ids):] = True
     examples.append((tokens, loss_mask))

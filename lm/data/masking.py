@@ -3,7 +3,8 @@
 Per row, round(mask_rate * maskable tokens) tokens (Python's round: halves to even; at least 1)
 are selected for prediction, uniformly among the non-special ones; of those,
 `mask_token_fraction` become [MASK], `random_token_fraction` a uniformly random non-special id,
-and the rest stay unchanged.
+and the rest stay unchanged. Which ids are special comes from the tokenizer
+(`Tokenizer.special_mask`).
 With whole-word masking, whole words are selected and share that 80/10/10 decision.
 """
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from lm.data.sentencepiece_tokenizer import SentencePieceTokenizer
 from lm.data.tokenizer_base import MASK_ID, NUM_SPECIAL
 from lm.errors import UserError
 
@@ -27,11 +29,13 @@ def mask_tokens(tokens_BxT: np.ndarray,
                 mask_token_fraction: float = 0.8,
                 random_token_fraction: float = 0.1,
                 word_starts_V: np.ndarray | None = None,
-                num_special: int = NUM_SPECIAL,
-                mask_id: int = MASK_ID) -> dict[str, np.ndarray]:
+                special_V: np.ndarray | None = None,
+                mask_id: int | None = MASK_ID) -> dict[str, np.ndarray]:
   """Corrupts a batch for masked-LM training.
 
-  Special tokens (ids < num_special: padding, BOS, EOS, CLS, SEP, ...) are never selected.
+  Special tokens (True in `special_V`, bool [vocab_size]; by default the ids < NUM_SPECIAL:
+  padding, BOS, EOS, CLS, SEP, ...) are never selected nor drawn as random replacements.
+  `mask_id` None (a tokenizer without [MASK]) only works with mask_token_fraction 0.
   With `word_starts_V` (bool [vocab_size], True for ids that begin a word) a word is a
   word-start token and the non-start tokens after it (a non-start token right after a
   special token or at the row start begins a word too). Words are then taken in random order,
@@ -42,7 +46,15 @@ def mask_tokens(tokens_BxT: np.ndarray,
   Returns `inputs` (int32 [B, T], corrupted), `targets` (int32 [B, T], the original tokens)
   and `weights` (float32 [B, T], 1.0 at the selected positions).
   """
-  _check_options(vocab_size, mask_rate, mask_token_fraction, random_token_fraction, num_special)
+  _check_options(mask_rate, mask_token_fraction, random_token_fraction, mask_id)
+  if special_V is None:
+    special_V = np.arange(vocab_size) < NUM_SPECIAL
+  special_V = np.asarray(special_V, dtype=bool)
+  if special_V.shape != (vocab_size,):
+    raise ValueError(f"special_V must have shape ({vocab_size},), got {special_V.shape}")
+  text_ids = np.flatnonzero(~special_V)
+  if not text_ids.size:
+    raise ValueError(f"vocab_size={vocab_size} has no ids beyond the special ones")
   tokens_BxT = np.asarray(tokens_BxT)
   if tokens_BxT.ndim != 2 or not np.issubdtype(tokens_BxT.dtype, np.integer):
     raise ValueError(f"tokens must be a [B, T] integer array, got {tokens_BxT.dtype} "
@@ -51,7 +63,7 @@ def mask_tokens(tokens_BxT: np.ndarray,
     raise ValueError(f"token ids must be in [0, {vocab_size}); got values in "
                      f"[{tokens_BxT.min()}, {tokens_BxT.max()}]")
   B, T = tokens_BxT.shape
-  maskable_BxT = tokens_BxT >= num_special
+  maskable_BxT = ~special_V[tokens_BxT]
   num_maskable_B = maskable_BxT.sum(axis=1)
   budget_B = np.where(num_maskable_B > 0, np.maximum(np.rint(mask_rate * num_maskable_B), 1),
                       0).astype(np.int64)
@@ -87,7 +99,7 @@ def mask_tokens(tokens_BxT: np.ndarray,
   selected_BxT = maskable_BxT & np.take_along_axis(selected_BxU, unit_or_0_BxT, axis=1)
   decision_BxU = rng.random((B, T))  # One draw per unit: [MASK], random token or unchanged.
   decision_BxT = np.take_along_axis(decision_BxU, unit_or_0_BxT, axis=1)
-  random_ids_BxT = rng.integers(num_special, vocab_size, size=(B, T))
+  random_ids_BxT = text_ids[rng.integers(0, text_ids.size, size=(B, T))]
   to_mask_BxT = selected_BxT & (decision_BxT < mask_token_fraction)
   to_random_BxT = selected_BxT & ~to_mask_BxT & (decision_BxT
                                                  < mask_token_fraction + random_token_fraction)
@@ -112,10 +124,10 @@ def word_starts(tokenizer: Any) -> np.ndarray | None:
   Char and byte tokenizers give None: whether a character starts a word depends on its
   neighbours, which a per-id table cannot express.
   """
-  if getattr(tokenizer, "name", None) != "sentencepiece":
+  if not isinstance(tokenizer, SentencePieceTokenizer):
     return None
   starts_V = np.zeros(tokenizer.vocab_size, dtype=bool)
-  for token_id in range(NUM_SPECIAL, tokenizer.vocab_size):
+  for token_id in np.flatnonzero(~tokenizer.special_mask()).tolist():
     piece = tokenizer.id_to_piece(token_id)
     starts_V[token_id] = (piece.startswith(SPACE_MARKER) or piece == _NEWLINE or
                           (bool(piece) and all(_is_punctuation(c) for c in piece)))
@@ -156,8 +168,8 @@ def _is_punctuation(char: str) -> bool:
   return unicodedata.category(char)[0] in "PS"
 
 
-def _check_options(vocab_size: int, mask_rate: float, mask_token_fraction: float,
-                   random_token_fraction: float, num_special: int) -> None:
+def _check_options(mask_rate: float, mask_token_fraction: float, random_token_fraction: float,
+                   mask_id: int | None) -> None:
   if not 0.0 < mask_rate <= 1.0:
     raise UserError(f"config.mlm.mask_rate must be in (0, 1]; got {mask_rate!r}")
   fractions = dict(mask_token_fraction=mask_token_fraction,
@@ -169,5 +181,8 @@ def _check_options(vocab_size: int, mask_rate: float, mask_token_fraction: float
     raise UserError(
         f"config.mlm.mask_token_fraction + config.mlm.random_token_fraction must be <= 1; got"
         f" {mask_token_fraction!r} + {random_token_fraction!r}")
-  if vocab_size <= num_special:
-    raise ValueError(f"vocab_size={vocab_size} has no ids beyond the {num_special} special ones")
+  if mask_id is None and mask_token_fraction > 0:
+    raise UserError(
+        f"config.mlm.mask_token_fraction={mask_token_fraction!r} needs a [MASK] token and the"
+        " tokenizer has none (e.g. GPT-2's): set config.mlm.mask_token_fraction=0 or use a"
+        " tokenizer with a mask token")

@@ -36,6 +36,14 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
   def __init__(self, model_proto: bytes):
     self._model_proto = bytes(model_proto)
     self._processor = spm.SentencePieceProcessor(model_proto=self._model_proto)
+    p = self._processor
+    # Pieces that stand for no text (in models trained here exactly the ids 0..6).
+    self._special_V = np.array(
+        [p.is_control(i) or p.is_unknown(i) or p.is_unused(i) for i in range(p.get_piece_size())],
+        dtype=bool)
+    self._check_layout()
+
+  def _check_layout(self) -> None:
     pieces = [self._processor.id_to_piece(i) for i in range(NUM_SPECIAL + 1)]
     if pieces != [*SPECIAL_TOKENS, NEWLINE]:
       raise UserError(f"SentencePiece model has pieces {pieces} at ids 0..{NUM_SPECIAL}; expected"
@@ -137,16 +145,16 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
       ids.extend(line_ids)
     return ids
 
+  def special_mask(self) -> np.ndarray:
+    return tokenizer_base.pad_special_mask(self._special_V, self.vocab_size)
+
   def decode(self, ids: Iterable[int]) -> str:
-    size = self.vocab_size
-    return self._processor.decode([int(i) for i in ids if NUM_SPECIAL <= int(i) < size])
+    return self._processor.decode(tokenizer_base.text_ids(ids, self._special_V))
 
   def token_bytes(self) -> np.ndarray:
     counts = np.zeros(self.vocab_size, dtype=np.int32)
     p = self._processor
-    for i in range(NUM_SPECIAL, self.vocab_size):
-      if p.is_control(i) or p.is_unknown(i) or p.is_unused(i):
-        continue
+    for i in np.flatnonzero(~self._special_V).tolist():
       if p.is_byte(i):
         counts[i] = 1
       else:  # Normal and user-defined pieces; "▁" stands for one space.

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from lm.data import atomic
-from lm.data.tokenizer_base import EOS_ID, Tokenizer
+from lm.data.tokenizer_base import Tokenizer
 from lm.errors import UserError
 
 FORMAT_VERSION = 1
@@ -40,9 +40,9 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 
 def tokenize_documents(documents: Iterable[str], tokenizer: Tokenizer) -> TokenStream:
-  """Concatenates `encode(doc) + [EOS_ID]` for every document."""
+  """Concatenates `encode(doc) + [EOS]` for every document (the tokenizer's EOS id)."""
   dtype = token_dtype(tokenizer.vocab_size)
-  eos = np.array([EOS_ID], dtype=dtype)
+  eos = np.array([tokenizer.special_ids.eos], dtype=dtype)
   parts, num_bytes, num_documents = [], 0, 0
   for document in documents:
     ids = tokenizer.encode_array(document)

@@ -1,6 +1,7 @@
-"""The tokenizer interface and the special token ids shared by every tokenizer."""
+"""The tokenizer interface and the special token ids of the project's own tokenizers."""
 
 import abc
+import dataclasses
 import hashlib
 import json
 import os
@@ -11,7 +12,7 @@ import numpy as np
 from lm.data import atomic
 from lm.errors import UserError
 
-# Fixed for every tokenizer so that models, losses and samplers never ask the tokenizer.
+# The ids of every tokenizer trained here; imported ones have their own (`Tokenizer.special_ids`).
 PAD_ID = 0
 BOS_ID = 1
 EOS_ID = 2
@@ -26,15 +27,48 @@ METADATA_FILE = "tokenizer.json"
 FORMAT_VERSION = 1
 
 
-class Tokenizer(abc.ABC):
-  """Text <-> token ids. Ids below `NUM_SPECIAL` are the special tokens above."""
+@dataclasses.dataclass(frozen=True)
+class SpecialIds:
+  """The id of each special role. A tokenizer lacking a role names a stand-in (GPT-2 uses
+  <|endoftext|> for all but mask); None only where no stand-in makes sense (mask)."""
+  pad: int
+  bos: int
+  eos: int
+  unk: int
+  mask: int | None
+  cls: int
+  sep: int
 
-  name: str  # "char" | "byte" | "sentencepiece"
+  @property
+  def all(self) -> tuple[int, ...]:
+    """The distinct role ids, sorted."""
+    return tuple(sorted({i for i in dataclasses.astuple(self) if i is not None}))
+
+
+DEFAULT_SPECIAL_IDS = SpecialIds(pad=PAD_ID, bos=BOS_ID, eos=EOS_ID, unk=UNK_ID, mask=MASK_ID,
+                                 cls=CLS_ID, sep=SEP_ID)
+
+
+class Tokenizer(abc.ABC):
+  """Text <-> token ids, with the special ids in `special_ids` (by default 0..6 above)."""
+
+  name: str  # "char" | "byte" | "sentencepiece" | "hf" | "hf_sentencepiece"
 
   @property
   @abc.abstractmethod
   def vocab_size(self) -> int:
     """Number of ids, special tokens included."""
+
+  @property
+  def special_ids(self) -> SpecialIds:
+    return DEFAULT_SPECIAL_IDS
+
+  def special_mask(self) -> np.ndarray:
+    """bool [vocab_size]: ids that stand for no text (the special roles, other control tokens,
+    ids the tokenizer never produces). Masked LM never selects or draws them."""
+    mask_V = np.zeros(self.vocab_size, dtype=bool)
+    mask_V[[i for i in self.special_ids.all if i < self.vocab_size]] = True
+    return mask_V
 
   @abc.abstractmethod
   def encode(self, text: str) -> list[int]:
@@ -77,7 +111,7 @@ class Tokenizer(abc.ABC):
         "format_version": FORMAT_VERSION,
         "kind": self.name,
         "vocab_size": self.vocab_size,
-        "special_tokens": dict(zip(SPECIAL_TOKENS, range(NUM_SPECIAL))),
+        "special_ids": dataclasses.asdict(self.special_ids),
         "files": sorted(self._payload()),
         **self._metadata(),
     }
@@ -87,6 +121,19 @@ class Tokenizer(abc.ABC):
 
   def __repr__(self) -> str:
     return f"{type(self).__name__}(vocab_size={self.vocab_size})"
+
+
+def pad_special_mask(own_V: np.ndarray, vocab_size: int) -> np.ndarray:
+  """A tokenizer's special table `own_V` extended with True to `vocab_size` (padding rows for a
+  model's embedding, never produced)."""
+  mask_V = np.ones(vocab_size, dtype=bool)
+  mask_V[:len(own_V)] = own_V
+  return mask_V
+
+
+def text_ids(ids: Iterable[int], special_V: np.ndarray) -> list[int]:
+  """`ids` without the special (True in `special_V`) and out-of-range ones, for decoding."""
+  return [i for i in map(int, ids) if 0 <= i < len(special_V) and not special_V[i]]
 
 
 def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Character, byte and SentencePiece tokenizers behind one interface, plus build/load.
 
 A trained tokenizer is saved in the run's workdir (e.g. `WORKDIR/tokenizer/`): `tokenizer.json`
-says which kind it is; `chars.json` or `sentencepiece.model` holds the vocabulary.
+says which kind it is; `chars.json` or `sentencepiece.model` holds the vocabulary. Tokenizers
+imported from Hugging Face (`hf_tokenizer.py`, kinds "hf" and "hf_sentencepiece") load the
+same way but cannot be trained.
 """
 
 import json
@@ -11,13 +13,15 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from lm.data import tokenizer_base
+from lm.data.hf_tokenizer import HFTokenizer, ImportedSentencePieceTokenizer
 from lm.data.sentencepiece_tokenizer import SentencePieceTokenizer
 from lm.data.tokenizer_base import (  # pylint: disable=unused-import  # Re-exported.
     BOS_ID, CLS_ID, EOS_ID, MASK_ID, NUM_SPECIAL, PAD_ID, SEP_ID, SPECIAL_TOKENS, UNK_ID, Tokenizer,
 )
 from lm.errors import UserError
 
-KINDS = ("char", "byte", "sentencepiece")
+KINDS = ("char", "byte", "sentencepiece")  # Trainable.
+IMPORTED_KINDS = ("hf", "hf_sentencepiece")  # Made by `python -m lm.convert --from_hf`.
 CHARS_FILE = "chars.json"
 
 
@@ -131,6 +135,10 @@ def build_tokenizer(kind: str, train_texts: Sequence[str], **options: Any) -> To
     if "vocab_size" not in options:
       raise UserError("config.data.vocab_size must be set for the sentencepiece tokenizer")
     return SentencePieceTokenizer.train(train_texts, **options)
+  if kind in IMPORTED_KINDS:
+    raise UserError(f"config.data.tokenizer={kind!r} cannot be trained: import a Hugging Face"
+                    " model's tokenizer with `python -m lm.convert --from_hf=DIR` and fine-tune"
+                    " from the converted run (config.init_from)")
   raise UserError(f"config.data.tokenizer must be one of {', '.join(KINDS)}; got {kind!r}")
 
 
@@ -145,6 +153,10 @@ def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:
     tokenizer = ByteTokenizer()
   elif kind == "sentencepiece":
     tokenizer = SentencePieceTokenizer.load(directory)
+  elif kind == "hf":
+    tokenizer = HFTokenizer.load(directory)
+  elif kind == "hf_sentencepiece":
+    tokenizer = ImportedSentencePieceTokenizer.load(directory)
   else:
     raise UserError(
         f"{os.path.join(directory, tokenizer_base.METADATA_FILE)}: unknown tokenizer kind {kind!r}")

@@ -53,7 +53,7 @@ class SelfAttention(nn.Module):
 
     if cfg.positions == "rope":
       # The Transformer passes tables computed once for all layers (`rope`).
-      cos, sin = rope if rope is not None else layers.rope_tables(positions_BxT, Dh, cfg.rope_theta)
+      cos, sin = rope if rope is not None else layers.rope_tables(positions_BxT, cfg)
       q_BxTxHxDh = layers.apply_rope(q_BxTxHxDh, cos, sin)
       k_BxTxKxDh = layers.apply_rope(k_BxTxKxDh, cos, sin)
 

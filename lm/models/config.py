@@ -11,6 +11,8 @@ POSITIONS = ("learned", "rope")
 ATTENTIONS = ("auto", "xla", "cudnn", "splash")  # lm.models.attention_kernels
 REMATS = ("none", "full", "save_matmuls")
 POOLINGS = ("cls", "mean", "last")
+NORM_POSITIONS = ("pre", "post")
+ROPE_SCALINGS = ("none", "linear", "llama3", "yarn")
 PROJECTIONS = ("query", "key_value", "out", "wi", "wi_gate", "wi_up", "wo")
 # Set by the task (classifier head, LoRA fine-tuning), not in config.model.
 TASK_FIELDS = ("vocab_size", "num_classes", "pooling", "lora_rank", "lora_alpha", "lora_dropout",
@@ -28,17 +30,45 @@ class ModelConfig:
   # Key/value heads for grouped-query attention; 0 means num_heads (plain multi-head).
   num_kv_heads: int = 0
   embed_dim: int = 128
+  # Width of one attention head; 0 means embed_dim / num_heads.
+  attention_head_dim: int = 0
   # Hidden width of the MLP; 0 means 4 * embed_dim (GELU) or 8/3 * embed_dim rounded (SwiGLU).
   mlp_dim: int = 0
   # Longest sequence the model accepts (size of the learned position table, RoPE cache).
   max_len: int = 64
   positions: str = "learned"
   rope_theta: float = 10_000.0
+  # Context extension of rotary positions (as in Hugging Face's rope_parameters): 'none';
+  # 'linear' (frequencies / rope_factor); 'llama3' (Llama 3.1: long wavelengths / rope_factor,
+  # short ones kept, a smooth ramp between, set by rope_low/high_freq_factor and
+  # rope_original_max_len); 'yarn' (Peng et al. 2023: a ramp between interpolation and
+  # extrapolation over rope_beta_fast..rope_beta_slow rotations, and cos/sin scaled by
+  # rope_attention_factor, 0 = 0.1 ln(rope_factor) + 1).
+  rope_scaling: str = "none"
+  rope_factor: float = 1.0
+  rope_original_max_len: int = 0
+  rope_low_freq_factor: float = 1.0
+  rope_high_freq_factor: float = 4.0
+  rope_beta_fast: float = 32.0
+  rope_beta_slow: float = 1.0
+  rope_attention_factor: float = 0.0
   norm: str = "layernorm"
   norm_eps: float = 1e-5
+  # 'pre' (GPT-2, Llama): x + f(Norm(x)) and a final norm; 'post' (BERT): Norm(x + f(x)), a
+  # norm on the embeddings and none at the end.
+  norm_position: str = "pre"
   mlp: str = "gelu"
+  # Biases on every projection and norm (GPT-2, BERT) ...
   use_bias: bool = False
+  # ... or only on these comma-separated projections (of PROJECTIONS; Qwen2: query,key_value).
+  projection_biases: str = ""
+  # Token-type (segment A/B) embeddings added to the input, as BERT; 0 = none.
+  type_vocab_size: int = 0
   tie_embeddings: bool = True
+  # BERT's masked-LM head: a dense layer, the MLP's activation and a norm before the vocabulary
+  # projection (head_transform), and a bias on the vocabulary logits (output_bias).
+  head_transform: bool = False
+  output_bias: bool = False
   dropout: float = 0.0
   # Standard deviation of the normal initializer (GPT-2); residual outputs get std / sqrt(2 L).
   init_std: float = 0.02
@@ -64,6 +94,8 @@ class ModelConfig:
   # which a decoder has read the whole text at).
   num_classes: int = 0
   pooling: str = "cls"
+  # BERT's pooler: a dense layer and tanh on the pooled vector, before the classifier.
+  pooler: bool = False
   # LoRA adapters of rank lora_rank (0 = none) on the comma-separated projections lora_targets
   # (of PROJECTIONS), scaled by lora_alpha / lora_rank, with dropout on their input.
   lora_rank: int = 0
@@ -71,17 +103,23 @@ class ModelConfig:
   lora_dropout: float = 0.0
   lora_targets: str = "query,key_value,out"
 
+  def replace(self, **changes: Any) -> "ModelConfig":
+    return dataclasses.replace(self, **changes)
+
   @property
   def kv_heads(self) -> int:
     return self.num_kv_heads or self.num_heads
 
   @property
   def lora_target_names(self) -> tuple[str, ...]:
-    return tuple(t.strip() for t in self.lora_targets.split(",") if t.strip())
+    return _names(self.lora_targets)
+
+  def has_bias(self, projection: str) -> bool:
+    return self.use_bias or projection in _names(self.projection_biases)
 
   @property
   def head_dim(self) -> int:
-    return self.embed_dim // self.num_heads
+    return self.attention_head_dim or self.embed_dim // self.num_heads
 
   @property
   def hidden_dim(self) -> int:
@@ -102,7 +140,7 @@ class ModelConfig:
       check(
           int(getattr(self, field)) > 0, field,
           f"must be a positive integer, got {getattr(self, field)!r}")
-    check(self.embed_dim % self.num_heads == 0, "num_heads",
+    check(self.attention_head_dim or self.embed_dim % self.num_heads == 0, "num_heads",
           f"{self.num_heads} heads do not divide embed_dim={self.embed_dim}")
     check(self.num_heads % self.kv_heads == 0 and self.kv_heads > 0, "num_kv_heads",
           f"{self.kv_heads} key/value heads do not divide num_heads={self.num_heads}")
@@ -111,16 +149,29 @@ class ModelConfig:
     check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
     for field, allowed in (("norm", NORMS), ("mlp", MLPS), ("positions", POSITIONS),
                            ("attention", ATTENTIONS), ("remat", REMATS), ("dtype", DTYPES),
-                           ("param_dtype", DTYPES), ("pooling", POOLINGS)):
+                           ("param_dtype", DTYPES), ("pooling", POOLINGS),
+                           ("norm_position", NORM_POSITIONS), ("rope_scaling", ROPE_SCALINGS)):
       check(
           getattr(self, field) in allowed, field,
           f"unknown value {getattr(self, field)!r}; choose one of {', '.join(allowed)}")
     check(self.num_classes >= 0, "num_classes", f"must be >= 0, got {self.num_classes}")
     check(self.lora_rank >= 0, "lora_rank", f"must be >= 0, got {self.lora_rank}")
-    unknown = sorted(set(self.lora_target_names) - set(PROJECTIONS))
-    check(not unknown, "lora_targets",
-          f"unknown projection(s) {', '.join(unknown)}; choose from {', '.join(PROJECTIONS)}")
+    for field in ("lora_targets", "projection_biases"):
+      unknown = sorted(set(_names(getattr(self, field))) - set(PROJECTIONS))
+      check(not unknown, field,
+            f"unknown projection(s) {', '.join(unknown)}; choose from {', '.join(PROJECTIONS)}")
+    check(self.rope_factor > 0, "rope_factor", f"must be > 0, got {self.rope_factor}")
+    check(
+        self.rope_scaling not in ("llama3", "yarn") or self.rope_original_max_len > 0,
+        "rope_original_max_len", f"rope_scaling={self.rope_scaling!r} needs the original "
+        "context length (> 0)")
+    check(not self.head_transform or self.mlp != "swiglu", "head_transform",
+          "the masked-LM head transform uses a GELU activation; mlp='swiglu' has none")
     return self
+
+
+def _names(comma_separated: str) -> tuple[str, ...]:
+  return tuple(t.strip() for t in comma_separated.split(",") if t.strip())
 
 
 # Presets as data; `preset_config(name)` turns one into the config.model section of an experiment.

@@ -16,6 +16,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def normal_init(std: float, axes: Sequence[str | None]):
@@ -89,7 +90,7 @@ def projection(cfg,
                         kernel_axes,
                         num_input_axes=num_input_axes,
                         init_std=std,
-                        use_bias=cfg.use_bias,
+                        use_bias=cfg.has_bias(name),
                         dtype=jnp.dtype(cfg.dtype),
                         param_dtype=jnp.dtype(cfg.param_dtype),
                         lora_rank=lora,
@@ -144,12 +145,47 @@ class Embed(nn.Module):
     return jnp.dot(x_NxD.astype(self.dtype), self.embedding.astype(self.dtype).T)
 
 
-def rope_tables(positions_BxT: jax.Array, head_dim: int,
-                theta: float) -> tuple[jax.Array, jax.Array]:
-  """Cosine and sine tables [B, T, 1, Dh/2] of rotary embeddings (Su et al. 2021)."""
-  inv_freq = 1.0 / theta**(jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
+def rope_frequencies(cfg) -> tuple[np.ndarray, float]:
+  """Inverse frequencies [Dh/2] of rotary positions (Su et al. 2021) with the context extension
+  of ModelConfig `cfg` (rope_scaling), and the factor that scales cos and sin (YaRN)."""
+  dim = cfg.head_dim
+  inv_freq = 1.0 / cfg.rope_theta**(np.arange(0, dim, 2, dtype=np.float64) / dim)
+  factor, scaling = cfg.rope_factor, cfg.rope_scaling
+  if scaling == "linear":
+    return (inv_freq / factor).astype(np.float32), 1.0
+  if scaling == "llama3":
+    # Wavelengths above original/low_freq_factor are divided by the factor, those below
+    # original/high_freq_factor kept, and a linear ramp in original/wavelength in between.
+    wavelength = 2 * math.pi / inv_freq
+    smooth = ((cfg.rope_original_max_len / wavelength - cfg.rope_low_freq_factor) /
+              (cfg.rope_high_freq_factor - cfg.rope_low_freq_factor))
+    smooth = np.clip(smooth, 0.0, 1.0)
+    return ((1 - smooth) * inv_freq / factor + smooth * inv_freq).astype(np.float32), 1.0
+  if scaling == "yarn":
+    # Dimensions turning fewer than beta_slow times over the original context interpolate
+    # (frequency / factor), those turning more than beta_fast times extrapolate (kept as is).
+    def dimension(rotations):
+      return (dim * math.log(cfg.rope_original_max_len / (rotations * 2 * math.pi)) /
+              (2 * math.log(cfg.rope_theta)))
+
+    low = max(math.floor(dimension(cfg.rope_beta_fast)), 0)
+    high = min(math.ceil(dimension(cfg.rope_beta_slow)), dim - 1)
+    ramp = np.clip((np.arange(dim // 2) - low) / max(high - low, 1e-3), 0.0, 1.0)
+    inv_freq = inv_freq / factor * ramp + inv_freq * (1 - ramp)
+    attention_factor = cfg.rope_attention_factor or (0.1 * math.log(factor) +
+                                                     1.0 if factor > 1 else 1.0)
+    return inv_freq.astype(np.float32), attention_factor
+  return inv_freq.astype(np.float32), 1.0
+
+
+def rope_tables(positions_BxT: jax.Array, cfg) -> tuple[jax.Array, jax.Array]:
+  """Cosine and sine tables [B, T, 1, Dh/2] of rotary positions for ModelConfig `cfg`."""
+  inv_freq, attention_factor = rope_frequencies(cfg)
   angles_BxTxHalf = positions_BxT.astype(jnp.float32)[..., None] * inv_freq[None, None, :]
-  return jnp.cos(angles_BxTxHalf)[:, :, None, :], jnp.sin(angles_BxTxHalf)[:, :, None, :]
+  cos, sin = jnp.cos(angles_BxTxHalf), jnp.sin(angles_BxTxHalf)
+  if attention_factor != 1.0:
+    cos, sin = cos * attention_factor, sin * attention_factor
+  return cos[:, :, None, :], sin[:, :, None, :]
 
 
 def apply_rope(x_BxTxHxDh: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:

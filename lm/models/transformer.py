@@ -1,9 +1,10 @@
 """The Transformer in Flax Linen: a decoder (GPT-2 / Llama family) or an encoder (BERT family).
 
-Pre-norm residual blocks: x + Attn(Norm(x)), then x + MLP(Norm(x)); a final norm, then either
-an output projection over the vocabulary (tied to the token embedding or separate) or a
-classifier on a pooled vector. Decoder and encoder differ only in the attention mask
-(config.causal).
+Pre-norm residual blocks: x + Attn(Norm(x)), then x + MLP(Norm(x)), and a final norm (GPT-2,
+Llama); or post-norm blocks: Norm(x + Attn(x)), then Norm(x + MLP(x)), after a norm of the
+embeddings (BERT). Then either an output projection over the vocabulary (tied to the token
+embedding or separate) or a classifier on a pooled vector. Decoder and encoder differ only in
+the attention mask (config.causal).
 """
 
 import flax.linen as nn
@@ -50,8 +51,18 @@ class Mlp(nn.Module):
     return layers.projection(cfg, "wo", (F, D), ("mlp", "embed"), residual=True, **flags)(h_NxF)
 
 
+def norm_options(cfg: ModelConfig) -> dict:
+  """The keyword arguments of every layers.Norm of the model."""
+  return dict(kind=cfg.norm,
+              eps=cfg.norm_eps,
+              use_bias=cfg.use_bias,
+              dtype=jnp.dtype(cfg.dtype),
+              param_dtype=jnp.dtype(cfg.param_dtype))
+
+
 class Block(nn.Module):
-  """x + Attn(Norm(x)), then x + MLP(Norm(x)). Returns (x, None) when `scanned` (nn.scan)."""
+  """x + Attn(Norm(x)), then x + MLP(Norm(x)); post-norm: Norm(x + Attn(x)), then
+  Norm(x + MLP(x)). Returns (x, None) when `scanned` (nn.scan)."""
   config: ModelConfig
   decode: bool = False
   deterministic: bool = True
@@ -60,23 +71,21 @@ class Block(nn.Module):
   @nn.compact
   def __call__(self, x_NxD, positions_BxT, rope=None, segment_ids_BxT=None):
     cfg = self.config
-    norm = dict(kind=cfg.norm,
-                eps=cfg.norm_eps,
-                use_bias=cfg.use_bias,
-                dtype=jnp.dtype(cfg.dtype),
-                param_dtype=jnp.dtype(cfg.param_dtype))
     dropout = nn.Dropout(cfg.dropout, deterministic=self.deterministic)
+    attention = SelfAttention(cfg, self.deterministic, name="attn")
+    mlp = Mlp(cfg, self.deterministic, name="mlp")
+    attn_norm = layers.Norm(name="attn_norm", **norm_options(cfg))
+    mlp_norm = layers.Norm(name="mlp_norm", **norm_options(cfg))
     x_NxD = nn.with_logical_constraint(x_NxD, EMBED)
-    h_NxD = layers.Norm(name="attn_norm", **norm)(x_NxD)
-    h_NxD = SelfAttention(cfg, self.deterministic, name="attn")(h_NxD,
-                                                                positions_BxT,
-                                                                rope,
-                                                                segment_ids_BxT,
-                                                                decode=self.decode)
-    x_NxD = x_NxD + dropout(h_NxD)
-    h_NxD = layers.Norm(name="mlp_norm", **norm)(x_NxD)
-    h_NxD = Mlp(cfg, self.deterministic, name="mlp")(h_NxD)
-    x_NxD = nn.with_logical_constraint(x_NxD + dropout(h_NxD), EMBED)
+    if cfg.norm_position == "post":
+      h_NxD = attention(x_NxD, positions_BxT, rope, segment_ids_BxT, decode=self.decode)
+      x_NxD = attn_norm(x_NxD + dropout(h_NxD))
+      x_NxD = mlp_norm(x_NxD + dropout(mlp(x_NxD)))
+    else:
+      h_NxD = attention(attn_norm(x_NxD), positions_BxT, rope, segment_ids_BxT, decode=self.decode)
+      x_NxD = x_NxD + dropout(h_NxD)
+      x_NxD = x_NxD + dropout(mlp(mlp_norm(x_NxD)))
+    x_NxD = nn.with_logical_constraint(x_NxD, EMBED)
     return (x_NxD, None) if self.scanned else x_NxD
 
 
@@ -88,6 +97,8 @@ class Transformer(nn.Module):
   (masked LM predicts ~15% of the tokens; the output layer is a large share of the FLOPs).
   `segment_ids` [B, T] mark packed sequences: a token attends only within its own segment.
   Padding has segment id 0: the classifier pools only over tokens with nonzero ids.
+  `token_types` [B, T] index the token-type embeddings (config.type_vocab_size; default 0).
+  `return_hidden` returns the final hidden states [B, T, D] instead of the head's output.
   """
   config: ModelConfig
 
@@ -97,9 +108,11 @@ class Transformer(nn.Module):
                positions_BxT: jax.Array | None = None,
                segment_ids_BxT: jax.Array | None = None,
                output_positions_BxM: jax.Array | None = None,
+               token_types_BxT: jax.Array | None = None,
                *,
                decode: bool = False,
-               deterministic: bool = True) -> jax.Array:
+               deterministic: bool = True,
+               return_hidden: bool = False) -> jax.Array:
     cfg = self.config
     dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
     B, T = tokens_BxT.shape
@@ -124,13 +137,26 @@ class Transformer(nn.Module):
                                     name="position_embed")
       x_BxTxD = x_NxD.reshape(B, T, -1) + position_embed(positions_bxT)
       x_NxD = x_BxTxD.reshape(B * T, -1)
+    if cfg.type_vocab_size:
+      type_embed = layers.Embed(cfg.type_vocab_size,
+                                cfg.embed_dim,
+                                axes=(None, "embed"),
+                                init_std=cfg.init_std,
+                                dtype=dtype,
+                                param_dtype=param_dtype,
+                                name="type_embed")
+      types_BxT = (jnp.zeros((B, T), jnp.int32) if token_types_BxT is None else token_types_BxT)
+      x_NxD = x_NxD + type_embed(types_BxT.reshape(B * T))
+    if cfg.norm_position == "post":
+      x_NxD = layers.Norm(name="embed_norm", **norm_options(cfg))(x_NxD)
     # Rotary tables once for all layers, not per layer.
-    rope = layers.rope_tables(positions_bxT, cfg.head_dim,
-                              cfg.rope_theta) if cfg.positions == "rope" else None
+    rope = layers.rope_tables(positions_bxT, cfg) if cfg.positions == "rope" else None
     x_NxD = nn.Dropout(cfg.dropout)(x_NxD, deterministic=deterministic)
     x_NxD = self._blocks(x_NxD, positions_BxT, rope, segment_ids_BxT, decode, deterministic)
-    x_NxD = layers.Norm(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, param_dtype,
-                        name="final_norm")(x_NxD)
+    if cfg.norm_position == "pre":
+      x_NxD = layers.Norm(name="final_norm", **norm_options(cfg))(x_NxD)
+    if return_hidden:
+      return x_NxD.reshape(B, T, -1)
     if output_positions_BxM is not None:  # Logits only where predicted (masked LM): [B, M, V].
       x_BxTxD = x_NxD.reshape(B, T, -1)
       x_BxMxD = jnp.take_along_axis(x_BxTxD, output_positions_BxM[:, :, None], axis=1)
@@ -138,14 +164,14 @@ class Transformer(nn.Module):
       x_NxD = x_BxMxD.reshape(B * T, -1)
     if cfg.num_classes:
       pooled_BxD = pool(x_NxD.reshape(B, T, -1), segment_ids_BxT, cfg.pooling)
+      if cfg.pooler:
+        pooled_BxD = jnp.tanh(self._dense(cfg.embed_dim, "pooler")(pooled_BxD))
       pooled_BxD = nn.Dropout(cfg.dropout)(pooled_BxD, deterministic=deterministic)
-      return nn.Dense(cfg.num_classes,
-                      dtype=dtype,
-                      param_dtype=param_dtype,
-                      kernel_init=nn.with_logical_partitioning(nn.initializers.normal(cfg.init_std),
-                                                               ("embed", None)),
-                      bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (None,)),
-                      name="classifier")(pooled_BxD)
+      return self._dense(cfg.num_classes, "classifier")(pooled_BxD)
+    if cfg.head_transform:
+      x_NxD = self._dense(cfg.embed_dim, "head_transform")(x_NxD)
+      x_NxD = nn.gelu(x_NxD, approximate=cfg.mlp == "gelu")
+      x_NxD = layers.Norm(name="head_norm", **norm_options(cfg))(x_NxD)
     if cfg.tie_embeddings:
       logits_NxV = token_embed.attend(x_NxD)
     else:
@@ -154,8 +180,24 @@ class Transformer(nn.Module):
                                          dtype=dtype,
                                          param_dtype=param_dtype,
                                          name="lm_head")(x_NxD)
+    if cfg.output_bias:
+      bias_V = self.param("output_bias",
+                          nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
+                          (cfg.vocab_size,), param_dtype)
+      logits_NxV = logits_NxV + bias_V.astype(logits_NxV.dtype)[None, :]
     logits_NxV = nn.with_logical_constraint(logits_NxV, ("act_batch", "act_vocab"))
     return logits_NxV.reshape(B, T, -1)
+
+  def _dense(self, features: int, name: str) -> nn.Dense:
+    """A dense layer of the head (classifier, pooler, masked-LM transform) on [N, D] inputs."""
+    cfg = self.config
+    return nn.Dense(features,
+                    dtype=jnp.dtype(cfg.dtype),
+                    param_dtype=jnp.dtype(cfg.param_dtype),
+                    kernel_init=nn.with_logical_partitioning(nn.initializers.normal(cfg.init_std),
+                                                             ("embed", None)),
+                    bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (None,)),
+                    name=name)
 
   def _blocks(self, x_NxD, positions_BxT, rope, segment_ids_BxT, decode, deterministic):
     """The layer stack: L blocks `block_{i}`, or one block scanned over stacked `blocks`."""
@@ -216,3 +258,11 @@ def unstack_layers(params: dict, num_layers: int) -> dict:
   for i in range(num_layers):
     rest[f"block_{i}"] = jax.tree.map(lambda x, i=i: x[i], params["blocks"])
   return rest
+
+
+def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+  """{'/'-joined parameter path: shape} of a model `cfg`, computed without allocating it."""
+  tokens_1x1 = jnp.zeros((1, 1), jnp.int32)
+  abstract = jax.eval_shape(lambda: Transformer(cfg).init(jax.random.key(0), tokens_1x1))
+  leaves = jax.tree_util.tree_leaves_with_path(nn.meta.unbox(abstract["params"]))
+  return {"/".join(str(k.key) for k in path): tuple(leaf.shape) for path, leaf in leaves}

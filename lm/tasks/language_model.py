@@ -6,7 +6,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from lm.data import batches, masking, pipeline, tokenizer_base
+from lm.data import batches, masking, pipeline
 from lm.models.config import model_config_from
 from lm.tasks import base
 from lm.training import steps
@@ -49,7 +49,8 @@ class LanguageModelTask(base.Task):
                                    batch_size=batch_size,
                                    seq_len=self.seq_len,
                                    max_batches=max_batches or None,
-                                   rows=rows)
+                                   rows=rows,
+                                   pad_id=self.tokenizer.special_ids.pad)
     if self.masked:
       windows = (self.mask.windows(batch["inputs"], _EVAL_MASK_SEED, index, rows)
                  for index, batch in enumerate(windows))
@@ -107,13 +108,17 @@ class Masker:
   def __init__(self, mlm_cfg: Any, tokenizer, seq_len: int):
     # Predictions per row: the mask budget, plus room for whole words that overshoot it.
     self.max_predictions = min(seq_len, math.ceil(mlm_cfg.mask_rate * seq_len) + 8)
+    special_V = tokenizer.special_mask()
     self._options = dict(
         vocab_size=tokenizer.vocab_size,
+        special_V=special_V,
+        mask_id=tokenizer.special_ids.mask,
         mask_rate=mlm_cfg.mask_rate,
         mask_token_fraction=mlm_cfg.mask_token_fraction,
         random_token_fraction=mlm_cfg.random_token_fraction,
         word_starts_V=(masking.require_word_starts(tokenizer) if mlm_cfg.whole_word else None))
-    self.windows(np.full((1, 2), tokenizer_base.NUM_SPECIAL, np.int32), 0, 0, np.arange(1))
+    # Checks the options now: one window of the first non-special id.
+    self.windows(np.full((1, 2), np.argmin(special_V), np.int32), 0, 0, np.arange(1))
 
   def windows(self, tokens_BxT: np.ndarray, seed: int, step: int,
               rows: np.ndarray) -> dict[str, np.ndarray]:

@@ -36,8 +36,8 @@ class SftTask(base.Task):
     return steps.lm_loss(logits, batch)
 
   def train_batches(self, rows: np.ndarray) -> base.Batches:
-    make = lambda indices, weights, lengths: buckets.sft_batch(self.train, indices, weights, lengths
-                                                              )
+    make = lambda indices, weights, lengths: buckets.sft_batch(
+        self.train, indices, weights, lengths, pad_id=self.tokenizer.special_ids.pad)
     return supervised.BucketedTrainBatches(_input_lengths(self.train),
                                            batch_size=self.config.train.batch_size,
                                            seed=self.config.seed,
@@ -53,7 +53,8 @@ class SftTask(base.Task):
     def local_batches():
       for indices, weights in buckets.eval_order(lengths, batch_size)[:max_batches or None]:
         length = buckets.bucket_length(int(lengths[indices].max()), self.buckets)
-        yield buckets.sft_batch(self.valid, indices[rows], weights[rows], (length,))
+        yield buckets.sft_batch(self.valid, indices[rows], weights[rows], (length,),
+                                pad_id=self.tokenizer.special_ids.pad)
 
     return base.language_model_metrics(layout, params, local_batches(), batch_size,
                                        self.token_bytes_V)

@@ -1,6 +1,7 @@
 """Initializing a run from a pretraining workdir (config.init_from): the backbone's parameters,
 checked against the new model's architecture."""
 
+import copy
 from typing import Any
 
 import flax.linen as nn
@@ -12,10 +13,33 @@ from lm.models import transformer
 from lm.training import checkpoints
 
 # config.model keys that may differ from the pretraining run: they change how the same
-# parameters are used (regularization, kernels, memory, numerics), not their shapes or meaning.
-_FREE_KEYS = ("dropout", "attention", "remat", "scan_layers", "dtype", "param_dtype")
-# Parameters the task creates itself; a pretraining run's unused LM head is dropped.
-_NEW_PARAMS = ("classifier", "lora_a", "lora_b")
+# parameters are used (regularization, kernels, memory, numerics), not their shapes or meaning;
+# and whether a classifier has BERT's pooler (a head, like the classifier itself).
+_FREE_KEYS = ("dropout", "attention", "remat", "scan_layers", "dtype", "param_dtype", "pooler")
+# Parameters the task creates itself, fresh where the checkpoint lacks them (a bare BertModel has
+# no masked-LM head); a pretraining run's unused LM head is dropped.
+_NEW_PARAMS = ("classifier", "lora_a", "lora_b", "pooler", "head_transform", "head_norm",
+               "output_bias")
+
+
+def adopt_architecture(config: Any) -> Any:
+  """`config` with config.model's architecture keys from config.init_from's saved config when
+  config.init_architecture is 'adopt' (the free keys stay); else `config` itself."""
+  mode = config.get("init_architecture", "check")
+  if mode not in ("check", "adopt"):
+    raise UserError(f"config.init_architecture={mode!r}: use 'check' or 'adopt'")
+  if mode == "check" or not config.init_from:
+    return config
+  saved = checkpoints.load_config(config.init_from)
+  if not saved or "model" not in saved:
+    raise UserError(f"config.init_from={config.init_from}: no config.json with a model section "
+                    f"to adopt the architecture from")
+  config = copy.deepcopy(config)
+  with config.unlocked():
+    for key, value in saved["model"].items():
+      if key not in _FREE_KEYS:
+        config.model[key] = value
+  return config
 
 
 def pretrained_params(config: Any, fresh_params: Any) -> Any:

@@ -16,7 +16,8 @@ import optax
 from lm.errors import UserError
 
 METHODS = ("full", "linear_probe", "lora")
-EMBEDDINGS = ("token_embed", "position_embed")
+# The embedding layer: tables, and BERT's token types and norm of their sum.
+EMBEDDINGS = ("token_embed", "position_embed", "type_embed", "embed_norm")
 HEAD = "classifier"  # The task head: the only module a linear probe trains.
 LORA_LEAVES = ("lora_a", "lora_b")
 SCANNED = "blocks"

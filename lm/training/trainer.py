@@ -32,6 +32,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   optimizer state, data stream and best-checkpoint record), so an interrupted run ends exactly
   as an uninterrupted one.
   """
+  config = init_from.adopt_architecture(config)
   config_dict = config.to_dict()
   _prepare_workdir(workdir, config_dict)
   train_cfg = config.train

@@ -1,0 +1,98 @@
+"""What a model family (GPT-2, BERT, Llama) tells the converter, and the lookup by name."""
+
+import abc
+from typing import Any
+
+from lm.convert.tensor_map import Rule
+from lm.errors import UserError
+from lm.models.config import ModelConfig
+
+
+class Family(abc.ABC):
+  """One Hugging Face architecture family <-> this project's Transformer."""
+
+  # Hugging Face `model_type` values this family reads.
+  model_types: tuple[str, ...] = ()
+  # Prefix of the base model's tensors inside a model with a head (GPT2LMHeadModel:
+  # 'transformer.'); import also accepts the bare base model's names without it.
+  base_prefix: str = ""
+  # Tensor name prefixes of the heads, which sit outside the base model.
+  head_prefixes: tuple[str, ...] = ()
+  # Tensors that are buffers, not weights (causal masks, position ids): ignored on import.
+  ignored_suffixes: tuple[str, ...] = ()
+
+  @abc.abstractmethod
+  def model_fields(self, hf: dict[str, Any], tensor_names: set[str],
+                   source: str) -> dict[str, Any]:
+    """config.model fields (and `vocab_size`) from a Hugging Face config.json; UserError naming
+    `source` and the key for what this project cannot represent exactly."""
+
+  @abc.abstractmethod
+  def rules(self, cfg: ModelConfig, param_paths: set[str]) -> list[Rule]:
+    """The tensor rules of a model `cfg` whose parameters are `param_paths`."""
+
+  @abc.abstractmethod
+  def export_problem(self, cfg: ModelConfig) -> str | None:
+    """Why `cfg` cannot be written as this family (None: it can, after adding zero biases)."""
+
+  @abc.abstractmethod
+  def hf_config(self, cfg: ModelConfig, special_ids: dict[str, int | None]) -> dict[str, Any]:
+    """The Hugging Face config.json of `cfg` (`architectures` names the head class)."""
+
+  def exported_as(self, cfg: ModelConfig) -> ModelConfig:
+    """The config that is written: `cfg` with whatever the family always has (e.g. biases)."""
+    return cfg
+
+  def hf_name(self, name: str, cfg: ModelConfig) -> str:
+    """Tensor name in an exported file: base tensors get `base_prefix` when there is a head."""
+    del cfg
+    return name if name.startswith(self.head_prefixes) else self.base_prefix + name
+
+
+def check(ok: bool, source: str, key: str, message: str) -> None:
+  """Raises UserError "SOURCE/config.json: KEY: MESSAGE" unless `ok`."""
+  if not ok:
+    raise UserError(f"{source}/config.json: {key}: {message}")
+
+
+def mismatch(cfg: ModelConfig,
+             family: str,
+             wanted: dict[str, Any],
+             grouped_query: bool = False) -> str | None:
+  """The first config.model field of `cfg` outside `wanted` (field -> value or tuple of values),
+  as an export problem; grouped-query attention too unless the family has it."""
+  for key, allowed in wanted.items():
+    allowed = allowed if isinstance(allowed, tuple) else (allowed,)
+    if getattr(cfg, key) not in allowed:
+      return (f"config.model.{key}={getattr(cfg, key)!r} ({family} has "
+              f"{' or '.join(map(repr, allowed))})")
+  if not grouped_query and cfg.kv_heads != cfg.num_heads:
+    return f"grouped-query attention ({family} has as many key/value heads as query heads)"
+  return None
+
+
+def families() -> list[Family]:
+  from lm.convert import bert, gpt2, llama  # pylint: disable=g-import-not-at-top
+  return [gpt2.GPT2(), bert.Bert(), llama.Llama()]
+
+
+def family_for_hf(hf: dict[str, Any], source: str) -> Family:
+  """The family that reads config.json's `model_type`."""
+  model_type = hf.get("model_type")
+  for family in families():
+    if model_type in family.model_types:
+      return family
+  supported = sorted(t for f in families() for t in f.model_types)
+  raise UserError(f"{source}/config.json: model_type {model_type!r} is not supported; this "
+                  f"converter reads {', '.join(supported)}")
+
+
+def family_for_model(cfg: ModelConfig, workdir: str) -> Family:
+  """The first family that can hold `cfg` exactly."""
+  problems = []
+  for family in families():
+    problem = family.export_problem(cfg)
+    if problem is None:
+      return family
+    problems.append(f"{family.model_types[0]}: {problem}")
+  raise UserError(f"{workdir}: this model has no Hugging Face equivalent ({'; '.join(problems)})")
