@@ -118,7 +118,8 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c.data.lowercase = False
   # What one document is in a plain-text file: 'file', 'line' or 'paragraph' (blank-line separated).
   c.data.txt_unit = "file"
-  # Undecodable UTF-8 bytes: 'strict' (an error naming file and line) or 'replace' (U+FFFD).
+  # Undecodable UTF-8 bytes (and unpaired surrogate escapes such as "\ud800" in JSONL strings):
+  # 'strict' (an error naming file and line) or 'replace' (U+FFFD).
   c.data.encoding_errors = "strict"
   # Tokenizer: 'char' (code points seen in training), 'byte' (UTF-8 bytes) or 'sentencepiece'.
   c.data.tokenizer = "char"
@@ -177,6 +178,17 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c.train.best_metric = ""
   # Stop after this many evaluations without a new best (0 = never stop early).
   c.train.early_stopping_patience = 0
+  # A step whose loss or gradients are NaN or infinite (lm/training/nonfinite.py): 'stop'
+  # (an error naming the step and the parameter groups; the last good checkpoint stays the
+  # latest), 'skip' (the update is dropped, the step counted in train/skipped_steps) or
+  # 'rollback' (back to the last good checkpoint, or the initial state before the first one,
+  # with the learning rate multiplied by rollback_lr_factor; after max_rollbacks, 'stop').
+  c.train.on_nonfinite = "stop"
+  c.train.rollback_lr_factor = 0.5
+  c.train.max_rollbacks = 3
+  # Testing hook (fault injection): makes the gradients of this step NaN, the first time the
+  # run reaches it. -1 = off (not even compiled in).
+  c.train.debug_nonfinite_step = -1
   # Peak FLOP/s of one device for MFU; 0 looks it up (GPU/TPU data sheets) or, on CPU, uses
   # the measured per-core matmul peak times all cores (lm/training/flops.py).
   c.train.peak_flops = 0.0
@@ -218,8 +230,9 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
 # a whole section.
 RESUMABLE_CHANGES = ("train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
                      "train.log_every", "train.sample_prompt", "train.sample_tokens",
-                     "train.peak_flops", "model.attention", "model.remat",
-                     "mesh.", "distributed.")
+                     "train.peak_flops", "train.on_nonfinite", "train.rollback_lr_factor",
+                     "train.max_rollbacks", "train.debug_nonfinite_step", "model.attention",
+                     "model.remat", "mesh.", "distributed.")
 
 
 def resumable_change(key: str) -> bool:

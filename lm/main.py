@@ -4,7 +4,8 @@
 
 The config file's get_config(arg) builds the experiment's ml-collections ConfigDict; it is
 locked, so a mistyped --config.KEY is an error. Running the same command on the same workdir
-resumes from its latest checkpoint.
+resumes from its latest checkpoint. SIGTERM or Ctrl-C saves a checkpoint at the current step
+and exits with status 128 + the signal (143 or 130); a user mistake exits with status 2.
 """
 
 from lm import runtime
@@ -12,10 +13,12 @@ from lm import runtime
 runtime.use_one_cpu_device_per_core()  # Before JAX is imported.
 
 import re  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import sys  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
+from lm import config_file  # pylint: disable=g-import-not-at-top
 from lm.cli import fail  # pylint: disable=g-import-not-at-top
 from lm.errors import UserError  # pylint: disable=g-import-not-at-top
 
@@ -23,6 +26,7 @@ _CONFIG = config_flags.DEFINE_config_file("config",
                                           None,
                                           "Experiment config file[:ARGS].",
                                           lock_config=True)
+flags.FLAGS["config"].parser = config_file.ConfigFileParser()  # Clear load errors.
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Run directory: config, tokenizer, checkpoints, logs.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -31,22 +35,15 @@ flags.mark_flags_as_required(["config", "workdir"])
 def parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing, with config-file and --config.KEY mistakes reported as one line."""
   try:
-    rest = flags.FLAGS(argv)
-    _CONFIG.value.to_dict()  # A config file that failed to load raises on first use.
-    return rest
+    return flags.FLAGS(argv)
   except UserError as e:
     fail(str(e))
   except (AttributeError, KeyError) as e:
     overrides = " ".join(a for a in argv[1:] if a.startswith("--config."))
     detail = re.sub(r"(\\n|[\\'\"\s])+", " ", str(e.args[0] if e.args else e)).strip()
     fail(f"unknown config key in {overrides}: {detail}")
-  except SyntaxError as e:
-    fail(f"{e.filename}, line {e.lineno}: {e.msg} (in the config file)")
-  except OSError as e:
-    config_arg = next((a for a in argv[1:] if a.startswith("--config=")), "--config")
-    fail(f"{config_arg}: cannot load the config file ({str(e).strip().splitlines()[-1].strip()})")
   except (flags.Error, TypeError, ValueError) as e:
-    fail(str(e).splitlines()[0] if str(e) else repr(e))
+    fail(config_file.override_error(str(e) or repr(e), _CONFIG.value))
   return []
 
 
@@ -54,12 +51,17 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     fail(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.WARNING)
-  from lm.training import trainer  # pylint: disable=g-import-not-at-top
+  from lm import config_checks  # pylint: disable=g-import-not-at-top
+  from lm.training import preemption, trainer  # pylint: disable=g-import-not-at-top
   try:
+    config_checks.validate_config(_CONFIG.value)  # Before initialize_distributed reads it.
     runtime.initialize_distributed(_CONFIG.value.distributed)
     metrics = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except UserError as e:
     fail(str(e))
+  except preemption.Preempted as e:  # Checkpoint saved: 128 + signal, as if killed by it.
+    print(f"Stopped: {e}", file=sys.stderr)
+    sys.exit(128 + e.signum)
   summary = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())
                       if k.startswith(("eval/", "best/")) and k.count("/") == 1)
   print(f"Done: {summary}")

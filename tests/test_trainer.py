@@ -167,7 +167,7 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_good_checkpoints(tmp
   # An absurd learning rate without clipping makes the parameters overflow within a few steps.
   config = smoke_config(steps=8, learning_rate=1e30, grad_clip=0.0, checkpoint_every=1)
   workdir = tmp_path / "run"
-  with pytest.raises(trainer.TrainingDiverged, match=r"by step \d+"):
+  with pytest.raises(trainer.TrainingDiverged, match=r"at step \d+"):
     trainer.train_and_evaluate(config, str(workdir))
   saved = sorted(int(s) for s in os.listdir(workdir / "checkpoints") if s.isdigit())
   assert saved and saved[-1] < 8  # Nothing was saved at or after the divergence.

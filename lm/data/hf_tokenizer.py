@@ -301,7 +301,7 @@ def _read_config(src_dir: str) -> dict[str, Any]:
     try:
       with open(path, encoding="utf-8") as f:
         values = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # ValueError: JSON and Unicode errors.
       raise UserError(f"{path}: corrupt JSON ({e})") from None
     if not isinstance(values, dict):
       raise UserError(f"{path}: expected a JSON object")
@@ -326,7 +326,7 @@ def _read_settings(directory: str) -> tuple[SpecialIds, int]:
   try:
     settings = json.loads(tokenizer_base.read_payload(directory, SETTINGS_FILE))
     return SpecialIds(**settings["special_ids"]), int(settings["vocab_size"])
-  except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+  except (KeyError, TypeError, ValueError, RecursionError) as e:
     raise UserError(f"{path}: corrupt tokenizer settings ({e!r})") from None
 
 

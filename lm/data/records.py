@@ -308,16 +308,12 @@ class _Reader:
       if not line.strip():
         continue
       where = f"{path}: line {line_number}"
-      try:
-        obj = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise UserError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-      if not isinstance(obj, dict):
-        raise UserError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+      obj = sources.parse_json_line(line, where)
       values = {}
       for role, field in self._present((k for k, v in obj.items() if v is not None), where,
                                        "key").items():
-        values[role] = directory if field == DIR_FIELD else _json_string(obj[field], field, where)
+        values[role] = directory if field == DIR_FIELD else sources.check_text(
+            _json_string(obj[field], field, where), self.encoding_errors, where=where)
       self._check_blank(values, where)
       records.append(Record(values, where))
     return records
@@ -325,6 +321,7 @@ class _Reader:
   def _table(self, text: str, path: str, directory: str, delimiter: str) -> list[Record]:
     reader = sources.table_reader(text, delimiter)
     records = []
+    line_number = 1  # Where the row being read starts.
     try:
       header = next(reader, None)
       if header is None:
@@ -344,8 +341,7 @@ class _Reader:
         self._check_blank(values, where)
         records.append(Record(values, where))
     except csv.Error as e:
-      raise UserError(
-          f"{path}: line {reader.line_num}: malformed {delimiter!r}-separated row ({e})") from None
+      raise sources.table_error(e, path, line_number, delimiter) from None
     return records
 
   # --- Tar archives -----------------------------------------------------------------------------
@@ -354,6 +350,7 @@ class _Reader:
     dir_roles = self._whole_text_roles(f"{path}:{member_glob}",
                                        "an archive member is read as one text")
     texts, examples = [], []
+    last = None  # The last member read whole, to say where a broken archive breaks.
     try:
       with tarfile.open(path, "r:*") as tar:
         for member in tar:
@@ -363,10 +360,17 @@ class _Reader:
             examples.append(member.name)
           if fnmatch.fnmatchcase(member.name, member_glob):
             texts.append((member.name, tar.extractfile(member).read()))
+          last = member.name
     except FileNotFoundError:
       raise UserError(f"{path}: file not found") from None
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-      raise UserError(f"{path}: not a valid tar archive ({e})") from None
+      if last is None and "could not be opened" in str(e):
+        reason = "not a valid tar archive (plain, .gz, .bz2 or .xz)"
+      else:
+        after = f" after member '{last}'" if last else ""
+        detail = " ".join(str(e).split())
+        reason = f"not a valid tar archive: truncated or corrupt{after} ({detail})"
+      raise UserError(f"{path}: {reason}") from None
     if not texts:
       names = ", ".join(examples) or "none"
       raise UserError(

@@ -9,6 +9,7 @@ as a space, as in every SentencePiece model.
 """
 
 import io
+import os
 import re
 from typing import Iterable, Iterator
 
@@ -33,10 +34,15 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
 
   name = "sentencepiece"
 
-  def __init__(self, model_proto: bytes):
+  def __init__(self, model_proto: bytes, *, where: str = MODEL_FILE):
     self._model_proto = bytes(model_proto)
-    self._processor = spm.SentencePieceProcessor(model_proto=self._model_proto)
+    try:
+      self._processor = spm.SentencePieceProcessor(model_proto=self._model_proto)
+    except Exception as e:  # pylint: disable=broad-except  # RuntimeError or protobuf errors.
+      raise UserError(f"{where}: corrupt SentencePiece model ({e})") from None
     p = self._processor
+    if not p.get_piece_size():  # An empty proto loads as a model without pieces.
+      raise UserError(f"{where}: corrupt SentencePiece model (no pieces)")
     # Pieces that stand for no text (in models trained here exactly the ids 0..6).
     self._special_V = np.array(
         [p.is_control(i) or p.is_unknown(i) or p.is_unused(i) for i in range(p.get_piece_size())],
@@ -174,7 +180,8 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
 
   @classmethod
   def load(cls, directory: str) -> "SentencePieceTokenizer":
-    return cls(tokenizer_base.read_payload(directory, MODEL_FILE))
+    return cls(tokenizer_base.read_payload(directory, MODEL_FILE),
+               where=os.path.join(directory, MODEL_FILE))
 
 
 def _training_sentences(texts: Iterable[str], max_sentence_length: int, input_sentence_size: int,

@@ -23,6 +23,13 @@ ENCODING_ERRORS = ("strict", "replace")
 _JSONL_EXTENSIONS = (".jsonl", ".ndjson")
 _TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t"}
 _UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+# A JSON escape such as "\ud800" that is half of a UTF-16 pair: no character, not encodable.
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+# The longest JSONL line or CSV/TSV field accepted, in characters. In these formats a record
+# this long is nearly always a broken file (a missing newline, an unclosed quote), not data.
+# Plain text files and archive members have no limit.
+MAX_RECORD_CHARS = 1 << 24
 _GLOB_CHARS = frozenset("*?[")
 # An archive entry of a source: PATH.tar[.gz|...] and, after a colon, a glob of its members.
 ARCHIVE_RE = re.compile(r"^(.*?\.(?:tar|tar\.gz|tgz|tar\.bz2|tbz2|tar\.xz|txz))(?::(.*))?$",
@@ -142,7 +149,7 @@ def read_file(path: str,
   text = decode_utf8(data, encoding_errors, where=path)
   extension = _inner_extension(path)
   if extension in _JSONL_EXTENSIONS:
-    documents = _parse_jsonl(text, path, text_field)
+    documents = _parse_jsonl(text, path, text_field, encoding_errors)
   elif extension in _TABLE_DELIMITERS:
     documents = _parse_table(text, path, text_field, _TABLE_DELIMITERS[extension])
   else:
@@ -160,9 +167,41 @@ def decode_utf8(data: bytes, encoding_errors: str, *, where: str) -> str:
   except UnicodeDecodeError as e:
     position = offset + e.start
     line = data.count(b"\n", 0, position) + 1
-    raise UserError(
-        f"{where}: line {line}: invalid UTF-8 byte 0x{data[position]:02x} at byte offset"
-        f" {position}; fix the file or set config.data.encoding_errors='replace'") from None
+    hint = ("it starts with a UTF-16 byte-order mark: save it as UTF-8"
+            if data.startswith(_UTF16_BOMS) else
+            "fix the file or set config.data.encoding_errors='replace'")
+    raise UserError(f"{where}: line {line}: invalid UTF-8 byte 0x{data[position]:02x} at byte "
+                    f"offset {position}; {hint}") from None
+
+
+def check_text(text: str, encoding_errors: str, *, where: str) -> str:
+  """`text` from a JSON string, whose escapes may hold unpaired surrogates (no characters):
+  an error naming `where`, or each replaced by U+FFFD with encoding_errors='replace'."""
+  match = _SURROGATE_RE.search(text)
+  if match is None:
+    return text
+  if encoding_errors == "replace":
+    return _SURROGATE_RE.sub("\ufffd", text)
+  raise UserError(f"{where}: unpaired surrogate \\u{ord(match.group()):04x} (not a character); "
+                  f"fix the file or set config.data.encoding_errors='replace'")
+
+
+def parse_json_line(line: str, where: str) -> dict:
+  """One JSONL line as a JSON object; every problem a UserError naming `where`."""
+  if len(line) > MAX_RECORD_CHARS:
+    raise UserError(f"{where}: {len(line):,} characters on one line, more than the"
+                    f" {MAX_RECORD_CHARS:,} of a record; is a newline missing?")
+  try:
+    record = json.loads(line)
+  except json.JSONDecodeError as e:
+    raise UserError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+  except RecursionError:
+    raise UserError(f"{where}: not valid JSON here (nested too deeply)") from None
+  except ValueError as e:  # E.g. an integer of more than 4300 digits.
+    raise UserError(f"{where}: not valid JSON here ({str(e).split(';')[0]})") from None
+  if not isinstance(record, dict):
+    raise UserError(f"{where}: expected a JSON object, got {type(record).__name__}")
+  return record
 
 
 def split_text(text: str, txt_unit: str) -> list[str]:
@@ -241,19 +280,12 @@ def _inner_extension(path: str) -> str:
   return os.path.splitext(name)[1]
 
 
-def _parse_jsonl(text: str, path: str, text_field: str) -> list[str]:
+def _parse_jsonl(text: str, path: str, text_field: str, encoding_errors: str) -> list[str]:
   documents = []
   for line_number, line in enumerate(text.split("\n"), start=1):
     if not line.strip():
       continue
-    try:
-      record = json.loads(line)
-    except json.JSONDecodeError as e:
-      raise UserError(
-          f"{path}: line {line_number}: not valid JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(record, dict):
-      raise UserError(
-          f"{path}: line {line_number}: expected a JSON object, got {type(record).__name__}")
+    record = parse_json_line(line, f"{path}: line {line_number}")
     if text_field not in record:
       fields = ", ".join(map(repr, record)) or "none"
       raise UserError(f"{path}: line {line_number}: no field {text_field!r} (fields: {fields});"
@@ -263,7 +295,7 @@ def _parse_jsonl(text: str, path: str, text_field: str) -> list[str]:
       raise UserError(f"{path}: line {line_number}: field {text_field!r} is {type(value).__name__},"
                       " not a string")
     if value.strip():
-      documents.append(value)
+      documents.append(check_text(value, encoding_errors, where=f"{path}: line {line_number}"))
   return documents
 
 
@@ -272,13 +304,26 @@ def table_reader(text: str, delimiter: str):
   # TSV files such as GLUE's are unquoted and may hold bare `"` characters inside the text.
   quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
   # Long documents (whole articles in one cell) exceed csv's default 128 KiB field limit.
-  csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
-  return csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+  csv.field_size_limit(MAX_RECORD_CHARS)
+  # strict: a quoted field never closed is an error, not the rest of the file in one cell.
+  return csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting,
+                    strict=True)
+
+
+def table_error(error: csv.Error, path: str, line: int, delimiter: str) -> UserError:
+  """A csv module error in the row that starts at `line`, as a UserError."""
+  reason = str(error)
+  if "field larger than field limit" in reason:
+    reason = f"a field longer than {MAX_RECORD_CHARS:,} characters; is a quote never closed?"
+  elif "unexpected end of data" in reason:
+    reason = "a quoted field opened in this row is never closed"
+  return UserError(f"{path}: line {line}: malformed {delimiter!r}-separated row ({reason})")
 
 
 def _parse_table(text: str, path: str, text_field: str, delimiter: str) -> list[str]:
   reader = table_reader(text, delimiter)
   documents = []
+  line = 1  # Where the row being read starts.
   try:
     header = next(reader, None)
     if header is None:
@@ -289,15 +334,14 @@ def _parse_table(text: str, path: str, text_field: str, delimiter: str) -> list[
           f"{path}: line 1: no column {text_field!r} in the header (columns: {columns});"
           " set config.data.text_field")
     column = header.index(text_field)
+    line = reader.line_num + 1
     for row in reader:
-      if not row:
-        continue
-      if column >= len(row):
-        raise UserError(f"{path}: line {reader.line_num}: row has {len(row)} fields, but column"
+      if row and column >= len(row):
+        raise UserError(f"{path}: line {line}: row has {len(row)} fields, but column"
                         f" {text_field!r} is field {column + 1}")
-      if row[column].strip():
+      if row and row[column].strip():
         documents.append(row[column])
+      line = reader.line_num + 1
   except csv.Error as e:
-    raise UserError(
-        f"{path}: line {reader.line_num}: malformed {delimiter!r}-separated row ({e})") from None
+    raise table_error(e, path, line, delimiter) from None
   return documents

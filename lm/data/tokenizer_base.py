@@ -146,7 +146,7 @@ def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
     raise UserError(
         f"{path}: no saved tokenizer here (expected the tokenizer.json written by training)"
     ) from None
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+  except (ValueError, RecursionError) as e:  # ValueError: JSON and Unicode errors.
     raise UserError(f"{path}: corrupt tokenizer metadata ({e})") from None
   if not isinstance(metadata, dict) or "kind" not in metadata:
     raise UserError(f"{path}: corrupt tokenizer metadata (no 'kind')")

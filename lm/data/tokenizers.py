@@ -89,7 +89,7 @@ class CharTokenizer(Tokenizer):
     try:
       chars = json.loads(tokenizer_base.read_payload(directory, CHARS_FILE))
       return cls(chars)
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError) as e:
+    except (ValueError, TypeError, RecursionError) as e:  # ValueError: JSON and Unicode errors.
       raise UserError(f"{path}: corrupt character vocabulary ({e})") from None
 
 

@@ -1,7 +1,10 @@
 """The model's hyperparameters as a frozen dataclass, and named presets."""
 
 import dataclasses
+import math
 from typing import Any
+
+import numpy as np
 
 from lm.errors import UserError
 
@@ -136,6 +139,9 @@ class ModelConfig:
       if not ok:
         raise UserError(f"{key}.{field}: {message}")
 
+    for f in dataclasses.fields(self):  # Types first: the checks below compare numbers.
+      value = getattr(self, f.name)
+      check(_has_type(value, f.type), f.name, f"must be {_TYPE_NAMES[f.type]}, got {value!r}")
     for field in ("vocab_size", "num_layers", "num_heads", "embed_dim", "max_len"):
       check(
           int(getattr(self, field)) > 0, field,
@@ -160,7 +166,14 @@ class ModelConfig:
       unknown = sorted(set(_names(getattr(self, field))) - set(PROJECTIONS))
       check(not unknown, field,
             f"unknown projection(s) {', '.join(unknown)}; choose from {', '.join(PROJECTIONS)}")
-    check(self.rope_factor > 0, "rope_factor", f"must be > 0, got {self.rope_factor}")
+    for field in ("num_kv_heads", "attention_head_dim", "mlp_dim", "rope_original_max_len",
+                  "type_vocab_size", "init_std", "rope_attention_factor"):
+      check(getattr(self, field) >= 0, field, f"must be >= 0, got {getattr(self, field)}")
+    for field in ("rope_theta", "rope_factor", "rope_low_freq_factor", "rope_high_freq_factor",
+                  "rope_beta_fast", "rope_beta_slow", "norm_eps"):
+      check(getattr(self, field) > 0, field, f"must be > 0, got {getattr(self, field)}")
+    check(0.0 <= self.lora_dropout < 1.0, "lora_dropout",
+          f"must be in [0, 1), got {self.lora_dropout}")
     check(
         self.rope_scaling not in ("llama3", "yarn") or self.rope_original_max_len > 0,
         "rope_original_max_len", f"rope_scaling={self.rope_scaling!r} needs the original "
@@ -168,6 +181,21 @@ class ModelConfig:
     check(not self.head_transform or self.mlp != "swiglu", "head_transform",
           "the masked-LM head transform uses a GELU activation; mlp='swiglu' has none")
     return self
+
+
+_TYPE_NAMES = {int: "an integer", float: "a finite number", str: "a string", bool: "True or False"}
+
+
+def _has_type(value: Any, kind: type) -> bool:
+  if kind is bool:
+    return isinstance(value, (bool, np.bool_))
+  if isinstance(value, (bool, np.bool_)):
+    return False
+  if kind is int:
+    return isinstance(value, (int, np.integer))
+  if kind is float:
+    return isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(value)
+  return isinstance(value, kind)
 
 
 def _names(comma_separated: str) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lm.data import batches, masking, pipeline
+from lm.errors import UserError
 from lm.models.config import model_config_from
 from lm.tasks import base
 from lm.training import steps
@@ -29,6 +30,16 @@ class LanguageModelTask(base.Task):
     self.token_bytes_V = jnp.asarray(self.tokenizer.token_bytes(), jnp.float32)
     if self.masked:
       self.mask = Masker(config.mlm, self.tokenizer, self.seq_len)
+    self._check_sample_prompt(config.train)
+
+  def _check_sample_prompt(self, train_cfg: Any) -> None:
+    """Now, not after training: the sample's prompt must fit the model's context."""
+    if self.masked or not (train_cfg.sample_prompt and train_cfg.sample_tokens):
+      return
+    length, max_len = len(self.tokenizer.encode(train_cfg.sample_prompt)), self.model_config.max_len
+    if not 0 < length <= max_len:
+      raise UserError(f"config.train.sample_prompt is {length} tokens; the sample after training "
+                      f"needs 1 to config.model.max_len={max_len} ('' skips the sample)")
 
   def loss_fn(self, logits, batch):
     return steps.lm_loss(logits, batch)

@@ -20,13 +20,15 @@ _FREE_KEYS = ("dropout", "attention", "remat", "scan_layers", "dtype", "param_dt
 # no masked-LM head); a pretraining run's unused LM head is dropped.
 _NEW_PARAMS = ("classifier", "lora_a", "lora_b", "pooler", "head_transform", "head_norm",
                "output_bias")
+# config.init_architecture: check config.model against init_from's, or adopt init_from's.
+ARCHITECTURE_MODES = ("check", "adopt")
 
 
 def adopt_architecture(config: Any) -> Any:
   """`config` with config.model's architecture keys from config.init_from's saved config when
   config.init_architecture is 'adopt' (the free keys stay); else `config` itself."""
   mode = config.get("init_architecture", "check")
-  if mode not in ("check", "adopt"):
+  if mode not in ARCHITECTURE_MODES:
     raise UserError(f"config.init_architecture={mode!r}: use 'check' or 'adopt'")
   if mode == "check" or not config.init_from:
     return config

@@ -6,7 +6,10 @@ import os
 import sys
 
 import tqdm
+from absl import logging
 from tensorboardX import SummaryWriter
+
+from lm.errors import UserError
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -32,8 +35,12 @@ class MetricsLog:
     if not self._enabled:
       return
     record = {"step": step, **{k: _json_number(v) for k, v in metrics.items()}}
-    self._jsonl.write(json.dumps(record) + "\n")
-    self._jsonl.flush()
+    try:
+      self._jsonl.write(json.dumps(record) + "\n")
+      self._jsonl.flush()
+    except OSError as e:  # A full disk, most likely: say so instead of a traceback.
+      raise UserError(f"{self._jsonl.name}: cannot write the metrics of step {step} "
+                      f"({e.strerror}); free space and run the same command to resume") from None
     for key, value in metrics.items():
       self._tensorboard.add_scalar(key, value, step)
     shown = {
@@ -53,8 +60,11 @@ class MetricsLog:
   def close(self) -> None:
     self._bar.close()
     if self._enabled:
-      self._jsonl.close()
-      self._tensorboard.close()
+      for close in (self._jsonl.close, self._tensorboard.close):
+        try:
+          close()
+        except OSError as e:  # Already reported by write(), or only the last lines are lost.
+          logging.warning("Closing the metrics files in %s: %s", self._jsonl.name, e)
 
 
 def _json_number(value: float) -> float | str:

@@ -45,10 +45,12 @@ def weight_decay_mask(params: Any, decay_embeddings: bool) -> Any:
 def make_optimizer(train_cfg: Any,
                    params: Any,
                    finetune_cfg: Any = None,
-                   num_layers: int = 0) -> tuple[optax.GradientTransformation, Any]:
+                   num_layers: int = 0,
+                   lr_scale: Any = None) -> tuple[optax.GradientTransformation, Any]:
   """AdamW as config.train says, restricted to the parameters config.finetune trains (with its
-  layer-wise learning-rate decay); returns it and the trainable mask (None: all train)."""
-  adamw = _adamw(train_cfg, params)
+  layer-wise learning-rate decay); returns it and the trainable mask (None: all train).
+  `lr_scale` (a number or traced scalar) multiplies the schedule; the state is the same."""
+  adamw = _adamw(train_cfg, params, lr_scale)
   if finetune_cfg is None or _trains_everything(finetune_cfg):
     return adamw, None
   from lm.training import trainable  # pylint: disable=g-import-not-at-top
@@ -65,11 +67,14 @@ def _trains_everything(finetune_cfg: Any) -> bool:
           not finetune_cfg.freeze_layers and finetune_cfg.layer_lr_decay == 1.0)
 
 
-def _adamw(train_cfg: Any, params: Any) -> optax.GradientTransformation:
+def _adamw(train_cfg: Any, params: Any, lr_scale: Any = None) -> optax.GradientTransformation:
   for key in ("learning_rate", "weight_decay", "grad_clip"):
     if train_cfg[key] < 0:
       raise UserError(f"config.train.{key} must be >= 0, got {train_cfg[key]}")
-  adamw = optax.adamw(learning_rate_schedule(train_cfg),
+  schedule = learning_rate_schedule(train_cfg)
+  if lr_scale is not None:
+    schedule = lambda count, unscaled=schedule: unscaled(count) * lr_scale
+  adamw = optax.adamw(schedule,
                       b1=train_cfg.b1,
                       b2=train_cfg.b2,
                       eps=train_cfg.eps,

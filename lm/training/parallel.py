@@ -20,6 +20,8 @@ from lm.errors import UserError
 from lm.training import optimizer, partitioning, steps
 
 Batch = dict[str, np.ndarray]
+# The train step's controls (steps.train_step) when the trainer sets none.
+DEFAULT_CONTROLS = {"lr_scale": np.float32(1.0)}
 
 
 def make_parallel(model: nn.Module,
@@ -43,12 +45,17 @@ class _Layout:
     self.schedule = optimizer.learning_rate_schedule(train_cfg)
     self.boxed_params = jax.eval_shape(self._init_params, jax.random.PRNGKey(0))
     # One optimizer object, so that every state built from it has the same tree structure.
-    self.tx, self.trainable = optimizer.make_optimizer(train_cfg, nn.meta.unbox(self.boxed_params),
-                                                       config.finetune, model.config.num_layers)
+    optimizer_args = (train_cfg, nn.meta.unbox(self.boxed_params), config.finetune,
+                      model.config.num_layers)
+    self.tx, self.trainable = optimizer.make_optimizer(*optimizer_args)
+    # The same optimizer (same state) with its learning rate scaled inside the step.
+    scaled_tx = lambda scale: optimizer.make_optimizer(*optimizer_args, lr_scale=scale)[0]
     self.step_fn = functools.partial(steps.train_step,
                                      loss_fn=loss_fn,
                                      grad_accum_steps=train_cfg.grad_accum_steps,
-                                     schedule=self.schedule)
+                                     schedule=self.schedule,
+                                     scaled_tx=scaled_tx,
+                                     skip_nonfinite=train_cfg.on_nonfinite == "skip")
 
   def _init_params(self, rng: jax.Array) -> Any:
     """Parameters boxed with their logical axis names (`nn.Partitioned`)."""
@@ -59,11 +66,17 @@ class _Layout:
                                    params=nn.meta.unbox(self._init_params(rng)),
                                    tx=self.tx)
 
-  def train_on(self, state: steps.TrainState, local: Batch,
-               rng: jax.Array) -> tuple[steps.TrainState, dict[str, jax.Array]]:
-    """One train step on this process's rows of a global batch of config.train.batch_size;
-    on multi-device CPU it waits for the step (partitioning.needs_synchronous_steps)."""
-    state, metrics = self.train_step(state, self.put_batch(local, self.train_cfg.batch_size), rng)
+  def train_on(self,
+               state: steps.TrainState,
+               local: Batch,
+               rng: jax.Array,
+               controls: dict[str, np.ndarray] | None = None
+              ) -> tuple[steps.TrainState, dict[str, jax.Array]]:
+    """One train step on this process's rows of a global batch of config.train.batch_size,
+    with `controls` (steps.train_step; default: the learning rate unscaled); on multi-device
+    CPU it waits for the step (partitioning.needs_synchronous_steps)."""
+    batch = self.put_batch(local, self.train_cfg.batch_size)
+    state, metrics = self.train_step(state, batch, rng, controls or DEFAULT_CONTROLS)
     if self.synchronous:
       jax.block_until_ready(metrics)
     return state, metrics
@@ -108,7 +121,8 @@ class MeshParallel(_Layout):
         self.state_shardings)
     self.synchronous = partitioning.needs_synchronous_steps(list(mesh.devices.flat))
     self.train_step = jax.jit(partitioning.traced_under(mesh, rules, self.step_fn),
-                              in_shardings=(self.state_shardings, self.batch_sharding, replicated),
+                              in_shardings=(self.state_shardings, self.batch_sharding, replicated,
+                                            replicated),
                               out_shardings=(self.state_shardings, replicated),
                               donate_argnums=0)
     self.eval_step = jax.jit(
@@ -148,7 +162,7 @@ class MeshParallel(_Layout):
 
   def lower_train_step(self, state, batch, rng) -> jax.stages.Lowered:
     """The train step lowered for these arguments (for its compiled cost and memory)."""
-    return self.train_step.lower(state, batch, rng)
+    return self.train_step.lower(state, batch, rng, DEFAULT_CONTROLS)
 
   def to_checkpoint(self, state: steps.TrainState) -> steps.TrainState:
     return state
@@ -184,7 +198,7 @@ class PmapParallel(_Layout):
     train_step = functools.partial(self.step_fn, axis_name=self.AXIS)
     self._train_step = jax.pmap(train_step,
                                 axis_name=self.AXIS,
-                                in_axes=(0, 0, None),
+                                in_axes=(0, 0, None, None),
                                 devices=self.devices,
                                 donate_argnums=0)
     eval_step = functools.partial(steps.eval_step, apply_fn=model.apply, axis_name=self.AXIS)
@@ -213,8 +227,8 @@ class PmapParallel(_Layout):
     n = len(self.devices)
     return {k: v.reshape(n, v.shape[0] // n, *v.shape[1:]) for k, v in local.items()}
 
-  def train_step(self, state, batch, rng):
-    state, metrics = self._train_step(state, batch, rng)
+  def train_step(self, state, batch, rng, controls):
+    state, metrics = self._train_step(state, batch, rng, controls)
     return state, jax.tree.map(lambda x: x[0], metrics)
 
   def eval_step(self, params, batch, token_bytes):
@@ -225,7 +239,7 @@ class PmapParallel(_Layout):
     return probs_NxbxC.reshape(-1, probs_NxbxC.shape[-1])
 
   def lower_train_step(self, state, batch, rng) -> jax.stages.Lowered:
-    return self._train_step.lower(state, batch, rng)
+    return self._train_step.lower(state, batch, rng, DEFAULT_CONTROLS)
 
   def to_checkpoint(self, state: steps.TrainState) -> steps.TrainState:
     return flax.jax_utils.unreplicate(state)

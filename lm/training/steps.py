@@ -1,7 +1,7 @@
 """The pure, jitted step functions: one optimizer update, and one evaluation batch."""
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +9,10 @@ import optax
 from flax.training import train_state
 
 Batch = dict[str, jax.Array]
+# Metrics of train_step that are flags, not scalars to average: whether the step was finite,
+# and per parameter group (in `param_groups` order) whether its gradients and update were.
+FINITE = "nonfinite/finite"
+GROUPS = "nonfinite/groups"
 
 
 class TrainState(train_state.TrainState):
@@ -52,12 +56,15 @@ def classification_loss(logits_BxC: jax.Array,
 def train_step(state: TrainState,
                batch: Batch,
                rng: jax.Array,
+               controls: dict[str, jax.Array] | None = None,
                *,
                loss_fn=lm_loss,
                grad_accum_steps: int = 1,
                schedule: optax.Schedule | None = None,
-               axis_name: str | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimizer update on `batch`; returns the new state and scalar metrics.
+               axis_name: str | None = None,
+               scaled_tx: Callable[[jax.Array], optax.GradientTransformation] | None = None,
+               skip_nonfinite: bool = False) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimizer update on `batch`; returns the new state and metrics.
 
   The batch has `inputs` [B, T], what `loss_fn(logits, batch)` needs for the per-item loss
   (`targets` [B, T] for language models, `labels` [B] for classifiers), and optionally
@@ -66,7 +73,17 @@ def train_step(state: TrainState,
   With `grad_accum_steps` = A, the gradients of A micro-batches (rows a, a + A, a + 2A, ...,
   so each device's rows split evenly) are summed inside the step.
   Under `jax.pmap`, `axis_name` names the device axis: the step then sums over devices too.
+
+  `controls` are scalars the host sets per step without a recompilation: `lr_scale`
+  multiplies the learning rate (lowered by config.train.on_nonfinite='rollback'; it needs
+  `scaled_tx(lr_scale)`, state.tx with its schedule times lr_scale), and `inject_nan`,
+  present only with the testing hook config.train.debug_nonfinite_step, makes the step's loss
+  and gradients NaN. Besides scalar metrics, the step reports FINITE (loss, gradients and
+  updated parameters all finite) and GROUPS (the same, per `param_groups` entry). With
+  `skip_nonfinite`, a step that is not FINITE keeps the parameters and the optimizer's
+  moments; its step counters still advance, so the schedule stays tied to the step number.
   """
+  controls = controls or {}
   dropout_rng = jax.random.fold_in(rng, state.step)
   if axis_name is not None:
     dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(axis_name))
@@ -86,6 +103,8 @@ def train_step(state: TrainState,
     loss = loss_fn(logits_BxTxV, micro_batch)
     if "weights" in micro_batch:
       loss = loss * micro_batch["weights"]
+    if "inject_nan" in controls:  # Testing hook (debug_nonfinite_step); not traced when off.
+      loss = loss * jnp.where(controls["inject_nan"], jnp.nan, 1.0)
     return jnp.sum(loss) / total_weight
 
   grad_fn = jax.value_and_grad(mean_loss)
@@ -106,10 +125,56 @@ def train_step(state: TrainState,
   if axis_name is not None:
     loss, grads = jax.lax.psum((loss, grads), axis_name)
 
+  lr_scale = controls.get("lr_scale")
+  if lr_scale is not None and scaled_tx is None:
+    raise ValueError("controls['lr_scale'] needs train_step's scaled_tx")
+  new_state = _apply_gradients(state, grads, scaled_tx(lr_scale) if lr_scale is not None else None)
+  finite_G = jnp.stack([
+      _all_finite(grads[group]) & _all_finite(new_state.params[group])
+      for group in param_groups(grads)
+  ])
+  finite = jnp.isfinite(loss) & jnp.all(finite_G)
+  if skip_nonfinite:
+    keep = lambda new, old: jnp.where(finite, new, old) if _is_float(new) else new
+    new_state = new_state.replace(params=jax.tree.map(keep, new_state.params, state.params),
+                                  opt_state=jax.tree.map(keep, new_state.opt_state,
+                                                         state.opt_state))
   metrics = {"train/loss": loss, "train/grad_norm": optax.tree.norm(grads)}
   if schedule is not None:
-    metrics["train/learning_rate"] = schedule(state.step)
-  return state.apply_gradients(grads=grads), metrics
+    rate = schedule(state.step)
+    metrics["train/learning_rate"] = rate if lr_scale is None else rate * lr_scale
+  metrics.update({FINITE: finite, GROUPS: finite_G})
+  return new_state, metrics
+
+
+def param_groups(params: Any) -> list[str]:
+  """The top-level parameter modules (token_embed, block_0, ..., final_norm), in the order of
+  train_step's GROUPS flags."""
+  return sorted(params)
+
+
+def _apply_gradients(state: TrainState, grads: Any,
+                     tx: optax.GradientTransformation | None) -> TrainState:
+  """TrainState.apply_gradients, with `tx` (same state, another learning rate) if given.
+
+  The scale goes into the schedule, not onto the updates: a scale of 1 then changes no bit
+  (scaled updates would round before the parameter add that XLA fuses into one FMA).
+  """
+  if tx is None:
+    return state.apply_gradients(grads=grads)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  return state.replace(step=state.step + 1,
+                       params=optax.apply_updates(state.params, updates),
+                       opt_state=opt_state)
+
+
+def _all_finite(tree: Any) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def _is_float(x: jax.Array) -> bool:
+  return jnp.issubdtype(x.dtype, jnp.inexact)
 
 
 def eval_step(params: Any,

@@ -11,18 +11,19 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from lm import defaults
+from lm import config_checks, defaults
 from lm.data import pipeline
 from lm.errors import UserError
 from lm.models.config import ModelConfig
 from lm.models import attention_kernels
 from lm.models.transformer import Transformer
 from lm.tasks import base, classification, language_model, sft
-from lm.training import checkpoints, flops, init_from, metrics_log, parallel
+from lm.training import (checkpoints, flops, init_from, metrics_log, nonfinite, parallel,
+                         preemption)
 
 
-class TrainingDiverged(UserError):
-  """The loss became NaN or infinite; nothing after the last good checkpoint is saved."""
+# Raised under config.train.on_nonfinite='stop'; lm/training/nonfinite.py.
+TrainingDiverged = nonfinite.TrainingDiverged
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -30,37 +31,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   Running it again on the same workdir resumes from the latest checkpoint (same parameters,
   optimizer state, data stream and best-checkpoint record), so an interrupted run ends exactly
-  as an uninterrupted one.
+  as an uninterrupted one. SIGTERM or SIGINT saves a checkpoint at the current step and raises
+  preemption.Preempted.
   """
+  config_checks.validate_config(config)
+  nonfinite.validate(config.train)
   config = init_from.adopt_architecture(config)
   config_dict = config.to_dict()
   _prepare_workdir(workdir, config_dict)
   train_cfg = config.train
-  _validate_train_config(train_cfg)
   task = _make_task(config, workdir)
   model = Transformer(task.model_config)
   layout = parallel.make_parallel(model, config, task.seq_len, task.loss_fn)
+  checkpoints.check_free_space(workdir, layout.abstract_state)
   is_main = jax.process_index() == 0
   if is_main:  # Saved once the data and model are known to be good: a failed start leaves none.
     checkpoints.save_config(workdir, config_dict)
   metric, higher_is_better = base.best_metric(config, task)
   tracker = BestTracker(metric, higher_is_better, train_cfg.early_stopping_patience)
+  guard = nonfinite.Guard(train_cfg, layout.abstract_state.params)
 
   rng = jax.random.PRNGKey(config.seed)
   init_rng, dropout_rng = jax.random.split(rng)
   sampler = task.train_batches(layout.rows(train_cfg.batch_size))
   checkpointer = checkpoints.Checkpointer(workdir, train_cfg.keep_checkpoints)
-  start_step = checkpointer.latest_step() or 0
+  # The newest checkpoint that restores: a damaged one is moved aside with a warning.
+  start_step, state, data_state = (checkpointer.restore_latest(layout.abstract_state) or
+                                   (0, None, None))
   if start_step:
-    state, data_state = checkpointer.restore(start_step, layout.abstract_state)
     state = layout.from_checkpoint(state)
     sampler.set_state(data_state["sampler"])
     tracker.set_state(data_state["best"])
+    guard.set_state(data_state.get("nonfinite"))
   else:
-    state = layout.create_state(init_rng)
-    if config.init_from:
-      fresh = jax.device_get(layout.to_checkpoint(state).params)
-      state = layout.with_params(state, init_from.pretrained_params(config, fresh))
+    state = _initial_state(config, layout, init_rng)
+  initial_data = {"sampler": sampler.get_state(), "best": tracker.get_state()}
 
   log = metrics_log.MetricsLog(workdir, train_cfg.steps, start_step, enabled=is_main)
   if is_main and start_step == 0:
@@ -73,21 +78,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   pending: list[dict[str, jax.Array]] = []
   interval = _Throughput(task.model_config, train_cfg.batch_size, peak)
   step = start_step
+  signals = preemption.SignalFlag()  # SIGTERM/SIGINT: save at the current step and stop.
+  signals.install()
+  preempted = False
   try:
     # A resumed run may have stopped early already.
     while step < train_cfg.steps and not tracker.should_stop():
       batch = sampler.next_batch()
-      state, metrics = layout.train_on(state, batch, dropout_rng)
-      pending.append(metrics)
+      state, metrics = layout.train_on(state, batch, dropout_rng, guard.controls(step + 1))
       step += 1
+      guard.take(step, metrics)
+      pending.append(metrics)
       interval.count(batch["inputs"].shape[1])
       log.advance(1)
       if step == start_step + 1:  # Keep compilation out of the first throughput interval.
         jax.block_until_ready(state)
         interval.restart()
+      preempted = signals.requested(step)
+      bad_step = guard.check() if preempted or _reads_metrics(step, train_cfg) else None
+      if bad_step is not None:  # Rollback; under 'stop' check() raised.
+        state = None  # Freed before the good state is loaded.
+        good_step, state = _roll_back(checkpointer, layout, sampler, tracker,
+                                      lambda: (_initial_state(config, layout, init_rng),
+                                               initial_data))
+        log.message(f"Step {bad_step} was not finite: rolled back to step {good_step}, learning "
+                    f"rate x{guard.lr_scale:g} (rollback {guard.rollbacks} of "
+                    f"{train_cfg.max_rollbacks})")
+        log.advance(good_step - step)
+        step, pending = good_step, []
+        interval.restart()
+        continue
       record = {}
       if step % train_cfg.log_every == 0 or step == train_cfg.steps:
-        record.update(_mean_metrics(pending, step))
+        record.update(_mean_metrics(pending))
+        record.update(guard.metrics())
         record.update(interval.rates())
         pending = []
       improved = False
@@ -102,12 +126,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if record:
         log.write(step, record)
         final_metrics.update(record)
-      if (step % train_cfg.checkpoint_every == 0 or step == train_cfg.steps or improved or stop):
-        _check_finite(state.params, step)
+      if (step % train_cfg.checkpoint_every == 0 or step == train_cfg.steps or improved or stop or
+          preempted):
         checkpointer.save(step,
                           layout.to_checkpoint(state), {
                               "sampler": sampler.get_state(),
-                              "best": tracker.get_state()
+                              "best": tracker.get_state(),
+                              "nonfinite": guard.get_state()
                           },
                           config_dict,
                           is_best=improved)
@@ -116,12 +141,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     f"{train_cfg.early_stopping_patience} evaluations (best "
                     f"{tracker.best_value:.4g} at step {tracker.best_step})")
         break
+      if preempted and step < train_cfg.steps:
+        checkpointer.wait_until_finished()
+        log.message(f"Preempted at step {step}: checkpoint saved; run the same command to resume")
+        break
       if record or step % train_cfg.checkpoint_every == 0:
         interval.restart()
   finally:
+    signals.restore()
     checkpointer.wait_until_finished()
     checkpointer.close()
     log.close()
+  if preempted and step < train_cfg.steps and not tracker.should_stop():
+    raise preemption.Preempted(step, signals.signum)
 
   if tracker.best_step is not None:
     final_metrics["best/step"] = tracker.best_step
@@ -229,24 +261,45 @@ def _prepare_data_once(data_cfg: Any, workdir: str) -> pipeline.PreparedData:
   return data or pipeline.prepare_data(data_cfg, workdir)
 
 
-def _mean_metrics(pending: list[dict[str, jax.Array]], step: int) -> dict[str, float]:
+def _mean_metrics(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
+  """Means over the steps, of the finite values only (steps that on_nonfinite='skip' dropped
+  are counted in train/skipped_steps instead)."""
   stacked = jax.device_get(pending)
-  means = {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
-  if not math.isfinite(means["train/loss"]):
-    raise TrainingDiverged(
-        f"the training loss became {means['train/loss']} by step {step}; lower "
-        f"config.train.learning_rate or raise config.train.warmup_steps. The last checkpoint "
-        f"(before the divergence) is kept.")
+  means = {}
+  for key in stacked[0]:
+    values = [m[key] for m in stacked if np.isfinite(m[key])]
+    means[key] = float(np.mean(values)) if values else math.nan
   return means
 
 
-def _check_finite(params, step: int) -> None:
-  """Refuses to checkpoint parameters that are no longer finite."""
-  finite = jax.tree.reduce(lambda a, b: a & b,
-                           jax.tree.map(lambda x: jnp.all(jnp.isfinite(x)), params))
-  if not bool(finite):
-    raise TrainingDiverged(f"parameters became NaN or infinite by step {step}; not saving them. "
-                           f"Lower config.train.learning_rate and resume from the last checkpoint.")
+def _reads_metrics(step: int, train_cfg: Any) -> bool:
+  """Log, evaluation and checkpoint steps (and the last): where the step's metrics and
+  non-finite flags are read, before anything is evaluated or saved."""
+  every = (train_cfg.log_every, train_cfg.eval_every, train_cfg.checkpoint_every)
+  return step == train_cfg.steps or any(step % n == 0 for n in every)
+
+
+def _initial_state(config: Any, layout, rng: jax.Array):
+  """A fresh train state: random, or with config.init_from's parameters."""
+  state = layout.create_state(rng)
+  if config.init_from:
+    fresh = jax.device_get(layout.to_checkpoint(state).params)
+    state = layout.with_params(state, init_from.pretrained_params(config, fresh))
+  return state
+
+
+def _roll_back(checkpointer, layout, sampler, tracker, initial) -> tuple[int, Any]:
+  """Puts back the newest checkpoint (every saved one passed the non-finite check) or, before
+  the first, `initial()`'s (state, data state); returns its step and state."""
+  checkpointer.wait_until_finished()
+  step, state, data_state = checkpointer.restore_latest(layout.abstract_state) or (0, None, None)
+  if step:
+    state = layout.from_checkpoint(state)
+  else:
+    state, data_state = initial()
+  sampler.set_state(data_state["sampler"])
+  tracker.set_state(data_state["best"])
+  return step, state
 
 
 def _prepare_workdir(workdir: str, config_dict: dict) -> None:
@@ -255,8 +308,7 @@ def _prepare_workdir(workdir: str, config_dict: dict) -> None:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
     raise UserError(f"--workdir={workdir}: cannot create it ({e.strerror})") from None
-  if not os.access(workdir, os.W_OK):
-    raise UserError(f"--workdir={workdir}: not writable")
+  checkpoints.check_writable(workdir)
   saved = checkpoints.load_config(workdir)
   if saved is not None:
     differences = [
@@ -276,17 +328,6 @@ def _diff(old: dict, new: dict, prefix: str = ""):
       yield from _diff(a, b, f"{prefix}{key}.")
     elif a != b:
       yield f"{prefix}{key}", a, b
-
-
-def _validate_train_config(train_cfg: Any) -> None:
-  positive = ("steps", "batch_size", "grad_accum_steps", "eval_every", "checkpoint_every",
-              "log_every", "eval_batch_size")
-  for key in positive:
-    if int(train_cfg[key]) < 1:
-      raise UserError(f"config.train.{key} must be a positive integer, got {train_cfg[key]!r}")
-  if train_cfg.batch_size % train_cfg.grad_accum_steps:
-    raise UserError(f"config.train.grad_accum_steps={train_cfg.grad_accum_steps} does not divide "
-                    f"config.train.batch_size={train_cfg.batch_size}")
 
 
 def _describe_run(task: base.Task, layout, workdir: str) -> str:
