@@ -14,7 +14,7 @@ Markdown table; per fault:
   .venv/bin/python benchmarks/fault_injection.py [--kills=20] [--seed=0]
 
 The real-disk rows mount a tiny tmpfs in a private mount namespace (`unshare -m`, needs root);
-elsewhere they are reported as skipped. ~15 minutes on the 2-vCPU VM (BENCHMARKS.md).
+elsewhere they are reported as skipped. ~6-9 minutes on the 2-vCPU VM (BENCHMARKS.md).
 """
 
 import argparse
@@ -485,11 +485,10 @@ def _tmpfs_child(root: str, reference: str, result_file: str, args: tuple[str, .
   run.wait_until(lambda: (newest(workdir) or 0) >= 30, poll=0.01)
   before = newest(workdir)
   filler = os.path.join(os.path.dirname(workdir), "filler")
-  with open(filler, "wb") as f:  # Takes every free byte, as another process might.
+  with open(filler, "wb", buffering=0) as f:  # Takes every free byte, as another process might.
     try:
       while True:
         f.write(b"\0" * 65536)
-        f.flush()
     except OSError as e:
       assert e.errno == errno.ENOSPC, e
   rc = run.wait()

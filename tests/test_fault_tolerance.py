@@ -3,7 +3,6 @@ unwritable disks. Nothing committed is lost, and a resumed run ends bit for bit 
 uninterrupted one. benchmarks/fault_injection.py runs the same faults at scale."""
 
 import errno
-import glob
 import logging
 import os
 import random
