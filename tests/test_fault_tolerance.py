@@ -18,16 +18,9 @@ import orbax.checkpoint as ocp
 import pytest
 
 from benchmarks import fault_injection
-from experiments import shakespeare_char
 from lm.errors import UserError
 from lm.training import checkpoints, metrics_log, preemption, trainer
-
-
-def smoke_config(**train):
-  config = shakespeare_char.get_config("cpu,smoke")
-  config.train.sample_prompt = ""
-  config.train.update(train)
-  return config
+from tests.test_trainer import smoke_config
 
 
 def final_params(workdir):

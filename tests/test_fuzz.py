@@ -1,6 +1,7 @@
 """Property-based fuzzing (hypothesis) of what users hand over: configs, config files, data files
 and text. Nothing but the project's own UserError, or success, may come out."""
 
+import contextlib
 import copy
 import gzip
 import io
@@ -223,15 +224,22 @@ def _check_documents(documents):
     d.encode("utf-8")  # No unpaired surrogates get through.
 
 
-@FUZZ
-@given(data_files(), st.sampled_from(sources.TXT_UNITS), st.sampled_from(sources.ENCODING_ERRORS),
-       st.sampled_from(["text", "label", ""]))
-def test_read_documents_raises_only_user_errors(file, txt_unit, encoding_errors, text_field):
+@contextlib.contextmanager
+def fuzzed_file(file):
+  """The path of a temporary file holding `file` = (extension, bytes)."""
   extension, data = file
   with tempfile.TemporaryDirectory() as directory:
     path = os.path.join(directory, "data" + extension)
     with open(path, "wb") as f:
       f.write(data)
+    yield path
+
+
+@FUZZ
+@given(data_files(), st.sampled_from(sources.TXT_UNITS), st.sampled_from(sources.ENCODING_ERRORS),
+       st.sampled_from(["text", "label", ""]))
+def test_read_documents_raises_only_user_errors(file, txt_unit, encoding_errors, text_field):
+  with fuzzed_file(file) as path:
     try:
       documents = sources.read_documents(path, split="train", text_field=text_field,
                                          txt_unit=txt_unit, encoding_errors=encoding_errors)
@@ -244,11 +252,7 @@ def test_read_documents_raises_only_user_errors(file, txt_unit, encoding_errors,
 @given(data_files(), st.sampled_from(sources.ENCODING_ERRORS),
        st.sampled_from([(), ("text",), ("text", "label")]), st.sampled_from(["", "pos,neg"]))
 def test_read_records_and_labels_raise_only_user_errors(file, encoding_errors, required, labels):
-  extension, data = file
-  with tempfile.TemporaryDirectory() as directory:
-    path = os.path.join(directory, "data" + extension)
-    with open(path, "wb") as f:
-      f.write(data)
+  with fuzzed_file(file) as path:
     try:
       found = records.read_records(path, fields={"text": "text", "label": "label"},
                                    encoding_errors=encoding_errors, required=required)
