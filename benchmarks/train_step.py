@@ -30,6 +30,7 @@ import jax  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from lm import defaults  # pylint: disable=g-import-not-at-top
+from lm.models import attention_kernels  # pylint: disable=g-import-not-at-top
 from lm.models.config import model_config_from  # pylint: disable=g-import-not-at-top
 from lm.models.transformer import Transformer  # pylint: disable=g-import-not-at-top
 from lm.training import flops, parallel  # pylint: disable=g-import-not-at-top
@@ -56,12 +57,14 @@ def benchmark(preset: str, layout: str, args) -> str:
   config.model.update(parse_assignments(args.model))
   config.model.dtype = args.dtype
   config.model.max_len = max(config.model.max_len, args.seq_len)
-  config.train.update(batch_size=args.batch_size, eval_batch_size=args.batch_size, steps=1000)
+  config.train.update(batch_size=args.batch_size, eval_batch_size=args.batch_size, steps=1000,
+                      grad_accum_steps=args.grad_accum_steps)
   if layout == "pmap":
     config.mesh.use_pmap = True
   else:
     config.mesh.update(parse_assignments(layout))
   model_cfg = model_config_from(config.model, args.vocab_size)
+  attention = attention_kernels.resolve_implementation(model_cfg.attention, model_cfg.dtype)
   layout_ = parallel.make_parallel(Transformer(model_cfg), config, args.seq_len)
   state = layout_.create_state(jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
@@ -82,13 +85,22 @@ def benchmark(preset: str, layout: str, args) -> str:
       state, _ = layout_.train_on(state, local_batch(), key)
     jax.block_until_ready(state)
     times.append((time.perf_counter() - start) / args.steps)
+  if args.profile_dir:  # A few more steps, traced (not timed).
+    with jax.profiler.trace(args.profile_dir, create_perfetto_trace=True):
+      for _ in range(3):
+        state, _ = layout_.train_on(state, local_batch(), key)
+      jax.block_until_ready(state)
   seconds = float(np.median(times))
   tokens = args.batch_size * args.seq_len
   achieved = flops.flops_per_token(model_cfg, args.seq_len) * tokens / seconds
   peak = flops.peak_flops(layout_.num_devices)
   mfu = f"{100 * achieved / peak:.1f}%" if peak else "n/a"
   memory = _peak_memory_gib(layout_, state, layout_.put_batch(local_batch(), args.batch_size), key)
-  return (f"| {preset} | {layout_.describe()} | {args.batch_size}x{args.seq_len} | {args.dtype} "
+  accum = f" ({args.grad_accum_steps} x {args.batch_size // args.grad_accum_steps})" * (
+      args.grad_accum_steps > 1)
+  return (f"| {preset} | {layout_.describe()} | {args.batch_size}x{args.seq_len}{accum} "
+          f"| {args.dtype} "
+          f"| {attention} "
           f"| {1000 * seconds:.1f} | {tokens / seconds:,.0f} | {mfu} | "
           f"{memory} |")
 
@@ -112,13 +124,17 @@ def main() -> None:
   parser.add_argument("--dtype", default="float32")
   parser.add_argument("--batch_size", type=int, default=12)
   parser.add_argument("--seq_len", type=int, default=64)
+  parser.add_argument("--grad_accum_steps", type=int, default=1,
+                      help="micro-batches of batch_size / grad_accum_steps per optimizer step")
   parser.add_argument("--vocab_size", type=int, default=72)
   parser.add_argument("--steps", type=int, default=20, help="steps per repeat")
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--profile_dir", default="",
+                      help="also trace 3 steps with jax.profiler (a Perfetto trace) into this folder")
   args = parser.parse_args()
   print(f"{jax.device_count()} x {jax.devices()[0].device_kind}; model {args.model or 'preset'}")
-  print("| preset | layout | batch | dtype | ms/step | tokens/s | MFU | peak GiB/device |")
-  print("|---|---|---|---|---:|---:|---:|---:|")
+  print("| preset | layout | batch | dtype | attention | ms/step | tokens/s | MFU | peak GiB/device |")
+  print("|---|---|---|---|---|---:|---:|---:|---:|")
   for preset in args.presets.split(","):
     for layout in args.layouts.split(";"):
       print(benchmark(preset, layout.strip(), args), flush=True)

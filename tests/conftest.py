@@ -14,6 +14,9 @@ import jax  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# float32 matmuls in float32 on every backend (GPUs default to TF32, ~1e-3 relative error), so
+# the float32 tests hold against their float64 references on a GPU too.
+jax.config.update("jax_default_matmul_precision", "highest")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

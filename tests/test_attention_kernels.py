@@ -1,7 +1,8 @@
 """attention_kernels against a float64 NumPy reference.
 
-The splash kernel runs here in Pallas interpret mode (the module does so off TPU); cuDNN cannot
-run on CPU, so its path is only lowered for CUDA.
+The splash kernel runs here in Pallas interpret mode (the module does so off TPU). cuDNN runs
+only on an NVIDIA GPU: there the `requires_cuda` tests run it against the reference (values,
+gradients, segment isolation); without one its path is only lowered for CUDA.
 """
 
 import functools
@@ -18,6 +19,11 @@ from lm.errors import UserError
 from lm.models import attention_kernels
 
 B, H, Dh = 2, 4, 16
+ON_GPU = jax.default_backend() == "gpu"
+requires_cuda = pytest.mark.skipif(not ON_GPU, reason="cuDNN attention needs an NVIDIA GPU")
+# Every implementation that can run here in float32 / in bfloat16.
+FLOAT32_IMPLEMENTATIONS = ["xla", "splash"]
+BFLOAT16_IMPLEMENTATIONS = ["xla", "splash"] + (["cudnn"] if ON_GPU else [])
 
 
 def reference(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, segment_ids_BxT=None, mask_BxTxS=None,
@@ -144,7 +150,7 @@ def test_splash_gradients_match_xla():
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4, err_msg=f"d{name}")
 
 
-@pytest.mark.parametrize("implementation", ["xla", "splash"])
+@pytest.mark.parametrize("implementation", BFLOAT16_IMPLEMENTATIONS)
 def test_bfloat16(implementation):
   q, k, v = random_qkv(128, 2, dtype=jnp.bfloat16)
   segment_ids = packed_segment_ids(128)
@@ -154,12 +160,13 @@ def test_bfloat16(implementation):
   np.testing.assert_allclose(np.asarray(out, np.float64), want, atol=2e-2, rtol=2e-2)
 
 
-@pytest.mark.parametrize("implementation", ["xla", "splash"])
+@pytest.mark.parametrize("implementation", FLOAT32_IMPLEMENTATIONS + (["cudnn"] if ON_GPU else []))
 def test_segments_are_isolated_and_causal(implementation):
   T = 128
-  q, k, v = random_qkv(T, 2)
+  dtype = jnp.bfloat16 if implementation == "cudnn" else np.float32
+  q, k, v = random_qkv(T, 2, dtype=dtype)
   segment_ids = packed_segment_ids(T)
-  out = np.asarray(attend(q, k, v, segment_ids, implementation=implementation))
+  out = np.asarray(attend(q, k, v, segment_ids, implementation=implementation), np.float32)
   rng = np.random.default_rng(2)
 
   def perturbed(where_BxT):
@@ -168,12 +175,14 @@ def test_segments_are_isolated_and_causal(implementation):
 
   # Rewriting the first document of each row leaves the others as they were.
   first_BxT = segment_ids == segment_ids[:, :1]
-  new = np.asarray(attend(*perturbed(first_BxT), segment_ids, implementation=implementation))
+  new = np.asarray(attend(*perturbed(first_BxT), segment_ids, implementation=implementation),
+                   np.float32)
   np.testing.assert_allclose(new[~first_BxT], out[~first_BxT], atol=1e-6)
   assert np.abs(new[first_BxT] - out[first_BxT]).max() > 0.1
   # Rewriting the future leaves the past as it was.
   future_BxT = np.broadcast_to(np.arange(T) >= 90, (B, T))
-  new = np.asarray(attend(*perturbed(future_BxT), segment_ids, implementation=implementation))
+  new = np.asarray(attend(*perturbed(future_BxT), segment_ids, implementation=implementation),
+                   np.float32)
   np.testing.assert_allclose(new[:, :90], out[:, :90], atol=1e-6)
 
 
@@ -225,10 +234,52 @@ def test_cudnn_lowers_to_fused_kernels_with_a_segment_bias(monkeypatch):
     assert f"tensor<{B}x128x2x{Dh}xbf16>" in call  # Grouped keys/values, not repeated.
 
 
+def relative_error(got, want) -> float:
+  got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+  return float(np.linalg.norm(got - want) / np.linalg.norm(want))
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+@pytest.mark.parametrize("K", [4, 2, 1])
+@pytest.mark.parametrize("packed", [False, True])
+def test_cudnn_matches_reference(dtype, K, packed):
+  q, k, v = random_qkv(256, K, dtype=dtype)
+  segment_ids = packed_segment_ids(256) if packed else None
+  out = attend(q, k, v, segment_ids, implementation="cudnn")
+  assert out.dtype == dtype
+  # bf16 / fp16 operands: ~1e-3 to 1e-2 relative error against float64.
+  assert relative_error(out, reference(q, k, v, segment_ids)) < 1e-2
+
+
+@requires_cuda
+@pytest.mark.parametrize("packed", [False, True])
+def test_cudnn_gradients_match_float32_xla(packed):
+  """cuDNN's backward kernel in bfloat16 against XLA's gradients on the same values in float32."""
+  q, k, v = random_qkv(256, 2, dtype=jnp.bfloat16)
+  segment_ids = packed_segment_ids(256) if packed else None
+  cotangent = np.random.default_rng(1).normal(size=q.shape).astype(np.float32)
+
+  def grads(implementation, dtype):
+    loss = lambda *qkv: jnp.sum(
+        attend(*qkv, segment_ids, implementation=implementation).astype(jnp.float32) * cotangent)
+    return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(*(x.astype(dtype) for x in (q, k, v)))
+
+  for name, got, want in zip("qkv", grads("cudnn", jnp.bfloat16), grads("xla", jnp.float32)):
+    assert relative_error(got, want) < 2e-2, f"d{name}"
+
+
+@requires_cuda
+def test_cudnn_runs_the_fused_kernel_on_this_gpu():
+  q, k, v = random_qkv(256, 2, dtype=jnp.bfloat16)
+  compiled = attend.lower(q, k, v, packed_segment_ids(256), implementation="cudnn").compile()
+  assert "__cudnn$fmha" in compiled.as_text()
+
+
 def test_resolve_implementation():
   resolve = attention_kernels.resolve_implementation
   assert resolve("auto", jnp.float32, "cpu") == "xla"
-  assert resolve("auto", jnp.bfloat16) == "xla"  # This host is a CPU.
+  assert resolve("auto", jnp.bfloat16) == ("cudnn" if ON_GPU else "xla")  # This host.
   assert resolve("auto", jnp.bfloat16, "gpu") == "cudnn"
   assert resolve("auto", "float16", "gpu") == "cudnn"
   assert resolve("auto", jnp.float32, "gpu") == "xla"
