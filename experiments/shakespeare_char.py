@@ -27,6 +27,8 @@ def get_config(arg: str | None = None):
   config = defaults.base_config("tiny" if "cpu" in args else "small")
   config.data.source = "data/tinyshakespeare/input.txt"
   config.data.tokenizer = "char"
+  # nanoGPT's vocabulary: the 65 characters of the text, no byte ids for unseen ones.
+  config.data.byte_fallback = False
   config.data.valid_fraction = 0.1
   config.model.positions = "learned" if "learned_positions" in args else "rope"
   # nanoGPT's recipe: exact GELU, weight decay on every matrix including the embeddings.

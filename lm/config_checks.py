@@ -19,7 +19,7 @@ from lm.data import augment, batches, sources, tokenizers
 from lm.data.sentencepiece_tokenizer import MODEL_TYPES
 from lm.errors import UserError
 from lm.models import config as model_config
-from lm.tasks import base
+from lm.tasks import base, supervised
 from lm.training import checkpoints, init_from, optimizer, partitioning, trainable
 
 # Sections whose keys are free-form (any logical axis name), with values of this type.
@@ -145,7 +145,10 @@ def _rules(values: dict) -> list[Rule]:
       ("data.source", lambda v: bool(v.strip()), "must name files, globs or 'tfds:NAME'"),
       _between("data.valid_fraction", 0, 1),
       _one_of("data.txt_unit", sources.TXT_UNITS),
+      ("data.entry_separator", lambda v: bool(v.strip()) and "\n" not in v,
+       "must be the non-blank text of the line between entries, e.g. '%'"),
       _one_of("data.encoding_errors", sources.ENCODING_ERRORS),
+      _some_of("data.clean", supervised.CLEAN_STEPS),
       _one_of("data.tokenizer", tokenizers.KINDS + tokenizers.IMPORTED_KINDS),
       _at_least("data.vocab_size", 1),
       _one_of("data.model_type", MODEL_TYPES),
@@ -223,10 +226,14 @@ def _check_cross_fields(values: dict) -> None:
     raise UserError(f"config.mesh: only one axis may be -1, got {', '.join(free)}")
   partitioning.parse_rules(values["mesh"]["rules"])  # Mesh axes that exist.
   holds_out = not data["valid_source"] and not data["source"].strip().startswith(
-      sources.TFDS_PREFIX)
+      sources.TFDS_PREFIX) and not data["prepared"]
   if holds_out and data["valid_fraction"] <= 0:
     raise UserError(f"config.data.valid_fraction={data['valid_fraction']}: must be > 0 when "
                     f"config.data.valid_source is '' (the validation text is held out)")
+  if data["prepared"] and values["task"]["kind"] not in ("causal_lm", "masked_lm"):
+    raise UserError(f"config.data.prepared={data['prepared']!r}: a prepared corpus is token"
+                    f" streams for language-model pretraining, not for config.task.kind="
+                    f"{values['task']['kind']!r}; set config.data.prepared=''")
   for role in _task_roles(values["task"]["kind"]):
     if not data[f"{role}_field"].strip():
       raise UserError(f"config.data.{role}_field is empty: name the column / key / feature of "
@@ -242,6 +249,9 @@ def _check_model(values: dict) -> None:
   """config.model as a ModelConfig (its own checks), unless init_from's replaces it."""
   if values["init_architecture"] == "adopt" and values["init_from"]:
     return
+  if values["model"]["architecture"] == "lstm" and values["task"]["kind"] != "causal_lm":
+    raise UserError(f"config.model.architecture='lstm' is a causal language model: it needs "
+                    f"config.task.kind='causal_lm', not {values['task']['kind']!r}")
   fields = checkpoints.lora_fields(values["finetune"])
   # The vocabulary is not known yet; 1 stands in (ModelConfig only needs it positive).
   config = model_config.model_config_from(values["model"], 1, **fields)

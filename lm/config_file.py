@@ -37,6 +37,17 @@ class ConfigFileParser(flags.ArgumentParser):
 
 def load(argument: str) -> ml_collections.ConfigDict:
   """`get_config(ARG)` (or `get_config()` without `:ARG`) of the file PATH."""
+  path = argument.partition(":")[0]
+  config = call(argument, "get_config")
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise UserError(f"--config={path}: get_config() returned {type(config).__name__}, not an "
+                    f"ml_collections.ConfigDict (start from lm.defaults.base_config())")
+  return config
+
+
+def call(argument: str, function: str) -> Any:
+  """`function(ARG)` (or `function()` without `:ARG`) of the file PATH of `argument`, PATH[:ARG]
+  (get_config, or lm.sweep's sweep)."""
   path, has_arg, arg = argument.partition(":")
   if not path.strip():
     raise UserError("--config is empty: name an experiment file, e.g. "
@@ -46,19 +57,15 @@ def load(argument: str) -> ml_collections.ConfigDict:
   if not os.path.isfile(path):
     raise UserError(f"--config={path}: no such file")
   module = _import(path)
-  get_config = getattr(module, "get_config", None)
-  if not callable(get_config):
-    raise UserError(f"--config={path}: the file defines no get_config() function")
+  fn = getattr(module, function, None)
+  if not callable(fn):
+    raise UserError(f"--config={path}: the file defines no {function}() function")
   try:
-    config = get_config(arg) if has_arg else get_config()
+    return fn(arg) if has_arg else fn()
   except UserError:
     raise
   except Exception as e:  # pylint: disable=broad-except  # Any bug in the user's file.
-    raise _failure(e, path, "get_config()") from None
-  if not isinstance(config, ml_collections.ConfigDict):
-    raise UserError(f"--config={path}: get_config() returned {type(config).__name__}, not an "
-                    f"ml_collections.ConfigDict (start from lm.defaults.base_config())")
-  return config
+    raise _failure(e, path, f"{function}()") from None
 
 
 def _import(path: str):

@@ -106,9 +106,11 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c.data.tfds_data_dir = ""
   # JSONL key / CSV or TSV column / TFDS feature that holds the text.
   c.data.text_field = "text"
-  # Classification: the column/key/feature of the label ('@dir' for tar members: the name of
-  # the member's directory), and the labels in order, comma-separated ('' = the sorted labels
-  # of the training data).
+  # Classification: the column/key/feature of the label ('@dir' for files and tar members:
+  # the name of their directory; '@file': the file's own name without its extension, e.g.
+  # one label per collection with txt_unit='entry'), and the labels in order, comma-separated
+  # ('' = the sorted labels of the training data). Plain-text files give one record per
+  # txt_unit, per line for the default 'file'.
   c.data.label_field = "label"
   c.data.labels = ""
   # SFT: the columns/keys of the prompt and of the response.
@@ -116,8 +118,19 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c.data.response_field = "response"
   # Lower-case all text as it is read (training, evaluation and lm.predict).
   c.data.lowercase = False
-  # What one document is in a plain-text file: 'file', 'line' or 'paragraph' (blank-line separated).
+  # Classification and SFT: cleaning steps of lm/data/prepare/cleaning.py applied to every
+  # record's texts as read, comma-separated (escapes, markup, nfkc, control, lowercase,
+  # whitespace; '' = none), e.g. 'escapes,control' for text with terminal color codes.
+  # Language-model text is cleaned by `python -m lm.data.prepare` (config.data.prepared).
+  c.data.clean = ""
+  # What one document is in a plain-text file: 'file', 'line', 'paragraph' (blank-line
+  # separated) or 'entry' (fortune(6) style: entries between lines holding entry_separator).
   c.data.txt_unit = "file"
+  c.data.entry_separator = "%"
+  # A corpus prepared by `python -m lm.data.prepare` (its --workdir): training memory-maps its
+  # token shards and uses the tokenizer saved there, with no re-tokenization; source, the
+  # reading options and the tokenizer keys above are then ignored. '' reads config.data.source.
+  c.data.prepared = ""
   # Undecodable UTF-8 bytes (and unpaired surrogate escapes such as "\ud800" in JSONL strings):
   # 'strict' (an error naming file and line) or 'replace' (U+FFFD).
   c.data.encoding_errors = "strict"
@@ -128,12 +141,17 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c.data.model_type = "bpe"
   # SentencePiece character coverage (1.0 for small alphabets, ~0.9995 for CJK).
   c.data.character_coverage = 1.0
+  # Characters outside the vocabulary become their UTF-8 bytes (256 byte ids) instead of <unk>,
+  # so any text round-trips: sentencepiece (rare characters below character_coverage) and char
+  # (code points unseen in training; the byte ids follow the characters).
+  c.data.byte_fallback = True
   # Tokens per training window; 0 means the model's context, config.model.max_len.
   c.data.seq_len = 0
   # Training windows: 'random' offsets (nanoGPT) or 'strided' (consecutive, non-overlapping).
   c.data.sampling = "random"
 
-  # The Transformer; see lm/models/config.py for each field.
+  # The model: a Transformer, or an LSTM language model (architecture='lstm'); see
+  # lm/models/config.py for each field.
   c.model = ml_collections.ConfigDict(model_config.preset_fields(preset))
 
   c.train = ml_collections.ConfigDict()

@@ -1,4 +1,4 @@
-"""Autoregressive sampling from a `Transformer` with its KV cache.
+"""Autoregressive sampling from a `Transformer` with its KV cache (or an LSTM with its state).
 
 Prompts of different lengths are decoded together: their common prefix (the first `min_len`
 tokens of every row) is prefilled in one forward pass; after that one token per step is fed to
@@ -21,8 +21,8 @@ import numpy as np
 
 from lm.data.tokenizer_base import Tokenizer
 from lm.errors import UserError
+from lm.models.architecture import make_model
 from lm.models.config import ModelConfig
-from lm.models.transformer import Transformer
 
 
 def filter_logits(logits_BxV: jax.Array, *, top_k: int = 0, top_p: float = 1.0) -> jax.Array:
@@ -188,7 +188,7 @@ def generate_text(model_config: ModelConfig, params: Any, tokenizer: Tokenizer, 
                   *, max_new_tokens: int, temperature: float, top_k: int, top_p: float,
                   seed: int) -> list[str]:
   """Each prompt followed by its sampled continuation, which ends early at EOS."""
-  new_tokens = generate_tokens(Transformer(model_config),
+  new_tokens = generate_tokens(make_model(model_config),
                                params, [tokenizer.encode(p) for p in prompts],
                                max_new_tokens=max_new_tokens,
                                rng=jax.random.PRNGKey(seed),

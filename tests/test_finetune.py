@@ -208,6 +208,7 @@ def test_sft_trains_a_decoder_on_responses(tmp_path):
   config.task.kind = "sft"
   config.data.source = str(path)
   config.data.valid_fraction = 0.1
+  config.data.byte_fallback = False  # The vocabulary: the ~30 characters of the pairs.
   shrink_to_smoke(config)
   config.model.max_len = 32
   config.train.sample_prompt = ""

@@ -178,3 +178,21 @@ def test_bfloat16_compute_with_float32_parameters(tmp_path):
   config.model.dtype = "bfloat16"
   final = trainer.train_and_evaluate(config, str(tmp_path / "run"))
   assert math.isfinite(final["eval/loss"])
+
+
+def test_resumes_a_run_saved_before_a_config_key_existed(tmp_path):
+  """A key added since the run was saved is no difference at its default, and one elsewhere."""
+  workdir = str(tmp_path / "run")
+  trainer.train_and_evaluate(smoke_config(steps=2), workdir)
+  path = os.path.join(workdir, "config.json")
+  with open(path, encoding="utf-8") as f:
+    saved = json.load(f)
+  del saved["model"]["architecture"], saved["data"]["entry_separator"]
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(saved, f)
+  changed = smoke_config(steps=2)
+  changed.data.entry_separator = "#"
+  with pytest.raises(UserError, match="data.entry_separator: saved None, now '#'"):
+    trainer.train_and_evaluate(changed, workdir)
+  trainer.train_and_evaluate(smoke_config(steps=2), workdir)  # Resumes (at its end): no error.
+  assert read_metrics(workdir)[-1]["step"] == 2

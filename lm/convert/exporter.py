@@ -25,6 +25,9 @@ def export_hf(workdir: str, target: str, which: str = "latest") -> str:
   if os.path.isdir(target) and os.listdir(target):
     raise UserError(f"--to_hf={target} is not empty; export into a new directory")
   cfg, params, tokenizer = checkpoints.load_for_inference(workdir, which)
+  if cfg.architecture != "transformer":
+    raise UserError(f"{workdir}: an {cfg.architecture.upper()} model has no Hugging Face "
+                    f"architecture to export to; only Transformers export")
   params = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
   if cfg.lora_rank:
     params, cfg = merge_lora(params, cfg)

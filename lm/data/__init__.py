@@ -10,4 +10,6 @@
   examples.py     records -> token arrays for classification and SFT
   buckets.py      length-bucketed batches with dynamic padding
   augment.py      EDA-style augmentation of training texts
+  prepare/        `python -m lm.data.prepare`: clean, filter, deduplicate and tokenize a corpus
+                  into memory-mapped shards with a report (config.data.prepared reads them)
 """

@@ -5,6 +5,7 @@ import os
 from typing import Any
 
 from lm.data import sources, token_store, tokenizers
+from lm.data.prepare import layout as prepare_layout
 from lm.data.token_store import TokenStream
 from lm.data.tokenizers import Tokenizer
 from lm.errors import UserError
@@ -25,8 +26,11 @@ def prepare_data(data_cfg: Any, workdir: str) -> PreparedData:
 
   The tokenizer is trained on the training split only and saved in WORKDIR/tokenizer; a resumed
   run reuses it. Token streams are cached in WORKDIR/data and rebuilt when the source files,
-  the tokenizer or the reading options change.
+  the tokenizer or the reading options change. With `config.data.prepared`, the tokenizer and
+  the token streams of that `python -m lm.data.prepare` workdir are used as they are.
   """
+  if data_cfg.prepared:
+    return _load_prepared(data_cfg.prepared, workdir)
   documents: dict[str, list[str]] = {}
 
   def split_documents(split: str) -> list[str]:
@@ -52,7 +56,7 @@ def prepare_data(data_cfg: Any, workdir: str) -> PreparedData:
             if data_cfg.valid_source else None),
         "options": {
             k: data_cfg[k] for k in ("valid_fraction", "train_split", "valid_split", "text_field",
-                                    "txt_unit", "encoding_errors", "lowercase")
+                                    "txt_unit", "entry_separator", "encoding_errors", "lowercase")
         },
         "tokenizer": tokenizer.fingerprint(),
     }
@@ -62,9 +66,24 @@ def prepare_data(data_cfg: Any, workdir: str) -> PreparedData:
   return PreparedData(tokenizer=tokenizer, train=streams["train"], valid=streams["valid"])
 
 
+def _load_prepared(prepared_dir: str, workdir: str) -> PreparedData:
+  """The tokenizer and memory-mapped token streams of a prepared corpus; the tokenizer is
+  copied into WORKDIR/tokenizer, where checkpoints and lm.predict look for it."""
+  tokenizer, train, valid = prepare_layout.load_prepared(prepared_dir)
+  tokenizer_dir = os.path.join(workdir, TOKENIZER_DIR)
+  if os.path.exists(os.path.join(tokenizer_dir, "tokenizer.json")):
+    if tokenizers.load_tokenizer(tokenizer_dir).fingerprint() != tokenizer.fingerprint():
+      raise UserError(f"config.data.prepared={prepared_dir!r}: its tokenizer differs from the one"
+                      f" this run started with ({tokenizer_dir}); use a new --workdir")
+  else:
+    tokenizer.save(tokenizer_dir)
+  return PreparedData(tokenizer=tokenizer, train=train, valid=valid)
+
+
 def _read_splits(data_cfg: Any) -> dict[str, list[str]]:
   read = dict(text_field=data_cfg.text_field,
               txt_unit=data_cfg.txt_unit,
+              entry_separator=data_cfg.entry_separator,
               encoding_errors=data_cfg.encoding_errors,
               tfds_data_dir=data_cfg.tfds_data_dir or None)
   train = sources.read_documents(data_cfg.source, split=data_cfg.train_split, **read)
@@ -86,8 +105,12 @@ def _read_splits(data_cfg: Any) -> dict[str, list[str]]:
 
 
 def tokenizer_options(data_cfg: Any) -> dict[str, Any]:
+  """The config.data options of `tokenizers.build_tokenizer` for config.data.tokenizer."""
+  if data_cfg.tokenizer == "char":
+    return dict(byte_fallback=data_cfg.byte_fallback)
   if data_cfg.tokenizer != "sentencepiece":
     return {}
   return dict(vocab_size=data_cfg.vocab_size,
               model_type=data_cfg.model_type,
-              character_coverage=data_cfg.character_coverage)
+              character_coverage=data_cfg.character_coverage,
+              byte_fallback=data_cfg.byte_fallback)

@@ -4,7 +4,9 @@ A `Record` maps roles ("text", "label", "prompt", "response") to string values; 
 which column, JSONL key, TFDS feature or archive property holds each role:
 
   PATH.csv / .tsv / .jsonl (optionally .gz)   one record per row; fields name columns / keys
-  any other local file                         one record per non-blank line, role "text" only
+  any other local file                         role "text" only: one record per non-blank line,
+                                               or per paragraph, per entry (fortune(6) style,
+                                               between lines holding `%`) or per file (txt_unit)
   PATH.tar[.gz]:MEMBER_GLOB                    one record per matching regular-file member (sorted
                                                by name): its whole text is the "text" role
   tfds:NAME                                    one record per example; integer features become
@@ -12,7 +14,10 @@ which column, JSONL key, TFDS feature or archive property holds each role:
 
 The special field name `@dir` gives the name of the directory holding the member or file, so
 `aclImdb_train.tar.gz:aclImdb/train/*/*.txt` with fields={"label": "@dir"} labels reviews by
-their `pos`/`neg` folder. Roles whose field a source lacks are absent from its records, unless
+their `pos`/`neg` folder; `@file` gives the name of the file or member itself, without its
+format extension (`.txt`, `.jsonl`, ...; through `.gz`), so `zh-fortunes/*` with
+fields={"label": "@file"} and txt_unit='entry' labels each entry `chinese`, `song100` or
+`tang300`. Roles whose field a source lacks are absent from its records, unless
 they are `required`: then the source is a `UserError` naming the file and the config key.
 """
 
@@ -35,6 +40,8 @@ from lm.data.sources import (  # pylint: disable=protected-access  # Shared form
 from lm.errors import UserError
 
 DIR_FIELD = "@dir"
+FILE_FIELD = "@file"
+PATH_FIELDS = (DIR_FIELD, FILE_FIELD)  # Fields that come from where a record is stored.
 _INTEGER_RE = re.compile(r"^[+-]?\d+$")
 
 
@@ -54,30 +61,37 @@ def read_records(
     config_key: str = "config.data.source",
     tfds_data_dir: str | None = None,
     required: tuple[str, ...] = (),
+    txt_unit: str = "line",
+    entry_separator: str = sources.DEFAULT_ENTRY_SEPARATOR,
 ) -> list[Record]:
   """Reads the records of `source`.
 
   Args:
     source: comma-separated local paths, globs and `ARCHIVE:MEMBER_GLOB` entries, or
       `tfds:NAME` (e.g. `tfds:imdb_reviews`).
-    fields: role -> column / JSONL key / TFDS feature / `@dir`, e.g. {"text": "sentence",
-      "label": "label"}. A required role missing here is read from the field of its own name;
-      plain text files and archives always give the "text" role.
+    fields: role -> column / JSONL key / TFDS feature / `@dir` / `@file`, e.g. {"text":
+      "sentence", "label": "label"}. A required role missing here is read from the field of
+      its own name; plain text files and archives always give the "text" role.
     split: the TFDS split; local sources have none (point `source` at the split's files).
     encoding_errors: `strict` (undecodable UTF-8 is an error) or `replace` (U+FFFD).
     config_key: the config key `source` came from, for error messages.
     tfds_data_dir: where TFDS datasets are prepared (default: TFDS's own default).
     required: roles every record must have, with non-blank values.
+    txt_unit: what one record is in a plain text file (not in tables, JSONL or archives): each
+      non-blank `line`, each blank-line separated `paragraph`, each `entry` between lines
+      holding just `entry_separator`, or the whole `file`.
+    entry_separator: the separator line of txt_unit='entry'.
 
   Returns:
     The records in file (and member) order.
   """
   _check_choice(encoding_errors, sources.ENCODING_ERRORS, "config.data.encoding_errors")
+  _check_choice(txt_unit, sources.TXT_UNITS, "config.data.txt_unit")
   _check_fields(fields)
   if not isinstance(source, str) or not source.strip():
     raise UserError(f"{config_key} is empty: set it to a file, a glob or 'tfds:NAME'")
   source = source.strip()
-  reader = _Reader(fields, required, encoding_errors)
+  reader = _Reader(fields, required, encoding_errors, txt_unit, entry_separator)
   if source.startswith(sources.TFDS_PREFIX):
     records = reader.tfds(source[len(sources.TFDS_PREFIX):].strip(), split, tfds_data_dir,
                           config_key)
@@ -241,12 +255,15 @@ def _resolve(source: str, config_key: str) -> list[tuple[str, str | None]]:
 class _Reader:
   """Turns rows / members / examples into records for one `fields` and `required`."""
 
-  def __init__(self, fields: dict[str, str], required: tuple[str, ...], encoding_errors: str):
+  def __init__(self, fields: dict[str, str], required: tuple[str, ...], encoding_errors: str,
+               txt_unit: str, entry_separator: str):
     # A required role without a field is looked up under its own name ("text" -> column "text").
     self.fields = {role: role for role in required}
     self.fields.update((role, field.strip()) for role, field in fields.items())
     self.required = tuple(required)
     self.encoding_errors = encoding_errors
+    self.txt_unit = txt_unit
+    self.entry_separator = entry_separator
 
   def _check_blank(self, values: dict[str, str], where: str) -> None:
     for role in self.required:
@@ -258,7 +275,7 @@ class _Reader:
     available = list(available)
     present = {}
     for role, field in self.fields.items():
-      if field == DIR_FIELD or field in available:
+      if field in PATH_FIELDS or field in available:
         present[role] = field
       elif role in self.required:
         names = ", ".join(map(repr, available)) or "none"
@@ -274,35 +291,38 @@ class _Reader:
       raise UserError(f"{path}: file is empty")
     text = sources.decode_utf8(data, self.encoding_errors, where=path)
     extension = _inner_extension(path)
-    directory = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    origin = _origin(os.path.abspath(path), os.sep)
     if extension in _JSONL_EXTENSIONS:
-      return self._jsonl(text, path, directory)
+      return self._jsonl(text, path, origin)
     if extension in _TABLE_DELIMITERS:
-      return self._table(text, path, directory, _TABLE_DELIMITERS[extension])
-    return self._lines(text, path, directory)
+      return self._table(text, path, origin, _TABLE_DELIMITERS[extension])
+    return self._plain_text(text, path, origin)
 
-  def _lines(self, text: str, path: str, directory: str) -> list[Record]:
-    dir_roles = self._whole_text_roles(path, "a plain text file holds one text per line")
-    records = []
-    for line_number, line in enumerate(text.split("\n"), start=1):
-      line = line.removesuffix("\r")
-      if line.strip():
-        values = {"text": line, **{role: directory for role in dir_roles}}
-        records.append(Record(values, f"{path}: line {line_number}"))
-    return records
+  def _plain_text(self, text: str, path: str, origin: dict[str, str]) -> list[Record]:
+    path_roles = self._path_roles(path, f"a plain text file holds one text per {self.txt_unit}")
+    origin_values = {role: origin[self.fields[role]] for role in path_roles}
+    if self.txt_unit == "line":  # Records name their line.
+      texts = [(f"{path}: line {number}", line.removesuffix("\r"))
+               for number, line in enumerate(text.split("\n"), start=1)]
+    else:
+      documents = sources.split_text(text, self.txt_unit, self.entry_separator)
+      texts = [(f"{path}: {self.txt_unit} {number}", document)
+               for number, document in enumerate(documents, start=1)]
+    return [Record({"text": t, **origin_values}, where) for where, t in texts if t.strip()]
 
-  def _whole_text_roles(self, where: str, what: str) -> list[str]:
-    """The `@dir` roles of a source that holds only text (always the "text" role)."""
-    dir_roles = []
+  def _path_roles(self, where: str, what: str) -> list[str]:
+    """The `@dir` / `@file` roles of a source that holds only text (always the "text" role)."""
+    path_roles = []
     for role, field in self.fields.items():
-      if field == DIR_FIELD:
-        dir_roles.append(role)
+      if field in PATH_FIELDS:
+        path_roles.append(role)
       elif role in self.required and role != "text":
         raise UserError(f"{where}: {what}, so it has no field {field!r} for the {role}; use a"
-                        f" .tsv, .csv or .jsonl file, or set {_field_key(role)}='{DIR_FIELD}'")
-    return dir_roles
+                        f" .tsv, .csv or .jsonl file, or set {_field_key(role)}='{DIR_FIELD}' or"
+                        f" '{FILE_FIELD}'")
+    return path_roles
 
-  def _jsonl(self, text: str, path: str, directory: str) -> list[Record]:
+  def _jsonl(self, text: str, path: str, origin: dict[str, str]) -> list[Record]:
     records = []
     for line_number, line in enumerate(text.split("\n"), start=1):
       if not line.strip():
@@ -312,13 +332,13 @@ class _Reader:
       values = {}
       for role, field in self._present((k for k, v in obj.items() if v is not None), where,
                                        "key").items():
-        values[role] = directory if field == DIR_FIELD else sources.check_text(
+        values[role] = origin[field] if field in PATH_FIELDS else sources.check_text(
             _json_string(obj[field], field, where), self.encoding_errors, where=where)
       self._check_blank(values, where)
       records.append(Record(values, where))
     return records
 
-  def _table(self, text: str, path: str, directory: str, delimiter: str) -> list[Record]:
+  def _table(self, text: str, path: str, origin: dict[str, str], delimiter: str) -> list[Record]:
     reader = sources.table_reader(text, delimiter)
     records = []
     line_number = 1  # Where the row being read starts.
@@ -327,7 +347,9 @@ class _Reader:
       if header is None:
         return []
       present = self._present(header, f"{path}: line 1", "column")
-      columns = {role: header.index(field) for role, field in present.items() if field != DIR_FIELD}
+      columns = {
+          role: header.index(field) for role, field in present.items() if field not in PATH_FIELDS
+      }
       line_number = reader.line_num + 1
       for row in reader:
         where = f"{path}: line {line_number}"
@@ -337,7 +359,10 @@ class _Reader:
         if len(row) != len(header):
           raise UserError(f"{where}: row has {len(row)} fields, the header has {len(header)}"
                           f" ({', '.join(map(repr, header))})")
-        values = {role: row[columns[role]] if role in columns else directory for role in present}
+        values = {
+            role: row[columns[role]] if role in columns else origin[present[role]]
+            for role in present
+        }
         self._check_blank(values, where)
         records.append(Record(values, where))
     except csv.Error as e:
@@ -347,8 +372,7 @@ class _Reader:
   # --- Tar archives -----------------------------------------------------------------------------
 
   def archive(self, path: str, member_glob: str) -> list[Record]:
-    dir_roles = self._whole_text_roles(f"{path}:{member_glob}",
-                                       "an archive member is read as one text")
+    path_roles = self._path_roles(f"{path}:{member_glob}", "an archive member is read as one text")
     texts, examples = [], []
     last = None  # The last member read whole, to say where a broken archive breaks.
     try:
@@ -380,8 +404,8 @@ class _Reader:
     for name, data in texts:
       where = f"{path}: {name}"
       text = sources.decode_utf8(data, self.encoding_errors, where=where)
-      directory = posix_dirname(name)
-      values = {"text": text, **{role: directory for role in dir_roles}}
+      origin = _origin(name, "/")
+      values = {"text": text, **{role: origin[self.fields[role]] for role in path_roles}}
       self._check_blank(values, where)
       records.append(Record(values, where))
     return records
@@ -391,9 +415,9 @@ class _Reader:
   def tfds(self, name: str, split: str, data_dir: str | None, config_key: str) -> list[Record]:
     where = f"{config_key}='tfds:{name}' (split {split!r})"
     data_source = _open_tfds(name, split, data_dir, config_key, where)
-    if any(field == DIR_FIELD for field in self.fields.values()):
-      raise UserError(f"{where}: TFDS examples have no directory; '{DIR_FIELD}' works only for"
-                      " local files and archives")
+    if any(field in PATH_FIELDS for field in self.fields.values()):
+      raise UserError(f"{where}: TFDS examples have no file or directory; '{DIR_FIELD}' and"
+                      f" '{FILE_FIELD}' work only for local files and archives")
     records = []
     for index, example in enumerate(data_source):
       example_where = f"tfds:{name} (split {split!r}), example {index}"
@@ -408,10 +432,13 @@ class _Reader:
     return records
 
 
-def posix_dirname(member_name: str) -> str:
-  """The name of the directory holding archive member `member_name` ('' at the top)."""
-  parts = member_name.rstrip("/").split("/")
-  return parts[-2] if len(parts) > 1 else ""
+def _origin(path: str, separator: str) -> dict[str, str]:
+  """The values of the path fields for a file or archive member at `path`."""
+  parts = path.rstrip(separator).split(separator)
+  name = parts[-1]
+  stem = name[:-len(".gz")] if name.lower().endswith(".gz") else name
+  stem = os.path.splitext(stem)[0] or stem
+  return {DIR_FIELD: parts[-2] if len(parts) > 1 else "", FILE_FIELD: stem}
 
 
 def _json_string(value: Any, field: str, where: str) -> str:

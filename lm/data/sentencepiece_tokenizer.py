@@ -4,8 +4,9 @@ Exact round trips come from: the `identity` normalization (no NFKC), keeping rep
 leading spaces (`remove_extra_whitespaces=False`), no dummy space prefix, byte fallback for
 characters outside the vocabulary, the space marker "▁" always in the vocabulary, and a
 user-defined piece for "\\n" (SentencePiece models one line at a time, so newlines are split
-off and encoded as that piece). One known exception: the character U+2581 "▁" itself decodes
-as a space, as in every SentencePiece model.
+off and encoded as that piece). The character U+2581 "▁" itself, which SentencePiece reads as
+a space, is spelled with its three byte pieces (these decode as "▁"); without byte fallback
+it decodes as a space, and characters outside the vocabulary as nothing (UNK).
 """
 
 import io
@@ -48,6 +49,9 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
         [p.is_control(i) or p.is_unknown(i) or p.is_unused(i) for i in range(p.get_piece_size())],
         dtype=bool)
     self._check_layout()
+    # The byte pieces of "▁" (empty without byte fallback).
+    marker_ids = [p.piece_to_id(f"<0x{b:02X}>") for b in SPACE_MARKER.encode("utf-8")]
+    self._marker_ids = marker_ids if all(map(p.is_byte, marker_ids)) else []
 
   def _check_layout(self) -> None:
     pieces = [self._processor.id_to_piece(i) for i in range(NUM_SPECIAL + 1)]
@@ -145,10 +149,22 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
     ids = []
     # Lines are encoded separately (several times faster than one long string, same ids since
     # "\n" is always a piece of its own).
-    for i, line_ids in enumerate(self._processor.encode(text.split(NEWLINE))):
+    lines = text.split(NEWLINE)
+    for i, (line, line_ids) in enumerate(zip(lines, self._processor.encode(lines))):
       if i:
         ids.append(NEWLINE_ID)
+      if self._marker_ids and SPACE_MARKER in line:
+        line_ids = self._encode_literal_markers(line)
       ids.extend(line_ids)
+    return ids
+
+  def _encode_literal_markers(self, line: str) -> list[int]:
+    """`line` with each literal "▁" spelled as its byte pieces (so it decodes as "▁")."""
+    ids = []
+    for i, part_ids in enumerate(self._processor.encode(line.split(SPACE_MARKER))):
+      if i:
+        ids.extend(self._marker_ids)
+      ids.extend(part_ids)
     return ids
 
   def special_mask(self) -> np.ndarray:

@@ -2,23 +2,30 @@
 
 A *document* is one string; the token store later joins documents with EOS. Every problem with
 the data the user pointed at raises `UserError` naming the file, the line or the config key.
+`iter_file` and `iter_archive` stream (constant memory, except a whole-file document); the
+`read_*` functions collect them into lists for training.
 """
 
 import bisect
 import csv
+import fnmatch
 import glob
 import gzip
 import io
 import json
 import os
 import re
+import tarfile
 import zlib
+from typing import Iterable, Iterator
 
 from lm.data import tfds_source
 from lm.errors import UserError
 
 TFDS_PREFIX = "tfds:"
-TXT_UNITS = ("file", "line", "paragraph")
+TXT_UNITS = ("file", "line", "paragraph", "entry")
+# In txt_unit='entry' files (fortune(6) style), a line holding just this closes an entry.
+DEFAULT_ENTRY_SEPARATOR = "%"
 ENCODING_ERRORS = ("strict", "replace")
 _JSONL_EXTENSIONS = (".jsonl", ".ndjson")
 _TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t"}
@@ -45,6 +52,7 @@ def read_documents(
     encoding_errors: str = "strict",
     config_key: str = "config.data.source",
     tfds_data_dir: str | None = None,
+    entry_separator: str = DEFAULT_ENTRY_SEPARATOR,
 ) -> list[str]:
   """Reads all documents of `source`.
 
@@ -54,10 +62,12 @@ def read_documents(
       splits (point `source` at the split's files), so it is ignored for them.
     text_field: JSONL key, CSV/TSV column or TFDS feature holding the text.
     txt_unit: what one document is in a plain text file: the whole `file`, each non-blank
-      `line`, or each blank-line separated `paragraph`.
+      `line`, each blank-line separated `paragraph`, or each `entry` between lines holding
+      just `entry_separator`.
     encoding_errors: `strict` (undecodable UTF-8 is an error) or `replace` (U+FFFD).
     config_key: the config key `source` came from, for error messages.
     tfds_data_dir: where TFDS datasets are prepared (default: TFDS's own default).
+    entry_separator: the separator line of txt_unit='entry'.
 
   Returns:
     The non-blank documents, in file order.
@@ -86,12 +96,20 @@ def read_documents(
   documents = []
   for path in resolve_files(source, config_key=config_key):
     documents.extend(
-        read_file(path, text_field=text_field, txt_unit=txt_unit, encoding_errors=encoding_errors))
+        read_file(path, text_field=text_field, txt_unit=txt_unit, encoding_errors=encoding_errors,
+                  entry_separator=entry_separator))
   return documents
 
 
-def resolve_files(source: str, *, config_key: str = "config.data.source") -> list[str]:
-  """Expands a comma-separated list of paths and globs into existing files (globs sorted)."""
+def resolve_files(source: str,
+                  *,
+                  config_key: str = "config.data.source",
+                  directories: bool = False) -> list[str]:
+  """Expands a comma-separated list of paths and globs into existing files (globs sorted).
+
+  With `directories`, a directory stands for every file below it (sorted); otherwise it is an
+  error.
+  """
   entries = [entry.strip() for entry in source.split(",") if entry.strip()]
   if not entries:
     raise UserError(f"{config_key} is empty: set it to a file, a glob or 'tfds:NAME'")
@@ -103,6 +121,12 @@ def resolve_files(source: str, *, config_key: str = "config.data.source") -> lis
       if not matches:
         raise UserError(f"{config_key}: no file matches '{entry}'")
       paths.extend(matches)
+    elif os.path.isdir(pattern) and directories:
+      below = sorted(p for p in glob.glob(os.path.join(pattern, "**", "*"), recursive=True)
+                     if os.path.isfile(p))
+      if not below:
+        raise UserError(f"{config_key}: directory '{entry}' holds no files")
+      paths.extend(below)
     elif os.path.isdir(pattern):
       raise UserError(
           f"{config_key}: '{entry}' is a directory; name the files, e.g. '{entry}/*.txt'")
@@ -141,22 +165,81 @@ def read_file(path: str,
               *,
               text_field: str = "text",
               txt_unit: str = "file",
-              encoding_errors: str = "strict") -> list[str]:
+              encoding_errors: str = "strict",
+              entry_separator: str = DEFAULT_ENTRY_SEPARATOR) -> list[str]:
   """Reads the documents of one local file; the format comes from its extension."""
-  data = _read_bytes(path)
-  if not data:
-    raise UserError(f"{path}: file is empty")
-  text = decode_utf8(data, encoding_errors, where=path)
-  extension = _inner_extension(path)
-  if extension in _JSONL_EXTENSIONS:
-    documents = _parse_jsonl(text, path, text_field, encoding_errors)
-  elif extension in _TABLE_DELIMITERS:
-    documents = _parse_table(text, path, text_field, _TABLE_DELIMITERS[extension])
-  else:
-    documents = split_text(text, txt_unit)
+  documents = list(
+      iter_file(path, text_field=text_field, txt_unit=txt_unit, encoding_errors=encoding_errors,
+                entry_separator=entry_separator))
   if not documents:
     raise UserError(f"{path}: no documents found (the file holds only blank text)")
   return documents
+
+
+def iter_file(path: str,
+              *,
+              text_field: str = "text",
+              txt_unit: str = "file",
+              encoding_errors: str = "strict",
+              entry_separator: str = DEFAULT_ENTRY_SEPARATOR) -> Iterator[str]:
+  """Streams the non-blank documents of one local file (format from its extension).
+
+  Memory stays constant in the file size, except for txt_unit='file' (one document is the
+  whole file).
+  """
+  _check_choice(txt_unit, TXT_UNITS, "config.data.txt_unit")
+  _check_choice(encoding_errors, ENCODING_ERRORS, "config.data.encoding_errors")
+  extension = _inner_extension(path)
+  if extension in _JSONL_EXTENSIONS:
+    yield from _jsonl_documents(_decoded_lines(path, encoding_errors), path, text_field,
+                                encoding_errors)
+  elif extension in _TABLE_DELIMITERS:
+    lines = (line for _, line in _decoded_lines(path, encoding_errors))
+    yield from _table_documents(lines, path, text_field, _TABLE_DELIMITERS[extension])
+  elif txt_unit == "file":
+    data = _read_bytes(path)
+    if not data:
+      raise UserError(f"{path}: file is empty")
+    text = decode_utf8(data, encoding_errors, where=path)
+    if text.strip():
+      yield text
+  else:
+    lines = (line.removesuffix("\n") for _, line in _decoded_lines(path, encoding_errors))
+    yield from split_lines(lines, txt_unit, entry_separator)
+
+
+def iter_archive(path: str,
+                 member_glob: str,
+                 encoding_errors: str = "strict") -> Iterator[tuple[str, str]]:
+  """Streams (member name, text) of the regular-file members of tar archive `path` whose
+  names match `member_glob`, in archive order, reading the (compressed) archive once."""
+  matched, examples = 0, []
+  last = None  # The last member read whole, to say where a broken archive breaks.
+  try:
+    with tarfile.open(path, "r|*") as tar:
+      for member in tar:
+        if not member.isfile():
+          continue
+        if len(examples) < 3:
+          examples.append(member.name)
+        if fnmatch.fnmatchcase(member.name, member_glob):
+          data = tar.extractfile(member).read()
+          matched += 1
+          yield member.name, decode_utf8(data, encoding_errors, where=f"{path}: {member.name}")
+        last = member.name
+  except FileNotFoundError:
+    raise UserError(f"{path}: file not found") from None
+  except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+    if last is None and "could not be opened" in str(e):
+      reason = "not a valid tar archive (plain, .gz, .bz2 or .xz)"
+    else:
+      after = f" after member '{last}'" if last else ""
+      reason = f"not a valid tar archive: truncated or corrupt{after} ({' '.join(str(e).split())})"
+    raise UserError(f"{path}: {reason}") from None
+  if not matched:
+    names = ", ".join(examples) or "none"
+    raise UserError(
+        f"{path}: no archive member matches '{member_glob}' (members are named like {names})")
 
 
 def decode_utf8(data: bytes, encoding_errors: str, *, where: str) -> str:
@@ -167,11 +250,36 @@ def decode_utf8(data: bytes, encoding_errors: str, *, where: str) -> str:
   except UnicodeDecodeError as e:
     position = offset + e.start
     line = data.count(b"\n", 0, position) + 1
-    hint = ("it starts with a UTF-16 byte-order mark: save it as UTF-8"
-            if data.startswith(_UTF16_BOMS) else
-            "fix the file or set config.data.encoding_errors='replace'")
-    raise UserError(f"{where}: line {line}: invalid UTF-8 byte 0x{data[position]:02x} at byte "
-                    f"offset {position}; {hint}") from None
+    raise _utf8_error(where, line, position, data[position], data.startswith(_UTF16_BOMS)) from None
+
+
+def _utf8_error(where: str, line: int, position: int, byte: int, utf16: bool) -> UserError:
+  hint = ("it starts with a UTF-16 byte-order mark: save it as UTF-8"
+          if utf16 else "fix the file or set config.data.encoding_errors='replace'")
+  return UserError(f"{where}: line {line}: invalid UTF-8 byte 0x{byte:02x} at byte "
+                   f"offset {position}; {hint}")
+
+
+def _decoded_lines(path: str, encoding_errors: str) -> Iterator[tuple[int, str]]:
+  """(line number, decoded line with its newline) of a file, streamed; a leading BOM dropped."""
+  try:
+    with _open_binary(path) as f:
+      offset, line_number, utf16 = 0, 0, False
+      for line_number, raw in enumerate(f, start=1):
+        start = 0
+        if line_number == 1:
+          utf16 = raw.startswith(_UTF16_BOMS)
+          start = len(_UTF8_BOM) if raw.startswith(_UTF8_BOM) else 0
+        try:
+          yield line_number, raw[start:].decode("utf-8", errors=encoding_errors)
+        except UnicodeDecodeError as e:
+          position = start + e.start
+          raise _utf8_error(path, line_number, offset + position, raw[position], utf16) from None
+        offset += len(raw)
+  except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+    raise UserError(f"{path}: not a valid gzip file ({e})") from None
+  if line_number == 0:
+    raise UserError(f"{path}: file is empty")
 
 
 def check_text(text: str, encoding_errors: str, *, where: str) -> str:
@@ -204,22 +312,54 @@ def parse_json_line(line: str, where: str) -> dict:
   return record
 
 
-def split_text(text: str, txt_unit: str) -> list[str]:
+def split_text(text: str,
+               txt_unit: str,
+               entry_separator: str = DEFAULT_ENTRY_SEPARATOR) -> list[str]:
   """Splits plain text into documents; blank documents are dropped."""
   _check_choice(txt_unit, TXT_UNITS, "config.data.txt_unit")
   if txt_unit == "file":
     return [text] if text.strip() else []
-  lines = [line.removesuffix("\r") for line in text.split("\n")]
-  if txt_unit == "line":
-    return [line for line in lines if line.strip()]
-  paragraphs, block = [], []
-  for line in lines + [""]:  # The sentinel blank line closes the last block.
-    if line.strip():
+  return list(split_lines(text.split("\n"), txt_unit, entry_separator))
+
+
+def split_lines(lines: Iterable[str],
+                txt_unit: str,
+                entry_separator: str = DEFAULT_ENTRY_SEPARATOR) -> Iterator[str]:
+  """Groups lines (without their newline) into the non-blank documents of `txt_unit`.
+
+  'line': each line; 'paragraph': blocks of non-blank lines; 'entry': the lines between lines
+  that hold just `entry_separator` (surrounding spaces ignored), joined with newlines as they
+  are, inner blank lines included (leading and trailing ones dropped). A trailing CR is dropped
+  from every line.
+  """
+  _check_choice(txt_unit, ("line", "paragraph", "entry"), "config.data.txt_unit")
+  if txt_unit == "entry" and not entry_separator.strip():
+    raise UserError("config.data.entry_separator is blank: set it to the line that separates"
+                    " entries, e.g. '%'")
+  separator = entry_separator.strip()
+  block = []
+  for line in lines:
+    line = line.removesuffix("\r")
+    if txt_unit == "line":
+      if line.strip():
+        yield line
+    elif txt_unit == "entry" and line.strip() != separator:
       block.append(line)
-    elif block:
-      paragraphs.append("\n".join(block))
+    elif txt_unit == "paragraph" and line.strip():
+      block.append(line)
+    else:  # The end of a paragraph or an entry.
+      if any(b.strip() for b in block):
+        yield _join_block(block)
       block = []
-  return paragraphs
+  if any(b.strip() for b in block):
+    yield _join_block(block)
+
+
+def _join_block(lines: list[str]) -> str:
+  """The lines of a paragraph or entry, without blank lines at its start and end."""
+  first = next(i for i, line in enumerate(lines) if line.strip())
+  last = max(i for i, line in enumerate(lines) if line.strip())
+  return "\n".join(lines[first:last + 1])
 
 
 def split_train_valid(documents: list[str], valid_fraction: float) -> tuple[list[str], list[str]]:
@@ -257,12 +397,21 @@ def _check_choice(value: str, choices: tuple[str, ...], config_key: str) -> None
     raise UserError(f"{config_key} must be one of {', '.join(choices)}; got {value!r}")
 
 
+def _open_binary(path: str):
+  """`path` opened for binary reading, through gzip for `.gz`; opening errors as UserError."""
+  try:
+    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+  except FileNotFoundError:
+    raise UserError(f"{path}: file not found") from None
+  except IsADirectoryError:
+    raise UserError(f"{path}: is a directory, not a file") from None
+  except PermissionError:
+    raise UserError(f"{path}: permission denied") from None
+
+
 def _read_bytes(path: str) -> bytes:
   try:
-    if path.endswith(".gz"):
-      with gzip.open(path, "rb") as f:
-        return f.read()
-    with open(path, "rb") as f:
+    with _open_binary(path) as f:
       return f.read()
   except FileNotFoundError:
     raise UserError(f"{path}: file not found") from None
@@ -280,9 +429,9 @@ def _inner_extension(path: str) -> str:
   return os.path.splitext(name)[1]
 
 
-def _parse_jsonl(text: str, path: str, text_field: str, encoding_errors: str) -> list[str]:
-  documents = []
-  for line_number, line in enumerate(text.split("\n"), start=1):
+def _jsonl_documents(lines: Iterable[tuple[int, str]], path: str, text_field: str,
+                     encoding_errors: str) -> Iterator[str]:
+  for line_number, line in lines:
     if not line.strip():
       continue
     record = parse_json_line(line, f"{path}: line {line_number}")
@@ -295,19 +444,19 @@ def _parse_jsonl(text: str, path: str, text_field: str, encoding_errors: str) ->
       raise UserError(f"{path}: line {line_number}: field {text_field!r} is {type(value).__name__},"
                       " not a string")
     if value.strip():
-      documents.append(check_text(value, encoding_errors, where=f"{path}: line {line_number}"))
-  return documents
+      yield check_text(value, encoding_errors, where=f"{path}: line {line_number}")
 
 
-def table_reader(text: str, delimiter: str):
-  """A csv reader over `text` with the project's conventions for CSV and TSV files."""
+def table_reader(text: str | Iterable[str], delimiter: str):
+  """A csv reader over `text` (a string, or lines with their line endings) with the project's
+  conventions for CSV and TSV files."""
   # TSV files such as GLUE's are unquoted and may hold bare `"` characters inside the text.
   quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
   # Long documents (whole articles in one cell) exceed csv's default 128 KiB field limit.
   csv.field_size_limit(MAX_RECORD_CHARS)
   # strict: a quoted field never closed is an error, not the rest of the file in one cell.
-  return csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting,
-                    strict=True)
+  lines = io.StringIO(text, newline="") if isinstance(text, str) else text
+  return csv.reader(lines, delimiter=delimiter, quoting=quoting, strict=True)
 
 
 def table_error(error: csv.Error, path: str, line: int, delimiter: str) -> UserError:
@@ -320,14 +469,14 @@ def table_error(error: csv.Error, path: str, line: int, delimiter: str) -> UserE
   return UserError(f"{path}: line {line}: malformed {delimiter!r}-separated row ({reason})")
 
 
-def _parse_table(text: str, path: str, text_field: str, delimiter: str) -> list[str]:
-  reader = table_reader(text, delimiter)
-  documents = []
+def _table_documents(lines: Iterable[str], path: str, text_field: str,
+                     delimiter: str) -> Iterator[str]:
+  reader = table_reader(lines, delimiter)
   line = 1  # Where the row being read starts.
   try:
     header = next(reader, None)
     if header is None:
-      return []
+      return
     if text_field not in header:
       columns = ", ".join(map(repr, header))
       raise UserError(
@@ -340,8 +489,7 @@ def _parse_table(text: str, path: str, text_field: str, delimiter: str) -> list[
         raise UserError(f"{path}: line {line}: row has {len(row)} fields, but column"
                         f" {text_field!r} is field {column + 1}")
       if row and row[column].strip():
-        documents.append(row[column])
+        yield row[column]
       line = reader.line_num + 1
   except csv.Error as e:
     raise table_error(e, path, line, delimiter) from None
-  return documents

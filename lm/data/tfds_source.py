@@ -5,7 +5,7 @@ it, so training runs and tests stay offline and reproducible.
 """
 
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -22,6 +22,25 @@ def read_tfds(
     config_key: str = "config.data.source",
 ) -> list[str]:
   """Returns the non-blank `text_field` of every example of TFDS dataset `name` in `split`."""
+  documents = list(
+      iter_tfds(name, split=split, text_field=text_field, encoding_errors=encoding_errors,
+                data_dir=data_dir, config_key=config_key))
+  if not documents:
+    raise UserError(f"{config_key}='tfds:{name}' (split {split!r}): no documents found (the split"
+                    " is empty or all texts are blank)")
+  return documents
+
+
+def iter_tfds(
+    name: str,
+    *,
+    split: str,
+    text_field: str = "text",
+    encoding_errors: str = "strict",
+    data_dir: str | None = None,
+    config_key: str = "config.data.source",
+) -> Iterator[str]:
+  """`read_tfds` streamed: the non-blank texts one at a time (for corpora larger than RAM)."""
   if not name:
     raise UserError(f"{config_key}: 'tfds:' needs a dataset name, e.g. 'tfds:tiny_shakespeare'")
   try:
@@ -44,14 +63,10 @@ def read_tfds(
         f" network) with `tfds build {name} --file_format=array_record` or"
         f" `tfds.builder({name!r}).download_and_prepare(file_format='array_record')`") from None
 
-  documents = []
   for index, example in enumerate(source):
     text = _text_of(example, text_field, encoding_errors, where=f"{where}, example {index}")
     if text.strip():
-      documents.append(text)
-  if not documents:
-    raise UserError(f"{where}: no documents found (the split is empty or all texts are blank)")
-  return documents
+      yield text
 
 
 def _open_failure_reason(tfds: Any, name: str, data_dir: str | None, error: Exception) -> str:

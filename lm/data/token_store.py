@@ -3,7 +3,8 @@
 import dataclasses
 import json
 import os
-from typing import Any, Callable, Iterable
+import shutil
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -66,22 +67,59 @@ def save_stream(path: str | os.PathLike,
   no `.json` (a cache miss), never a `.json` describing a different `.npy`.
   """
   path = os.fspath(path)
+  text = _metadata_text(stream.num_tokens, stream.tokens.dtype, stream.num_bytes,
+                        stream.num_documents, extra)
+  _remove_metadata(path)
+  with atomic.atomic_writer(path + ".npy") as f:
+    np.save(f, np.ascontiguousarray(stream.tokens), allow_pickle=False)
+  atomic.atomic_write_text(path + ".json", text)
+
+
+def save_stream_from_files(path: str | os.PathLike,
+                           token_files: Sequence[str],
+                           *,
+                           dtype: np.dtype,
+                           num_bytes: int,
+                           num_documents: int,
+                           extra: dict[str, Any] | None = None) -> None:
+  """`save_stream` of the raw token arrays in `token_files` (concatenated in order), copied
+  file to file, never loaded: for corpora larger than memory (lm.data.prepare)."""
+  path, dtype = os.fspath(path), np.dtype(dtype)
+  sizes = [os.path.getsize(f) for f in token_files]
+  if any(size % dtype.itemsize for size in sizes):
+    raise ValueError(f"token files of {dtype} must hold whole items: {token_files}")
+  num_tokens = sum(sizes) // dtype.itemsize
+  text = _metadata_text(num_tokens, dtype, num_bytes, num_documents, extra)
+  _remove_metadata(path)
+  with atomic.atomic_writer(path + ".npy") as f:
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+              "shape": (num_tokens,)}
+    np.lib.format.write_array_header_1_0(f, header)
+    for name in token_files:
+      with open(name, "rb") as part:
+        shutil.copyfileobj(part, f, 1 << 20)
+  atomic.atomic_write_text(path + ".json", text)
+
+
+def _metadata_text(num_tokens: int, dtype: np.dtype, num_bytes: int, num_documents: int,
+                   extra: dict[str, Any] | None) -> str:
   metadata = {
       "format_version": FORMAT_VERSION,
-      "num_tokens": stream.num_tokens,
-      "dtype": str(stream.tokens.dtype),
-      "num_bytes": int(stream.num_bytes),
-      "num_documents": int(stream.num_documents),
+      "num_tokens": int(num_tokens),
+      "dtype": str(np.dtype(dtype)),
+      "num_bytes": int(num_bytes),
+      "num_documents": int(num_documents),
       **(extra or {}),
   }
-  text = json.dumps(metadata, indent=2, sort_keys=True)  # Fails early if `extra` is not JSON.
+  return json.dumps(metadata, indent=2, sort_keys=True)  # Fails early if `extra` is not JSON.
+
+
+def _remove_metadata(path: str) -> None:
+  """The old metadata goes first, so an interrupted save is a cache miss (see save_stream)."""
   try:
     os.remove(path + ".json")
   except FileNotFoundError:
     pass
-  with atomic.atomic_writer(path + ".npy") as f:
-    np.save(f, np.ascontiguousarray(stream.tokens), allow_pickle=False)
-  atomic.atomic_write_text(path + ".json", text)
 
 
 def load_stream(path: str | os.PathLike) -> TokenStream:

@@ -24,7 +24,11 @@ NUM_SPECIAL = 7
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>", "[MASK]", "[CLS]", "[SEP]")
 
 METADATA_FILE = "tokenizer.json"
+# tokenizer.json format versions: 1, and 2 for a char vocabulary with byte fallback (its
+# chars.json is an object). Every tokenizer is written in the lowest version that describes it,
+# so older code still loads all others and refuses, by version, what it would misread.
 FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSIONS = (1, 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +94,11 @@ class Tokenizer(abc.ABC):
     """Extra, informational fields for `tokenizer.json`."""
     return {}
 
+  @property
+  def format_version(self) -> int:
+    """The `tokenizer.json` format version this tokenizer is saved in."""
+    return FORMAT_VERSION
+
   def encode_array(self, text: str) -> np.ndarray:
     """Like `encode`, as an int32 array (subclasses make this fast for long texts)."""
     return np.asarray(self.encode(text), dtype=np.int32)
@@ -108,7 +117,7 @@ class Tokenizer(abc.ABC):
     for file_name, content in self._payload().items():
       atomic.atomic_write_bytes(os.path.join(directory, file_name), content)
     metadata = {
-        "format_version": FORMAT_VERSION,
+        "format_version": self.format_version,
         "kind": self.name,
         "vocab_size": self.vocab_size,
         "special_ids": dataclasses.asdict(self.special_ids),
@@ -121,6 +130,16 @@ class Tokenizer(abc.ABC):
 
   def __repr__(self) -> str:
     return f"{type(self).__name__}(vocab_size={self.vocab_size})"
+
+
+def unk_rate(tokenizer: Tokenizer, texts: Iterable[str]) -> float:
+  """Share of the tokens of `texts` that are the unknown token (0.0 for lossless tokenizers)."""
+  unk, total = 0, 0
+  for text in texts:
+    ids = tokenizer.encode_array(text)
+    unk += int(np.count_nonzero(ids == tokenizer.special_ids.unk))
+    total += ids.size
+  return unk / max(total, 1)
 
 
 def pad_special_mask(own_V: np.ndarray, vocab_size: int) -> np.ndarray:
@@ -150,10 +169,11 @@ def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
     raise UserError(f"{path}: corrupt tokenizer metadata ({e})") from None
   if not isinstance(metadata, dict) or "kind" not in metadata:
     raise UserError(f"{path}: corrupt tokenizer metadata (no 'kind')")
-  if metadata.get("format_version") != FORMAT_VERSION:
+  version = metadata.get("format_version")
+  if isinstance(version, bool) or version not in SUPPORTED_FORMAT_VERSIONS:
     raise UserError(
-        f"{path}: tokenizer format_version {metadata.get('format_version')!r} is not supported"
-        f" (expected {FORMAT_VERSION})")
+        f"{path}: tokenizer format_version {version!r} is not supported (expected one of"
+        f" {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}; written by a newer lm?)")
   return metadata
 
 

@@ -23,19 +23,28 @@ from lm.errors import UserError
 KINDS = ("char", "byte", "sentencepiece")  # Trainable.
 IMPORTED_KINDS = ("hf", "hf_sentencepiece")  # Made by `python -m lm.convert --from_hf`.
 CHARS_FILE = "chars.json"
+_NUM_BYTES = 256
 
 
 class CharTokenizer(Tokenizer):
-  """One id per Unicode code point seen in training (ids from NUM_SPECIAL); others are UNK."""
+  """One id per Unicode code point seen in training (ids from NUM_SPECIAL).
+
+  Other code points are UNK, or, with `byte_fallback`, spelled as their UTF-8 bytes with 256
+  byte ids placed after the characters (so the character ids are those of the same vocabulary
+  without byte fallback). With byte fallback every string round-trips exactly.
+  """
 
   name = "char"
 
-  def __init__(self, chars: Sequence[str]):
+  def __init__(self, chars: Sequence[str], *, byte_fallback: bool = False):
     chars = list(chars)
     if any(not isinstance(c, str) or len(c) != 1 for c in chars) or len(set(chars)) != len(chars):
       raise ValueError("CharTokenizer needs distinct single characters")
+    if not isinstance(byte_fallback, bool):
+      raise ValueError(f"byte_fallback must be True or False, got {byte_fallback!r}")
     self._chars = chars
-    self._ids = {c: i + NUM_SPECIAL for i, c in enumerate(chars)}
+    self._byte_fallback = byte_fallback
+    self._first_byte_id = NUM_SPECIAL + len(chars)
     # Sorted code points with their ids, for vectorized lookup in encode_array.
     codes = np.array([ord(c) for c in chars], dtype=np.int64)
     order = np.argsort(codes)
@@ -43,22 +52,30 @@ class CharTokenizer(Tokenizer):
     self._sorted_ids = (order + NUM_SPECIAL).astype(np.int32)
 
   @classmethod
-  def train(cls, texts: Iterable[str]) -> "CharTokenizer":
+  def train(cls, texts: Iterable[str], *, byte_fallback: bool = False) -> "CharTokenizer":
     """Vocabulary = the sorted set of code points in `texts`."""
     chars = set()
     for text in texts:
       chars.update(text)
     if not chars:
       raise UserError("no training text for the char tokenizer (config.data.source)")
-    return cls(sorted(chars))
+    return cls(sorted(chars), byte_fallback=byte_fallback)
 
   @property
   def vocab_size(self) -> int:
-    return NUM_SPECIAL + len(self._chars)
+    return self._first_byte_id + (_NUM_BYTES if self._byte_fallback else 0)
 
   @property
   def chars(self) -> list[str]:
     return list(self._chars)
+
+  @property
+  def byte_fallback(self) -> bool:
+    return self._byte_fallback
+
+  @property
+  def format_version(self) -> int:
+    return 2 if self._byte_fallback else tokenizer_base.FORMAT_VERSION
 
   def encode(self, text: str) -> list[int]:
     return self.encode_array(text).tolist()
@@ -70,27 +87,65 @@ class CharTokenizer(Tokenizer):
     index = np.searchsorted(self._sorted_codes, codes)
     index = np.minimum(index, len(self._sorted_codes) - 1)
     found = self._sorted_codes[index] == codes
-    return np.where(found, self._sorted_ids[index], UNK_ID).astype(np.int32)
+    ids = np.where(found, self._sorted_ids[index], UNK_ID).astype(np.int32)
+    if not self._byte_fallback or found.all():
+      return ids
+    # Unseen code points are rare in text like the training text: a loop over them is cheap.
+    parts, start = [], 0
+    for position in np.flatnonzero(~found).tolist():
+      parts.append(ids[start:position])
+      data = chr(codes[position]).encode("utf-8", errors="surrogatepass")
+      parts.append(np.frombuffer(data, dtype=np.uint8).astype(np.int32) + self._first_byte_id)
+      start = position + 1
+    parts.append(ids[start:])
+    return np.concatenate(parts)
 
   def decode(self, ids: Iterable[int]) -> str:
-    size = self.vocab_size
-    return "".join(self._chars[i - NUM_SPECIAL] for i in map(int, ids) if NUM_SPECIAL <= i < size)
+    pieces, pending = [], bytearray()
+    for i in map(int, ids):
+      if NUM_SPECIAL <= i < self._first_byte_id:
+        if pending:
+          pieces.append(_decode_bytes(pending))
+          pending.clear()
+        pieces.append(self._chars[i - NUM_SPECIAL])
+      elif self._byte_fallback and self._first_byte_id <= i < self.vocab_size:
+        pending.append(i - self._first_byte_id)
+    if pending:
+      pieces.append(_decode_bytes(pending))
+    return "".join(pieces)
 
   def token_bytes(self) -> np.ndarray:
     counts = [len(c.encode("utf-8", errors="surrogatepass")) for c in self._chars]
-    return np.array([0] * NUM_SPECIAL + counts, dtype=np.int32)
+    byte_counts = [1] * _NUM_BYTES if self._byte_fallback else []
+    return np.array([0] * NUM_SPECIAL + counts + byte_counts, dtype=np.int32)
 
   def _payload(self) -> dict[str, bytes]:
-    return {CHARS_FILE: json.dumps(self._chars).encode("utf-8")}
+    # Without byte fallback: the format-1 file (a JSON list), so its fingerprint is unchanged.
+    content = {"chars": self._chars, "byte_fallback": True} if self._byte_fallback else self._chars
+    return {CHARS_FILE: json.dumps(content).encode("utf-8")}
+
+  def _metadata(self) -> dict[str, Any]:
+    return {"byte_fallback": self._byte_fallback}
 
   @classmethod
   def load(cls, directory: str) -> "CharTokenizer":
     path = os.path.join(directory, CHARS_FILE)
     try:
-      chars = json.loads(tokenizer_base.read_payload(directory, CHARS_FILE))
-      return cls(chars)
-    except (ValueError, TypeError, RecursionError) as e:  # ValueError: JSON and Unicode errors.
-      raise UserError(f"{path}: corrupt character vocabulary ({e})") from None
+      content = json.loads(tokenizer_base.read_payload(directory, CHARS_FILE))
+      if isinstance(content, dict):  # Format 2.
+        return cls(content["chars"], byte_fallback=content["byte_fallback"])
+      return cls(content)
+    except (ValueError, TypeError, KeyError, RecursionError) as e:  # ValueError: JSON, Unicode.
+      raise UserError(f"{path}: corrupt character vocabulary ({e!r})") from None
+
+
+def _decode_bytes(data: bytes) -> str:
+  """UTF-8 `data` as text: lone surrogates come back as encoded; bytes that are no UTF-8 (a
+  sampled model may emit them) become U+FFFD."""
+  try:
+    return bytes(data).decode("utf-8", errors="surrogatepass")
+  except UnicodeDecodeError:
+    return bytes(data).decode("utf-8", errors="replace")
 
 
 class ByteTokenizer(Tokenizer):
@@ -125,10 +180,11 @@ def build_tokenizer(kind: str, train_texts: Sequence[str], **options: Any) -> To
   """Trains (or creates) a tokenizer of `kind` on `train_texts`.
 
   `options` go to `SentencePieceTokenizer.train` (vocab_size, model_type, character_coverage,
-  byte_fallback, seed, ...); char and byte tokenizers have no options and ignore them.
+  byte_fallback, seed, ...); the char tokenizer takes `byte_fallback` (default False) and
+  ignores the others; the byte tokenizer has no options.
   """
   if kind == "char":
-    return CharTokenizer.train(train_texts)
+    return CharTokenizer.train(train_texts, byte_fallback=options.get("byte_fallback", False))
   if kind == "byte":
     return ByteTokenizer()
   if kind == "sentencepiece":

@@ -8,6 +8,7 @@ import numpy as np
 
 from lm.errors import UserError
 
+ARCHITECTURES = ("transformer", "lstm")  # lm.models.architecture.make_model
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "gelu_exact", "swiglu")
 POSITIONS = ("learned", "rope")
@@ -26,8 +27,12 @@ DTYPES = ("float32", "bfloat16", "float16")
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
   """Architecture of the Transformer (see `lm.models.transformer`): a decoder or an encoder,
-  with a language-model head or a classifier head."""
+  with a language-model head or a classifier head; or of the LSTM language model
+  (`lm.models.lstm`), which reads num_layers, embed_dim, lstm_hidden_dim, dropout,
+  tie_embeddings, init_std, the dtypes and max_len (the longest training window)."""
   vocab_size: int
+  # 'transformer', or 'lstm': the classic recurrent language model (causal LM only).
+  architecture: str = "transformer"
   num_layers: int = 4
   num_heads: int = 4
   # Key/value heads for grouped-query attention; 0 means num_heads (plain multi-head).
@@ -37,6 +42,9 @@ class ModelConfig:
   attention_head_dim: int = 0
   # Hidden width of the MLP; 0 means 4 * embed_dim (GELU) or 8/3 * embed_dim rounded (SwiGLU).
   mlp_dim: int = 0
+  # LSTM units per layer; 0 means embed_dim. With tie_embeddings the last layer has embed_dim
+  # units, so that its output meets the tied embedding (AWD-LSTM, Merity et al. 2017).
+  lstm_hidden_dim: int = 0
   # Longest sequence the model accepts (size of the learned position table, RoPE cache).
   max_len: int = 64
   positions: str = "learned"
@@ -153,8 +161,9 @@ class ModelConfig:
     check(self.positions != "rope" or self.head_dim % 2 == 0, "positions",
           f"rotary positions need an even head dimension, got {self.head_dim}")
     check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
-    for field, allowed in (("norm", NORMS), ("mlp", MLPS), ("positions", POSITIONS),
-                           ("attention", ATTENTIONS), ("remat", REMATS), ("dtype", DTYPES),
+    for field, allowed in (("architecture", ARCHITECTURES), ("norm", NORMS), ("mlp", MLPS),
+                           ("positions", POSITIONS), ("attention", ATTENTIONS),
+                           ("remat", REMATS), ("dtype", DTYPES),
                            ("param_dtype", DTYPES), ("pooling", POOLINGS),
                            ("norm_position", NORM_POSITIONS), ("rope_scaling", ROPE_SCALINGS)):
       check(
@@ -167,7 +176,7 @@ class ModelConfig:
       check(not unknown, field,
             f"unknown projection(s) {', '.join(unknown)}; choose from {', '.join(PROJECTIONS)}")
     for field in ("num_kv_heads", "attention_head_dim", "mlp_dim", "rope_original_max_len",
-                  "type_vocab_size", "init_std", "rope_attention_factor"):
+                  "type_vocab_size", "init_std", "rope_attention_factor", "lstm_hidden_dim"):
       check(getattr(self, field) >= 0, field, f"must be >= 0, got {getattr(self, field)}")
     for field in ("rope_theta", "rope_factor", "rope_low_freq_factor", "rope_high_freq_factor",
                   "rope_beta_fast", "rope_beta_slow", "norm_eps"):
@@ -180,6 +189,14 @@ class ModelConfig:
         "context length (> 0)")
     check(not self.head_transform or self.mlp != "swiglu", "head_transform",
           "the masked-LM head transform uses a GELU activation; mlp='swiglu' has none")
+    if self.architecture == "lstm":
+      for field, unsupported in (("causal", not self.causal), ("num_classes", self.num_classes),
+                                 ("lora_rank", self.lora_rank),
+                                 ("type_vocab_size", self.type_vocab_size),
+                                 ("head_transform", self.head_transform),
+                                 ("output_bias", self.output_bias)):
+        check(not unsupported, field, f"{getattr(self, field)!r} is not supported by "
+              f"architecture='lstm' (a causal language model); use the Transformer")
     return self
 
 

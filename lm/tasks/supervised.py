@@ -7,11 +7,14 @@ from typing import Any, Callable
 import numpy as np
 
 from lm.data import buckets, records, sources
+from lm.data.prepare import cleaning
 from lm.errors import UserError
 
 # The held-out validation split of a training file is drawn with this seed, not config.seed,
 # so that runs with different seeds are measured on the same examples.
 SPLIT_SEED = 0
+# The cleaning steps config.data.clean may name (stop-word removal needs a word list).
+CLEAN_STEPS = tuple(step for step in cleaning.STEPS if step != "stopwords")
 
 
 def read_splits(config: Any, fields: dict[str, str]) -> tuple[list, list]:
@@ -21,7 +24,9 @@ def read_splits(config: Any, fields: dict[str, str]) -> tuple[list, list]:
   read = dict(fields=fields,
               encoding_errors=data_cfg.encoding_errors,
               tfds_data_dir=data_cfg.tfds_data_dir or None,
-              required=tuple(fields))
+              required=tuple(fields),
+              txt_unit=records_txt_unit(data_cfg.txt_unit),
+              entry_separator=data_cfg.entry_separator)
   train = records.read_records(data_cfg.source, split=data_cfg.train_split, **read)
   if data_cfg.valid_source:
     valid = records.read_records(data_cfg.valid_source,
@@ -35,9 +40,36 @@ def read_splits(config: Any, fields: dict[str, str]) -> tuple[list, list]:
   if not train or not valid:
     raise UserError(f"config.data.source: no {'training' if not train else 'validation'} "
                     f"examples were read from {data_cfg.source!r}")
+  if data_cfg.clean.strip():
+    cleaner = cleaner_from(data_cfg.clean)
+    train, valid = clean_records(train, cleaner), clean_records(valid, cleaner)
   if data_cfg.lowercase:
     train, valid = lowercase(train), lowercase(valid)
   return train, valid
+
+
+def records_txt_unit(txt_unit: str) -> str:
+  """The record unit of plain text files for config.data.txt_unit: its default, 'file' (one
+  language-model document per file), reads one record per line, as records always were."""
+  return "line" if txt_unit == "file" else txt_unit
+
+
+def cleaner_from(steps: str) -> cleaning.Cleaner:
+  """A Cleaner running the comma-separated `steps` (config.data.clean) and no others."""
+  names = {name.strip() for name in steps.split(",") if name.strip()}
+  unknown = sorted(names - set(CLEAN_STEPS))
+  if unknown:
+    raise UserError(f"config.data.clean: unknown step(s) {', '.join(unknown)}; choose from"
+                    f" {', '.join(CLEAN_STEPS)}")
+  return cleaning.Cleaner(**{step: step in names for step in CLEAN_STEPS})
+
+
+def clean_records(recs: list, cleaner: cleaning.Cleaner) -> list:
+  """`recs` with every text role cleaned (labels stay as they are)."""
+  return [
+      dataclasses.replace(r, values={k: v if k == "label" else cleaner.clean(v)[0]
+                                     for k, v in r.values.items()}) for r in recs
+  ]
 
 
 def lowercase(recs: list) -> list:

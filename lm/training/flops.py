@@ -12,6 +12,7 @@ import os
 
 import jax
 
+from lm.models import lstm
 from lm.models.config import ModelConfig
 
 # Dense bf16 matmul peak FLOP/s per chip from the vendors' data sheets, keyed by the lower-cased
@@ -40,6 +41,8 @@ CPU_FLOPS_PER_CORE = 110e9
 
 
 def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
+  if cfg.architecture == "lstm":  # No attention: 6 N over the kernels and the output layer.
+    return 6.0 * lstm.matmul_params(cfg)
   D, L, V, F = cfg.embed_dim, cfg.num_layers, cfg.vocab_size, cfg.hidden_dim
   q_out, kv_out = cfg.num_heads * cfg.head_dim, 2 * cfg.kv_heads * cfg.head_dim
   mlp_in = 2 * F if cfg.mlp == "swiglu" else F

@@ -1,4 +1,5 @@
-"""Where metrics go: WORKDIR/metrics.jsonl, TensorBoard event files, and a console progress bar."""
+"""Where metrics go: WORKDIR/metrics.jsonl, TensorBoard event files, a console progress bar, and
+WORKDIR/final_metrics.json once a run has finished."""
 
 import json
 import math
@@ -7,11 +8,14 @@ import sys
 
 import tqdm
 from absl import logging
-from tensorboardX import SummaryWriter
 
+from lm.data import atomic
 from lm.errors import UserError
 
 METRICS_FILE = "metrics.jsonl"
+# Written (atomically) when a run ends at its last step or stops early: its presence marks a
+# finished run (lm.sweep skips those).
+FINAL_FILE = "final_metrics.json"
 
 
 class MetricsLog:
@@ -21,6 +25,9 @@ class MetricsLog:
   def __init__(self, workdir: str, total_steps: int, start_step: int, enabled: bool = True):
     self._enabled = enabled
     if enabled:
+      # Imported here: tensorboardX imports torch (~3 s), which readers of the files (lm.sweep)
+      # do not need.
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       self._jsonl = open(os.path.join(workdir, METRICS_FILE), "a", encoding="utf-8")
       self._tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
     self._bar = tqdm.tqdm(total=total_steps,
@@ -65,6 +72,12 @@ class MetricsLog:
           close()
         except OSError as e:  # Already reported by write(), or only the last lines are lost.
           logging.warning("Closing the metrics files in %s: %s", self._jsonl.name, e)
+
+
+def write_final(workdir: str, step: int, metrics: dict[str, float]) -> None:
+  """WORKDIR/final_metrics.json: {"step": s, "metrics": {...}} of the run's last evaluation."""
+  record = {"step": step, "metrics": {k: _json_number(v) for k, v in sorted(metrics.items())}}
+  atomic.atomic_write_text(os.path.join(workdir, FINAL_FILE), json.dumps(record, indent=2) + "\n")
 
 
 def _json_number(value: float) -> float | str:

@@ -15,8 +15,7 @@ from lm import config_checks, defaults
 from lm.data import pipeline
 from lm.errors import UserError
 from lm.models.config import ModelConfig
-from lm.models import attention_kernels
-from lm.models.transformer import Transformer
+from lm.models import architecture, attention_kernels
 from lm.tasks import base, classification, language_model, sft
 from lm.training import (checkpoints, flops, init_from, metrics_log, nonfinite, parallel,
                          preemption)
@@ -41,7 +40,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   _prepare_workdir(workdir, config_dict)
   train_cfg = config.train
   task = _make_task(config, workdir)
-  model = Transformer(task.model_config)
+  model = architecture.make_model(task.model_config)
   layout = parallel.make_parallel(model, config, task.seq_len, task.loss_fn)
   checkpoints.check_free_space(workdir, layout.abstract_state)
   is_main = jax.process_index() == 0
@@ -155,9 +154,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if preempted and step < train_cfg.steps and not tracker.should_stop():
     raise preemption.Preempted(step, signals.signum)
 
+  # Only when this call reached the end: a rerun of a finished run trains and logs nothing.
+  finished_now = bool(final_metrics) and (step == train_cfg.steps or tracker.should_stop())
   if tracker.best_step is not None:
     final_metrics["best/step"] = tracker.best_step
     final_metrics[f"best/{metric.removeprefix('eval/')}"] = tracker.best_value
+  if is_main and finished_now:
+    metrics_log.write_final(workdir, step, final_metrics)
   if is_main:
     task.finish(jax.device_get(layout.to_checkpoint(state).params))
   return final_metrics
@@ -311,14 +314,28 @@ def _prepare_workdir(workdir: str, config_dict: dict) -> None:
   checkpoints.check_writable(workdir)
   saved = checkpoints.load_config(workdir)
   if saved is not None:
+    base = defaults.base_config().to_dict()
     differences = [
         f"{key}: saved {old!r}, now {new!r}" for key, old, new in _diff(saved, config_dict)
-        if not defaults.resumable_change(key)
+        if not defaults.resumable_change(key) and not _added_at_default(key, old, new, base)
     ]
     if differences:
       raise UserError(f"--workdir={workdir} holds a run with a different config; resume it with "
                       f"the same settings or choose a new workdir. Differences: " +
                       "; ".join(differences))
+
+
+def _added_at_default(key: str, old: Any, new: Any, base: dict) -> bool:
+  """A key that a run saved by an older version lacks, now at its default (which keeps the old
+  behaviour): no reason to refuse the resume."""
+  if old is not None:
+    return False
+  default: Any = base
+  for part in key.split("."):
+    if not isinstance(default, dict) or part not in default:
+      return False
+    default = default[part]
+  return new == default
 
 
 def _diff(old: dict, new: dict, prefix: str = ""):
@@ -337,6 +354,10 @@ def _describe_run(task: base.Task, layout, workdir: str) -> str:
   dtype = jnp.dtype(model_cfg.dtype)
   attention = attention_kernels.resolve_implementation(model_cfg.attention, dtype)
   kind = "decoder" if model_cfg.causal else "encoder"
+  attention_line = attention_kernels.describe(model_cfg.attention, attention, dtype,
+                                              jax.default_backend()) + "\n"
+  if model_cfg.architecture == "lstm":
+    kind, attention_line = "LSTM", ""
   head = (f"{model_cfg.num_classes}-way classifier ({model_cfg.pooling} pooling)"
           if model_cfg.num_classes else "language-model head")
   if layout.trainable is not None:
@@ -349,7 +370,6 @@ def _describe_run(task: base.Task, layout, workdir: str) -> str:
       f"Model: {num_params / 1e6:.2f}M parameters{trained}; {kind}, {model_cfg.num_layers} "
       f"layers, width {model_cfg.embed_dim}, context {model_cfg.max_len}, vocab "
       f"{model_cfg.vocab_size} ({task.tokenizer.name}), {head}\n"
-      f"{attention_kernels.describe(model_cfg.attention, attention, dtype, jax.default_backend())}"
-      f"\n{task.describe()}\n"
+      f"{attention_line}{task.describe()}\n"
       f"Devices: {layout.num_devices} x {jax.devices()[0].device_kind}, {layout.describe()}, "
       f"{jax.process_count()} process(es); workdir {workdir}")

@@ -1,0 +1,285 @@
+"""The prepare run: stages in order, each recorded in the workdir so that a rerun skips it.
+
+  clean      every shard (a deterministic slice of the inputs) in parallel: read, clean,
+             filter, exact keys and MinHash signatures (stages.clean_shard)
+  dedup      one global pass: duplicates, the held-out split (duplicates.resolve), and the
+             train/eval contamination report
+  tokenizer  trained on the kept training text, or loaded from config.tokenizer.path
+  tokenize   every shard in parallel (stages.tokenize_shard)
+  finalize   the token streams, stats.json, report.md and its plots
+"""
+
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from typing import Any, Callable, Iterator
+
+import ml_collections
+import numpy as np
+
+from lm.data import atomic, contamination, dedup, token_store, tokenizers
+from lm.data.prepare import config as prepare_config
+from lm.data.prepare import duplicates, layout, readers, report, shards, stages
+from lm.data.prepare.stats import Stats
+from lm.errors import UserError
+
+
+def prepare(config: ml_collections.ConfigDict, workdir: str, *, processes: int = 1,
+            num_shards: int = 0, shard_index: int = -1) -> dict[str, Any] | None:
+  """Runs (or resumes) every stage; returns the final stats, or None when only `shard_index`'s
+  clean stage was asked for (several machines: each runs one shard, then one run finishes).
+
+  Args:
+    config: a prepare config (lm/data/prepare/config.py).
+    workdir: where everything is written (layout.py).
+    processes: local worker processes for the per-shard stages.
+    num_shards: slices of the input (0 = `processes`); fixed by the first run of a workdir.
+    shard_index: >= 0 runs only this shard's clean stage.
+  """
+  prepare_config.validate(config)
+  if processes < 1:
+    raise UserError(f"--processes={processes}: must be >= 1")
+  os.makedirs(workdir, exist_ok=True)
+  _check_config(config, workdir)
+  plan = _plan(config, workdir, num_shards or processes)
+  num_shards = plan["num_shards"]
+  if not -1 <= shard_index < num_shards:
+    raise UserError(f"--process_index={shard_index}: must be in [0, {num_shards}) (the workdir"
+                    f" has {num_shards} shards)")
+  groups = [g for g in layout.GROUPS if config[g].strip()]
+  timings = {}
+  clean_tasks = [stages.ShardTask(config.to_dict(), workdir, g, i, num_shards)
+                 for g in groups for i in range(num_shards)
+                 if shard_index < 0 or i == shard_index]
+  timings["clean"] = _run_shards(workdir, "clean", stages.clean_shard, clean_tasks, processes)
+  if shard_index >= 0:
+    return None
+  timings["dedup"] = _once(workdir, "dedup", lambda: _dedup(config, workdir, plan))
+  timings["tokenizer"] = _once(workdir, "tokenizer", lambda: _tokenizer(config, workdir, plan))
+  timings["tokenize"] = _run_shards(workdir, "tokenize", stages.tokenize_shard, clean_tasks,
+                                    processes)
+  _once(workdir, layout.DONE_STAGE,
+        lambda: _finalize(config, workdir, plan, clean_tasks, timings, processes))
+  return layout.read_json(os.path.join(workdir, "stats.json"))
+
+
+# --- Bookkeeping ----------------------------------------------------------------------------------
+
+
+def _check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  path = os.path.join(workdir, "config.json")
+  text = config.to_json(sort_keys=True, indent=2)
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      saved = f.read()
+    if json.loads(saved) != json.loads(text):
+      changed = _changed_keys(json.loads(saved), json.loads(text))
+      raise UserError(f"{workdir} was prepared with a different config (changed: "
+                      f"{', '.join(changed[:5])}); use a new --workdir or delete it")
+  else:
+    atomic.atomic_write_text(path, text)
+
+
+def _changed_keys(old: dict, new: dict, prefix: str = "config") -> list[str]:
+  keys = []
+  for name in sorted(set(old) | set(new)):
+    a, b = old.get(name), new.get(name)
+    if isinstance(a, dict) and isinstance(b, dict):
+      keys += _changed_keys(a, b, f"{prefix}.{name}")
+    elif a != b:
+      keys.append(f"{prefix}.{name}")
+  return keys
+
+
+def _plan(config: ml_collections.ConfigDict, workdir: str, num_shards: int) -> dict[str, Any]:
+  """The shard count and input list, fixed by the first run (a rerun with another is an error)."""
+  path = os.path.join(workdir, "plan.json")
+  if os.path.exists(path):
+    plan = layout.read_json(path)
+    if num_shards != plan["num_shards"] and num_shards != 1:
+      raise UserError(f"{workdir} is split into {plan['num_shards']} shards; rerun it with"
+                      f" --num_processes={plan['num_shards']} (or a new --workdir)")
+    return plan
+  inputs = {}
+  for group in layout.GROUPS:
+    if config[group].strip():
+      split = config.train_split if group == "inputs" else config.valid_split
+      found = readers.resolve_inputs(config[group], split=split, config_key=f"config.{group}")
+      inputs[group] = [f"{i.path}:{i.member_glob}" if i.member_glob else i.path for i in found]
+  plan = {"num_shards": num_shards, "inputs": inputs}
+  atomic.atomic_write_text(path, json.dumps(plan, indent=2))
+  return plan
+
+
+def _done(workdir: str, stage: str) -> dict | None:
+  path = layout.stage_path(workdir, stage)
+  return layout.read_json(path) if os.path.exists(path) else None
+
+
+def _record(workdir: str, stage: str, record: dict) -> None:
+  atomic.atomic_write_text(layout.stage_path(workdir, stage), json.dumps(record, indent=2))
+
+
+def _once(workdir: str, stage: str, work: Callable[[], dict | None]) -> float:
+  """Runs `work` unless `stage` is recorded as done; returns its seconds (from the record)."""
+  record = _done(workdir, stage)
+  if record is None:
+    start = time.perf_counter()
+    record = {**(work() or {}), "seconds": time.perf_counter() - start}
+    _record(workdir, stage, record)
+  return record["seconds"]
+
+
+def _run_shards(workdir: str, stage: str, function: Callable[[stages.ShardTask], dict],
+                tasks: list[stages.ShardTask], processes: int) -> float:
+  """Runs `function` on the tasks whose `stage/NAME` record is missing, `processes` at a time;
+  each result is recorded as soon as it arrives. Returns the wall seconds of this stage."""
+  start = time.perf_counter()
+  todo = [t for t in tasks if _done(workdir, f"{stage}/{t.name}") is None]
+  if processes == 1 or len(todo) <= 1:
+    for task in todo:
+      _record(workdir, f"{stage}/{task.name}", function(task))
+  elif todo:
+    # spawn: a clean interpreter per worker (fork would copy this process's threads and state).
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(min(processes, len(todo)),
+                                                mp_context=context) as pool:
+      futures = {pool.submit(function, task): task for task in todo}
+      for future in concurrent.futures.as_completed(futures):
+        _record(workdir, f"{stage}/{futures[future].name}", future.result())
+  return time.perf_counter() - start
+
+
+def _shard_stats(workdir: str, stage: str, tasks: list[stages.ShardTask]) -> Stats:
+  total = Stats()
+  for task in tasks:
+    total.merge(Stats.from_json(_done(workdir, f"{stage}/{task.name}")))
+  return total
+
+
+# --- Global stages --------------------------------------------------------------------------------
+
+
+def _dedup(config: ml_collections.ConfigDict, workdir: str, plan: dict) -> dict:
+  summary = duplicates.resolve(config, workdir, plan["num_shards"])
+  if config.contamination.enabled:
+    found = _contamination(config, workdir, plan)
+    summary["contamination"] = found.to_dict()
+    summary["contamination_markdown"] = found.to_markdown()
+  atomic.atomic_write_text(os.path.join(workdir, "dedup", "duplicates.json"),
+                           json.dumps(summary, indent=2, ensure_ascii=False))
+  return {}
+
+
+def _contamination(config: ml_collections.ConfigDict, workdir: str, plan: dict):
+  """The written validation documents checked against the written training ones (streamed),
+  reusing the shards' MinHash signatures when they were made the same way."""
+  cfg = config.contamination
+  hasher = dedup.MinHasher(config.dedup.num_perm, seed=config.dedup.seed,
+                           unit=config.dedup.shingle_unit, n=config.dedup.shingle_size)
+  index = contamination.ContaminationIndex(
+      {"valid": list(_kept_texts(workdir, plan, layout.VALID))}, ngram=cfg.ngram,
+      char_ngram=cfg.char_ngram, near_threshold=cfg.near_threshold or None, hasher=hasher,
+      config_key="config.contamination")
+  reuse = config.dedup.near and bool(cfg.near_threshold)
+  for shard, row, text in _kept_rows(workdir, plan, layout.TRAIN):
+    index.add_train(text, signature=shard.signature(row) if reuse else None)
+  return index.report()
+
+
+def _kept_rows(workdir: str, plan: dict, code: int) -> Iterator[tuple[shards.Shard, int, str]]:
+  """(shard, row, text) of the documents the merge assigned `code` (TRAIN or VALID)."""
+  for group in layout.GROUPS:
+    if group not in plan["inputs"]:
+      continue
+    for i in range(plan["num_shards"]):
+      shard = shards.Shard(layout.shard_dir(workdir, group, i))
+      decisions = np.load(layout.decisions_path(workdir, group, i))
+      for row, text in shard.texts(np.flatnonzero(decisions == code)):
+        yield shard, row, text
+
+
+def _kept_texts(workdir: str, plan: dict, code: int, every: int = 1) -> Iterator[str]:
+  """Every `every`-th text the merge assigned `code`, in global-id (input) order, so that what
+  is sampled from them does not depend on the number of shards."""
+  found = []
+  for group in layout.GROUPS:
+    if group not in plan["inputs"]:
+      continue
+    for i in range(plan["num_shards"]):
+      shard = shards.Shard(layout.shard_dir(workdir, group, i))
+      rows = np.flatnonzero(np.load(layout.decisions_path(workdir, group, i)) == code)
+      found.append((shard, rows, shard.ids[rows].astype(np.int64)))
+  if not found:
+    return
+  ids = np.concatenate([f[2] for f in found])
+  which = np.concatenate([np.full(len(f[1]), i) for i, f in enumerate(found)])
+  rows = np.concatenate([f[1] for f in found])
+  for k in np.argsort(ids, kind="stable")[::every]:
+    yield found[which[k]][0].text(int(rows[k]))
+
+
+def _tokenizer(config: ml_collections.ConfigDict, workdir: str, plan: dict) -> dict:
+  target = layout.tokenizer_dir(workdir)
+  if config.tokenizer.path:
+    tokenizer = tokenizers.load_tokenizer(config.tokenizer.path)
+  else:
+    num_train = sum(int(np.count_nonzero(np.load(layout.decisions_path(workdir, g, i)) ==
+                                         layout.TRAIN))
+                    for g in plan["inputs"] for i in range(plan["num_shards"]))
+    if not num_train:
+      raise UserError("no training documents are left after cleaning, filtering and"
+                      " deduplication (see the clean stage records in the workdir)")
+    limit = config.tokenizer.training_documents
+    every = max(1, -(-num_train // limit)) if limit else 1
+    tokenizer = tokenizers.build_tokenizer(
+        config.tokenizer.kind, _kept_texts(workdir, plan, layout.TRAIN, every),
+        **prepare_config.tokenizer_options(config.tokenizer, config.seed))
+  if os.path.exists(target):
+    shutil.rmtree(target)
+  tokenizer.save(target)
+  return {"vocab_size": tokenizer.vocab_size, "kind": tokenizer.name}
+
+
+def _finalize(config: ml_collections.ConfigDict, workdir: str, plan: dict,
+              tasks: list[stages.ShardTask], timings: dict, processes: int) -> dict:
+  tokenizer = tokenizers.load_tokenizer(layout.tokenizer_dir(workdir))
+  dtype = token_store.token_dtype(tokenizer.vocab_size)
+  stats = _shard_stats(workdir, "clean", tasks).merge(_shard_stats(workdir, "tokenize", tasks))
+  summary = layout.read_json(os.path.join(workdir, "dedup", "duplicates.json"))
+  stats.removed.update({k: v for k, v in summary["removed"].items() if v})
+  for split in layout.SPLITS:
+    files = [stages.token_work_path(workdir, split, t.name) for t in tasks]
+    ends, offset = [], 0
+    for name in files:
+      shard_ends = np.load(name + ".ends.npy")
+      ends.append(offset + np.concatenate([[0], shard_ends[:-1]]) if len(shard_ends) else
+                  shard_ends)
+      offset += int(shard_ends[-1]) if len(shard_ends) else 0
+    starts = np.concatenate(ends) if ends else np.zeros(0, np.int64)
+    path = layout.tokens_path(workdir, split)
+    token_store.save_stream_from_files(
+        path, [f + ".bin" for f in files], dtype=dtype,
+        num_bytes=stats.counts[f"{split}_bytes"], num_documents=stats.counts[f"{split}_documents"],
+        extra={"tokenizer": tokenizer.fingerprint(), "index": os.path.basename(path) +
+               ".documents.npy"})
+    with atomic.atomic_writer(path + ".documents.npy") as f:
+      np.save(f, starts.astype(np.int64))
+  token_counts = sum(np.load(stages.token_work_path(workdir, "counts", t.name) + ".npy")
+                     for t in tasks)
+  stats.counts["processes"] = processes
+  stats.counts["num_shards"] = plan["num_shards"]
+  result = {
+      "stats": stats.to_json(),
+      "timings": {k: round(v, 3) for k, v in timings.items()},
+      "duplicates": {k: v for k, v in summary.items() if k != "contamination_markdown"},
+      "tokenizer": {"kind": tokenizer.name, "vocab_size": tokenizer.vocab_size},
+  }
+  atomic.atomic_write_text(os.path.join(workdir, "stats.json"),
+                           json.dumps(result, indent=2, ensure_ascii=False))
+  report.write_report(workdir, config, result, summary, token_counts, tokenizer)
+  shutil.rmtree(os.path.join(workdir, "tokens", "work"))  # Last: a crash above can rerun.
+  return {}

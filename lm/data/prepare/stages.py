@@ -1,0 +1,151 @@
+"""The per-shard work of a prepare run, one function per stage, run in worker processes.
+
+clean_shard:    read this shard's slice of the inputs, clean, filter, compute exact keys and
+                MinHash signatures, write the shard (shards.py) and its Stats.
+tokenize_shard: encode the documents the merge kept (and augmented copies of training ones)
+                into raw token files per split, with token counts and round-trip checks.
+"""
+
+import dataclasses
+import os
+import time
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from lm.data import atomic, augment, dedup, token_store, tokenizers
+from lm.data.prepare import cleaning, layout, quality, readers, shards
+from lm.data.prepare import config as prepare_config
+from lm.data.prepare.stats import Stats, length_bin
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardTask:
+  """What one worker does: shard `index` of `num_shards` of config key `group`."""
+  config: dict
+  workdir: str
+  group: str
+  index: int
+  num_shards: int
+
+  @property
+  def name(self) -> str:
+    return layout.shard_name(self.group, self.index)
+
+  def cfg(self) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(self.config)
+
+
+def clean_shard(task: ShardTask) -> dict[str, Any]:
+  """Stage 1 of one shard; returns (and writes as the stage record) its Stats as JSON."""
+  start = time.perf_counter()
+  cfg = task.cfg()
+  cleaner = prepare_config.cleaner_from(cfg.clean)
+  quality_filter = quality.QualityFilter(cfg.quality)
+  hasher = (dedup.MinHasher(cfg.dedup.num_perm, seed=cfg.dedup.seed, unit=cfg.dedup.shingle_unit,
+                            n=cfg.dedup.shingle_size) if cfg.dedup.near else None)
+  split = cfg.train_split if task.group == "inputs" else cfg.valid_split
+  inputs = readers.resolve_inputs(cfg[task.group], split=split, config_key=f"config.{task.group}")
+  stats = Stats()
+  writer = shards.ShardWriter(layout.shard_dir(task.workdir, task.group, task.index),
+                              num_perm=cfg.dedup.num_perm if hasher else 0)
+  for document in readers.iter_documents(inputs, cfg.reader, tfds_data_dir=cfg.tfds_data_dir,
+                                         process_index=task.index,
+                                         num_processes=task.num_shards):
+    stats.counts["documents_in"] += 1
+    stats.counts["bytes_in"] += len(document.text.encode("utf-8", errors="surrogatepass"))
+    stats.counts["chars_in"] += len(document.text)
+    stats.lengths_in[length_bin(len(document.text))] += 1
+    stats.counts["escapes_in"] += cleaning.count_escapes([document.text])
+    text, counts = cleaner.clean(document.text)
+    stats.cleaning_items.update(counts)
+    stats.cleaning_documents.update(counts.keys())
+    reason = "empty_after_cleaning" if not text.strip() else quality_filter.reason(text)
+    if reason:
+      stats.removed[reason] += 1
+      continue
+    writer.add(document.id, text, dedup.exact_key(text),
+               hasher.signature(text) if hasher else None, where=document.where)
+    stats.counts["documents_clean"] += 1
+    stats.counts["bytes_clean"] += len(text.encode("utf-8"))
+  writer.close()
+  stats.counts["clean_seconds"] = time.perf_counter() - start
+  return stats.to_json()
+
+
+def tokenize_shard(task: ShardTask) -> dict[str, Any]:
+  """Stage 3 of one shard: raw token files tokens/work/SPLIT-SHARD.bin (+ .ends.npy)."""
+  start = time.perf_counter()
+  cfg = task.cfg()
+  tokenizer = tokenizers.load_tokenizer(layout.tokenizer_dir(task.workdir))
+  dtype = token_store.token_dtype(tokenizer.vocab_size)
+  shard = shards.Shard(layout.shard_dir(task.workdir, task.group, task.index))
+  decisions = np.load(layout.decisions_path(task.workdir, task.group, task.index))
+  unk = tokenizer.special_ids.unk
+  operations = [op.strip() for op in cfg.augment.operations.split(",") if op.strip()]
+  stats = Stats()
+  token_counts = TokenCounter(tokenizer.vocab_size)
+  for split, code in (("train", layout.TRAIN), ("valid", layout.VALID)):
+    path = token_work_path(task.workdir, split, task.name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    ends, total = [], 0
+    counts = stats.counts
+    with atomic.atomic_writer(path + ".bin") as out:
+      for row, text in shard.texts(np.flatnonzero(decisions == code)):
+        texts = [text]
+        if split == "train" and cfg.augment.rate > 0:
+          rng = np.random.default_rng([cfg.seed, int(shard.ids[row]) & (2**63 - 1)])
+          texts += [augment.augment_text(text, rng, rate=cfg.augment.rate, operations=operations)
+                    for _ in range(cfg.augment.copies)]
+          counts["augmented_documents"] += len(texts) - 1
+        for i, piece in enumerate(texts):
+          ids = tokenizer.encode_array(piece)
+          if i == 0:  # Checks on the real document, not its augmented copies.
+            counts[f"{split}_roundtrip_failures"] += int(tokenizer.decode(ids) != piece)
+            counts[f"{split}_unk_tokens"] += int(np.count_nonzero(ids == unk))
+            counts[f"{split}_escapes_out"] += cleaning.count_escapes([piece])
+            stats.lengths_out[length_bin(len(piece))] += 1
+            stats.scripts.update(quality.script_counts(piece))
+          tokens = np.append(ids, tokenizer.special_ids.eos).astype(dtype)
+          out.write(tokens.tobytes())
+          token_counts.add(tokens)
+          total += len(tokens)
+          ends.append(total)
+          counts[f"{split}_documents"] += 1
+          counts[f"{split}_bytes"] += len(piece.encode("utf-8"))
+          counts[f"{split}_tokens"] += len(tokens)
+    np.save(path + ".ends.npy", np.asarray(ends, dtype=np.int64))
+  np.save(token_work_path(task.workdir, "counts", task.name) + ".npy", token_counts.total())
+  stats.counts["tokenize_seconds"] = time.perf_counter() - start
+  return stats.to_json()
+
+
+class TokenCounter:
+  """Occurrences of every token id, counted in batches (one bincount per ~1M tokens)."""
+
+  def __init__(self, vocab_size: int):
+    self._counts = np.zeros(vocab_size, dtype=np.int64)
+    self._pending, self._size = [], 0
+
+  def add(self, tokens: np.ndarray) -> None:
+    self._pending.append(tokens)
+    self._size += len(tokens)
+    if self._size >= 1 << 20:
+      self._flush()
+
+  def total(self) -> np.ndarray:
+    self._flush()
+    return self._counts
+
+  def _flush(self) -> None:
+    if self._pending:
+      self._counts += np.bincount(np.concatenate(self._pending).astype(np.int64),
+                                  minlength=len(self._counts))
+      self._pending, self._size = [], 0
+
+
+def token_work_path(workdir: str, split: str, shard: str) -> str:
+  return os.path.join(workdir, "tokens", "work", f"{split}-{shard}")
+
+

@@ -1,0 +1,23 @@
+"""The model class that config.model.architecture names, and parameter counts of a config."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lm.models.config import ModelConfig
+from lm.models.lstm import LSTM
+from lm.models.transformer import Transformer
+
+_CLASSES = {"transformer": Transformer, "lstm": LSTM}
+
+
+def make_model(cfg: ModelConfig) -> nn.Module:
+  """Transformer(cfg) or LSTM(cfg): both map tokens [B, T] to logits [B, T, V] (or [B, C])."""
+  return _CLASSES[cfg.architecture](cfg)
+
+
+def count_params(cfg: ModelConfig) -> int:
+  """Number of parameters of the model `cfg` describes, without allocating them."""
+  tokens_1x1 = jnp.zeros((1, 1), jnp.int32)
+  abstract = jax.eval_shape(lambda: make_model(cfg).init(jax.random.key(0), tokens_1x1))
+  return sum(leaf.size for leaf in jax.tree.leaves(nn.meta.unbox(abstract["params"])))

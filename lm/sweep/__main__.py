@@ -1,0 +1,106 @@
+"""Runs an experiment's sweep() over seeds and aggregates the results.
+
+  python -m lm.sweep --config=experiments/NAME.py[:ARGS] --workdir=DIR --seeds=3 \
+      [--parallel=N] [--launcher=local|print] [--aggregate_only] [--metric=eval/loss]
+
+Each variant x seed trains as `python -m lm.main ... --workdir=DIR/<variant>/seed<k>
+--config.seed=k --config.KEY=VALUE ...` (log in its log.txt); finished runs are skipped, so
+the same command resumes an interrupted sweep. Then DIR/results.md, results.csv, runs.csv,
+curves.png and bars.png are written from every finished run. --launcher=print prints the
+commands instead (one per line, for a cluster or TPU VMs); --aggregate_only then builds the
+tables from their workdirs. Exit status: 0, 1 if a run failed, 2 for a user mistake, 130 when
+stopped by a signal.
+"""
+
+import os
+import shlex
+import sys
+
+from absl import app, flags
+
+from lm import cli
+from lm.errors import UserError
+
+_CONFIG = flags.DEFINE_string("config", None, "Experiment file[:ARGS] that defines sweep().")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory: DIR/<variant>/seed<k>, tables.")
+_SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 of every variant.")
+_SEED_LIST = flags.DEFINE_string("seed_list", "", "Comma-separated seeds (instead of --seeds).")
+_PARALLEL = flags.DEFINE_integer("parallel", 1, "Runs at once (local launcher).")
+_LAUNCHER = flags.DEFINE_enum("launcher", "local", ["local", "print"],
+                              "local: run here; print: print one lm.main command per run.")
+_AGGREGATE_ONLY = flags.DEFINE_boolean("aggregate_only", False,
+                                       "Run nothing; build the tables from finished runs.")
+_METRIC = flags.DEFINE_string("metric", "eval/loss", "Headline metric of the table and bars.")
+# JAX's persistent compilation cache of the runs, in the sweep directory.
+COMPILATION_CACHE = ".jax_cache"
+
+
+def _run() -> int:
+  from lm.sweep import plan, runner  # pylint: disable=g-import-not-at-top
+  for name in ("config", "workdir"):
+    if not flags.FLAGS[name].value:
+      raise UserError(f"--{name} is required")
+  if _PARALLEL.value < 1:
+    raise UserError(f"--parallel={_PARALLEL.value}: must be >= 1")
+  if not _METRIC.value.startswith(("eval/", "train/")):
+    raise UserError(f"--metric={_METRIC.value}: name a final metric such as eval/loss, eval/bpb,"
+                    f" eval/perplexity or eval/accuracy")
+  variants = plan.load_variants(_CONFIG.value)
+  seeds = plan.parse_seeds(_SEEDS.value, _SEED_LIST.value)
+  runs = plan.make_runs(variants, seeds, _WORKDIR.value, _CONFIG.value)
+  if _LAUNCHER.value == "print":
+    runner.print_commands(runs)
+    return 0
+  failed, interrupted = [], False
+  if not _AGGREGATE_ONLY.value:
+    print(f"Sweep: {len(variants)} variant(s) x {len(seeds)} seed(s) = {len(runs)} runs in "
+          f"{_WORKDIR.value}, {_PARALLEL.value} at a time")
+    cache_dir = os.path.join(_WORKDIR.value, COMPILATION_CACHE)
+    failed, interrupted = runner.run_local(runs, _PARALLEL.value, cache_dir)
+  if interrupted:
+    return 130
+  _aggregate(variants, seeds, runs, failed)
+  if failed:
+    print(f"{len(failed)} run(s) failed: {', '.join(r.name for r in failed)}", file=sys.stderr)
+  return 1 if failed else 0
+
+
+def _aggregate(variants, seeds, runs, failed) -> None:
+  """Tables and plots from the finished runs."""
+  # pylint: disable=g-import-not-at-top
+  from lm.sweep import outcome, plots, report, runner
+  finished = [r for r in runs if runner.is_finished(r) and r not in failed]
+  missing = [(r, "failed, see " + r.log_path if r in failed else "not run yet")
+             for r in runs if r not in finished]
+  if not finished:
+    raise UserError(f"--workdir={_WORKDIR.value}: no finished runs to aggregate yet")
+  outcomes = [outcome.read_outcome(r) for r in finished]
+  metric = _METRIC.value
+  if not any(metric in o.metrics for o in outcomes):
+    reported = sorted({m for o in outcomes for m in o.metrics})
+    raise UserError(f"--metric={metric}: no run reports it; they report {', '.join(reported)}")
+  results = report.summarize_variants(variants, outcomes)
+  command = shlex.join(["python", "-m", "lm.sweep", *sys.argv[1:]])
+  directory = _WORKDIR.value
+  table = report.write_markdown(directory, results, metric, seeds, command, missing)
+  report.write_csv(directory, results, metric)
+  report.write_runs_csv(directory, outcomes, metric)
+  plots.plot_curves(directory, results)
+  plots.plot_bars(directory, results, metric)
+  with open(table, encoding="utf-8") as f:
+    print(f.read())
+  print(f"Wrote {table}, results.csv, runs.csv, curves.png and bars.png in {directory}")
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    status = _run()
+  except UserError as e:
+    cli.fail(str(e))
+  sys.exit(status)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)

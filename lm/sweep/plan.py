@@ -1,0 +1,164 @@
+"""The runs of a sweep: the variants the experiment file's `sweep()` returns, times the seeds.
+
+`sweep(ARG)` (or `sweep()` without `:ARG`, as get_config) returns a list of dicts of dotted
+config overrides, e.g. [{"name": "rmsnorm", "model.norm": "rmsnorm"}, {}], the optional
+"name" naming the variant's directory (else derived from the overrides; {} is "baseline").
+Every variant is checked before anything runs: its keys exist, its values have the keys'
+types and the resulting config passes lm.config_checks.
+"""
+
+import copy
+import dataclasses
+import difflib
+import os
+import re
+import shlex
+from typing import Any
+
+import ml_collections
+
+from lm import config_checks, config_file
+from lm.errors import UserError
+
+NAME_KEY = "name"
+_SAFE_NAME = re.compile(r"^[\w.,=+-]+$")
+_VALUE_TYPES = (bool, int, float, str)
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  name: str
+  overrides: dict[str, Any]  # Dotted config key -> value, in the order sweep() gave them.
+
+  def describe(self) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in self.overrides.items()) or "(the config as is)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One lm.main process: a variant at a seed, in DIR/<variant>/seed<k>."""
+  variant: Variant
+  seed: int
+  workdir: str
+  config_arg: str  # --config=PATH[:ARGS], as given to lm.sweep.
+
+  @property
+  def name(self) -> str:
+    return f"{self.variant.name}/seed{self.seed}"
+
+  @property
+  def log_path(self) -> str:
+    return os.path.join(self.workdir, "log.txt")
+
+  def main_args(self) -> list[str]:
+    """The arguments of `python` that train it: -m lm.main --config=... --config.KEY=VALUE."""
+    overrides = [f"--config.{k}={flag_value(v)}" for k, v in self.variant.overrides.items()]
+    return ["-m", "lm.main", f"--config={self.config_arg}", f"--workdir={self.workdir}",
+            f"--config.seed={self.seed}", *overrides]
+
+  def command(self, python: str = "python") -> str:
+    return shlex.join([python, *self.main_args()])
+
+
+def flag_value(value: Any) -> str:
+  """How absl's --config.KEY=VALUE spells `value` (a bool as True/False, a float exactly)."""
+  return repr(value) if isinstance(value, float) else str(value)
+
+
+def load_variants(config_arg: str) -> list[Variant]:
+  """The checked variants of the experiment file's sweep(); UserError names the first problem."""
+  path = config_arg.partition(":")[0]
+  variants = config_file.call(config_arg, "sweep")
+  if not isinstance(variants, (list, tuple)) or not all(isinstance(v, dict) for v in variants):
+    raise UserError(f"--config={path}: sweep() must return a list of dicts of config overrides "
+                    f"(e.g. [{{'model.norm': 'rmsnorm'}}]), got {type(variants).__name__}")
+  if not variants:
+    raise UserError(f"--config={path}: sweep() returned no variants")
+  base = config_file.load(config_arg)
+  checked = [_check_variant(base, dict(v), i, path) for i, v in enumerate(variants)]
+  names = [v.name for v in checked]
+  for name in names:
+    if names.count(name) > 1:
+      raise UserError(f"--config={path}: sweep() has {names.count(name)} variants named "
+                      f"{name!r}; give them distinct {NAME_KEY!r} entries")
+  return checked
+
+
+def _check_variant(base: ml_collections.ConfigDict, overrides: dict, index: int,
+                   path: str) -> Variant:
+  name = overrides.pop(NAME_KEY, None)
+  where = f"--config={path}: sweep() variant {index + 1}" + (f" ({name!r})" if name else "")
+  if name is not None and not (isinstance(name, str) and _SAFE_NAME.match(name)):
+    raise UserError(f"{where}: {NAME_KEY!r} must be a directory name of letters, digits and "
+                    f". , = + - _ ; got {name!r}")
+  config = copy.deepcopy(base)
+  config.lock()
+  for key, value in overrides.items():
+    if not isinstance(key, str):
+      raise UserError(f"{where}: keys must be dotted config keys such as 'model.norm', got "
+                      f"{key!r}")
+    if key == "seed":
+      raise UserError(f"{where}: seeds come from --seeds or --seed_list, not from sweep()")
+    if not isinstance(value, _VALUE_TYPES):
+      raise UserError(f"{where}: config.{key}={value!r}: a value must be a bool, int, float or "
+                      f"str")
+    _set(config, key, value, where)
+  try:
+    config_checks.validate_config(config)
+  except UserError as e:
+    raise UserError(f"{where}: {e}") from None
+  return Variant(name or derived_name(overrides), overrides)
+
+
+def _set(config: ml_collections.ConfigDict, key: str, value: Any, where: str) -> None:
+  """config.KEY = value, with an unknown key or a value of the wrong type as a UserError."""
+  *sections, leaf = key.split(".")
+  node = config
+  for depth, part in enumerate(sections + [leaf]):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      known = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+      close = difflib.get_close_matches(part, known, n=1)
+      hint = f"; did you mean {'.'.join(sections[:depth] + close)}?" if close else ""
+      raise UserError(f"{where}: unknown config key {key!r}{hint}")
+    if depth < len(sections):
+      node = node[part]
+  if isinstance(node[leaf], ml_collections.ConfigDict):
+    raise UserError(f"{where}: config.{key} is a section; override its keys one by one")
+  try:
+    node[leaf] = value
+  except TypeError:
+    raise UserError(f"{where}: config.{key}={value!r}: must be a "
+                    f"{type(node[leaf]).__name__} like its default {node[leaf]!r}") from None
+
+
+def derived_name(overrides: dict[str, Any]) -> str:
+  """'norm=rmsnorm,mlp=swiglu' from the last part of each key; 'baseline' for none."""
+  name = ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in overrides.items()) or "baseline"
+  return re.sub(r"[^\w.,=+-]", "_", name)
+
+
+def parse_seeds(count: int, seed_list: str) -> list[int]:
+  """--seed_list '0,5,7' if given, else 0 .. count-1."""
+  if seed_list.strip():
+    try:
+      seeds = [int(s) for s in seed_list.split(",") if s.strip()]
+    except ValueError:
+      raise UserError(f"--seed_list={seed_list}: must be comma-separated integers") from None
+  else:
+    if count < 1:
+      raise UserError(f"--seeds={count}: must be >= 1")
+    seeds = list(range(count))
+  if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+    raise UserError(f"--seed_list={seed_list}: must be distinct integers >= 0")
+  return seeds
+
+
+def make_runs(variants: list[Variant], seeds: list[int], workdir: str,
+              config_arg: str) -> list[Run]:
+  """Seed-major: the first seed of every variant, then the next, so that every variant has a
+  result early and the later seeds find their programs in the compilation cache."""
+  return [
+      Run(v, seed, os.path.join(workdir, v.name, f"seed{seed}"), config_arg)
+      for seed in seeds
+      for v in variants
+  ]

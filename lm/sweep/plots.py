@@ -1,0 +1,69 @@
+"""The sweep's figures: DIR/curves.png (loss against step per run) and DIR/bars.png (the headline
+metric per variant, with 95% confidence intervals over seeds)."""
+
+import math
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # Files only; no display needed.
+from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from lm.sweep.outcome import CURVES
+from lm.sweep.report import VariantResult
+
+CURVES_PNG, BARS_PNG = "curves.png", "bars.png"
+
+
+def plot_curves(directory: str, results: list[VariantResult]) -> str:
+  """One panel per CURVES metric; a line per run, one colour per variant."""
+  figure, axes = plt.subplots(1, len(CURVES), figsize=(6 * len(CURVES), 4.2), squeeze=False)
+  colours = plt.get_cmap("tab10")
+  for panel, name in zip(axes[0], CURVES):
+    for index, result in enumerate(results):
+      for number, outcome in enumerate(result.outcomes):
+        points = outcome.curves.get(name, [])
+        if points:
+          steps, values = zip(*points)
+          panel.plot(steps, values, color=colours(index % 10), alpha=0.8, linewidth=1.2,
+                     marker="o" if len(points) < 10 else None, markersize=3,
+                     label=result.variant.name if number == 0 else None)
+    panel.set(title=name, xlabel="step", ylabel=name)
+    panel.grid(alpha=0.3)
+  axes[0][0].legend(fontsize="small")
+  figure.tight_layout()
+  path = os.path.join(directory, CURVES_PNG)
+  figure.savefig(path, dpi=120)
+  plt.close(figure)
+  return path
+
+
+def plot_bars(directory: str, results: list[VariantResult], metric: str) -> str:
+  """Mean of `metric` per variant, error bars the 95% CI half-width, dots the seeds."""
+  figure, axis = plt.subplots(figsize=(max(4.0, 1.2 * len(results) + 2), 4.2))
+  shown = [r for r in results if metric in r.summaries]
+  means = [r.summaries[metric].mean for r in shown]
+  errors = [0.0 if math.isnan(r.summaries[metric].ci95) else r.summaries[metric].ci95
+            for r in shown]
+  positions = range(len(shown))
+  axis.bar(positions, means, yerr=errors, capsize=6, color="tab:blue", alpha=0.6)
+  for x, result in zip(positions, shown):
+    values = [o.metrics[metric] for o in result.outcomes if metric in o.metrics]
+    axis.plot([x] * len(values), values, "k.", markersize=6)
+  axis.set_xticks(list(positions), [r.variant.name for r in shown], rotation=20, ha="right")
+  axis.set(ylabel=metric, title=f"{metric}: mean over seeds, 95% CI")
+  if means:  # Differences between variants are small next to the bars' height from 0.
+    low = min(min(means) - max(errors), min(v for r in shown for v in _values(r, metric)))
+    high = max(max(means) + max(errors), max(v for r in shown for v in _values(r, metric)))
+    margin = 0.1 * (high - low) or 0.05 * abs(high) or 1.0
+    axis.set_ylim(low - margin, high + margin)
+  axis.grid(axis="y", alpha=0.3)
+  figure.tight_layout()
+  path = os.path.join(directory, BARS_PNG)
+  figure.savefig(path, dpi=120)
+  plt.close(figure)
+  return path
+
+
+def _values(result: VariantResult, metric: str) -> list[float]:
+  return [o.metrics[metric] for o in result.outcomes if metric in o.metrics]
