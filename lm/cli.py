@@ -1,8 +1,12 @@
 """What the command-line entry points share: user mistakes end as one `error:` line, exit 2."""
 
+import re
 import sys
 
 from absl import flags
+
+from lm import config_file
+from lm.errors import UserError
 
 
 def fail(message: str) -> None:
@@ -18,4 +22,20 @@ def parse_flags(argv: list[str]) -> list[str]:
     return flags.FLAGS(argv)
   except flags.Error as e:
     fail(str(e))
+  return []
+
+
+def parse_config_flags(argv: list[str], *, config_flag: flags.FlagHolder) -> list[str]:
+  """`parse_flags` for a command with an ml-collections --config file (`config_flag`): a file
+  that fails to load, an unknown --config.KEY or a bad value is one `error:` line."""
+  try:
+    return flags.FLAGS(argv)
+  except UserError as e:
+    fail(str(e))
+  except (AttributeError, KeyError) as e:
+    overrides = " ".join(a for a in argv[1:] if a.startswith("--config."))
+    detail = re.sub(r"(\\n|[\\'\"\s])+", " ", str(e.args[0] if e.args else e)).strip()
+    fail(f"unknown config key in {overrides}: {detail}")
+  except (flags.Error, TypeError, ValueError) as e:
+    fail(config_file.override_error(str(e) or repr(e), config_flag.value))
   return []

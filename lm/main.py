@@ -12,13 +12,13 @@ from lm import runtime
 
 runtime.use_one_cpu_device_per_core()  # Before JAX is imported.
 
-import re  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import functools  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import sys  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
-from lm import config_file  # pylint: disable=g-import-not-at-top
+from lm import cli, config_file  # pylint: disable=g-import-not-at-top
 from lm.cli import fail  # pylint: disable=g-import-not-at-top
 from lm.errors import UserError  # pylint: disable=g-import-not-at-top
 
@@ -30,21 +30,6 @@ flags.FLAGS["config"].parser = config_file.ConfigFileParser()  # Clear load erro
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Run directory: config, tokenizer, checkpoints, logs.")
 flags.mark_flags_as_required(["config", "workdir"])
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing, with config-file and --config.KEY mistakes reported as one line."""
-  try:
-    return flags.FLAGS(argv)
-  except UserError as e:
-    fail(str(e))
-  except (AttributeError, KeyError) as e:
-    overrides = " ".join(a for a in argv[1:] if a.startswith("--config."))
-    detail = re.sub(r"(\\n|[\\'\"\s])+", " ", str(e.args[0] if e.args else e)).strip()
-    fail(f"unknown config key in {overrides}: {detail}")
-  except (flags.Error, TypeError, ValueError) as e:
-    fail(config_file.override_error(str(e) or repr(e), _CONFIG.value))
-  return []
 
 
 def main(argv: list[str]) -> None:
@@ -68,4 +53,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=functools.partial(cli.parse_config_flags, config_flag=_CONFIG))

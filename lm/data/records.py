@@ -23,12 +23,9 @@ they are `required`: then the source is a `UserError` naming the file and the co
 
 import csv
 import dataclasses
-import fnmatch
 import json
 import os
 import re
-import tarfile
-import zlib
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -373,37 +370,11 @@ class _Reader:
 
   def archive(self, path: str, member_glob: str) -> list[Record]:
     path_roles = self._path_roles(f"{path}:{member_glob}", "an archive member is read as one text")
-    texts, examples = [], []
-    last = None  # The last member read whole, to say where a broken archive breaks.
-    try:
-      with tarfile.open(path, "r:*") as tar:
-        for member in tar:
-          if not member.isfile():
-            continue
-          if len(examples) < 3:
-            examples.append(member.name)
-          if fnmatch.fnmatchcase(member.name, member_glob):
-            texts.append((member.name, tar.extractfile(member).read()))
-          last = member.name
-    except FileNotFoundError:
-      raise UserError(f"{path}: file not found") from None
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-      if last is None and "could not be opened" in str(e):
-        reason = "not a valid tar archive (plain, .gz, .bz2 or .xz)"
-      else:
-        after = f" after member '{last}'" if last else ""
-        detail = " ".join(str(e).split())
-        reason = f"not a valid tar archive: truncated or corrupt{after} ({detail})"
-      raise UserError(f"{path}: {reason}") from None
-    if not texts:
-      names = ", ".join(examples) or "none"
-      raise UserError(
-          f"{path}: no archive member matches '{member_glob}' (members are named like {names})")
-    texts.sort(key=lambda item: item[0])
+    # Sorted by member name: the record order does not depend on how the archive was packed.
+    texts = sorted(sources.iter_archive(path, member_glob, self.encoding_errors))
     records = []
-    for name, data in texts:
+    for name, text in texts:
       where = f"{path}: {name}"
-      text = sources.decode_utf8(data, self.encoding_errors, where=where)
       origin = _origin(name, "/")
       values = {"text": text, **{role: origin[self.fields[role]] for role in path_roles}}
       self._check_blank(values, where)

@@ -410,17 +410,11 @@ def _open_binary(path: str):
 
 
 def _read_bytes(path: str) -> bytes:
-  try:
-    with _open_binary(path) as f:
+  with _open_binary(path) as f:
+    try:
       return f.read()
-  except FileNotFoundError:
-    raise UserError(f"{path}: file not found") from None
-  except IsADirectoryError:
-    raise UserError(f"{path}: is a directory, not a file") from None
-  except PermissionError:
-    raise UserError(f"{path}: permission denied") from None
-  except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-    raise UserError(f"{path}: not a valid gzip file ({e})") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+      raise UserError(f"{path}: not a valid gzip file ({e})") from None
 
 
 def _inner_extension(path: str) -> str:

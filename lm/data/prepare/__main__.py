@@ -9,12 +9,13 @@ i), then once with `--num_processes=N` alone to finish. Train on the result with
 `python -m lm.main ... --config.data.prepared=DIR`.
 """
 
+import functools
 import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from lm import config_file
+from lm import cli, config_file
 from lm.cli import fail
 from lm.errors import UserError
 
@@ -49,18 +50,5 @@ def main(argv: list[str]) -> None:
         f" report: {_WORKDIR.value}/report.md", file=sys.stdout)
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing; config-file and --config.KEY mistakes are one `error:` line."""
-  try:
-    return flags.FLAGS(argv)
-  except UserError as e:
-    fail(str(e))
-  except (AttributeError, KeyError) as e:
-    fail(f"unknown config key (see lm/data/prepare/config.py): {e}")
-  except (flags.Error, TypeError, ValueError) as e:
-    fail(config_file.override_error(str(e) or repr(e), _CONFIG.value))
-  return []
-
-
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=functools.partial(cli.parse_config_flags, config_flag=_CONFIG))
