@@ -8,7 +8,8 @@ every seed and evaluated on the whole validation split (bits per byte and loss):
   baseline   rotary positions, LayerNorm, GELU MLP (4 x width)
   rmsnorm    RMSNorm instead of LayerNorm (Zhang & Sennrich 2019)
   learned    a learned position table instead of rotary embeddings (GPT-2)
-  swiglu     SwiGLU MLP (Shazeer 2020), hidden width 8/3 x width so the parameters match
+  swiglu     SwiGLU MLP (Shazeer 2020), hidden width 8/3 x width (341 at width 128), so its three
+             matrices hold as many parameters as the GELU MLP's two (130,944 vs 131,072)
 
 Command (all variants x 3 seeds; results in experiments/results/architecture/):
   python -m lm.sweep --config=experiments/ablate_architecture.py:cpu \
@@ -28,10 +29,11 @@ def get_config(arg: str | None = None):
 
 
 def sweep(arg: str | None = None) -> list[dict]:
-  del arg  # The same variants for every recipe.
+  # Three d x h matrices hold as many parameters as the GELU MLP's two d x 4d: h = 8d/3.
+  swiglu_hidden = 8 * get_config(arg).model.embed_dim // 3
   return [
       {"name": "baseline"},
       {"name": "rmsnorm", "model.norm": "rmsnorm"},
       {"name": "learned", "model.positions": "learned"},
-      {"name": "swiglu", "model.mlp": "swiglu"},
+      {"name": "swiglu", "model.mlp": "swiglu", "model.mlp_dim": swiglu_hidden},
   ]

@@ -230,6 +230,11 @@ def _check_cross_fields(values: dict) -> None:
   if holds_out and data["valid_fraction"] <= 0:
     raise UserError(f"config.data.valid_fraction={data['valid_fraction']}: must be > 0 when "
                     f"config.data.valid_source is '' (the validation text is held out)")
+  if data["test_source"] and (values["task"]["kind"] not in ("causal_lm", "masked_lm") or
+                              data["prepared"]):
+    raise UserError(f"config.data.test_source={data['test_source']!r}: a test split is for "
+                    f"language models trained from config.data.source (classifiers: evaluate the"
+                    f" test file with python -m lm.predict); set config.data.test_source=''")
   if data["prepared"] and values["task"]["kind"] not in ("causal_lm", "masked_lm"):
     raise UserError(f"config.data.prepared={data['prepared']!r}: a prepared corpus is token"
                     f" streams for language-model pretraining, not for config.task.kind="

@@ -97,6 +97,10 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c.data.source = "data/tinyshakespeare/input.txt"
   # Validation text in the same forms; '' splits the last valid_fraction off the training text.
   c.data.valid_source = ""
+  # Test text in the same forms (language models only): the final evaluation also reports
+  # test/loss, test/perplexity and test/bpb on it; '' has no test split. Never read before the
+  # last step, so nothing (best checkpoint, early stopping) is chosen on it.
+  c.data.test_source = ""
   # Share of the training text held out for validation when valid_source is ''.
   c.data.valid_fraction = 0.1
   # TFDS splits read for training and validation (ignored for local files).
@@ -134,9 +138,12 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   # Undecodable UTF-8 bytes (and unpaired surrogate escapes such as "\ud800" in JSONL strings):
   # 'strict' (an error naming file and line) or 'replace' (U+FFFD).
   c.data.encoding_errors = "strict"
-  # Tokenizer: 'char' (code points seen in training), 'byte' (UTF-8 bytes) or 'sentencepiece'.
+  # Tokenizer: 'char' (code points seen in training), 'byte' (UTF-8 bytes), 'word' (words
+  # between spaces plus an <eos> per line end: the unit of word-level perplexity, for
+  # pre-tokenized benchmarks like WikiText-2; lm/data/word_tokenizer.py) or 'sentencepiece'.
   c.data.tokenizer = "char"
-  # SentencePiece vocabulary size (special tokens included) and model type ('bpe' or 'unigram').
+  # Vocabulary size, special tokens included: SentencePiece's, or the word tokenizer's cap (the
+  # most frequent words; the others become <unk>). SentencePiece model type: 'bpe' or 'unigram'.
   c.data.vocab_size = 8000
   c.data.model_type = "bpe"
   # SentencePiece character coverage (1.0 for small alphabets, ~0.9995 for CJK).

@@ -249,10 +249,12 @@ def test_a_signal_stops_the_sweep_and_its_processes(tmp_path, fake_main):
 # --- Aggregation ---------------------------------------------------------------------------------
 
 
-def fake_finished_run(run, final_metrics, losses):
+def fake_finished_run(run, final_metrics, losses, embed_dim=None):
   """A workdir as lm.main leaves it: config.json, tokenizer, metrics.jsonl, final_metrics.json."""
   config = defaults.base_config("tiny").to_dict()
   config["seed"] = run.seed
+  if embed_dim:
+    config["model"]["embed_dim"] = embed_dim
   checkpoints.save_config(run.workdir, config)
   tokenizers.build_tokenizer("char", ["abcdefgh"]).save(os.path.join(run.workdir, "tokenizer"))
   with open(os.path.join(run.workdir, metrics_log.METRICS_FILE), "w", encoding="utf-8") as f:
@@ -308,6 +310,41 @@ def test_aggregation_statistics_tables_and_plots(tmp_path):
                plots.plot_bars(str(tmp_path), results, "eval/bpb")):
     with open(path, "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_scaling_fits_a_power_law_to_the_runs(tmp_path):
+  """--scaling: the law fitted to the finished runs' (FLOPs, metric) points, in results.md and
+  scaling.png; the runs' losses follow a known law, which the fit recovers."""
+  widths = (32, 64, 128, 256)
+  path = write_experiment(tmp_path,
+                          repr([{"name": f"d{d}", "model.embed_dim": d} for d in widths]))
+  runs = plan.make_runs(plan.load_variants(path), [0, 1], str(tmp_path / "sweep"), path)
+  for run in runs:  # The loss is filled in below, once the run's FLOPs are known.
+    fake_finished_run(run, {}, losses=[3.0], embed_dim=run.variant.overrides["model.embed_dim"])
+  compute = {run.name: outcome.read_outcome(run).flops for run in runs}
+  assert len(set(compute.values())) == len(widths)
+  for run in runs:
+    loss = 30.0 * compute[run.name]**-0.05 * (1.01 if run.seed else 0.99)
+    metrics_log.write_final(run.workdir, 2000, {"eval/loss": loss})
+  result = run_sweep_cli(f"--config={path}", f"--workdir={tmp_path / 'sweep'}", "--seeds=2",
+                         "--aggregate_only", "--scaling")
+  assert result.returncode == 0, result.stderr
+  markdown = (tmp_path / "sweep" / report.RESULTS_MD).read_text()
+  fit = re.search(r"a = (\S+), b = (\d+\.\d+)", markdown)
+  # The seeds' +-1% scatter moves the intercept a little and leaves the slope alone (4 digits
+  # printed).
+  assert float(fit[2]) == pytest.approx(0.05, abs=1e-4)
+  assert float(fit[1]) == pytest.approx(30.0 * math.sqrt(0.99 * 1.01), rel=1e-3)
+  with open(tmp_path / "sweep" / plots.SCALING_PNG, "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  one_size = run_sweep_cli(f"--config={path}", f"--workdir={tmp_path / 'sweep'}",
+                           "--seed_list=0", "--aggregate_only", "--scaling")
+  assert one_size.returncode == 0  # Four sizes, even with one seed.
+  (tmp_path / "one").mkdir()
+  shutil.copytree(tmp_path / "sweep" / "d32", tmp_path / "one" / "d32")
+  lonely = run_sweep_cli(f"--config={path}", f"--workdir={tmp_path / 'one'}", "--seeds=2",
+                         "--aggregate_only", "--scaling")
+  assert lonely.returncode == 2 and "at least two sizes" in lonely.stderr
 
 
 def test_one_seed_has_no_spread():

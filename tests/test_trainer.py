@@ -13,7 +13,7 @@ import pytest
 from experiments import shakespeare_char
 from lm.errors import UserError
 from lm.training import trainer
-from tests.conftest import REPO
+from tests.conftest import REPO, SHARED_DATA
 
 
 def smoke_config(**train):
@@ -196,3 +196,28 @@ def test_resumes_a_run_saved_before_a_config_key_existed(tmp_path):
     trainer.train_and_evaluate(changed, workdir)
   trainer.train_and_evaluate(smoke_config(steps=2), workdir)  # Resumes (at its end): no error.
   assert read_metrics(workdir)[-1]["step"] == 2
+
+
+def test_test_split_is_evaluated_once_at_the_end(tmp_path):
+  """config.data.test_source: test/* metrics on the final parameters only; on the validation
+  text itself they equal eval/*. With the word tokenizer, perplexity is per word."""
+  words = os.path.join(SHARED_DATA, "wikitext2", "tokens", "valid.txt")
+  with open(words, encoding="utf-8") as f:
+    text = f.read()
+  (tmp_path / "train.txt").write_text(text[:40_000], encoding="utf-8")
+  (tmp_path / "valid.txt").write_text(text[40_000:44_000], encoding="utf-8")
+  config = smoke_config()
+  config.model.max_len = 32
+  config.train.final_eval_batches = 0  # The whole validation split, as the test split.
+  config.data.update(source=str(tmp_path / "train.txt"), valid_source=str(tmp_path / "valid.txt"),
+                     test_source=str(tmp_path / "valid.txt"), tokenizer="word", vocab_size=2000)
+  workdir = str(tmp_path / "run")
+  final = trainer.train_and_evaluate(config, workdir)
+  records = read_metrics(workdir)
+  assert [any(k.startswith("test/") for k in r) for r in records] == [False, False, False, True]
+  for name in ("loss", "perplexity", "bpb"):
+    assert final[f"test/{name}"] == pytest.approx(final[f"eval/{name}"], rel=1e-6)
+  assert final["test/perplexity"] == pytest.approx(math.exp(final["test/loss"]))
+  config.task.kind = "classification"
+  with pytest.raises(UserError, match="config.data.test_source=.*a test split is for language"):
+    trainer.train_and_evaluate(config, str(tmp_path / "classifier"))

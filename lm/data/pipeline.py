@@ -1,4 +1,5 @@
-"""From config.data to a tokenizer and cached train/validation token streams in the workdir."""
+"""From config.data to a tokenizer and cached train/validation(/test) token streams in the
+workdir."""
 
 import dataclasses
 import os
@@ -19,6 +20,7 @@ class PreparedData:
   tokenizer: Tokenizer
   train: TokenStream
   valid: TokenStream
+  test: TokenStream | None = None  # config.data.test_source's text, when set.
 
 
 def prepare_data(data_cfg: Any, workdir: str) -> PreparedData:
@@ -47,13 +49,15 @@ def prepare_data(data_cfg: Any, workdir: str) -> PreparedData:
     tokenizer.save(tokenizer_dir)
 
   streams = {}
-  for split in ("train", "valid"):
+  for split in ("train", "valid", "test") if data_cfg.test_source else ("train", "valid"):
     fingerprint = {
         "split": split,
         "source": sources.source_fingerprint(data_cfg.source),
         "valid_source": (
             sources.source_fingerprint(data_cfg.valid_source, config_key="config.data.valid_source")
             if data_cfg.valid_source else None),
+        **({"test_source": sources.source_fingerprint(
+            data_cfg.test_source, config_key="config.data.test_source")} if split == "test" else {}),
         "options": {
             k: data_cfg[k] for k in ("valid_fraction", "train_split", "valid_split", "text_field",
                                     "txt_unit", "entry_separator", "encoding_errors", "lowercase")
@@ -63,7 +67,8 @@ def prepare_data(data_cfg: Any, workdir: str) -> PreparedData:
     build = lambda split=split: token_store.tokenize_documents(split_documents(split), tokenizer)
     streams[split] = token_store.cached_stream(os.path.join(workdir, CACHE_DIR), split, fingerprint,
                                                build)
-  return PreparedData(tokenizer=tokenizer, train=streams["train"], valid=streams["valid"])
+  return PreparedData(tokenizer=tokenizer, train=streams["train"], valid=streams["valid"],
+                      test=streams.get("test"))
 
 
 def _load_prepared(prepared_dir: str, workdir: str) -> PreparedData:
@@ -99,15 +104,25 @@ def _read_splits(data_cfg: Any) -> dict[str, list[str]]:
   if not train or not valid:
     raise UserError(f"config.data.source: no {'training' if not train else 'validation'} text "
                     f"was read from {data_cfg.source!r}")
+  splits = {"train": train, "valid": valid}
+  if data_cfg.test_source:
+    splits["test"] = sources.read_documents(data_cfg.test_source,
+                                            split="test",
+                                            config_key="config.data.test_source",
+                                            **read)
+    if not splits["test"]:
+      raise UserError(f"config.data.test_source: no text was read from {data_cfg.test_source!r}")
   if data_cfg.lowercase:
-    train, valid = [d.lower() for d in train], [d.lower() for d in valid]
-  return {"train": train, "valid": valid}
+    splits = {name: [d.lower() for d in documents] for name, documents in splits.items()}
+  return splits
 
 
 def tokenizer_options(data_cfg: Any) -> dict[str, Any]:
   """The config.data options of `tokenizers.build_tokenizer` for config.data.tokenizer."""
   if data_cfg.tokenizer == "char":
     return dict(byte_fallback=data_cfg.byte_fallback)
+  if data_cfg.tokenizer == "word":
+    return dict(vocab_size=data_cfg.vocab_size)
   if data_cfg.tokenizer != "sentencepiece":
     return {}
   return dict(vocab_size=data_cfg.vocab_size,

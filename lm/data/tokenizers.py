@@ -1,4 +1,4 @@
-"""Character, byte and SentencePiece tokenizers behind one interface, plus build/load.
+"""Character, byte, word and SentencePiece tokenizers behind one interface, plus build/load.
 
 A trained tokenizer is saved in the run's workdir (e.g. `WORKDIR/tokenizer/`): `tokenizer.json`
 says which kind it is; `chars.json` or `sentencepiece.model` holds the vocabulary. Tokenizers
@@ -15,12 +15,13 @@ import numpy as np
 from lm.data import tokenizer_base
 from lm.data.hf_tokenizer import HFTokenizer, ImportedSentencePieceTokenizer
 from lm.data.sentencepiece_tokenizer import SentencePieceTokenizer
+from lm.data.word_tokenizer import WordTokenizer
 from lm.data.tokenizer_base import (  # pylint: disable=unused-import  # Re-exported.
     BOS_ID, CLS_ID, EOS_ID, MASK_ID, NUM_SPECIAL, PAD_ID, SEP_ID, SPECIAL_TOKENS, UNK_ID, Tokenizer,
 )
 from lm.errors import UserError
 
-KINDS = ("char", "byte", "sentencepiece")  # Trainable.
+KINDS = ("char", "byte", "word", "sentencepiece")  # Trainable.
 IMPORTED_KINDS = ("hf", "hf_sentencepiece")  # Made by `python -m lm.convert --from_hf`.
 CHARS_FILE = "chars.json"
 _NUM_BYTES = 256
@@ -181,12 +182,14 @@ def build_tokenizer(kind: str, train_texts: Sequence[str], **options: Any) -> To
 
   `options` go to `SentencePieceTokenizer.train` (vocab_size, model_type, character_coverage,
   byte_fallback, seed, ...); the char tokenizer takes `byte_fallback` (default False) and
-  ignores the others; the byte tokenizer has no options.
+  ignores the others; the word tokenizer takes vocab_size; the byte tokenizer has no options.
   """
   if kind == "char":
     return CharTokenizer.train(train_texts, byte_fallback=options.get("byte_fallback", False))
   if kind == "byte":
     return ByteTokenizer()
+  if kind == "word":
+    return WordTokenizer.train(train_texts, options["vocab_size"])
   if kind == "sentencepiece":
     if "vocab_size" not in options:
       raise UserError("config.data.vocab_size must be set for the sentencepiece tokenizer")
@@ -207,6 +210,8 @@ def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:
     tokenizer = CharTokenizer.load(directory)
   elif kind == "byte":
     tokenizer = ByteTokenizer()
+  elif kind == "word":
+    tokenizer = WordTokenizer.load(directory)
   elif kind == "sentencepiece":
     tokenizer = SentencePieceTokenizer.load(directory)
   elif kind == "hf":

@@ -1,12 +1,13 @@
 """Runs an experiment's sweep() over seeds and aggregates the results.
 
   python -m lm.sweep --config=experiments/NAME.py[:ARGS] --workdir=DIR --seeds=3 \
-      [--parallel=N] [--launcher=local|print] [--aggregate_only] [--metric=eval/loss]
+      [--parallel=N] [--launcher=local|print] [--aggregate_only] [--metric=eval/loss] [--scaling]
 
 Each variant x seed trains as `python -m lm.main ... --workdir=DIR/<variant>/seed<k>
 --config.seed=k --config.KEY=VALUE ...` (log in its log.txt); finished runs are skipped, so
 the same command resumes an interrupted sweep. Then DIR/results.md, results.csv, runs.csv,
-curves.png and bars.png are written from every finished run. --launcher=print prints the
+curves.png and bars.png are written from every finished run (with --scaling, for sweeps over
+model sizes, also a power law of the metric against training compute and scaling.png). --launcher=print prints the
 commands instead (one per line, for a cluster or TPU VMs); --aggregate_only then builds the
 tables from their workdirs. Exit status: 0, 1 if a run failed, 2 for a user mistake, 130 when
 stopped by a signal.
@@ -31,6 +32,9 @@ _LAUNCHER = flags.DEFINE_enum("launcher", "local", ["local", "print"],
 _AGGREGATE_ONLY = flags.DEFINE_boolean("aggregate_only", False,
                                        "Run nothing; build the tables from finished runs.")
 _METRIC = flags.DEFINE_string("metric", "eval/loss", "Headline metric of the table and bars.")
+_SCALING = flags.DEFINE_boolean("scaling", False,
+                                "Also fit metric = a C^-b to the runs' training FLOPs C: the fit "
+                                "in results.md, the plot in scaling.png.")
 # JAX's persistent compilation cache of the runs, in the sweep directory.
 COMPILATION_CACHE = ".jax_cache"
 
@@ -42,9 +46,9 @@ def _run() -> int:
       raise UserError(f"--{name} is required")
   if _PARALLEL.value < 1:
     raise UserError(f"--parallel={_PARALLEL.value}: must be >= 1")
-  if not _METRIC.value.startswith(("eval/", "train/")):
+  if not _METRIC.value.startswith(("eval/", "test/", "train/")):
     raise UserError(f"--metric={_METRIC.value}: name a final metric such as eval/loss, eval/bpb,"
-                    f" eval/perplexity or eval/accuracy")
+                    f" eval/perplexity, eval/accuracy or test/perplexity")
   variants = plan.load_variants(_CONFIG.value)
   seeds = plan.parse_seeds(_SEEDS.value, _SEED_LIST.value)
   runs = plan.make_runs(variants, seeds, _WORKDIR.value, _CONFIG.value)
@@ -87,9 +91,23 @@ def _aggregate(variants, seeds, runs, failed) -> None:
   report.write_runs_csv(directory, outcomes, metric)
   plots.plot_curves(directory, results)
   plots.plot_bars(directory, results, metric)
+  if _SCALING.value:
+    _fit_scaling(directory, table, results, metric)
   with open(table, encoding="utf-8") as f:
     print(f.read())
   print(f"Wrote {table}, results.csv, runs.csv, curves.png and bars.png in {directory}")
+
+
+def _fit_scaling(directory, table, results, metric) -> None:
+  """The power law of `metric` against training FLOPs, over every finished run."""
+  from lm.sweep import plots, report, scaling  # pylint: disable=g-import-not-at-top
+  points = [(o.flops, o.metrics[metric]) for r in results for o in r.outcomes
+            if metric in o.metrics]
+  if len({c for c, _ in points}) < 2:
+    raise UserError("--scaling needs finished runs of at least two sizes (training FLOPs)")
+  law = scaling.fit_power_law(*zip(*points))
+  report.append_power_law(table, law, metric, len(points))
+  plots.plot_scaling(directory, results, metric, law)
 
 
 def main(argv: list[str]) -> None:

@@ -40,7 +40,7 @@ def read_outcome(run: Run) -> Outcome:
     metrics = {
         k: float(v)
         for k, v in final["metrics"].items()
-        if k.startswith("eval/") or k == TRAIN_LOSS
+        if k.startswith(("eval/", "test/")) or k == TRAIN_LOSS
     }
   except (KeyError, TypeError, ValueError, AttributeError):
     raise UserError(f"{run.workdir}/{metrics_log.FINAL_FILE}: not the file lm.main writes; "

@@ -1,5 +1,6 @@
-"""The sweep's figures: DIR/curves.png (loss against step per run) and DIR/bars.png (the headline
-metric per variant, with 95% confidence intervals over seeds)."""
+"""The sweep's figures: DIR/curves.png (loss against step per run), DIR/bars.png (the headline
+metric per variant, with 95% confidence intervals over seeds) and, for scaling sweeps,
+DIR/scaling.png (the headline metric against training compute, with a fitted power law)."""
 
 import math
 import os
@@ -9,10 +10,13 @@ import matplotlib
 matplotlib.use("Agg")  # Files only; no display needed.
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+import numpy as np
+
 from lm.sweep.outcome import CURVES
 from lm.sweep.report import VariantResult
+from lm.sweep.scaling import PowerLaw
 
-CURVES_PNG, BARS_PNG = "curves.png", "bars.png"
+CURVES_PNG, BARS_PNG, SCALING_PNG = "curves.png", "bars.png", "scaling.png"
 
 
 def plot_curves(directory: str, results: list[VariantResult]) -> str:
@@ -60,6 +64,32 @@ def plot_bars(directory: str, results: list[VariantResult], metric: str) -> str:
   axis.grid(axis="y", alpha=0.3)
   figure.tight_layout()
   path = os.path.join(directory, BARS_PNG)
+  figure.savefig(path, dpi=120)
+  plt.close(figure)
+  return path
+
+
+def plot_scaling(directory: str, results: list[VariantResult], metric: str,
+                 law: PowerLaw) -> str:
+  """`metric` against training FLOPs on log-log axes: a dot per run, the variant means, and
+  the fitted power law."""
+  figure, axis = plt.subplots(figsize=(6.4, 4.6))
+  flops = [o.flops for r in results for o in r.outcomes if metric in o.metrics]
+  for result in results:
+    points = [(o.flops, o.metrics[metric]) for o in result.outcomes if metric in o.metrics]
+    if points:
+      axis.plot(*zip(*points), "k.", markersize=5, alpha=0.6)
+      axis.plot(result.flops, result.summaries[metric].mean, "o", markersize=8,
+                label=f"{result.variant.name} ({result.params:,} params)")
+  grid = np.geomspace(min(flops) / 1.5, max(flops) * 1.5, 100)
+  fit = f"{law.a:.3g} C^-{law.b:.3f}" + (f" + {law.irreducible:.3g}" if law.irreducible else "")
+  axis.plot(grid, law(grid), "k--", linewidth=1, label=f"fit: {fit}")
+  axis.set(xscale="log", yscale="log", xlabel="training FLOPs (C)", ylabel=metric,
+           title=f"{metric} against training compute")
+  axis.grid(alpha=0.3, which="both")
+  axis.legend(fontsize="small")
+  figure.tight_layout()
+  path = os.path.join(directory, SCALING_PNG)
   figure.savefig(path, dpi=120)
   plt.close(figure)
   return path

@@ -10,6 +10,7 @@ from lm.data import atomic
 from lm.sweep import stats
 from lm.sweep.outcome import Outcome
 from lm.sweep.plan import Run, Variant
+from lm.sweep.scaling import PowerLaw
 
 RESULTS_MD, RESULTS_CSV, RUNS_CSV = "results.md", "results.csv", "runs.csv"
 
@@ -41,9 +42,10 @@ def summarize_variants(variants: list[Variant], outcomes: list[Outcome]) -> list
 
 
 def metric_columns(results: list[VariantResult], headline: str) -> list[str]:
-  """The headline metric, then the other validation metrics, then train/loss."""
+  """The headline metric, then the other validation metrics, the test metrics, train/loss."""
   names = {m for r in results for m in r.summaries} - {headline}
-  return [headline] + sorted(names, key=lambda m: (not m.startswith("eval/"), m))
+  order = lambda m: (not m.startswith("eval/"), not m.startswith("test/"), m)
+  return [headline] + sorted(names, key=order)
 
 
 def write_markdown(directory: str, results: list[VariantResult], headline: str,
@@ -72,6 +74,21 @@ def write_markdown(directory: str, results: list[VariantResult], headline: str,
   path = os.path.join(directory, RESULTS_MD)
   atomic.atomic_write_text(path, "\n".join(lines) + "\n")
   return path
+
+
+def append_power_law(path: str, law: PowerLaw, metric: str, num_points: int) -> None:
+  """Adds the fitted power law (plotted in scaling.png) to results.md."""
+  form = "a C^-b + E" if law.irreducible else "a C^-b"
+  extra = f", E = {law.irreducible:.4g}" if law.irreducible else ""
+  lines = [
+      "", "## Scaling", "",
+      f"Power law fitted by least squares to the {num_points} finished runs' ({metric}, training "
+      f"FLOPs C) points: {metric} = {form} with a = {law.a:.4g}, b = {law.b:.4f}{extra}. "
+      f"Plot: scaling.png."
+  ]
+  with open(path, encoding="utf-8") as f:
+    text = f.read()
+  atomic.atomic_write_text(path, text + "\n".join(lines) + "\n")
 
 
 def write_csv(directory: str, results: list[VariantResult], headline: str) -> str:

@@ -57,6 +57,11 @@ class Task(abc.ABC):
     """Validation metrics (`eval/...`) of `params`, on the first `max_batches` batches (0 =
     all of the validation split)."""
 
+  def evaluate_test(self, layout: Any, params: Any) -> dict[str, float]:
+    """Test metrics (`test/...`) of the final parameters, when the task has a test split."""
+    del layout, params
+    return {}
+
   @abc.abstractmethod
   def describe(self) -> str:
     """One log line about the data."""

@@ -54,9 +54,18 @@ class LanguageModelTask(base.Task):
     return MaskedWindows(sampler, self.mask, self.config.seed, rows) if self.masked else sampler
 
   def evaluate(self, layout, params, max_batches: int) -> dict[str, float]:
+    return self._metrics(self.data.valid, layout, params, max_batches)
+
+  def evaluate_test(self, layout, params) -> dict[str, float]:
+    if self.data.test is None:
+      return {}
+    metrics = self._metrics(self.data.test, layout, params, max_batches=0)
+    return {"test/" + name.removeprefix("eval/"): value for name, value in metrics.items()}
+
+  def _metrics(self, split, layout, params, max_batches: int) -> dict[str, float]:
     batch_size = self.config.train.eval_batch_size
     rows = layout.rows(batch_size)
-    windows = batches.eval_batches(self.data.valid.tokens,
+    windows = batches.eval_batches(split.tokens,
                                    batch_size=batch_size,
                                    seq_len=self.seq_len,
                                    max_batches=max_batches or None,
@@ -72,8 +81,9 @@ class LanguageModelTask(base.Task):
 
   def describe(self) -> str:
     objective = "masked-LM (bidirectional)" if self.masked else "causal LM"
+    test = f" / {self.data.test.num_tokens:,} test" if self.data.test is not None else ""
     return (f"Data: {self.data.train.num_tokens:,} training / {self.data.valid.num_tokens:,} "
-            f"validation tokens; {objective} windows of {self.seq_len}")
+            f"validation{test} tokens; {objective} windows of {self.seq_len}")
 
   def finish(self, params) -> None:
     train_cfg = self.config.train

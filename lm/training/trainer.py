@@ -119,6 +119,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         max_batches = train_cfg.final_eval_batches if last else train_cfg.eval_batches
         record.update(task.evaluate(layout, state.params, max_batches))
         improved = tracker.update(step, record)
+        if last:  # After the tracker: nothing is chosen on the test split.
+          record.update(task.evaluate_test(layout, state.params))
         if improved and is_main:
           task.save_report(workdir, step, record)
       stop = tracker.should_stop()

@@ -122,7 +122,7 @@ def base_config() -> ml_collections.ConfigDict:
   # workdir's `tokenizer/`).
   c.tokenizer = ml_collections.ConfigDict()
   c.tokenizer.path = ""
-  # 'char', 'byte' or 'sentencepiece', with the options of config.data in training.
+  # 'char', 'byte', 'word' or 'sentencepiece', with the options of config.data in training.
   c.tokenizer.kind = "sentencepiece"
   c.tokenizer.vocab_size = 8000
   c.tokenizer.model_type = "bpe"
@@ -156,6 +156,8 @@ def tokenizer_options(tokenizer_cfg: Any, seed: int) -> dict[str, Any]:
                 byte_fallback=tokenizer_cfg.byte_fallback, seed=seed)
   if tokenizer_cfg.kind == "char":
     return dict(byte_fallback=tokenizer_cfg.byte_fallback)
+  if tokenizer_cfg.kind == "word":
+    return dict(vocab_size=tokenizer_cfg.vocab_size)
   return {}
 
 
