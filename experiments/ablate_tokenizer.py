@@ -31,10 +31,7 @@ STEPS = 1000
 
 
 def get_config(arg: str | None = None):
-  config = shakespeare_char.get_config(arg)
-  if "smoke" not in (arg or ""):
-    config.train.steps = STEPS
-  return config
+  return shakespeare_char.get_config_with_steps(arg, STEPS)
 
 
 def sweep(arg: str | None = None) -> list[dict]:

@@ -52,3 +52,12 @@ def get_config(arg: str | None = None):
   if "smoke" in args:
     shrink_to_smoke(config)
   return config
+
+
+def get_config_with_steps(arg: str | None, steps: int):
+  """get_config(arg) trained for `steps` steps (smoke keeps its own few), for ablations that
+  shorten the recipe to fit more runs in a CPU budget."""
+  config = get_config(arg)
+  if "smoke" not in parse_args(arg, allowed=("cpu", "smoke", "learned_positions")):
+    config.train.steps = steps
+  return config

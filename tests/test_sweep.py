@@ -312,6 +312,27 @@ def test_aggregation_statistics_tables_and_plots(tmp_path):
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_run_curves_draws_each_run_with_metrics(tmp_path):
+  """plot_run_curves (the Colab notebooks' plot): a line per named workdir's metrics.jsonl; a
+  workdir without metrics adds nothing."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  for name, losses in (("a", [3.0, 2.0, 1.5]), ("b", [2.5, 2.6, 1.0])):
+    (tmp_path / name).mkdir()
+    with open(tmp_path / name / metrics_log.METRICS_FILE, "w", encoding="utf-8") as f:
+      for step, loss in enumerate(losses, 1):
+        f.write(json.dumps({"step": step, "train/loss": loss, "eval/loss": loss + 0.1}) + "\n")
+  (tmp_path / "empty").mkdir()
+  pixels = lambda path: np.asarray(Image.open(path).convert("RGB"))
+  one, with_empty, two = (
+      plots.plot_run_curves(str(tmp_path / png), {n: str(tmp_path / n) for n in names})
+      for png, names in (("one.png", ["a"]), ("with_empty.png", ["a", "empty"]),
+                         ("two.png", ["a", "b"])))
+  assert one == str(tmp_path / "one.png")
+  assert np.array_equal(pixels(one), pixels(with_empty))
+  assert not np.array_equal(pixels(one), pixels(two))
+
+
 def test_scaling_fits_a_power_law_to_the_runs(tmp_path):
   """--scaling: the law fitted to the finished runs' (FLOPs, metric) points, in results.md and
   scaling.png; the runs' losses follow a known law, which the fit recovers."""

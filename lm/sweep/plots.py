@@ -12,7 +12,7 @@ from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wron
 
 import numpy as np
 
-from lm.sweep.outcome import CURVES
+from lm.sweep.outcome import CURVES, read_curves
 from lm.sweep.report import VariantResult
 from lm.sweep.scaling import PowerLaw
 
@@ -21,22 +21,34 @@ CURVES_PNG, BARS_PNG, SCALING_PNG = "curves.png", "bars.png", "scaling.png"
 
 def plot_curves(directory: str, results: list[VariantResult]) -> str:
   """One panel per CURVES metric; a line per run, one colour per variant."""
+  lines = [(result.variant.name if number == 0 else None, index, outcome.curves)
+           for index, result in enumerate(results)
+           for number, outcome in enumerate(result.outcomes)]
+  return _draw_curves(os.path.join(directory, CURVES_PNG), lines)
+
+
+def plot_run_curves(path: str, workdirs: dict[str, str]) -> str:
+  """The CURVES of single runs (name -> workdir, e.g. a pretraining and its fine-tuning), one
+  colour each, from their metrics.jsonl into the PNG `path`; returns `path`."""
+  return _draw_curves(path, [(name, index, read_curves(workdir))
+                             for index, (name, workdir) in enumerate(workdirs.items())])
+
+
+def _draw_curves(path: str, lines: list[tuple[str | None, int, dict]]) -> str:
+  """One panel per CURVES metric; a line per (legend label or None, colour index, curves)."""
   figure, axes = plt.subplots(1, len(CURVES), figsize=(6 * len(CURVES), 4.2), squeeze=False)
   colours = plt.get_cmap("tab10")
   for panel, name in zip(axes[0], CURVES):
-    for index, result in enumerate(results):
-      for number, outcome in enumerate(result.outcomes):
-        points = outcome.curves.get(name, [])
-        if points:
-          steps, values = zip(*points)
-          panel.plot(steps, values, color=colours(index % 10), alpha=0.8, linewidth=1.2,
-                     marker="o" if len(points) < 10 else None, markersize=3,
-                     label=result.variant.name if number == 0 else None)
+    for label, colour, curves in lines:
+      points = curves.get(name, [])
+      if points:
+        steps, values = zip(*points)
+        panel.plot(steps, values, color=colours(colour % 10), alpha=0.8, linewidth=1.2,
+                   marker="o" if len(points) < 10 else None, markersize=3, label=label)
     panel.set(title=name, xlabel="step", ylabel=name)
     panel.grid(alpha=0.3)
   axes[0][0].legend(fontsize="small")
   figure.tight_layout()
-  path = os.path.join(directory, CURVES_PNG)
   figure.savefig(path, dpi=120)
   plt.close(figure)
   return path
