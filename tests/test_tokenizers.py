@@ -276,7 +276,7 @@ def test_load_errors_name_the_file(tmp_path):
 
 
 def test_unknown_kind_names_config_key():
-  match = "config.data.tokenizer must be one of char, byte, sentencepiece"
+  match = "config.data.tokenizer must be one of char, byte, word, sentencepiece"
   with pytest.raises(UserError, match=match):
     tokenizers.build_tokenizer("wordpiece", ["abc"])
 
