@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # Files only; no display needed.
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+from matplotlib import ticker  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import numpy as np
 
@@ -98,6 +99,8 @@ def plot_scaling(directory: str, results: list[VariantResult], metric: str,
   axis.plot(grid, law(grid), "k--", linewidth=1, label=f"fit: {fit}")
   axis.set(xscale="log", yscale="log", xlabel="training FLOPs (C)", ylabel=metric,
            title=f"{metric} against training compute")
+  axis.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))  # 2.8, not 2.8 x 10^0.
+  axis.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%.3g"))
   axis.grid(alpha=0.3, which="both")
   axis.legend(fontsize="small")
   figure.tight_layout()
