@@ -23,7 +23,7 @@ experiments/results/finetuning/):
   python -m lm.sweep --config=experiments/ablate_finetuning.py \
       --workdir=runs/ablate_finetuning --seeds=3 --metric=eval/accuracy --parallel=2
 (the sweep's variants read the pretrained encoder from runs/ablate_finetuning_pretrain).
-Expected (2-core CPU): pretraining ~11 minutes, each fine-tuning run ~1.5 minutes alone; the
+Expected (2-core CPU): pretraining ~11 minutes, the sweep ~19 minutes (two runs at a time); the
 measured table is in experiments/results/finetuning/.
 """
 
