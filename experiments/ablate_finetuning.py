@@ -1,4 +1,4 @@
-"""Ablation (a): pretraining vs none for SST-2 fine-tuning; full vs frozen-N vs LoRA vs linear probe.
+"""Ablation (a): pretraining vs none for SST-2 fine-tuning; full vs frozen vs LoRA vs linear probe.
 
 The BERT-style encoder of experiments/sst2.py (4 layers, width 256, 8k SentencePiece pieces,
 5.2M parameters), in two steps:

@@ -56,8 +56,11 @@ def prepare_data(data_cfg: Any, workdir: str) -> PreparedData:
         "valid_source": (
             sources.source_fingerprint(data_cfg.valid_source, config_key="config.data.valid_source")
             if data_cfg.valid_source else None),
-        **({"test_source": sources.source_fingerprint(
-            data_cfg.test_source, config_key="config.data.test_source")} if split == "test" else {}),
+        **({
+            "test_source":
+                sources.source_fingerprint(data_cfg.test_source,
+                                           config_key="config.data.test_source")
+        } if split == "test" else {}),
         "options": {
             k: data_cfg[k] for k in ("valid_fraction", "train_split", "valid_split", "text_field",
                                     "txt_unit", "entry_separator", "encoding_errors", "lowercase")

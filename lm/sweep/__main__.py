@@ -7,10 +7,10 @@ Each variant x seed trains as `python -m lm.main ... --workdir=DIR/<variant>/see
 --config.seed=k --config.KEY=VALUE ...` (log in its log.txt); finished runs are skipped, so
 the same command resumes an interrupted sweep. Then DIR/results.md, results.csv, runs.csv,
 curves.png and bars.png are written from every finished run (with --scaling, for sweeps over
-model sizes, also a power law of the metric against training compute and scaling.png). --launcher=print prints the
-commands instead (one per line, for a cluster or TPU VMs); --aggregate_only then builds the
-tables from their workdirs. Exit status: 0, 1 if a run failed, 2 for a user mistake, 130 when
-stopped by a signal.
+model sizes, also a power law of the metric against training compute and scaling.png).
+--launcher=print prints the commands instead (one per line, for a cluster or TPU VMs);
+--aggregate_only then builds the tables from their workdirs. Exit status: 0, 1 if a run
+failed, 2 for a user mistake, 130 when stopped by a signal.
 """
 
 import os
