@@ -45,6 +45,7 @@ def get_config(arg: str | None = None):
                           checkpoint_every=PRETRAIN_STEPS)
     return config
   config = sst2.get_config("finetune" + smoke)
+  config.task.pooling = "cls"  # The classifier input these results were measured with.
   if not smoke:
     config.data.valid_source = f"{sst2.DATA}/sst2/dev.tsv"
     config.train.update(steps=FINETUNE_STEPS,

@@ -4,7 +4,7 @@ reviews (masked LM), then fine-tune a classifier on the labeled train split.
 The official test split is not in ../shared/data; 10% of train (2,500 reviews, a fixed
 shuffled split) is held out for validation and never trained on. Reviews are lower-cased and
 truncated to their first 256 tokens. The architecture is sst2.py's encoder with a longer
-context.
+context; the classifier reads the mean of the token states.
 
   pretrain     masked LM on aclImdb/train/unsup
   finetune     the classifier, with --config.init_from=<pretrain workdir>
@@ -15,8 +15,9 @@ Commands (2-core CPU; see BENCHMARKS.md):
   python -m lm.main --config=experiments/imdb.py:pretrain --workdir=runs/imdb_pretrain
   python -m lm.main --config=experiments/imdb.py:finetune --workdir=runs/imdb_finetune \\
       --config.init_from=runs/imdb_pretrain
-Expected (2-core CPU): see BENCHMARKS.md "Issue 4" (the issue's target: >= 88% held-out
-accuracy within 60 minutes in total; TF-IDF + logistic regression gets about 90%).
+Expected (2-core CPU, BENCHMARKS.md "Issue 4"): pretrain ~25 min (MLM loss 4.67), finetune
+~25 min, held-out accuracy 85.8%; short of the issue's target (>= 88% within 60 minutes; TF-IDF
++ logistic regression gets about 90%): this much pretraining (4M tokens) does not yet help.
 """
 
 from experiments import sst2
@@ -35,14 +36,14 @@ def get_config(arg: str | None = None):
   if sst2.stage(args, "imdb") == "pretrain":
     sst2.pretrain(config)
     config.data.source = sst2.IMDB_UNSUP
-    config.train.batch_size = 32
+    config.train.update(steps=500, batch_size=32)
   else:
     sst2.finetune(config, args)
     config.data.source = IMDB_TRAIN
     config.data.label_field = "@dir"
     config.data.labels = "neg,pos"
     config.data.valid_fraction = 0.1
-    config.train.update(steps=1400, batch_size=16, eval_every=350, eval_batch_size=64)
+    config.train.update(steps=1200, batch_size=16, eval_every=300, eval_batch_size=64)
   if "smoke" in args:  # A few hundred reviews (ids 10-19 and 100-199) instead of all.
     sst2.smoke(config)
     config.data.source = config.data.source.replace("/*.txt", "/1?_*.txt").replace(

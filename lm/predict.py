@@ -45,7 +45,7 @@ def predict_file(workdir: str,
   import jax  # pylint: disable=g-import-not-at-top  # Heavy imports after flag checks.
   from lm.data import atomic, buckets, examples, records  # pylint: disable=g-import-not-at-top
   from lm.models.transformer import Transformer  # pylint: disable=g-import-not-at-top
-  from lm.tasks import classification  # pylint: disable=g-import-not-at-top
+  from lm.tasks import classification, supervised  # pylint: disable=g-import-not-at-top
   from lm.training import checkpoints, steps  # pylint: disable=g-import-not-at-top
 
   extension = os.path.splitext(output_path)[1].lower()
@@ -65,9 +65,11 @@ def predict_file(workdir: str,
                                fields=fields,
                                config_key="--input",
                                required=tuple(fields))
-  texts = [r.values["text"] for r in found]
+  texts = [r.values["text"] for r in found]  # Written out as given.
+  if config["data"].get("clean", "").strip():  # The training texts' cleaning and case.
+    found = supervised.clean_records(found, supervised.cleaner_from(config["data"]["clean"]))
   if config["data"].get("lowercase"):
-    found = [records.Record({**r.values, "text": t.lower()}, r.where) for t, r in zip(texts, found)]
+    found = [records.Record({**r.values, "text": r.values["text"].lower()}, r.where) for r in found]
   data = examples.classification_examples(found,
                                           tokenizer,
                                           labels if label_column else None,

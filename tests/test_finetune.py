@@ -146,6 +146,24 @@ def test_finetune_writes_reports_and_predict_round_trips(tmp_path, sst2_files, p
   assert [r["text"] for r in table] == ["a gorgeous , witty film", "the worst movie of the year"]
 
 
+def test_predict_cleans_texts_as_training_did(tmp_path, sst2_files, pretrained):
+  """A model trained on markup-stripped text classifies "<b>text</b>" as it does "text"."""
+  from lm import predict  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / "clean")
+  finetune(workdir, sst2_files, pretrained, data__clean="markup,whitespace")
+  with open(sst2_files["valid"], encoding="utf-8") as f:
+    rows = [line.rstrip("\n").split("\t") for line in f][1:]
+  marked = write_tsv(tmp_path / "marked.tsv", [(f"<p><b>{text}</b>  </p>", y) for text, y in rows])
+  outputs = {}
+  for name, path in (("plain", sst2_files["valid"]), ("marked", marked)):
+    outputs[name] = str(tmp_path / f"{name}.jsonl")
+    predict.predict_file(workdir, path, outputs[name], text_column="sentence")
+  plain, marked_rows = ([json.loads(line) for line in open(outputs[k], encoding="utf-8")]
+                        for k in ("plain", "marked"))
+  assert [r["p_1"] for r in marked_rows] == pytest.approx([r["p_1"] for r in plain], abs=1e-6)
+  assert marked_rows[0]["text"].startswith("<p><b>")  # The output shows the input as given.
+
+
 def run_predict(workdir, input_path, output_path, *flags):
   return subprocess.run([
       sys.executable, "-m", "lm.predict", f"--workdir={workdir}", f"--input={input_path}",

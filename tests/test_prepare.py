@@ -150,6 +150,13 @@ def test_changed_config_or_slice_count_is_refused(corpus, tmp_path):
     run.prepare(small_config(source), workdir, num_shards=3)
 
 
+def test_tokenizer_errors_name_the_prepare_config_keys(corpus, tmp_path):
+  source, _ = corpus
+  config = small_config(source, tokenizer__kind="sentencepiece", tokenizer__vocab_size=100)
+  with pytest.raises(UserError, match=r"^config\.tokenizer\.vocab_size must be an integer"):
+    run.prepare(config, str(tmp_path / "run"))
+
+
 def test_archive_members_are_read_in_place(tmp_path):
   archive = tmp_path / "reviews.tar.gz"
   rng = np.random.default_rng(1)

@@ -44,8 +44,9 @@ def prepare_data(data_cfg: Any, workdir: str) -> PreparedData:
   if os.path.exists(os.path.join(tokenizer_dir, "tokenizer.json")):
     tokenizer = tokenizers.load_tokenizer(tokenizer_dir)
   else:
-    tokenizer = tokenizers.build_tokenizer(data_cfg.tokenizer, split_documents("train"),
-                                           **tokenizer_options(data_cfg))
+    tokenizer = tokenizers.build_tokenizer(
+        data_cfg.tokenizer, split_documents("train"),
+        **tokenizers.tokenizer_options(data_cfg.tokenizer, data_cfg))
     tokenizer.save(tokenizer_dir)
 
   streams = {}
@@ -118,17 +119,3 @@ def _read_splits(data_cfg: Any) -> dict[str, list[str]]:
   if data_cfg.lowercase:
     splits = {name: [d.lower() for d in documents] for name, documents in splits.items()}
   return splits
-
-
-def tokenizer_options(data_cfg: Any) -> dict[str, Any]:
-  """The config.data options of `tokenizers.build_tokenizer` for config.data.tokenizer."""
-  if data_cfg.tokenizer == "char":
-    return dict(byte_fallback=data_cfg.byte_fallback)
-  if data_cfg.tokenizer == "word":
-    return dict(vocab_size=data_cfg.vocab_size)
-  if data_cfg.tokenizer != "sentencepiece":
-    return {}
-  return dict(vocab_size=data_cfg.vocab_size,
-              model_type=data_cfg.model_type,
-              character_coverage=data_cfg.character_coverage,
-              byte_fallback=data_cfg.byte_fallback)

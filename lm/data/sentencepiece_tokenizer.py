@@ -72,27 +72,30 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
       max_sentence_length: int = 16384,
       input_sentence_size: int = 200_000,
       num_threads: int = 1,
+      config_section: str = "config.data",
   ) -> "SentencePieceTokenizer":
     """Trains on the lines of `texts`.
 
     Deterministic for the same texts, options and `num_threads` (unigram's float sums depend
     on the thread count, hence the default of 1). At most `input_sentence_size` lines, drawn
     with `seed`, are used, so a large corpus trains in seconds; lines longer than
-    `max_sentence_length` bytes are cut into pieces rather than silently skipped.
+    `max_sentence_length` bytes are cut into pieces rather than silently skipped. Errors name
+    the options as keys of `config_section` (config.data in training, config.tokenizer in
+    `python -m lm.data.prepare`).
     """
     if model_type not in MODEL_TYPES:
       raise UserError(
-          f"config.data.model_type must be one of {', '.join(MODEL_TYPES)}; got {model_type!r}")
+          f"{config_section}.model_type must be one of {', '.join(MODEL_TYPES)}; got {model_type!r}")
     minimum = NUM_SPECIAL + 2 + (_NUM_BYTE_PIECES if byte_fallback else 0)
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < minimum:
       raise UserError(
-          f"config.data.vocab_size must be an integer >= {minimum} for SentencePiece"
+          f"{config_section}.vocab_size must be an integer >= {minimum} for SentencePiece"
           f" ({NUM_SPECIAL} special ids, the newline and space pieces"
           f"{' and 256 byte-fallback pieces' if byte_fallback else ''}); got {vocab_size!r}")
     # SentencePiece itself rejects coverage below 0.98.
     if not 0.98 <= character_coverage <= 1.0:
       raise UserError(
-          f"config.data.character_coverage must be in [0.98, 1]; got {character_coverage!r}")
+          f"{config_section}.character_coverage must be in [0.98, 1]; got {character_coverage!r}")
     sentences = _training_sentences(texts, max_sentence_length, input_sentence_size, seed)
     if not sentences:
       raise UserError("no training text for the SentencePiece tokenizer (config.data.source)")
@@ -131,7 +134,7 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
           minloglevel=2,
       )
     except RuntimeError as e:
-      raise _training_error(str(e), vocab_size) from None
+      raise _training_error(str(e), vocab_size, config_section) from None
     return cls(model.getvalue())
 
   @property
@@ -224,17 +227,16 @@ def _lines(texts: Iterable[str], max_bytes: int) -> Iterator[str]:
           yield line[start:start + max_chars]
 
 
-def _training_error(message: str, vocab_size: int) -> UserError:
+def _training_error(message: str, vocab_size: int, section: str) -> UserError:
   """Turns SentencePiece's internal check failures into actionable messages."""
   if match := re.search(r"smaller than required_chars\. \d+ vs (\d+)", message):
     return UserError(
-        f"config.data.vocab_size={vocab_size} is too small: this training text needs at least"
+        f"{section}.vocab_size={vocab_size} is too small: this training text needs at least"
         f" {match.group(1)} pieces (special ids, byte fallback and every character kept by"
-        " config.data.character_coverage); raise vocab_size or lower character_coverage")
+        f" {section}.character_coverage); raise vocab_size or lower character_coverage")
   if match := re.search(r"Vocabulary size too high \(\d+\)\. .* <= (\d+)", message):
     return UserError(
-        f"config.data.vocab_size={vocab_size} is too large for this training text: SentencePiece"
+        f"{section}.vocab_size={vocab_size} is too large for this training text: SentencePiece"
         f" can build at most {match.group(1)} pieces; lower vocab_size or train on more text")
   last_line = message.strip().splitlines()[-1] if message.strip() else "unknown error"
-  return UserError(
-      f"SentencePiece training failed (config.data.tokenizer=sentencepiece): {last_line}")
+  return UserError(f"SentencePiece training failed ({section} tokenizer options): {last_line}")

@@ -177,12 +177,17 @@ class ByteTokenizer(Tokenizer):
     return {}
 
 
-def build_tokenizer(kind: str, train_texts: Sequence[str], **options: Any) -> Tokenizer:
+def build_tokenizer(kind: str,
+                    train_texts: Sequence[str],
+                    *,
+                    config_section: str = "config.data",
+                    **options: Any) -> Tokenizer:
   """Trains (or creates) a tokenizer of `kind` on `train_texts`.
 
   `options` go to `SentencePieceTokenizer.train` (vocab_size, model_type, character_coverage,
   byte_fallback, seed, ...); the char tokenizer takes `byte_fallback` (default False) and
   ignores the others; the word tokenizer takes vocab_size; the byte tokenizer has no options.
+  Errors name the options as keys of `config_section`.
   """
   if kind == "char":
     return CharTokenizer.train(train_texts, byte_fallback=options.get("byte_fallback", False))
@@ -192,13 +197,29 @@ def build_tokenizer(kind: str, train_texts: Sequence[str], **options: Any) -> To
     return WordTokenizer.train(train_texts, options["vocab_size"])
   if kind == "sentencepiece":
     if "vocab_size" not in options:
-      raise UserError("config.data.vocab_size must be set for the sentencepiece tokenizer")
-    return SentencePieceTokenizer.train(train_texts, **options)
+      raise UserError(f"{config_section}.vocab_size must be set for the sentencepiece tokenizer")
+    return SentencePieceTokenizer.train(train_texts, config_section=config_section, **options)
   if kind in IMPORTED_KINDS:
     raise UserError(f"config.data.tokenizer={kind!r} cannot be trained: import a Hugging Face"
                     " model's tokenizer with `python -m lm.convert --from_hf=DIR` and fine-tune"
                     " from the converted run (config.init_from)")
   raise UserError(f"config.data.tokenizer must be one of {', '.join(KINDS)}; got {kind!r}")
+
+
+def tokenizer_options(kind: str, section: Any) -> dict[str, Any]:
+  """The options of `build_tokenizer(kind, ...)` taken from a config section holding
+  vocab_size, model_type, character_coverage and byte_fallback (config.data in training,
+  config.tokenizer in `python -m lm.data.prepare`)."""
+  if kind == "sentencepiece":
+    return dict(vocab_size=section.vocab_size,
+                model_type=section.model_type,
+                character_coverage=section.character_coverage,
+                byte_fallback=section.byte_fallback)
+  if kind == "char":
+    return dict(byte_fallback=section.byte_fallback)
+  if kind == "word":
+    return dict(vocab_size=section.vocab_size)
+  return {}
 
 
 def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:

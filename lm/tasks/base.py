@@ -90,8 +90,9 @@ def prepare_tokenizer(config: Any, workdir: str, train_texts) -> Tokenizer:
     copy_init_tokenizer(config, workdir)
   if os.path.exists(os.path.join(directory, "tokenizer.json")):
     return tokenizers.load_tokenizer(directory)
-  tokenizer = tokenizers.build_tokenizer(config.data.tokenizer, train_texts(),
-                                         **pipeline.tokenizer_options(config.data))
+  tokenizer = tokenizers.build_tokenizer(
+      config.data.tokenizer, train_texts(),
+      **tokenizers.tokenizer_options(config.data.tokenizer, config.data))
   tokenizer.save(directory)
   return tokenizer
 

@@ -148,19 +148,6 @@ def cleaner_from(clean_cfg: Any) -> cleaning.Cleaner:
                           stopwords=cleaning.parse_stopwords(clean_cfg.stopwords))
 
 
-def tokenizer_options(tokenizer_cfg: Any, seed: int) -> dict[str, Any]:
-  """Keyword options of `tokenizers.build_tokenizer` for this kind."""
-  if tokenizer_cfg.kind == "sentencepiece":
-    return dict(vocab_size=tokenizer_cfg.vocab_size, model_type=tokenizer_cfg.model_type,
-                character_coverage=tokenizer_cfg.character_coverage,
-                byte_fallback=tokenizer_cfg.byte_fallback, seed=seed)
-  if tokenizer_cfg.kind == "char":
-    return dict(byte_fallback=tokenizer_cfg.byte_fallback)
-  if tokenizer_cfg.kind == "word":
-    return dict(vocab_size=tokenizer_cfg.vocab_size)
-  return {}
-
-
 def validate(config: Any) -> None:
   """Raises UserError naming the first key of a prepare config that is wrong."""
   _check_keys(config.to_dict(), base_config().to_dict(), "config")

@@ -237,7 +237,9 @@ def _tokenizer(config: ml_collections.ConfigDict, workdir: str, plan: dict) -> d
     every = max(1, -(-num_train // limit)) if limit else 1
     tokenizer = tokenizers.build_tokenizer(
         config.tokenizer.kind, _kept_texts(workdir, plan, layout.TRAIN, every),
-        **prepare_config.tokenizer_options(config.tokenizer, config.seed))
+        config_section="config.tokenizer",
+        **tokenizers.tokenizer_options(config.tokenizer.kind, config.tokenizer),
+        **({"seed": config.seed} if config.tokenizer.kind == "sentencepiece" else {}))
   if os.path.exists(target):
     shutil.rmtree(target)
   tokenizer.save(target)
