@@ -148,7 +148,6 @@ def test_finetune_writes_reports_and_predict_round_trips(tmp_path, sst2_files, p
 
 def test_predict_cleans_texts_as_training_did(tmp_path, sst2_files, pretrained):
   """A model trained on markup-stripped text classifies "<b>text</b>" as it does "text"."""
-  from lm import predict  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path / "clean")
   finetune(workdir, sst2_files, pretrained, data__clean="markup,whitespace")
   with open(sst2_files["valid"], encoding="utf-8") as f:
@@ -157,7 +156,8 @@ def test_predict_cleans_texts_as_training_did(tmp_path, sst2_files, pretrained):
   outputs = {}
   for name, path in (("plain", sst2_files["valid"]), ("marked", marked)):
     outputs[name] = str(tmp_path / f"{name}.jsonl")
-    predict.predict_file(workdir, path, outputs[name], text_column="sentence")
+    result = run_predict(workdir, path, outputs[name], "--text_column=sentence")
+    assert result.returncode == 0, result.stderr
   plain, marked_rows = ([json.loads(line) for line in open(outputs[k], encoding="utf-8")]
                         for k in ("plain", "marked"))
   assert [r["p_1"] for r in marked_rows] == pytest.approx([r["p_1"] for r in plain], abs=1e-6)
