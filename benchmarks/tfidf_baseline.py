@@ -18,11 +18,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from experiments import sst2  # pylint: disable=g-import-not-at-top
 from lm import config_file  # pylint: disable=g-import-not-at-top
 from lm.tasks import supervised  # pylint: disable=g-import-not-at-top
 
 # SST-2 is validated on its dev set, as the 82.2% is.
-VALID_SOURCES = {"sst2.py": "../shared/data/sst2/dev.tsv"}
+VALID_SOURCES = {"sst2.py": f"{sst2.DATA}/sst2/dev.tsv"}
 
 
 def splits(experiment: str):

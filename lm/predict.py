@@ -66,10 +66,8 @@ def predict_file(workdir: str,
                                config_key="--input",
                                required=tuple(fields))
   texts = [r.values["text"] for r in found]  # Written out as given.
-  if config["data"].get("clean", "").strip():  # The training texts' cleaning and case.
-    found = supervised.clean_records(found, supervised.cleaner_from(config["data"]["clean"]))
-  if config["data"].get("lowercase"):
-    found = [records.Record({**r.values, "text": r.values["text"].lower()}, r.where) for r in found]
+  found = supervised.as_trained(found, config["data"].get("clean", ""),
+                                config["data"].get("lowercase", False))
   data = examples.classification_examples(found,
                                           tokenizer,
                                           labels if label_column else None,

@@ -206,15 +206,16 @@ def build_tokenizer(kind: str,
   raise UserError(f"config.data.tokenizer must be one of {', '.join(KINDS)}; got {kind!r}")
 
 
-def tokenizer_options(kind: str, section: Any) -> dict[str, Any]:
+def tokenizer_options(kind: str, section: Any, seed: int = 0) -> dict[str, Any]:
   """The options of `build_tokenizer(kind, ...)` taken from a config section holding
   vocab_size, model_type, character_coverage and byte_fallback (config.data in training,
-  config.tokenizer in `python -m lm.data.prepare`)."""
+  config.tokenizer in `python -m lm.data.prepare`); SentencePiece samples with `seed`."""
   if kind == "sentencepiece":
     return dict(vocab_size=section.vocab_size,
                 model_type=section.model_type,
                 character_coverage=section.character_coverage,
-                byte_fallback=section.byte_fallback)
+                byte_fallback=section.byte_fallback,
+                seed=seed)
   if kind == "char":
     return dict(byte_fallback=section.byte_fallback)
   if kind == "word":

@@ -40,12 +40,16 @@ def read_splits(config: Any, fields: dict[str, str]) -> tuple[list, list]:
   if not train or not valid:
     raise UserError(f"config.data.source: no {'training' if not train else 'validation'} "
                     f"examples were read from {data_cfg.source!r}")
-  if data_cfg.clean.strip():
-    cleaner = cleaner_from(data_cfg.clean)
-    train, valid = clean_records(train, cleaner), clean_records(valid, cleaner)
-  if data_cfg.lowercase:
-    train, valid = lowercase(train), lowercase(valid)
-  return train, valid
+  return (as_trained(train, data_cfg.clean, data_cfg.lowercase),
+          as_trained(valid, data_cfg.clean, data_cfg.lowercase))
+
+
+def as_trained(recs: list, clean: str, lower: bool) -> list:
+  """`recs` as training reads them: cleaned by the `clean` steps (config.data.clean), then
+  lower-cased when `lower` (config.data.lowercase). lm.predict reads new texts the same way."""
+  if clean.strip():
+    recs = clean_records(recs, cleaner_from(clean))
+  return lowercase(recs) if lower else recs
 
 
 def records_txt_unit(txt_unit: str) -> str:

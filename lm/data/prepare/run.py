@@ -238,8 +238,7 @@ def _tokenizer(config: ml_collections.ConfigDict, workdir: str, plan: dict) -> d
     tokenizer = tokenizers.build_tokenizer(
         config.tokenizer.kind, _kept_texts(workdir, plan, layout.TRAIN, every),
         config_section="config.tokenizer",
-        **tokenizers.tokenizer_options(config.tokenizer.kind, config.tokenizer),
-        **({"seed": config.seed} if config.tokenizer.kind == "sentencepiece" else {}))
+        **tokenizers.tokenizer_options(config.tokenizer.kind, config.tokenizer, config.seed))
   if os.path.exists(target):
     shutil.rmtree(target)
   tokenizer.save(target)
