@@ -12,7 +12,7 @@ import pytest
 
 from experiments import sst2
 from lm.errors import UserError
-from lm.training import checkpoints, trainer
+from lm.training import checkpoints, init_from, trainer
 from tests.conftest import REPO, SHARED_DATA
 from tests.test_main_cli import assert_clear_error
 
@@ -211,6 +211,19 @@ def test_checkpoint_with_another_architecture_is_refused(tmp_path, sst2_files, p
     config = config_for("finetune", data__source=sst2_files["train"])
     config.init_from = str(tmp_path / "nothing here")
     trainer.train_and_evaluate(config, str(tmp_path / "run2"))
+
+
+def test_rotary_backbone_fine_tunes_at_a_longer_context(tmp_path, sst2_files, pretrained):
+  """Rotary positions hold no parameter per position: a backbone pretrained on 32-token windows
+  fine-tunes at 64 (as imdb.py does from 256 to 512); a learned table of 32 rows is refused."""
+  workdir = str(tmp_path / "longer")
+  finetune(workdir, sst2_files, pretrained, model__max_len=64)
+  assert checkpoints.load_config(workdir)["model"]["max_len"] == 64
+  init_from.check_architecture({"positions": "rope", "max_len": 32},
+                               {"positions": "rope", "max_len": 64}, "dir")
+  with pytest.raises(UserError, match=r"config.model.max_len=64 .*\(max_len=32\)"):
+    init_from.check_architecture({"positions": "learned", "max_len": 32},
+                                 {"positions": "learned", "max_len": 64}, "dir")
 
 
 def test_sft_trains_a_decoder_on_responses(tmp_path):

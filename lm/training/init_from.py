@@ -16,6 +16,10 @@ from lm.training import checkpoints
 # parameters are used (regularization, kernels, memory, numerics), not their shapes or meaning;
 # and whether a classifier has BERT's pooler (a head, like the classifier itself).
 _FREE_KEYS = ("dropout", "attention", "remat", "scan_layers", "dtype", "param_dtype", "pooler")
+# Free too unless positions are learned (a table of max_len rows): rotary and no positions hold
+# no parameter per position, so a model pretrained on short windows fine-tunes on longer ones
+# (as BERT pretrained mostly at 128 and then at 512).
+_LENGTH_KEY = "max_len"
 # Parameters the task creates itself, fresh where the checkpoint lacks them (a bare BertModel has
 # no masked-LM head); a pretraining run's unused LM head is dropped.
 _NEW_PARAMS = ("classifier", "lora_a", "lora_b", "pooler", "head_transform", "head_norm",
@@ -83,6 +87,8 @@ def check_architecture(saved_model: dict, model: dict, directory: str) -> None:
   """Raises UserError naming the first config.model key that differs from the checkpoint's."""
   for key in sorted(set(saved_model) | set(model)):
     if key in _FREE_KEYS or key not in saved_model:
+      continue
+    if key == _LENGTH_KEY and saved_model.get("positions") != "learned":
       continue
     if saved_model.get(key) != model.get(key):
       raise UserError(f"config.model.{key}={model.get(key)!r} does not match the checkpoint in "
