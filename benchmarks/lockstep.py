@@ -9,6 +9,7 @@ is benchmarks/torch_baseline.py's loop. Evaluations are left out on both sides.
 
   .venv/bin/python benchmarks/lockstep.py                  # nanoGPT (learned positions) vs `cpu`
   .venv/bin/python benchmarks/lockstep.py --torch_args=--rope --chunks=20 --chunk_steps=50
+  .venv/bin/python benchmarks/lockstep.py --steps_per_call=1    # one step per jitted call
 """
 
 import argparse
@@ -24,7 +25,7 @@ TORCH_PYTHON = os.path.join(REPO, ".venv-torch", "bin", "python")
 sys.path.insert(0, REPO)
 
 
-def lm_worker(config_spec: str, chunk_steps: int, warmup: int) -> None:
+def lm_worker(config_spec: str, chunk_steps: int, warmup: int, steps_per_call: int) -> None:
   """Trains like `lm.training.trainer` in chunks started by lines on stdin."""
   from lm import runtime  # pylint: disable=g-import-not-at-top
   runtime.use_one_cpu_device_per_core()
@@ -40,6 +41,8 @@ def lm_worker(config_spec: str, chunk_steps: int, warmup: int) -> None:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config(arg or None)
+  if steps_per_call:
+    config.train.steps_per_call = steps_per_call
   with tempfile.TemporaryDirectory() as workdir:
     data = pipeline.prepare_data(config.data, workdir)
   model_cfg = model_config_from(config.model, data.tokenizer.vocab_size)
@@ -54,14 +57,21 @@ def lm_worker(config_spec: str, chunk_steps: int, warmup: int) -> None:
                                   rows=layout.rows(batch_size))
   rng = jax.random.PRNGKey(1)
 
+  per_call = config.train.steps_per_call  # As the trainer groups steps into calls.
+  if chunk_steps % per_call:
+    raise SystemExit(f"--chunk_steps={chunk_steps}: must be a multiple of "
+                     f"config.train.steps_per_call={per_call}")
+
   def train(steps):
     nonlocal state
-    for _ in range(steps):
-      state, _ = layout.train_on(state, sampler.next_batch(), rng)
+    for _ in range(steps // per_call):
+      batches_ = [sampler.next_batch() for _ in range(per_call)]
+      state, _ = layout.train_on_batches(state, batches_, rng,
+                                         [parallel.DEFAULT_CONTROLS] * per_call)
     jax.block_until_ready(state)
 
-  train(warmup)
-  print("READY", flush=True)
+  train(per_call * max(1, warmup // per_call))
+  print(f"READY {batch_size * seq_len}", flush=True)  # Tokens per step.
   while sys.stdin.readline():
     start = time.perf_counter()
     train(chunk_steps)
@@ -83,11 +93,13 @@ def main() -> None:
   parser.add_argument("--torch_args", default="", help="e.g. --rope")
   parser.add_argument("--chunks", type=int, default=16)
   parser.add_argument("--chunk_steps", type=int, default=50)
+  parser.add_argument("--steps_per_call", type=int, default=0,
+                      help="lm's config.train.steps_per_call (default: the config's)")
   parser.add_argument("--pause", type=float, default=0.5, help="seconds between chunks")
   parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
-    lm_worker(args.config, args.chunk_steps, warmup=10)
+    lm_worker(args.config, args.chunk_steps, warmup=10, steps_per_call=args.steps_per_call)
     return
   if not os.path.exists(TORCH_PYTHON):
     sys.exit("error: .venv-torch is missing; create it with `make bench`")
@@ -100,13 +112,14 @@ def main() -> None:
       ], **popen),
       "lm": subprocess.Popen([
           sys.executable, "benchmarks/lockstep.py", "--worker", f"--config={args.config}",
-          f"--chunk_steps={args.chunk_steps}"
+          f"--chunk_steps={args.chunk_steps}", f"--steps_per_call={args.steps_per_call}"
       ], **popen),
   }
   seconds = {name: [] for name in workers}
   try:
-    for process in workers.values():
-      read_line(process, "READY")
+    read_line(workers["PyTorch eager"], "READY")
+    # lm's tokens per step; torch_baseline.py's batch and block match `cpu`'s.
+    tokens = int(read_line(workers["lm"], "READY").split()[1]) * args.chunk_steps
     for _ in range(args.chunks):
       for name, process in workers.items():
         # Let the other side's idle threads stop spinning (OpenMP, XLA's pool) before starting.
@@ -117,7 +130,6 @@ def main() -> None:
   finally:
     for process in workers.values():
       process.kill()
-  tokens = 12 * 64 * args.chunk_steps
   print(f"{args.chunks} alternating chunks of {args.chunk_steps} steps; PyTorch "
         f"`torch_baseline.py {args.torch_args}`, lm `{args.config}`")
   print("| trainer | ms/step (mean) | ms/step (median chunk) | tokens/s |")

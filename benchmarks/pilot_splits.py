@@ -10,12 +10,19 @@ Pilot runs point a fine-tuning config at them:
         --config.data.source=runs/pilot/imdb_train.jsonl \\
         --config.data.valid_source=runs/pilot/imdb_valid.jsonl \\
         --config.data.text_field=text --config.data.label_field=label
+
+SST-2's training records are phrases of parsed sentences, while its dev set holds whole
+sentences whose phrases were never trained on. `sst2_sentences_*` mimics that: its validation
+part is whole training sentences (phrases contained in no longer phrase), and its training part
+drops every phrase that occurs only inside those sentences.
 """
 
 import argparse
 import json
 import os
 import sys
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -26,6 +33,7 @@ from lm.tasks import supervised  # pylint: disable=g-import-not-at-top
 # The pilot validation share of the remaining records: IMDB 2,500 of 22,500; SST-2 5%.
 _PILOT_FRACTIONS = {"imdb": 0.1111, "sst2": 0.05}
 _PILOT_SEED = 1  # supervised.SPLIT_SEED (0) holds out the reported records.
+_SST2_SENTENCES = 900  # About SST-2 dev's 872.
 
 
 def write_jsonl(recs, path: str) -> None:
@@ -49,6 +57,38 @@ def main() -> None:
     write_jsonl(valid, os.path.join(out, f"{name}_valid.jsonl"))
     print(f"{name}: pilot train {len(train):,}, pilot validation {len(valid):,} "
           f"(reported validation {len(reported):,}, excluded)")
+    if name == "sst2":
+      train, valid = sentence_split(trained, _SST2_SENTENCES, _PILOT_SEED)
+      write_jsonl(train, os.path.join(out, "sst2_sentences_train.jsonl"))
+      write_jsonl(valid, os.path.join(out, "sst2_sentences_valid.jsonl"))
+      print(f"sst2_sentences: pilot train {len(train):,} phrases, pilot validation "
+            f"{len(valid):,} whole sentences")
+
+
+def spans(text: str) -> set[str]:
+  """Every run of whole words of `text`."""
+  words = text.split()
+  return {" ".join(words[i:j]) for i in range(len(words)) for j in range(i + 1, len(words) + 1)}
+
+
+def sentence_split(recs, num_valid: int, seed: int):
+  """(train, valid): `num_valid` random whole sentences, and the phrases that also occur
+  outside them (in another whole sentence, or in none)."""
+  texts = [" ".join(r.values["text"].split()) for r in recs]
+  by_length = sorted(range(len(recs)), key=lambda i: -len(texts[i]))
+  inside_longer = set()
+  whole = []
+  for i in by_length:
+    if texts[i] not in inside_longer:
+      whole.append(i)
+      inside_longer |= spans(texts[i]) - {texts[i]}
+  rng = np.random.default_rng(seed)
+  valid_ids = set(rng.choice(whole, size=num_valid, replace=False).tolist())
+  in_valid = set().union(*(spans(texts[i]) for i in valid_ids))
+  in_kept = set().union(*(spans(texts[i]) for i in whole if i not in valid_ids))
+  train = [r for i, (r, t) in enumerate(zip(recs, texts))
+           if i not in valid_ids and (t in in_kept or t not in in_valid)]
+  return train, [recs[i] for i in sorted(valid_ids)]
 
 
 if __name__ == "__main__":

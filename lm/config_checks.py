@@ -158,6 +158,7 @@ def _rules(values: dict) -> list[Rule]:
       _at_least("train.steps", 1),
       _at_least("train.batch_size", 1),
       _at_least("train.grad_accum_steps", 1),
+      _at_least("train.steps_per_call", 1),
       _at_least("train.learning_rate", 0),
       _at_least("train.warmup_steps", 0),
       _one_of("train.schedule", optimizer.SCHEDULES),
@@ -244,6 +245,11 @@ def _check_cross_fields(values: dict) -> None:
       raise UserError(f"config.data.{role}_field is empty: name the column / key / feature of "
                       f"the {role}")
   _check_model(values)
+  if train["steps_per_call"] > 1 and values["task"]["kind"] not in ("causal_lm", "masked_lm"):
+    raise UserError(f"config.train.steps_per_call={train['steps_per_call']} needs batches of one "
+                    f"shape (config.task.kind='causal_lm' or 'masked_lm'); "
+                    f"config.task.kind={values['task']['kind']!r} pads each batch to its own "
+                    f"length: use 1")
 
 
 def _task_roles(kind: str) -> tuple[str, ...]:

@@ -71,16 +71,21 @@ class Guard:
       controls["inject_nan"] = np.bool_(inject)
     return controls
 
-  def take(self, step: int, metrics: dict[str, jax.Array]) -> None:
-    """Moves the flags of the update that made `step` out of its metrics (to check later)."""
-    self._flags.append((step, metrics.pop(steps.FINITE), metrics.pop(steps.GROUPS)))
+  def take(self, steps_made: range, metrics: dict[str, jax.Array]) -> None:
+    """Moves the flags of the updates that made `steps_made` (one call: scalar flags for one
+    step, stacked for several) out of their metrics, to check later."""
+    self._flags.append((steps_made, metrics.pop(steps.FINITE), metrics.pop(steps.GROUPS)))
 
   def check(self) -> int | None:
     """Reads the flags taken since the last check. Returns the first non-finite step if the
     caller must roll back; raises TrainingDiverged if the policy stops (or rollbacks are used
     up); skipped steps are counted."""
     flags, self._flags = jax.device_get(self._flags), []
-    bad = [(step, groups) for step, finite, groups in flags if not finite]
+    bad = [(step, groups_G)
+           for made, finite, groups in flags
+           for step, ok, groups_G in zip(made, np.reshape(finite, -1),
+                                         np.reshape(groups, (len(made), -1)))
+           if not ok]
     if not bad:
       return None
     if self.policy == "skip":

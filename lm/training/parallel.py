@@ -56,6 +56,7 @@ class _Layout:
                                      schedule=self.schedule,
                                      scaled_tx=scaled_tx,
                                      skip_nonfinite=train_cfg.on_nonfinite == "skip")
+    self.steps_fn = functools.partial(steps.train_steps, step_fn=self.step_fn)
 
   def _init_params(self, rng: jax.Array) -> Any:
     """Parameters boxed with their logical axis names (`nn.Partitioned`)."""
@@ -77,6 +78,25 @@ class _Layout:
     CPU it waits for the step (partitioning.needs_synchronous_steps)."""
     batch = self.put_batch(local, self.train_cfg.batch_size)
     state, metrics = self.train_step(state, batch, rng, controls or DEFAULT_CONTROLS)
+    if self.synchronous:
+      jax.block_until_ready(metrics)
+    return state, metrics
+
+  def train_on_batches(self,
+                       state: steps.TrainState,
+                       locals_: list[Batch],
+                       rng: jax.Array,
+                       controls: list[dict[str, np.ndarray]]
+                      ) -> tuple[steps.TrainState, dict[str, jax.Array]]:
+    """Consecutive train steps on batches of one shape, with their controls, in one call
+    (config.train.steps_per_call): `train_on` for one batch; for several, one program
+    (steps.train_steps) whose metrics are stacked, [steps]."""
+    if len(locals_) == 1:
+      return self.train_on(state, locals_[0], rng, controls[0])
+    stacked = {key: np.stack([local[key] for local in locals_]) for key in locals_[0]}
+    batch = self.put_batches(stacked, self.train_cfg.batch_size)
+    stacked_controls = {key: np.stack([c[key] for c in controls]) for key in controls[0]}
+    state, metrics = self.train_steps(state, batch, rng, stacked_controls)
     if self.synchronous:
       jax.block_until_ready(metrics)
     return state, metrics
@@ -125,6 +145,12 @@ class MeshParallel(_Layout):
                                             replicated),
                               out_shardings=(self.state_shardings, replicated),
                               donate_argnums=0)
+    self.stacked_batch_sharding = partitioning.stacked_batch_sharding(mesh, rules)
+    self.train_steps = jax.jit(partitioning.traced_under(mesh, rules, self.steps_fn),
+                               in_shardings=(self.state_shardings, self.stacked_batch_sharding,
+                                             replicated, replicated),
+                               out_shardings=(self.state_shardings, replicated),
+                               donate_argnums=0)
     self.eval_step = jax.jit(
         partitioning.traced_under(mesh, rules,
                                   functools.partial(steps.eval_step, apply_fn=model.apply)),
@@ -159,6 +185,11 @@ class MeshParallel(_Layout):
 
   def put_batch(self, local: Batch, batch_size: int) -> dict[str, jax.Array]:
     return partitioning.global_batch(local, self.rows(batch_size), batch_size, self.batch_sharding)
+
+  def put_batches(self, stacked: Batch, batch_size: int) -> dict[str, jax.Array]:
+    """Several steps' batches, stacked on axis 0, as one array each (rows on axis 1)."""
+    return partitioning.global_batch(stacked, self.rows(batch_size), batch_size,
+                                     self.stacked_batch_sharding, batch_axis=1)
 
   def lower_train_step(self, state, batch, rng) -> jax.stages.Lowered:
     """The train step lowered for these arguments (for its compiled cost and memory)."""
@@ -201,6 +232,11 @@ class PmapParallel(_Layout):
                                 in_axes=(0, 0, None, None),
                                 devices=self.devices,
                                 donate_argnums=0)
+    self._train_steps = jax.pmap(functools.partial(steps.train_steps, step_fn=train_step),
+                                 axis_name=self.AXIS,
+                                 in_axes=(0, 0, None, None),
+                                 devices=self.devices,
+                                 donate_argnums=0)
     eval_step = functools.partial(steps.eval_step, apply_fn=model.apply, axis_name=self.AXIS)
     self._eval_step = jax.pmap(eval_step,
                                axis_name=self.AXIS,
@@ -227,8 +263,21 @@ class PmapParallel(_Layout):
     n = len(self.devices)
     return {k: v.reshape(n, v.shape[0] // n, *v.shape[1:]) for k, v in local.items()}
 
+  def put_batches(self, stacked: Batch, batch_size: int) -> Batch:
+    """[steps, batch, ...] -> [devices, steps, batch / devices, ...]."""
+    del batch_size
+    n = len(self.devices)
+    return {
+        k: v.reshape(v.shape[0], n, v.shape[1] // n, *v.shape[2:]).swapaxes(0, 1)
+        for k, v in stacked.items()
+    }
+
   def train_step(self, state, batch, rng, controls):
     state, metrics = self._train_step(state, batch, rng, controls)
+    return state, jax.tree.map(lambda x: x[0], metrics)
+
+  def train_steps(self, state, batches, rng, controls):
+    state, metrics = self._train_steps(state, batches, rng, controls)
     return state, jax.tree.map(lambda x: x[0], metrics)
 
   def eval_step(self, params, batch, token_bytes):

@@ -141,6 +141,11 @@ def batch_sharding(mesh: Mesh, rules: Rules) -> NamedSharding:
   return NamedSharding(mesh, P(_batch_axes(mesh, rules) or None))
 
 
+def stacked_batch_sharding(mesh: Mesh, rules: Rules) -> NamedSharding:
+  """Several steps' inputs stacked, [S, B, ...]: each step's batch split as batch_sharding's."""
+  return NamedSharding(mesh, P(None, _batch_axes(mesh, rules) or None))
+
+
 def batch_ways(mesh: Mesh, rules: Rules) -> int:
   """Into how many parts the batch is split."""
   return math.prod(mesh.shape[a] for a in _batch_axes(mesh, rules))
@@ -171,19 +176,24 @@ def process_rows(sharding: NamedSharding, batch_size: int) -> np.ndarray:
   return np.array(sorted(rows), dtype=np.int64)
 
 
-def global_batch(local: dict[str, np.ndarray], rows: np.ndarray, batch_size: int,
-                 sharding: NamedSharding) -> dict[str, jax.Array]:
-  """Assembles one global batch from this process's `rows` of it (as `process_rows` gave)."""
+def global_batch(local: dict[str, np.ndarray],
+                 rows: np.ndarray,
+                 batch_size: int,
+                 sharding: NamedSharding,
+                 batch_axis: int = 0) -> dict[str, jax.Array]:
+  """Assembles one global batch from this process's `rows` of it (as `process_rows` gave);
+  the rows run along `batch_axis` (1 for several steps' batches stacked on axis 0)."""
   if len(rows) == batch_size:  # This process holds the whole batch (one process, say).
     return jax.device_put(local, sharding)
   position = {int(row): i for i, row in enumerate(rows)}
 
   def assemble(array: np.ndarray) -> jax.Array:
-    shape = (batch_size,) + array.shape[1:]
+    shape = array.shape[:batch_axis] + (batch_size,) + array.shape[batch_axis + 1:]
 
     def shard(index):
-      wanted = range(*index[0].indices(batch_size))
-      return array[[position[r] for r in wanted]][(slice(None),) + tuple(index[1:])]
+      wanted = range(*index[batch_axis].indices(batch_size))
+      picked = np.take(array, [position[r] for r in wanted], axis=batch_axis)
+      return picked[index[:batch_axis] + (slice(None),) + index[batch_axis + 1:]]
 
     return jax.make_array_from_callback(shape, sharding, shard)
 

@@ -174,6 +174,19 @@ def train_step(state: TrainState,
   return new_state, metrics
 
 
+def train_steps(state: TrainState, batches: Batch, rng: jax.Array,
+                controls: dict[str, jax.Array], *, step_fn) -> tuple[TrainState, dict]:
+  """Several consecutive `step_fn` updates (train_step with its options) in one program
+  (`lax.scan`), which saves the host a dispatch per step: `batches` and `controls` hold each
+  step's on a leading axis, and the metrics come back stacked the same way."""
+
+  def one_step(state, inputs):
+    batch, step_controls = inputs
+    return step_fn(state, batch, rng, step_controls)
+
+  return jax.lax.scan(one_step, state, (batches, controls))
+
+
 def param_groups(params: Any) -> list[str]:
   """The top-level parameter modules (token_embed, block_0, ..., final_norm), in the order of
   train_step's GROUPS flags."""

@@ -80,20 +80,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   signals = preemption.SignalFlag()  # SIGTERM/SIGINT: save at the current step and stop.
   signals.install()
   preempted = False
+  first_call = True
   try:
     # A resumed run may have stopped early already.
     while step < train_cfg.steps and not tracker.should_stop():
-      batch = sampler.next_batch()
-      state, metrics = layout.train_on(state, batch, dropout_rng, guard.controls(step + 1))
-      step += 1
-      guard.take(step, metrics)
+      num_steps = _steps_this_call(step, train_cfg)
+      batches = [sampler.next_batch() for _ in range(num_steps)]
+      controls = [guard.controls(s) for s in range(step + 1, step + num_steps + 1)]
+      state, metrics = layout.train_on_batches(state, batches, dropout_rng, controls)
+      guard.take(range(step + 1, step + num_steps + 1), metrics)
+      step += num_steps
       pending.append(metrics)
-      interval.count(batch["inputs"].shape[1])
-      log.advance(1)
-      if step == start_step + 1:  # Keep compilation out of the first throughput interval.
+      for batch in batches:
+        interval.count(batch["inputs"].shape[1])
+      log.advance(num_steps)
+      if first_call:  # Keep compilation out of the first throughput interval.
         jax.block_until_ready(state)
         interval.restart()
-      preempted = signals.requested(step)
+        first_call = False
+      # Each step number in turn: every process must pass JAX's preemption sync point.
+      preempted = [signals.requested(s) for s in range(step - num_steps + 1, step + 1)][-1]
       bad_step = guard.check() if preempted or _reads_metrics(step, train_cfg) else None
       if bad_step is not None:  # Rollback; under 'stop' check() raised.
         state = None  # Freed before the good state is loaded.
@@ -267,14 +273,25 @@ def _prepare_data_once(data_cfg: Any, workdir: str) -> pipeline.PreparedData:
 
 
 def _mean_metrics(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
-  """Means over the steps, of the finite values only (steps that on_nonfinite='skip' dropped
-  are counted in train/skipped_steps instead)."""
-  stacked = jax.device_get(pending)
+  """Means over the steps (a call's metrics are scalars, or stacked over its steps), of the
+  finite values only (steps that on_nonfinite='skip' dropped are counted in
+  train/skipped_steps instead)."""
+  calls = jax.device_get(pending)
   means = {}
-  for key in stacked[0]:
-    values = [m[key] for m in stacked if np.isfinite(m[key])]
-    means[key] = float(np.mean(values)) if values else math.nan
+  for key in calls[0]:
+    values = np.concatenate([np.reshape(m[key], -1) for m in calls])
+    values = values[np.isfinite(values)]
+    means[key] = float(np.mean(values)) if values.size else math.nan
   return means
+
+
+def _steps_this_call(step: int, train_cfg: Any) -> int:
+  """How many steps the next call runs after `step`: up to config.train.steps_per_call,
+  ending at a multiple of it (so a resumed run groups steps as an uninterrupted one), at the
+  last step, or at the first step whose metrics are read (`_reads_metrics`)."""
+  end = min((step // train_cfg.steps_per_call + 1) * train_cfg.steps_per_call, train_cfg.steps)
+  last = next(s for s in range(step + 1, end + 1) if s == end or _reads_metrics(s, train_cfg))
+  return last - step
 
 
 def _reads_metrics(step: int, train_cfg: Any) -> bool:
