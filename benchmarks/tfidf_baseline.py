@@ -9,6 +9,8 @@ regression with C = 1. Needs scikit-learn (requirements-test.txt).
 
   .venv/bin/python benchmarks/tfidf_baseline.py          # SST-2 (dev) and IMDB (held-out 10%)
   .venv/bin/python benchmarks/tfidf_baseline.py --experiments=imdb.py:finetune
+  .venv/bin/python benchmarks/tfidf_baseline.py --experiments=sst2.py:finetune \
+      --pilot=runs/pilot/sst2_sentences          # a split from benchmarks/pilot_splits.py
 """
 
 import argparse
@@ -26,11 +28,16 @@ from lm.tasks import supervised  # pylint: disable=g-import-not-at-top
 VALID_SOURCES = {"sst2.py": f"{sst2.DATA}/sst2/dev.tsv"}
 
 
-def splits(experiment: str):
-  """(train texts, train labels, valid texts, valid labels) of `experiment` (FILE:ARGS)."""
+def splits(experiment: str, pilot: str = ""):
+  """(train texts, train labels, valid texts, valid labels) of `experiment` (FILE:ARGS), or of
+  the pilot split PILOT_{train,valid}.jsonl read with the experiment's config."""
   config = config_file.load(os.path.join("experiments", experiment))
   name = experiment.split(":")[0]
-  if name in VALID_SOURCES:
+  if pilot:
+    config.data.source, config.data.valid_source = (f"{pilot}_{part}.jsonl"
+                                                    for part in ("train", "valid"))
+    config.data.text_field, config.data.label_field = "text", "label"
+  elif name in VALID_SOURCES:
     config.data.valid_source = VALID_SOURCES[name]
   fields = {"text": config.data.text_field, "label": config.data.label_field}
   train, valid = supervised.read_splits(config, fields)
@@ -45,12 +52,14 @@ def main() -> None:
   parser.add_argument("--experiments",
                       default="sst2.py:finetune;imdb.py:finetune",
                       help="';'-separated FILE:ARGS under experiments/")
+  parser.add_argument("--pilot", default="",
+                      help="PREFIX of pilot split files PREFIX_train.jsonl, PREFIX_valid.jsonl")
   args = parser.parse_args()
   print("| experiment | train texts | valid texts | features | valid accuracy | seconds |")
   print("|---|---:|---:|---:|---:|---:|")
   for experiment in args.experiments.split(";"):
     start = time.perf_counter()
-    train_x, train_y, valid_x, valid_y = splits(experiment)
+    train_x, train_y, valid_x, valid_y = splits(experiment, args.pilot)
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
     features = vectorizer.fit_transform(train_x)
     model = LogisticRegression(C=1.0, max_iter=2000).fit(features, train_y)
