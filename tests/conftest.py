@@ -1,10 +1,23 @@
-"""Test setup: 8 fake CPU devices (set before JAX is imported) and strict rank promotion."""
+"""Test setup: 8 fake CPU devices (set before JAX is imported), strict rank promotion, and one
+persistent compilation cache for the suite and the processes its tests start."""
 
 import os
 import pathlib
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Many tests run the same tiny programs, often in fresh processes (resumes, kills, CLIs): each
+# compiles once per suite (and once per machine, as the cache stays between runs; it is keyed
+# by the program, flags and JAX version, so it never serves a stale executable).
+# A JAX_COMPILATION_CACHE_DIR set by the caller wins.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".jax_test_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# The suite runs one worker process per core (pyproject.toml): on a GPU they share its memory.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 from lm import runtime  # pylint: disable=g-import-not-at-top
 
@@ -17,9 +30,6 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # float32 matmuls in float32 on every backend (GPUs default to TF32, ~1e-3 relative error), so
 # the float32 tests hold against their float64 references on a GPU too.
 jax.config.update("jax_default_matmul_precision", "highest")
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture
