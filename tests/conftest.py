@@ -10,18 +10,16 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+from lm import runtime  # pylint: disable=g-import-not-at-top
+
+runtime.use_one_cpu_device_per_core()  # Keeps the 8 devices; adds the collective timeouts.
 # Many tests run the same tiny programs, often in fresh processes (resumes, kills, CLIs): each
 # compiles once per suite (and once per machine, as the cache stays between runs; it is keyed
 # by the program, flags and JAX version, so it never serves a stale executable).
 # A JAX_COMPILATION_CACHE_DIR set by the caller wins.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".jax_test_cache"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+runtime.use_compilation_cache(os.environ, REPO / ".jax_test_cache")
 # The suite runs one worker process per core (pyproject.toml): on a GPU they share its memory.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-
-from lm import runtime  # pylint: disable=g-import-not-at-top
-
-runtime.use_one_cpu_device_per_core()  # Keeps the 8 devices; adds the collective timeouts.
 
 import jax  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top

@@ -24,6 +24,7 @@ import threading
 import time
 from typing import Callable
 
+from lm import runtime
 from lm.sweep.plan import Run
 from lm.training import checkpoints, metrics_log
 
@@ -135,9 +136,7 @@ def _launch(run: Run, slot: int, parallel: int, cache_dir: str | None,
   os.makedirs(run.workdir, exist_ok=True)
   env = dict(os.environ, PYTHONUNBUFFERED="1")
   if cache_dir:
-    env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.abspath(cache_dir))
-    # Every program: a small model's many sub-second compilations add up too.
-    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    runtime.use_compilation_cache(env, cache_dir)
   cores = _cores_of(slot, parallel)
   if parallel > 1:
     env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{_MEMORY_FRACTION / parallel:.3f}")
