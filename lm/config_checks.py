@@ -19,7 +19,7 @@ from lm.data import augment, batches, sources, tokenizers
 from lm.data.sentencepiece_tokenizer import MODEL_TYPES
 from lm.errors import UserError
 from lm.models import config as model_config
-from lm.tasks import base, supervised
+from lm.tasks import registry, supervised
 from lm.training import checkpoints, init_from, optimizer, partitioning, trainable
 
 # Sections whose keys are free-form (any logical axis name), with values of this type.
@@ -125,7 +125,7 @@ def _rules(values: dict) -> list[Rule]:
       _between("seed", 0, 2**32),
       ("init_step", _is_step, "must be 'latest', 'best' or a step number >= 0"),
       _one_of("init_architecture", init_from.ARCHITECTURE_MODES),
-      _one_of("task.kind", base.KINDS),
+      _one_of("task.kind", registry.KINDS),
       _one_of("task.pooling", model_config.POOLINGS),
       _between("task.label_smoothing", 0, 1),
       ("task.class_weights", _is_weight_list, "must be '' or comma-separated numbers >= 0"),
@@ -231,38 +231,32 @@ def _check_cross_fields(values: dict) -> None:
   if holds_out and data["valid_fraction"] <= 0:
     raise UserError(f"config.data.valid_fraction={data['valid_fraction']}: must be > 0 when "
                     f"config.data.valid_source is '' (the validation text is held out)")
-  if data["test_source"] and (values["task"]["kind"] not in ("causal_lm", "masked_lm") or
-                              data["prepared"]):
+  task = registry.task_class(values["task"]["kind"])
+  if data["test_source"] and (not task.token_stream or data["prepared"]):
     raise UserError(f"config.data.test_source={data['test_source']!r}: a test split is for "
                     f"language models trained from config.data.source (classifiers: evaluate the"
                     f" test file with python -m lm.predict); set config.data.test_source=''")
-  if data["prepared"] and values["task"]["kind"] not in ("causal_lm", "masked_lm"):
+  if data["prepared"] and not task.token_stream:
     raise UserError(f"config.data.prepared={data['prepared']!r}: a prepared corpus is token"
                     f" streams for language-model pretraining, not for config.task.kind="
                     f"{values['task']['kind']!r}; set config.data.prepared=''")
-  for role in _task_roles(values["task"]["kind"]):
+  for role in task.data_roles:
     if not data[f"{role}_field"].strip():
       raise UserError(f"config.data.{role}_field is empty: name the column / key / feature of "
                       f"the {role}")
+  task.check_config(values)
   _check_model(values)
-  if train["steps_per_call"] > 1 and values["task"]["kind"] not in ("causal_lm", "masked_lm"):
+  if train["steps_per_call"] > 1 and not task.token_stream:
     raise UserError(f"config.train.steps_per_call={train['steps_per_call']} needs batches of one "
                     f"shape (config.task.kind='causal_lm' or 'masked_lm'); "
                     f"config.task.kind={values['task']['kind']!r} pads each batch to its own "
                     f"length: use 1")
 
 
-def _task_roles(kind: str) -> tuple[str, ...]:
-  return {"classification": ("text", "label"), "sft": ("prompt", "response")}.get(kind, ("text",))
-
-
 def _check_model(values: dict) -> None:
   """config.model as a ModelConfig (its own checks), unless init_from's replaces it."""
   if values["init_architecture"] == "adopt" and values["init_from"]:
     return
-  if values["model"]["architecture"] == "lstm" and values["task"]["kind"] != "causal_lm":
-    raise UserError(f"config.model.architecture='lstm' is a causal language model: it needs "
-                    f"config.task.kind='causal_lm', not {values['task']['kind']!r}")
   fields = checkpoints.lora_fields(values["finetune"])
   # The vocabulary is not known yet; 1 stands in (ModelConfig only needs it positive).
   config = model_config.model_config_from(values["model"], 1, **fields)

@@ -6,6 +6,7 @@ Experiment files in `experiments/` start from `base_config()` and change a few f
 import ml_collections
 
 from lm.models import config as model_config
+from lm.tasks import registry
 
 
 # The default logical -> mesh axis rules (config.mesh.rules).
@@ -110,6 +111,11 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c.data.tfds_data_dir = ""
   # JSONL key / CSV or TSV column / TFDS feature that holds the text.
   c.data.text_field = "text"
+  # Classification of sentence pairs (entailment, paraphrase, ...): the column/key/feature of
+  # the second text ('' = one text per example). Encoders read [CLS] a [SEP] b [SEP] with token
+  # types 0 for [CLS] a [SEP] and 1 for b [SEP] (BERT; models with config.model.type_vocab_size),
+  # decoders a [SEP] b [EOS]; too long, the longer text loses its last tokens first.
+  c.data.text_pair_field = ""
   # Classification: the column/key/feature of the label ('@dir' for files and tar members:
   # the name of their directory; '@file': the file's own name without its extension, e.g.
   # one label per collection with txt_unit='entry'), and the labels in order, comma-separated
@@ -251,6 +257,9 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c.distributed.coordinator_address = ""
   c.distributed.num_processes = 0
   c.distributed.process_id = -1
+
+  # Keys of one task only, defined (with their comments) in the task's module.
+  registry.add_config_keys(c)
   return c
 
 

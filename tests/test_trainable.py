@@ -14,6 +14,8 @@ from lm.models.transformer import Transformer
 from lm.training import optimizer, trainable
 
 L, D, F, V, C, R = 3, 4, 8, 11, 3, 2
+# The Transformer's layer groups at L layers (fine-tuning acts on them).
+GROUPS = Transformer(ModelConfig(vocab_size=V, num_layers=L)).layer_groups()
 
 
 def _block(rng, lora, stack=()):
@@ -132,7 +134,7 @@ def _adamw():
 def test_full_with_frozen_embeddings_and_layers(jit):
   params = _params()
   cfg = _cfg(freeze_embeddings=True, freeze_layers=2)
-  new_params, state = _train(trainable.restrict(_adamw(), params, cfg, L), params, jit=jit)
+  new_params, state = _train(trainable.restrict(_adamw(), params, cfg, GROUPS), params, jit=jit)
   changed = _changed(params, new_params)
   expected = {
       name for name in _names(params)
@@ -148,7 +150,7 @@ def test_full_with_frozen_embeddings_and_layers(jit):
                                method="full",
                                freeze_embeddings=True,
                                freeze_layers=2,
-                               num_layers=L))
+                               groups=GROUPS))
   for moment in ("mu", "nu"):
     moments = _names(optax.tree_utils.tree_get(state, moment))
     assert {name for name, leaf in moments.items() if np.any(leaf)} == expected
@@ -160,7 +162,7 @@ def test_frozen_gradients_do_not_reach_the_optimizer():
   """Clipping sees only trainable gradients; NaNs in frozen ones go nowhere."""
   params = _params()
   tx = trainable.restrict(optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(1.0)), params,
-                          _cfg(method="linear_probe"), L)
+                          _cfg(method="linear_probe"), GROUPS)
   grads = jax.tree.map(lambda p: jnp.full_like(p, jnp.nan), params)
   grads["classifier"] = jax.tree.map(lambda p: jnp.full_like(p, 0.1), params["classifier"])
   updates, _ = tx.update(grads, tx.init(params), params)
@@ -172,7 +174,8 @@ def test_frozen_gradients_do_not_reach_the_optimizer():
 
 def test_linear_probe_changes_only_the_classifier():
   params = _params(lora=True)
-  new_params, _ = _train(trainable.restrict(_adamw(), params, _cfg(method="linear_probe"), L),
+  new_params, _ = _train(trainable.restrict(_adamw(), params, _cfg(method="linear_probe"),
+                                            GROUPS),
                          params)
   assert _changed(params, new_params) == {"classifier/kernel", "classifier/bias"}
 
@@ -180,7 +183,7 @@ def test_linear_probe_changes_only_the_classifier():
 def test_lora_changes_only_adapters_and_classifier():
   for scanned in (False, True):
     params = _params(lora=True, scanned=scanned)
-    new_params, _ = _train(trainable.restrict(_adamw(), params, _cfg(method="lora"), L), params)
+    new_params, _ = _train(trainable.restrict(_adamw(), params, _cfg(method="lora"), GROUPS), params)
     expected = {
         name for name in _names(params)
         if name.endswith(("lora_a", "lora_b")) or name.startswith("classifier")
@@ -197,14 +200,14 @@ def test_scanned_partial_freezing_freezes_the_bottom_layers(freeze_layers):
                                   method="full",
                                   freeze_embeddings=False,
                                   freeze_layers=freeze_layers,
-                                  num_layers=L)
+                                  groups=GROUPS)
   kernel_mask = mask["blocks"]["attn"]["query"]["kernel"]
   assert kernel_mask.dtype == np.float32 and kernel_mask.shape == (L, 1, 1)
   np.testing.assert_array_equal(kernel_mask.ravel(), np.arange(L) >= freeze_layers)
   assert mask["blocks"]["attn_norm"]["scale"].shape == (L, 1)
   assert mask["token_embed"]["embedding"] is True
 
-  new_params, _ = _train(trainable.restrict(_adamw(), params, cfg, L), params, jit=False)
+  new_params, _ = _train(trainable.restrict(_adamw(), params, cfg, GROUPS), params, jit=False)
   old_blocks, new_blocks = _names(params["blocks"]), _names(new_params["blocks"])
   for name, old in old_blocks.items():
     new = new_blocks[name]
@@ -220,7 +223,7 @@ def test_scanned_partial_freezing_freezes_the_bottom_layers(freeze_layers):
 def test_scanned_frozen_layers_ignore_nan_gradients():
   params = _params(scanned=True)
   tx = trainable.restrict(optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(1.0)), params,
-                          _cfg(freeze_layers=1), L)
+                          _cfg(freeze_layers=1), GROUPS)
   grads = jax.tree.map(lambda p: jnp.full_like(p, 1e-3), params)
   grads["blocks"] = jax.tree.map(lambda p: p.at[0].set(jnp.nan), grads["blocks"])
   updates, _ = tx.update(grads, tx.init(params), params)
@@ -237,9 +240,9 @@ def test_scanned_all_layers_frozen_is_a_whole_leaf_freeze():
                                   method="full",
                                   freeze_embeddings=False,
                                   freeze_layers=L,
-                                  num_layers=L)
+                                  groups=GROUPS)
   assert all(m is False for m in jax.tree.leaves(mask["blocks"]))
-  new_params, _ = _train(trainable.restrict(_adamw(), params, _cfg(freeze_layers=L), L), params)
+  new_params, _ = _train(trainable.restrict(_adamw(), params, _cfg(freeze_layers=L), GROUPS), params)
   assert not _changed(params["blocks"], new_params["blocks"])
 
 
@@ -247,7 +250,7 @@ def test_scanned_all_layers_frozen_is_a_whole_leaf_freeze():
 def test_layer_lr_decay_scales_sgd_updates(scanned):
   decay = 0.5
   params = _params(scanned=scanned)
-  tx = trainable.restrict(optax.sgd(1.0), params, _cfg(layer_lr_decay=decay), L)
+  tx = trainable.restrict(optax.sgd(1.0), params, _cfg(layer_lr_decay=decay), GROUPS)
   updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
   updates = _names(updates)
   for name, update in updates.items():
@@ -265,7 +268,7 @@ def test_layer_lr_decay_scales_sgd_updates(scanned):
 
 
 def test_layer_lr_scales_tree():
-  scales = trainable.layer_lr_scales(_params(scanned=True), num_layers=L, decay=0.8)
+  scales = trainable.layer_lr_scales(_params(scanned=True), groups=GROUPS, decay=0.8)
   assert scales["classifier"]["kernel"] == 1.0 and scales["final_norm"]["scale"] == 1.0
   assert scales["lm_head"]["kernel"] == 1.0
   assert scales["token_embed"]["embedding"] == pytest.approx(0.8**4)
@@ -276,7 +279,7 @@ def test_layer_lr_scales_tree():
 
 def test_nothing_to_restrict_returns_the_optimizer_itself():
   tx = _adamw()
-  assert trainable.restrict(tx, _params(), _cfg(), L) is tx
+  assert trainable.restrict(tx, _params(), _cfg(), GROUPS) is tx
 
 
 def test_count_parameters():
@@ -286,13 +289,13 @@ def test_count_parameters():
                                    method="linear_probe",
                                    freeze_embeddings=False,
                                    freeze_layers=0,
-                                   num_layers=L)
+                                   groups=GROUPS)
   assert trainable.count_parameters(params, probe) == (D * C + C, total)
   lora = trainable.trainable_mask(params,
                                   method="lora",
                                   freeze_embeddings=False,
                                   freeze_layers=0,
-                                  num_layers=L)
+                                  groups=GROUPS)
   adapters = L * R * ((D + D) + (D + 2 * D) + (D + D) + (D + F) + (F + D))
   assert trainable.count_parameters(params, lora) == (adapters + D * C + C, total)
 
@@ -318,7 +321,8 @@ def test_restrict_wraps_the_real_optimizer_on_a_real_model():
       optax.adamw(1e-2, weight_decay=0.1, mask=optimizer.weight_decay_mask(params, True)))
   for method, freeze_layers in (("lora", 0), ("full", 1), ("linear_probe", 0)):
     ft_cfg = _cfg(method=method, freeze_layers=freeze_layers, layer_lr_decay=0.9)
-    tx = trainable.restrict(adamw, abstract_params, ft_cfg, 2)  # As lm.training.parallel does.
+    tx = trainable.restrict(adamw, abstract_params, ft_cfg,
+                            Transformer(cfg).layer_groups())  # As lm.training.parallel does.
     new_params, state = _train(tx, params)
     # The optimizer state shards like the parameters (as lm.training.parallel does it).
     shapes = optax.tree_map_params(tx,
@@ -353,11 +357,11 @@ def test_restrict_wraps_the_real_optimizer_on_a_real_model():
 ])
 def test_bad_settings_name_the_key(overrides, key):
   with pytest.raises(UserError, match=key):
-    trainable.restrict(_adamw(), _params(lora=False), _cfg(**overrides), L)
+    trainable.restrict(_adamw(), _params(lora=False), _cfg(**overrides), GROUPS)
 
 
 def test_linear_probe_without_a_classifier_is_an_error():
   params = _params()
   del params["classifier"]
   with pytest.raises(UserError, match="nothing would train"):
-    trainable.restrict(_adamw(), params, _cfg(method="linear_probe"), L)
+    trainable.restrict(_adamw(), params, _cfg(method="linear_probe"), GROUPS)

@@ -134,21 +134,26 @@ def eval_order(lengths: np.ndarray, batch_size: int) -> list[tuple[np.ndarray, n
 
 def classification_batch(examples: ClassificationExamples, indices: np.ndarray,
                          row_weights: np.ndarray, buckets: Sequence[int]) -> dict[str, np.ndarray]:
-  """`inputs`, `segment_ids` int32 [B, L], `labels` int32 [B], `weights` float32 [B].
+  """`inputs`, `segment_ids` int32 [B, L], `labels` int32 [B], `weights` float32 [B], and
+  `token_types` int32 [B, L] for sentence pairs.
 
   L is the smallest bucket >= the longest real row; weight-0 rows are all padding (label 0,
   inputs `examples.pad_id`).
   """
   row_weights = np.asarray(row_weights, dtype=np.float32)
   sequences = [examples.tokens[i] for i in indices]
-  inputs_BxL, segment_ids_BxL = _pad(sequences, row_weights, buckets, examples.pad_id)
+  inputs_BxL, segment_ids_BxL = pad_rows(sequences, row_weights, buckets, examples.pad_id)
   labels_B = np.where(row_weights > 0, examples.labels[np.asarray(indices)], 0).astype(np.int32)
-  return {
+  batch = {
       "inputs": inputs_BxL,
       "segment_ids": segment_ids_BxL,
       "labels": labels_B,
       "weights": row_weights,
   }
+  if examples.token_types is not None:
+    types = [examples.token_types[i] for i in indices]
+    batch["token_types"] = pad_rows(types, row_weights, buckets, 0)[0]
+  return batch
 
 
 def sft_batch(examples: Sequence[tuple[np.ndarray, np.ndarray]], indices: np.ndarray,
@@ -161,10 +166,10 @@ def sft_batch(examples: Sequence[tuple[np.ndarray, np.ndarray]], indices: np.nda
   """
   row_weights = np.asarray(row_weights, dtype=np.float32)
   rows = [examples[i] for i in indices]
-  inputs_BxL, segment_ids_BxL = _pad([tokens[:-1] for tokens, _ in rows], row_weights, buckets,
+  inputs_BxL, segment_ids_BxL = pad_rows([tokens[:-1] for tokens, _ in rows], row_weights, buckets,
                                       pad_id)
-  targets_BxL, _ = _pad([tokens[1:] for tokens, _ in rows], row_weights, buckets, pad_id)
-  mask_BxL, _ = _pad([mask[1:] for _, mask in rows], row_weights, buckets, 0)  # 0: False.
+  targets_BxL, _ = pad_rows([tokens[1:] for tokens, _ in rows], row_weights, buckets, pad_id)
+  mask_BxL, _ = pad_rows([mask[1:] for _, mask in rows], row_weights, buckets, 0)  # 0: False.
   return {
       "inputs": inputs_BxL,
       "targets": targets_BxL,
@@ -173,7 +178,7 @@ def sft_batch(examples: Sequence[tuple[np.ndarray, np.ndarray]], indices: np.nda
   }
 
 
-def _pad(sequences: Sequence[np.ndarray],
+def pad_rows(sequences: Sequence[np.ndarray],
          row_weights: np.ndarray,
          buckets: Sequence[int],
          pad_id: int = PAD_ID) -> tuple[np.ndarray, np.ndarray]:

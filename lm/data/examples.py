@@ -1,10 +1,12 @@
 """Records -> token arrays for sequence classification and supervised fine-tuning (SFT).
 
-Classification (one label per text):
+Classification (one label per text, or per pair of texts a, b):
   encoder (causal=False): [CLS] text [SEP]   the classifier reads the CLS position
+                          [CLS] a [SEP] b [SEP], token types 0 up to the first [SEP], then 1
   decoder (causal=True):  text [EOS]         the classifier reads the last (EOS) position, the
-                                             one token that has seen the whole text
-  Long texts lose text tokens from the end; the special tokens always stay.
+                          a [SEP] b [EOS]    one token that has seen the whole text
+  Long texts lose text tokens from the end (a pair: the longer text first, as Hugging Face's
+  'longest_first'); the special tokens always stay.
 
 SFT (one prompt -> response pair):
   tokens = [BOS] prompt response [EOS]; the model reads inputs = tokens[:-1] and predicts
@@ -35,6 +37,8 @@ class ClassificationExamples:
   labels: np.ndarray  # int32 [N]
   num_truncated: int = 0  # How many texts lost tokens to max_len.
   pad_id: int = PAD_ID  # The tokenizer's padding id, for batches.
+  # Token types (0 = first text, 1 = second) of sentence pairs; None for single texts.
+  token_types: list[np.ndarray] | None = None
 
   def __len__(self) -> int:
     return len(self.tokens)
@@ -48,29 +52,53 @@ class ClassificationExamples:
 def classification_examples(records: Sequence[Record], tokenizer: Tokenizer,
                             label_set: LabelSet | None, *, max_len: int,
                             causal: bool) -> ClassificationExamples:
-  """Encodes the "text" of every record; labels via `label_set` (-1 without label / set)."""
+  """Encodes the "text" (and "text_pair") of every record; labels via `label_set` (-1 without
+  label / set)."""
   ids = tokenizer.special_ids
-  num_special = 1 if causal else 2
-  _check_max_len(max_len, num_special + 1)
+  pairs = any("text_pair" in record.values for record in records)
+  num_special = (1 if causal else 2) + pairs
+  _check_max_len(max_len, num_special + 1 + pairs)
   max_text = max_len - num_special
-  tokens, labels, num_truncated = [], [], 0
+  tokens, types, labels, num_truncated = [], [], [], 0
   for record in records:
     if "text" not in record.values:
       raise UserError(f"{record.where}: no text (config.data.text_field)")
+    if pairs and "text_pair" not in record.values:
+      raise UserError(f"{record.where}: no second text (config.data.text_pair_field)")
     text_ids = tokenizer.encode_array(record.values["text"]).astype(np.int32, copy=False)
-    if len(text_ids) > max_text:
-      text_ids = text_ids[:max_text]
+    pair_ids = (tokenizer.encode_array(record.values["text_pair"]).astype(np.int32, copy=False)
+                if pairs else text_ids[:0])
+    if len(text_ids) + len(pair_ids) > max_text:
+      text_ids, pair_ids = truncate_longest_first(text_ids, pair_ids, max_text)
       num_truncated += 1
-    if causal:
-      tokens.append(np.concatenate([text_ids, [ids.eos]]).astype(np.int32))
-    else:
-      tokens.append(np.concatenate([[ids.cls], text_ids, [ids.sep]]).astype(np.int32))
+    first = [text_ids] if causal else [[ids.cls], text_ids]
+    first = np.concatenate(first + [[ids.sep]] if pairs else first)
+    second = np.concatenate([pair_ids, [ids.eos] if causal else [ids.sep]]) if pairs else (
+        np.array([ids.eos if causal else ids.sep]))
+    tokens.append(np.concatenate([first, second]).astype(np.int32))
+    types.append(np.repeat(np.int32([0, int(pairs)]), [len(first), len(second)]))
     label = record.values.get("label")
     if label is None or label_set is None:
       labels.append(NO_LABEL)
     else:
       labels.append(label_set.index(label, record.where))
-  return ClassificationExamples(tokens, np.array(labels, dtype=np.int32), num_truncated, ids.pad)
+  return ClassificationExamples(tokens, np.array(labels, dtype=np.int32), num_truncated, ids.pad,
+                                types if pairs else None)
+
+
+def truncate_longest_first(a: np.ndarray, b: np.ndarray,
+                           budget: int) -> tuple[np.ndarray, np.ndarray]:
+  """`a` and `b` cut from their ends to `budget` tokens together, one token at a time from the
+  longer one (from `b` on a tie), as Hugging Face's truncation='longest_first'."""
+  excess = len(a) + len(b) - budget
+  if excess <= 0:
+    return a, b
+  # Cut the longer down to the shorter's length, then alternate (b first when equal).
+  gap = min(abs(len(a) - len(b)), excess)
+  len_a, len_b = (len(a) - gap, len(b)) if len(a) > len(b) else (len(a), len(b) - gap)
+  rest = excess - gap
+  len_a, len_b = len_a - rest // 2, len_b - (rest - rest // 2)
+  return a[:len_a], b[:len_b]
 
 
 def sft_examples(records: Sequence[Record], tokenizer: Tokenizer, *,

@@ -14,7 +14,7 @@ MLPS = ("gelu", "gelu_exact", "swiglu")
 POSITIONS = ("learned", "rope")
 ATTENTIONS = ("auto", "xla", "cudnn", "splash")  # lm.models.attention_kernels
 REMATS = ("none", "full", "save_matmuls")
-POOLINGS = ("cls", "mean", "last")
+POOLINGS = ("cls", "mean", "last", "none")
 NORM_POSITIONS = ("pre", "post")
 ROPE_SCALINGS = ("none", "linear", "llama3", "yarn")
 PROJECTIONS = ("query", "key_value", "out", "wi", "wi_gate", "wi_up", "wo")
@@ -102,7 +102,8 @@ class ModelConfig:
   # The head: 0 = logits over the vocabulary at every position; C > 0 = a C-way classifier on
   # one pooled vector per sequence, pooled as `pooling` says: 'cls' (the first token, an
   # encoder's [CLS]), 'mean' (of the non-padding tokens) or 'last' (the last non-padding token,
-  # which a decoder has read the whole text at).
+  # which a decoder has read the whole text at); or 'none': no pooling, a C-way classifier at
+  # every position (token classification: logits [B, T, C]).
   num_classes: int = 0
   pooling: str = "cls"
   # BERT's pooler: a dense layer and tanh on the pooled vector, before the classifier.

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from lm.errors import UserError
 from lm.models import layers
 from lm.models.config import ModelConfig
+from lm.models.layer_groups import LayerGroups
 
 def layer_widths(cfg: ModelConfig) -> tuple[int, ...]:
   """LSTM units of each layer: lstm_hidden_dim (0 = embed_dim); the last layer has embed_dim
@@ -144,6 +145,12 @@ class LSTM(nn.Module):
   `return_hidden` returns the last layer's states [B, T, H] instead of the logits.
   """
   config: ModelConfig
+
+  def layer_groups(self) -> LayerGroups:
+    return LayerGroups(embeddings=("token_embed",),
+                       block_prefix="lstm_",
+                       head=("lm_head",),
+                       num_layers=self.config.num_layers)
 
   @nn.compact
   def __call__(self,

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from lm.models import layers
+from lm.models.layer_groups import LayerGroups
 from lm.models.attention import SelfAttention
 from lm.models.config import ModelConfig
 
@@ -90,7 +91,8 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-  """tokens [B, T] int -> logits [B, T, V], or [B, C] with a classifier (config.num_classes).
+  """tokens [B, T] int -> logits [B, T, V], or [B, C] with a classifier (config.num_classes),
+  or [B, T, C] with a token classifier (num_classes and pooling='none').
 
   `positions` default to 0..T-1; generation passes absolute positions with `decode=True`.
   `output_positions` [B, M] computes the vocabulary logits [B, M, V] at those positions only
@@ -101,6 +103,14 @@ class Transformer(nn.Module):
   `return_hidden` returns the final hidden states [B, T, D] instead of the head's output.
   """
   config: ModelConfig
+
+  def layer_groups(self) -> LayerGroups:
+    return LayerGroups(embeddings=("token_embed", "position_embed", "type_embed", "embed_norm"),
+                       block_prefix="block_",
+                       scanned="blocks",
+                       head=("final_norm", "head_transform", "head_norm", "lm_head",
+                             "output_bias", "pooler", "classifier"),
+                       num_layers=self.config.num_layers)
 
   @nn.compact
   def __call__(self,
@@ -162,6 +172,9 @@ class Transformer(nn.Module):
       x_BxMxD = jnp.take_along_axis(x_BxTxD, output_positions_BxM[:, :, None], axis=1)
       B, T = output_positions_BxM.shape
       x_NxD = x_BxMxD.reshape(B * T, -1)
+    if cfg.num_classes and cfg.pooling == "none":  # A label per token: [B, T, C].
+      x_NxD = nn.Dropout(cfg.dropout)(x_NxD, deterministic=deterministic)
+      return self._dense(cfg.num_classes, "classifier")(x_NxD).reshape(B, T, -1)
     if cfg.num_classes:
       pooled_BxD = pool(x_NxD.reshape(B, T, -1), segment_ids_BxT, cfg.pooling)
       if cfg.pooler:

@@ -84,12 +84,7 @@ def read_curves(workdir: str) -> dict[str, list[tuple[int, float]]]:
 def _model_config(workdir: str, config: dict) -> ModelConfig:
   """The run's ModelConfig: config.model, its tokenizer's vocabulary and the task's fields."""
   vocab_size = tokenizers.load_tokenizer(os.path.join(workdir, pipeline.TOKENIZER_DIR)).vocab_size
-  fields = checkpoints.lora_fields(config.get("finetune", {}))
-  if config["task"]["kind"] == "classification":
-    from lm.tasks import classification  # pylint: disable=g-import-not-at-top
-    fields.update(num_classes=len(classification.load_labels(workdir).names),
-                  pooling=config["task"]["pooling"])
-  return model_config_from(config["model"], vocab_size, **fields)
+  return model_config_from(config["model"], vocab_size, **checkpoints.task_fields(config, workdir))
 
 
 @functools.lru_cache(maxsize=None)

@@ -18,8 +18,6 @@ from lm.errors import UserError
 from lm.models.config import ModelConfig
 from lm.training import steps
 
-KINDS = ("causal_lm", "masked_lm", "classification", "sft")
-_MINIMIZED = ("loss", "perplexity", "bpb")
 
 
 class Batches(Protocol):
@@ -36,13 +34,61 @@ class Batches(Protocol):
 
 
 class Task(abc.ABC):
-  """Built once per run from the config and the workdir (data read and tokenized)."""
+  """Built once per run from the config and the workdir (data read and tokenized).
+
+  Registered by its config.task.kind in `lm.tasks.registry`. Besides the instance methods, the
+  class answers what the rest of the code asks of a task before (config checks) or after
+  (`lm.predict`, `lm.sweep`, loading a checkpoint) a run, so that no other module names a kind.
+  """
+
+  # The config.data.<role>_field keys this task reads (each must name a column / key).
+  data_roles: tuple[str, ...] = ()
+  # True: batches are fixed-shape windows of a token stream, which config.data.prepared,
+  # config.data.test_source and config.train.steps_per_call > 1 need.
+  token_stream = False
 
   tokenizer: Tokenizer
   model_config: ModelConfig
   # Sequence length the model is initialized (and, for language models, trained) at.
   seq_len: int
   default_best_metric: str = "eval/loss"
+
+  @classmethod
+  def from_config(cls, config: Any, workdir: str, model_fields: dict[str, Any]) -> "Task":
+    """The task of a run: reads and tokenizes its data; `model_fields` are ModelConfig fields
+    set from outside the task (LoRA adapters)."""
+    return cls(config, workdir, model_fields)
+
+  @classmethod
+  def add_config_keys(cls, config: Any) -> None:
+    """Adds this task's own keys, with their defaults and a comment each, to the base config
+    (lm/defaults.py); keys that several tasks read live there instead."""
+
+  @classmethod
+  def check_config(cls, values: dict) -> None:
+    """Raises UserError for config values (a dict) that this task cannot train with."""
+    architecture = values["model"]["architecture"]
+    if architecture == "transformer" or (values["init_architecture"] == "adopt" and
+                                         values["init_from"]):
+      return
+    raise UserError(f"config.model.architecture={architecture!r} is a causal language model: it"
+                    f" needs config.task.kind='causal_lm', not {values['task']['kind']!r}")
+
+  @classmethod
+  def head_fields(cls, config: dict, workdir: str) -> dict[str, Any]:
+    """The ModelConfig fields of this task's head (e.g. num_classes) in a saved run, from its
+    config (a dict) and its workdir."""
+    del config, workdir
+    return {}
+
+  @classmethod
+  def predict_file(cls, workdir: str, input_path: str, output_path: str,
+                   options: dict[str, Any]) -> dict[str, float]:
+    """`lm.predict`: writes predictions for `input_path` to `output_path`; returns the metrics
+    against labels found in the input (else {})."""
+    del input_path, output_path, options
+    raise UserError(f"--workdir={workdir}: lm.predict has no predictions for a "
+                    f"{cls.__name__}; it predicts with classifiers and taggers")
 
   @abc.abstractmethod
   def loss_fn(self, logits: Any, batch: dict) -> Any:
@@ -71,15 +117,6 @@ class Task(abc.ABC):
 
   def finish(self, params: Any) -> None:
     """Runs after training on process 0 (e.g. prints a text sample)."""
-
-
-def best_metric(config: Any, task: Task) -> tuple[str, bool]:
-  """config.train.best_metric (or the task's default) and whether higher is better."""
-  name = config.train.best_metric or task.default_best_metric
-  if not name.startswith("eval/"):
-    raise UserError(f"config.train.best_metric={name!r}: name a validation metric, e.g. "
-                    f"'eval/loss' or 'eval/accuracy'")
-  return name, not any(word in name for word in _MINIMIZED)
 
 
 def prepare_tokenizer(config: Any, workdir: str, train_texts) -> Tokenizer:

@@ -25,11 +25,24 @@ class ClassificationTask(base.Task):
   layer; cross-entropy with config.task.label_smoothing and class_weights."""
 
   default_best_metric = "eval/accuracy"
+  data_roles = ("text", "label")
+
+  @classmethod
+  def head_fields(cls, config: dict, workdir: str) -> dict[str, Any]:
+    return {"num_classes": len(load_labels(workdir).names), "pooling": config["task"]["pooling"]}
+
+  @classmethod
+  def predict_file(cls, workdir: str, input_path: str, output_path: str,
+                   options: dict[str, Any]) -> dict[str, float]:
+    from lm.tasks import classification_predict  # pylint: disable=g-import-not-at-top
+    return classification_predict.predict_file(workdir, input_path, output_path, **options)
 
   def __init__(self, config: Any, workdir: str, task_fields: dict[str, Any]):
     self.config = config
     data_cfg = config.data
     fields = {"text": data_cfg.text_field, "label": data_cfg.label_field}
+    if data_cfg.text_pair_field:
+      fields["text_pair"] = data_cfg.text_pair_field
     train, valid = supervised.read_splits(config, fields)
     self.labels = load_or_make_labels(workdir, data_cfg.labels, train)
     if config.augment.rate and config.augment.copies:

@@ -3,8 +3,10 @@
 import math
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from lm.data import batches, masking, pipeline
 from lm.errors import UserError
@@ -19,6 +21,23 @@ _EVAL_MASK_SEED = 0
 class LanguageModelTask(base.Task):
   """causal_lm: predict each next token. masked_lm: predict the masked tokens (config.mlm) of
   windows seen in both directions."""
+
+  data_roles = ("text",)
+  token_stream = True
+
+  @classmethod
+  def from_config(cls, config: Any, workdir: str, model_fields: dict[str, Any]) -> base.Task:
+    kind = config.task.kind
+    if (kind == "masked_lm") == config.model.causal:
+      raise UserError(f"config.task.kind={kind!r} needs config.model.causal="
+                      f"{kind == 'causal_lm'} (masked LM trains an encoder, causal LM a decoder)")
+    base.copy_init_tokenizer(config, workdir)
+    return cls(config, _prepare_data_once(config.data, workdir), model_fields)
+
+  @classmethod
+  def check_config(cls, values: dict) -> None:
+    if values["task"]["kind"] != "causal_lm":  # The LSTM is a causal language model only.
+      super().check_config(values)
 
   def __init__(self, config: Any, data: pipeline.PreparedData, task_fields: dict[str, Any]):
     self.config = config
@@ -158,3 +177,13 @@ class Masker:
       targets[i, :len(where)] = masked["targets"][0, where]
       weights[i, :len(where)] = 1.0
     return {"inputs": inputs, "output_positions": positions, "targets": targets, "weights": weights}
+
+
+def _prepare_data_once(data_cfg: Any, workdir: str) -> pipeline.PreparedData:
+  """Process 0 trains the tokenizer and tokenizes; then the others load its cache (or, with a
+  workdir that is not shared, build the same one themselves)."""
+  if jax.process_count() == 1:
+    return pipeline.prepare_data(data_cfg, workdir)
+  data = pipeline.prepare_data(data_cfg, workdir) if jax.process_index() == 0 else None
+  multihost_utils.sync_global_devices("lm: data prepared")
+  return data or pipeline.prepare_data(data_cfg, workdir)

@@ -16,6 +16,8 @@ class SftTask(base.Task):
   """Causal LM on `[BOS] prompt response [EOS]`, predicting only the response and the EOS
   (config.data.prompt_field / response_field); validation loss over responses."""
 
+  data_roles = ("prompt", "response")
+
   def __init__(self, config: Any, workdir: str, task_fields: dict[str, Any]):
     self.config = config
     data_cfg = config.data

@@ -326,17 +326,15 @@ def load_for_inference(workdir: str, which: str = "latest"):
   tokenizer = tokenizers.load_tokenizer(os.path.join(workdir, pipeline.TOKENIZER_DIR))
   params = nn.meta.unbox(params)
   cfg = model_config.model_config_from(config["model"], tokenizer.vocab_size,
-                                       **task_fields(config, params))
+                                       **task_fields(config, workdir))
   return cfg, jax.tree.map(jax.numpy.asarray, params), tokenizer
 
 
-def task_fields(config: dict, params: Any) -> dict[str, Any]:
-  """The ModelConfig fields a saved run's task set (classifier head, LoRA adapters)."""
-  fields = {}
-  if "classifier" in params:
-    fields.update(num_classes=int(params["classifier"]["bias"].shape[0]),
-                  pooling=config["task"]["pooling"])
-  return {**fields, **lora_fields(config.get("finetune", {}))}
+def task_fields(config: dict, workdir: str) -> dict[str, Any]:
+  """The ModelConfig fields a saved run's task set (its head, LoRA adapters)."""
+  from lm.tasks import registry  # pylint: disable=g-import-not-at-top
+  head = registry.task_class(config["task"]["kind"]).head_fields(config, workdir)
+  return {**head, **lora_fields(config.get("finetune", {}))}
 
 
 def lora_fields(finetune: dict) -> dict[str, Any]:

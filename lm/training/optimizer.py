@@ -45,21 +45,23 @@ def weight_decay_mask(params: Any, decay_embeddings: bool) -> Any:
 def make_optimizer(train_cfg: Any,
                    params: Any,
                    finetune_cfg: Any = None,
-                   num_layers: int = 0,
+                   groups: Any = None,
                    lr_scale: Any = None) -> tuple[optax.GradientTransformation, Any]:
   """AdamW as config.train says, restricted to the parameters config.finetune trains (with its
-  layer-wise learning-rate decay); returns it and the trainable mask (None: all train).
+  layer-wise learning-rate decay, over the model's layer `groups`, `LayerGroups`); returns it
+  and the trainable mask (None: all train).
   `lr_scale` (a number or traced scalar) multiplies the schedule; the state is the same."""
   adamw = _adamw(train_cfg, params, lr_scale)
   if finetune_cfg is None or _trains_everything(finetune_cfg):
     return adamw, None
   from lm.training import trainable  # pylint: disable=g-import-not-at-top
+  tx = trainable.restrict(adamw, params, finetune_cfg, groups)  # Refuses groups=None.
   mask = trainable.trainable_mask(params,
                                   method=finetune_cfg.method,
                                   freeze_embeddings=finetune_cfg.freeze_embeddings,
                                   freeze_layers=finetune_cfg.freeze_layers,
-                                  num_layers=num_layers)
-  return trainable.restrict(adamw, params, finetune_cfg, num_layers), mask
+                                  groups=groups)
+  return tx, mask
 
 
 def _trains_everything(finetune_cfg: Any) -> bool:

@@ -45,8 +45,9 @@ class _Layout:
     self.schedule = optimizer.learning_rate_schedule(train_cfg)
     self.boxed_params = jax.eval_shape(self._init_params, jax.random.PRNGKey(0))
     # One optimizer object, so that every state built from it has the same tree structure.
-    optimizer_args = (train_cfg, nn.meta.unbox(self.boxed_params), config.finetune,
-                      model.config.num_layers)
+    # The model family's layer groups, which fine-tuning acts on (None: it states none).
+    groups = model.layer_groups() if hasattr(model, "layer_groups") else None
+    optimizer_args = (train_cfg, nn.meta.unbox(self.boxed_params), config.finetune, groups)
     self.tx, self.trainable = optimizer.make_optimizer(*optimizer_args)
     # The same optimizer (same state) with its learning rate scaled inside the step.
     scaled_tx = lambda scale: optimizer.make_optimizer(*optimizer_args, lr_scale=scale)[0]
@@ -284,8 +285,8 @@ class PmapParallel(_Layout):
     return jax.tree.map(lambda x: x[0], self._eval_step(params, batch, token_bytes))
 
   def predict_step(self, params, batch):
-    probs_NxbxC = self._predict_step(params, batch)
-    return probs_NxbxC.reshape(-1, probs_NxbxC.shape[-1])
+    probs_Nxbx___ = self._predict_step(params, batch)  # [devices, rows, C] or [..., T, C].
+    return probs_Nxbx___.reshape(-1, *probs_Nxbx___.shape[2:])
 
   def lower_train_step(self, state, batch, rng) -> jax.stages.Lowered:
     return self._train_step.lower(state, batch, rng, DEFAULT_CONTROLS)

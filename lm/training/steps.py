@@ -55,8 +55,13 @@ token_nll.defvjp(_token_nll_forward, _token_nll_backward)
 def batch_logits(apply_fn, params: Any, batch: Batch, **apply_kwargs) -> jax.Array:
   """The model's logits ([B, T, V], or [B, C] for a classifier) for a batch's inputs (and its
   positions and segment ids)."""
-  return apply_fn({"params": params}, batch["inputs"], batch.get("positions"),
-                  batch.get("segment_ids"), batch.get("output_positions"), **apply_kwargs)
+  return apply_fn({"params": params},
+                  batch["inputs"],
+                  batch.get("positions"),
+                  batch.get("segment_ids"),
+                  batch.get("output_positions"),
+                  batch.get("token_types"),
+                  **apply_kwargs)
 
 
 def lm_loss(logits_BxTxV: jax.Array, batch: Batch) -> jax.Array:
@@ -235,7 +240,8 @@ def eval_step(params: Any,
 
 
 def predict_step(params: Any, batch: Batch, *, apply_fn) -> jax.Array:
-  """Class probabilities [B, C] of a classifier for one batch (float32)."""
+  """Class probabilities of one batch (float32): [B, C] of a classifier, [B, T, C] of a token
+  classifier."""
   logits_BxC = batch_logits(apply_fn, params, batch, deterministic=True)
   return jax.nn.softmax(logits_BxC.astype(jnp.float32), axis=-1)
 

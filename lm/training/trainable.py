@@ -1,11 +1,13 @@
 """What trains during fine-tuning: freezing masks, layer-wise LR decay and the optax wrapper.
 
+They act on the model family's layer groups (`lm.models.layer_groups.LayerGroups`: embeddings,
+blocks in order, head); a model without them can only train in full.
+
 Masks and scales are trees shaped like the parameters, with one multiplier per leaf: True/False
 (or a float) for a whole leaf, or, for a leaf of the scanned `blocks` stack ([L, ...], one
 slice per layer), a float32 [L, 1, ...] array that broadcasts against it.
 """
 
-import re
 from typing import Any
 
 import jax
@@ -14,24 +16,23 @@ import numpy as np
 import optax
 
 from lm.errors import UserError
+from lm.models import layer_groups as lg
+from lm.models.layer_groups import LayerGroups
 
 METHODS = ("full", "linear_probe", "lora")
-# The embedding layer: tables, and BERT's token types and norm of their sum.
-EMBEDDINGS = ("token_embed", "position_embed", "type_embed", "embed_norm")
 HEAD = "classifier"  # The task head: the only module a linear probe trains.
 LORA_LEAVES = ("lora_a", "lora_b")
-SCANNED = "blocks"
-_BLOCK = re.compile(r"block_(\d+)")
 
 
 def trainable_mask(params: Any, *, method: str, freeze_embeddings: bool, freeze_layers: int,
-                   num_layers: int) -> Any:
+                   groups: LayerGroups) -> Any:
   """Per leaf: True (trains), False (frozen) or, for scanned leaves, a float32 [L, 1, ...] 0/1.
 
   'full' trains everything but the embeddings (if `freeze_embeddings`) and the bottom
   `freeze_layers` blocks; 'linear_probe' trains only the classifier; 'lora' only the LoRA
   factors (lora_a, lora_b) and the classifier. The freeze options apply to 'full' only.
   """
+  num_layers = groups.num_layers
   if method not in METHODS:
     raise UserError(f"config.finetune.method must be one of {', '.join(METHODS)}; got {method!r}")
   if (isinstance(freeze_layers, bool) or not isinstance(freeze_layers, (int, np.integer)) or
@@ -42,16 +43,16 @@ def trainable_mask(params: Any, *, method: str, freeze_embeddings: bool, freeze_
 
   def leaf_mask(path, leaf):
     top, name = _key(path[0]), _key(path[-1])
-    layer = _block_index(top, num_layers)
-    if top == SCANNED:
+    group, layer = groups.group_of(top)
+    if group == lg.SCANNED:
       _check_stacked(path, leaf, num_layers)
     if method == "linear_probe":
       return top == HEAD
     if method == "lora":
       return top == HEAD or name in LORA_LEAVES
-    if (freeze_embeddings and top in EMBEDDINGS) or (layer is not None and layer < frozen):
+    if (freeze_embeddings and group == lg.EMBEDDINGS) or (layer is not None and layer < frozen):
       return False
-    if top == SCANNED and frozen:
+    if group == lg.SCANNED and frozen:
       return False if frozen == num_layers else _per_layer(leaf, np.arange(num_layers) >= frozen)
     return True
 
@@ -66,29 +67,29 @@ def trainable_mask(params: Any, *, method: str, freeze_embeddings: bool, freeze_
   return mask
 
 
-def layer_lr_scales(params: Any, *, num_layers: int, decay: float) -> Any:
+def layer_lr_scales(params: Any, *, groups: LayerGroups, decay: float) -> Any:
   """Layer-wise learning-rate decay (Clark et al. 2020, ELECTRA): a multiplier per leaf.
 
   The head (classifier, final_norm, lm_head) gets 1, block i gets decay**(L - i) and the
   embeddings decay**(L + 1) (with tied embeddings, this also slows the output projection).
   """
   _check_decay(decay)
+  num_layers = groups.num_layers
 
   def leaf_scale(path, leaf):
-    top = _key(path[0])
-    if top in EMBEDDINGS:
+    group, layer = groups.group_of(_key(path[0]))
+    if group == lg.EMBEDDINGS:
       return float(decay**(num_layers + 1))
-    if top == SCANNED:
+    if group == lg.SCANNED:
       _check_stacked(path, leaf, num_layers)
       return _per_layer(leaf, decay**(num_layers - np.arange(num_layers, dtype=np.float64)))
-    layer = _block_index(top, num_layers)
     return 1.0 if layer is None else float(decay**(num_layers - layer))
 
   return jax.tree_util.tree_map_with_path(leaf_scale, params)
 
 
 def restrict(tx: optax.GradientTransformation, params: Any, finetune_cfg: Any,
-             num_layers: int) -> optax.GradientTransformation:
+             groups: LayerGroups | None) -> optax.GradientTransformation:
   """`tx` limited to the trainable parameters, with layer-wise LR decay.
 
   chain(zero frozen gradients, tx, scale updates): `tx` (clipping, Adam moments) sees no
@@ -97,15 +98,25 @@ def restrict(tx: optax.GradientTransformation, params: Any, finetune_cfg: Any,
   turns -0.0 into +0.0). The optimizer state keeps the parameters' tree structure (frozen
   leaves hold zero moments), so `optax.tree_map_params` shards it like the parameters.
   `finetune_cfg` has method, freeze_embeddings, freeze_layers and layer_lr_decay (1.0 = off).
+  `groups` are the model's layer groups (None: the family states none, which is refused).
   """
   decay = finetune_cfg.layer_lr_decay
   _check_decay(decay)
+  if groups is None:
+    if (finetune_cfg.method, finetune_cfg.freeze_embeddings, finetune_cfg.freeze_layers,
+        decay) == ("full", False, 0, 1.0):
+      return tx  # Every parameter trains alike: nothing to know about the layers.
+    raise UserError(f"config.finetune (method={finetune_cfg.method!r}, freeze_layers="
+                    f"{finetune_cfg.freeze_layers}, freeze_embeddings="
+                    f"{finetune_cfg.freeze_embeddings}, layer_lr_decay={decay}): this model "
+                    f"family states no layer groups (embeddings, blocks, head), so only full "
+                    f"fine-tuning of every parameter is possible")
   mask = trainable_mask(params,
                         method=finetune_cfg.method,
                         freeze_embeddings=finetune_cfg.freeze_embeddings,
                         freeze_layers=finetune_cfg.freeze_layers,
-                        num_layers=num_layers)
-  scales = layer_lr_scales(params, num_layers=num_layers, decay=decay)
+                        groups=groups)
+  scales = layer_lr_scales(params, groups=groups, decay=decay)
   grad_multipliers = jax.tree.map(_as_float, mask)
   update_multipliers = jax.tree.map(lambda m, scale: _simplify(scale * _as_float(m)), mask, scales)
   transforms = [tx]
@@ -149,17 +160,6 @@ def _multiply(multipliers: Any) -> optax.GradientTransformation:
 
 def _key(entry: Any) -> str:
   return str(getattr(entry, "key", getattr(entry, "name", entry)))
-
-
-def _block_index(top: str, num_layers: int) -> int | None:
-  """i for `block_{i}`; None for other modules (including the scanned stack)."""
-  match = _BLOCK.fullmatch(top)
-  if not match:
-    return None
-  layer = int(match.group(1))
-  if layer >= num_layers:
-    raise ValueError(f"parameters have {top} but num_layers={num_layers}")
-  return layer
 
 
 def _check_stacked(path: Any, leaf: Any, num_layers: int) -> None:

@@ -9,14 +9,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.experimental import multihost_utils
 
 from lm import config_checks, defaults
-from lm.data import pipeline
 from lm.errors import UserError
 from lm.models.config import ModelConfig
 from lm.models import architecture, attention_kernels
-from lm.tasks import base, classification, language_model, sft
+from lm.tasks import registry
 from lm.training import (checkpoints, flops, init_from, metrics_log, nonfinite, parallel,
                          preemption)
 
@@ -39,14 +37,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   config_dict = config.to_dict()
   _prepare_workdir(workdir, config_dict)
   train_cfg = config.train
-  task = _make_task(config, workdir)
+  task = registry.build_task(config, workdir,
+                             checkpoints.lora_fields(config.finetune.to_dict()))
   model = architecture.make_model(task.model_config)
   layout = parallel.make_parallel(model, config, task.seq_len, task.loss_fn)
   checkpoints.check_free_space(workdir, layout.abstract_state)
   is_main = jax.process_index() == 0
   if is_main:  # Saved once the data and model are known to be good: a failed start leaves none.
     checkpoints.save_config(workdir, config_dict)
-  metric, higher_is_better = base.best_metric(config, task)
+  metric, higher_is_better = best_metric(config, task)
   tracker = BestTracker(metric, higher_is_better, train_cfg.early_stopping_patience)
   guard = nonfinite.Guard(train_cfg, layout.abstract_state.params)
 
@@ -174,22 +173,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   return final_metrics
 
 
-def _make_task(config: Any, workdir: str) -> base.Task:
-  """The task config.task.kind names, with its data read and tokenized."""
-  kind = config.task.kind
-  if kind not in base.KINDS:
-    raise UserError(f"config.task.kind={kind!r}: choose one of {', '.join(base.KINDS)}")
-  fields = checkpoints.lora_fields(config.finetune.to_dict())
-  if kind in ("causal_lm", "masked_lm"):
-    if (kind == "masked_lm") == config.model.causal:
-      raise UserError(f"config.task.kind={kind!r} needs config.model.causal="
-                      f"{kind == 'causal_lm'} (masked LM trains an encoder, causal LM a decoder)")
-    base.copy_init_tokenizer(config, workdir)
-    return language_model.LanguageModelTask(config, _prepare_data_once(config.data, workdir),
-                                            fields)
-  if kind == "classification":
-    return classification.ClassificationTask(config, workdir, fields)
-  return sft.SftTask(config, workdir, fields)
+# Validation metrics that are better when lower; every other one is better when higher.
+_MINIMIZED = ("loss", "perplexity", "bpb")
+
+
+def best_metric(config: Any, task: Any) -> tuple[str, bool]:
+  """config.train.best_metric (or the task's default) and whether higher is better."""
+  name = config.train.best_metric or task.default_best_metric
+  if not name.startswith("eval/"):
+    raise UserError(f"config.train.best_metric={name!r}: name a validation metric, e.g. "
+                    f"'eval/loss' or 'eval/accuracy'")
+  return name, not any(word in name for word in _MINIMIZED)
 
 
 class BestTracker:
@@ -260,16 +254,6 @@ class _Throughput:
     if self._peak:
       rates["perf/mfu"] = self._flops / seconds / self._peak
     return rates
-
-
-def _prepare_data_once(data_cfg: Any, workdir: str) -> pipeline.PreparedData:
-  """Process 0 trains the tokenizer and tokenizes; then the others load its cache (or, with a
-  workdir that is not shared, build the same one themselves)."""
-  if jax.process_count() == 1:
-    return pipeline.prepare_data(data_cfg, workdir)
-  data = pipeline.prepare_data(data_cfg, workdir) if jax.process_index() == 0 else None
-  multihost_utils.sync_global_devices("lm: data prepared")
-  return data or pipeline.prepare_data(data_cfg, workdir)
 
 
 def _mean_metrics(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
@@ -366,7 +350,7 @@ def _diff(old: dict, new: dict, prefix: str = ""):
       yield f"{prefix}{key}", a, b
 
 
-def _describe_run(task: base.Task, layout, workdir: str) -> str:
+def _describe_run(task: Any, layout, workdir: str) -> str:
   model_cfg = task.model_config
   params = layout.abstract_state.params
   num_params = sum(x.size for x in jax.tree.leaves(params))
@@ -379,6 +363,8 @@ def _describe_run(task: base.Task, layout, workdir: str) -> str:
     kind, attention_line = "LSTM", ""
   head = (f"{model_cfg.num_classes}-way classifier ({model_cfg.pooling} pooling)"
           if model_cfg.num_classes else "language-model head")
+  if model_cfg.num_classes and model_cfg.pooling == "none":
+    head = f"{model_cfg.num_classes}-way classifier at every token"
   if layout.trainable is not None:
     from lm.training import trainable  # pylint: disable=g-import-not-at-top
     count, _ = trainable.count_parameters(params, layout.trainable)

