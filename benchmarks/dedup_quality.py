@@ -31,7 +31,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from lm.data import contamination, dedup  # pylint: disable=g-import-not-at-top
+from lm.data.prepare import contamination, dedup  # pylint: disable=g-import-not-at-top
 
 DATA = os.path.join(REPO, os.pardir, "shared", "data")
 EDIT_KINDS = ("substitute", "insert", "delete")

@@ -38,9 +38,11 @@ from lm.models import architecture  # pylint: disable=g-import-not-at-top,wrong-
 from lm.tasks import registry  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lm.training import init_from, parallel  # pylint: disable=g-import-not-at-top
 
-TASKS = {
-    "sst2 (batch 32)": ("experiments/sst2_minilm.py", None, transformers.BertForSequenceClassification),
-    "wnut17 (batch 16)": ("experiments/wnut17.py", "minilm", transformers.BertForTokenClassification),
+TASKS = {  # name -> experiment file, its argument, the transformers model class
+    "sst2 (batch 32)":
+        ("experiments/sst2_minilm.py", None, transformers.BertForSequenceClassification),
+    "wnut17 (batch 16)":
+        ("experiments/wnut17.py", "minilm", transformers.BertForTokenClassification),
 }
 
 
@@ -68,7 +70,7 @@ class LmSide:
   def __init__(self, config, workdir: str):
     self.task = registry.build_task(config, workdir, {})
     model = architecture.make_model(self.task.model_config)
-    self.layout = parallel.make_parallel(model, config, self.task.seq_len, self.task.loss_fn)
+    self.layout = parallel.make_parallel(model, config, self.task.seq_len, self.task.loss)
     self.state = self.layout.create_state(jax.random.PRNGKey(0))
     self.rng = jax.random.PRNGKey(1)
 
@@ -146,8 +148,8 @@ def main() -> None:
     rows.append((name, lm_ms, torch_ms, torch_ms / lm_ms, tokens,
                  min(t / l for t, l in zip(times["transformers"], times["lm"])),
                  max(t / l for t, l in zip(times["transformers"], times["lm"]))))
-  print(f"\n| task | padded tokens/batch | lm ms/step | transformers ms/step | speed-up "
-        f"(median) | per chunk |\n|---|---|---|---|---|---|")
+  print("\n| task | padded tokens/batch | lm ms/step | transformers ms/step | speed-up "
+        "(median) | per chunk |\n|---|---|---|---|---|---|")
   for name, lm_ms, torch_ms, ratio, tokens, low, high in rows:
     print(f"| {name} | {tokens:.0f} | {lm_ms:.0f} | {torch_ms:.0f} | {ratio:.2f}x | "
           f"{low:.2f}-{high:.2f}x |")

@@ -28,7 +28,8 @@ runtime.use_one_cpu_device_per_core()
 
 from experiments.data import imdb_unsup  # pylint: disable=g-import-not-at-top,g-bad-import-order
 from lm import defaults  # pylint: disable=g-import-not-at-top
-from lm.data import dedup, sources  # pylint: disable=g-import-not-at-top
+from lm.data import sources  # pylint: disable=g-import-not-at-top
+from lm.data.prepare import dedup  # pylint: disable=g-import-not-at-top
 from lm.data.prepare import config as prepare_config  # pylint: disable=g-import-not-at-top
 from lm.data.prepare import quality, run  # pylint: disable=g-import-not-at-top
 from lm.training import trainer  # pylint: disable=g-import-not-at-top

@@ -1,4 +1,5 @@
-"""Contamination reports (lm/data/contamination.py): eval examples planted in real training text."""
+"""Contamination reports (lm/data/prepare/contamination.py): eval examples planted in real
+training text."""
 
 import json
 import re
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks import dedup_quality
-from lm.data import contamination, dedup
+from lm.data.prepare import contamination, dedup
 from lm.errors import UserError
 
 NGRAM, CHAR_NGRAM = contamination.DEFAULT_NGRAM, contamination.DEFAULT_CHAR_NGRAM

@@ -1,4 +1,5 @@
-"""Exact and near-duplicate detection (lm/data/dedup.py) on real English and Chinese text."""
+"""Exact and near-duplicate detection (lm/data/prepare/dedup.py) on real English and Chinese
+text."""
 
 import re
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from benchmarks import dedup_quality
-from lm.data import dedup
+from lm.data.prepare import dedup
 from lm.errors import UserError
 
 

@@ -22,6 +22,19 @@ def test_grouped_query_and_swiglu_count_their_own_projections():
   assert flops.flops_per_token(cfg, 10) == 6 * (per_layer + 64 * 100) + 12 * 10 * 64
 
 
+def test_classifier_heads_count_their_own_projection_not_the_vocabulary():
+  """MiniLM-sized encoders fine-tuned as a classifier (with BERT's pooler) and as a tagger: the
+  head is D x C (+ D x D), not the D x V projection a language model computes."""
+  fields = dict(vocab_size=30522, num_layers=6, num_heads=12, embed_dim=384, mlp_dim=1536,
+                causal=False)
+  blocks = 6 * (4 * 384**2 + 2 * 384 * 1536)
+  classifier = ModelConfig(**fields, num_classes=2, pooling="cls", pooler=True)
+  tagger = ModelConfig(**fields, num_classes=13, pooling="none")
+  attention = 12 * 6 * 64 * 384
+  assert flops.flops_per_token(classifier, 64) == 6 * (blocks + 384 * 2 + 384**2) + attention
+  assert flops.flops_per_token(tagger, 64) == 6 * (blocks + 384 * 13) + attention
+
+
 @pytest.mark.parametrize("kind,peak", [
     ("NVIDIA H100 80GB HBM3", 989e12),
     ("NVIDIA H100 PCIe", 756e12),

@@ -167,3 +167,26 @@ def test_mesh_sizes_and_partition_specs():
   assert spec(("act_batch", "act_embed"), (16, 32)) == P(("data", "fsdp"), None)
   # A mesh axis is used once per array: the second `embed` stays whole.
   assert spec(("embed", "embed"), (32, 32)) == P("fsdp", None)
+
+
+def _hidden_norms(params, batch, *, apply_fn):
+  """A task's own per-row step: the norm of each row's final hidden states."""
+  hidden = apply_fn({"params": params}, batch["inputs"], return_hidden=True)
+  return {"norm": jax.numpy.sqrt(jax.numpy.sum(hidden**2, axis=(1, 2)))}
+
+
+@pytest.mark.parametrize("name", ["dp8", "dp2-fsdp2-tp2", "pmap-dp8"])
+def test_a_task_step_runs_per_row_under_every_layout(name):
+  """layout.per_row compiles any task's evaluation step; every layout returns the whole
+  batch's rows, equal to one device's."""
+  reference = build(layout_config(**LAYOUTS["one-device"]))
+  layout = build(layout_config(**LAYOUTS[name]))
+  tokens = np.random.default_rng(0).integers(0, 72, (16, 16)).astype(np.int32)
+  ref_state = reference.create_state(jax.random.PRNGKey(0))
+  expected = reference.per_row(_hidden_norms)(ref_state.params,
+                                              reference.put_batch({"inputs": tokens}, 16))
+  params = jax.device_get(reference.to_checkpoint(ref_state).params)
+  state = layout.with_params(layout.create_state(jax.random.PRNGKey(1)), params)
+  got = layout.per_row(_hidden_norms)(state.params, layout.put_batch({"inputs": tokens}, 16))
+  assert got["norm"].shape == (16,)
+  np.testing.assert_allclose(np.asarray(got["norm"]), np.asarray(expected["norm"]), rtol=1e-5)

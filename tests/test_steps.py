@@ -110,3 +110,29 @@ def test_token_nll_and_its_gradient_match_float64(dtype, tolerance):
       jnp.asarray(logits, jnp.float32), targets)
   np.testing.assert_allclose(jax.jit(steps.token_nll)(logits, targets), optax_nll, rtol=1e-6,
                              atol=1e-6)
+
+
+def test_a_loss_with_params_rng_and_metrics_reports_them_per_step():
+  """A LossFn sees the parameters and the step's rng (ELECTRA samples with it) and returns
+  metrics: they come back as train/<name>, averaged over accumulated micro-batches."""
+  cfg = ModelConfig(vocab_size=50, num_layers=1, num_heads=2, embed_dim=16, max_len=8)
+  tokens = jax.random.randint(jax.random.PRNGKey(1), (8, 9), 0, 50)
+  batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
+  lm = steps.logits_loss(steps.lm_loss)
+
+  def loss_fn(apply_fn, params, micro_batch, rng):
+    per_token, _ = lm(apply_fn, params, micro_batch, rng)
+    noise = jax.random.uniform(rng)  # Differs per micro-batch: its rng is folded in.
+    return per_token, {"mean_target": jnp.mean(micro_batch["targets"].astype(jnp.float32)),
+                       "noise": noise}
+
+  for accum in (1, 4):
+    state, metrics = steps.train_step(_state(cfg, optax.sgd(0.1)), batch, jax.random.PRNGKey(2),
+                                      loss_fn=loss_fn, grad_accum_steps=accum)
+    np.testing.assert_allclose(metrics["train/mean_target"],
+                               np.mean(np.asarray(tokens[:, 1:], np.float32)), rtol=1e-6)
+    assert 0 < float(metrics["train/noise"]) < 1
+    # The same update as the plain language-model loss.
+    plain, _ = steps.train_step(_state(cfg, optax.sgd(0.1)), batch, jax.random.PRNGKey(2),
+                                grad_accum_steps=accum)
+    jax.tree.map(np.testing.assert_array_equal, state.params, plain.params)

@@ -249,7 +249,7 @@ def test_empty_files(tmp_path, name, text):
 
 def test_missing_file_and_bad_utf8(tmp_path):
   missing = str(tmp_path / "missing.conll")
-  with pytest.raises(UserError, match=rf"config.data.source: file not found: '{missing}'"):
+  with pytest.raises(UserError, match=rf"config.data.source: {missing}: file not found"):
     read_tagged(missing)
   path = tmp_path / "latin1.conll"
   path.write_bytes(b"EU\tO\ncaf\xe9\tO\n")

@@ -199,7 +199,8 @@ def test_bad_tagged_files_get_one_clear_error(tmp_path, wnut_small, train_text, 
     trainer.train_and_evaluate(config, str(workdir))
   for fragment in fragments:
     assert fragment in str(error.value)
-  assert not (workdir / "checkpoints").exists()
+  # Nothing written that a corrected rerun would pick up.
+  assert not (workdir / "checkpoints").exists() and not (workdir / "labels.json").exists()
 
 
 def test_jsonl_length_mismatch_is_one_error_line(tmp_path, wnut_small):
@@ -235,3 +236,36 @@ def test_weibo_position_digits(tmp_path, digits, pieces_per_word):
   pieces = sum(len(t) - 2 for t in task.train.tokens)  # Less [CLS] and [SEP].
   # A few tokens of the file are two characters (or a character with a two-digit position).
   assert pieces == pytest.approx(pieces_per_word * words, rel=0.02)
+
+
+def _changed_modules(before, after, prefix=""):
+  """'/'-joined paths of the leaves that differ."""
+  changed = set()
+  for key in before:
+    if isinstance(before[key], dict):
+      changed |= _changed_modules(before[key], after[key], f"{prefix}{key}/")
+    elif not np.array_equal(np.asarray(before[key]), np.asarray(after[key])):
+      changed.add(prefix + key)
+  return changed
+
+
+@pytest.mark.parametrize("causal, finetune, expected", [
+    # A decoder backbone (each word's tag from the words up to it): everything trains.
+    (True, {}, {"token_embed", "block_0", "block_1", "final_norm", "classifier"}),
+    (False, {"method": "lora", "lora_rank": 2}, {"lora", "classifier"}),
+    (False, {"freeze_embeddings": True, "freeze_layers": 1}, {"block_1", "final_norm",
+                                                              "classifier"}),
+])
+def test_taggers_train_on_decoders_and_with_lora_or_frozen_layers(tmp_path, wnut_small, causal,
+                                                                 finetune, expected):
+  config = smoke_config(wnut_small, model__causal=causal, train__steps=2,
+                        train__checkpoint_every=1, train__keep_checkpoints=2)
+  config.finetune.update(finetune)
+  workdir = str(tmp_path / "run")
+  trainer.train_and_evaluate(config, workdir)
+  checkpointer = checkpoints.Checkpointer(workdir, read_only=True)
+  (one, _), (two, _) = checkpointer.restore_params(1), checkpointer.restore_params(2)
+  checkpointer.close()
+  changed = _changed_modules(one, two)
+  groups = {path.split("/")[0] if "lora_" not in path else "lora" for path in changed}
+  assert groups == expected, sorted(changed)

@@ -32,8 +32,8 @@ import numpy as np
 
 from lm.data import sources
 from lm.data import tfds_source
-from lm.data.sources import (  # pylint: disable=protected-access  # Shared format conventions.
-    _JSONL_EXTENSIONS, _TABLE_DELIMITERS, _check_choice, _inner_extension, _read_bytes)
+from lm.data.sources import (JSONL_EXTENSIONS, TABLE_DELIMITERS, check_choice, inner_extension,
+                             read_bytes)
 from lm.errors import UserError
 
 DIR_FIELD = "@dir"
@@ -82,8 +82,8 @@ def read_records(
   Returns:
     The records in file (and member) order.
   """
-  _check_choice(encoding_errors, sources.ENCODING_ERRORS, "config.data.encoding_errors")
-  _check_choice(txt_unit, sources.TXT_UNITS, "config.data.txt_unit")
+  check_choice(encoding_errors, sources.ENCODING_ERRORS, "config.data.encoding_errors")
+  check_choice(txt_unit, sources.TXT_UNITS, "config.data.txt_unit")
   _check_fields(fields)
   if not isinstance(source, str) or not source.strip():
     raise UserError(f"{config_key} is empty: set it to a file, a glob or 'tfds:NAME'")
@@ -283,16 +283,16 @@ class _Reader:
   # --- Local files ------------------------------------------------------------------------------
 
   def file(self, path: str) -> list[Record]:
-    data = _read_bytes(path)
+    data = read_bytes(path)
     if not data:
       raise UserError(f"{path}: file is empty")
     text = sources.decode_utf8(data, self.encoding_errors, where=path)
-    extension = _inner_extension(path)
+    extension = inner_extension(path)
     origin = _origin(os.path.abspath(path), os.sep)
-    if extension in _JSONL_EXTENSIONS:
+    if extension in JSONL_EXTENSIONS:
       return self._jsonl(text, path, origin)
-    if extension in _TABLE_DELIMITERS:
-      return self._table(text, path, origin, _TABLE_DELIMITERS[extension])
+    if extension in TABLE_DELIMITERS:
+      return self._table(text, path, origin, TABLE_DELIMITERS[extension])
     return self._plain_text(text, path, origin)
 
   def _plain_text(self, text: str, path: str, origin: dict[str, str]) -> list[Record]:

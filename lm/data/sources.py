@@ -27,8 +27,8 @@ TXT_UNITS = ("file", "line", "paragraph", "entry")
 # In txt_unit='entry' files (fortune(6) style), a line holding just this closes an entry.
 DEFAULT_ENTRY_SEPARATOR = "%"
 ENCODING_ERRORS = ("strict", "replace")
-_JSONL_EXTENSIONS = (".jsonl", ".ndjson")
-_TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t"}
+JSONL_EXTENSIONS = (".jsonl", ".ndjson")
+TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t"}
 _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 # A JSON escape such as "\ud800" that is half of a UTF-16 pair: no character, not encodable.
@@ -72,8 +72,8 @@ def read_documents(
   Returns:
     The non-blank documents, in file order.
   """
-  _check_choice(txt_unit, TXT_UNITS, "config.data.txt_unit")
-  _check_choice(encoding_errors, ENCODING_ERRORS, "config.data.encoding_errors")
+  check_choice(txt_unit, TXT_UNITS, "config.data.txt_unit")
+  check_choice(encoding_errors, ENCODING_ERRORS, "config.data.encoding_errors")
   if not isinstance(source, str) or not source.strip():
     raise UserError(f"{config_key} is empty: set it to a file, a glob or 'tfds:NAME'")
   source = source.strip()
@@ -187,17 +187,17 @@ def iter_file(path: str,
   Memory stays constant in the file size, except for txt_unit='file' (one document is the
   whole file).
   """
-  _check_choice(txt_unit, TXT_UNITS, "config.data.txt_unit")
-  _check_choice(encoding_errors, ENCODING_ERRORS, "config.data.encoding_errors")
-  extension = _inner_extension(path)
-  if extension in _JSONL_EXTENSIONS:
+  check_choice(txt_unit, TXT_UNITS, "config.data.txt_unit")
+  check_choice(encoding_errors, ENCODING_ERRORS, "config.data.encoding_errors")
+  extension = inner_extension(path)
+  if extension in JSONL_EXTENSIONS:
     yield from _jsonl_documents(_decoded_lines(path, encoding_errors), path, text_field,
                                 encoding_errors)
-  elif extension in _TABLE_DELIMITERS:
+  elif extension in TABLE_DELIMITERS:
     lines = (line for _, line in _decoded_lines(path, encoding_errors))
-    yield from _table_documents(lines, path, text_field, _TABLE_DELIMITERS[extension])
+    yield from _table_documents(lines, path, text_field, TABLE_DELIMITERS[extension])
   elif txt_unit == "file":
-    data = _read_bytes(path)
+    data = read_bytes(path)
     if not data:
       raise UserError(f"{path}: file is empty")
     text = decode_utf8(data, encoding_errors, where=path)
@@ -316,7 +316,7 @@ def split_text(text: str,
                txt_unit: str,
                entry_separator: str = DEFAULT_ENTRY_SEPARATOR) -> list[str]:
   """Splits plain text into documents; blank documents are dropped."""
-  _check_choice(txt_unit, TXT_UNITS, "config.data.txt_unit")
+  check_choice(txt_unit, TXT_UNITS, "config.data.txt_unit")
   if txt_unit == "file":
     return [text] if text.strip() else []
   return list(split_lines(text.split("\n"), txt_unit, entry_separator))
@@ -332,7 +332,7 @@ def split_lines(lines: Iterable[str],
   are, inner blank lines included (leading and trailing ones dropped). A trailing CR is dropped
   from every line.
   """
-  _check_choice(txt_unit, ("line", "paragraph", "entry"), "config.data.txt_unit")
+  check_choice(txt_unit, ("line", "paragraph", "entry"), "config.data.txt_unit")
   if txt_unit == "entry" and not entry_separator.strip():
     raise UserError("config.data.entry_separator is blank: set it to the line that separates"
                     " entries, e.g. '%'")
@@ -392,7 +392,7 @@ def split_train_valid(documents: list[str], valid_fraction: float) -> tuple[list
   return documents[:k], documents[k:]
 
 
-def _check_choice(value: str, choices: tuple[str, ...], config_key: str) -> None:
+def check_choice(value: str, choices: tuple[str, ...], config_key: str) -> None:
   if value not in choices:
     raise UserError(f"{config_key} must be one of {', '.join(choices)}; got {value!r}")
 
@@ -409,7 +409,7 @@ def _open_binary(path: str):
     raise UserError(f"{path}: permission denied") from None
 
 
-def _read_bytes(path: str) -> bytes:
+def read_bytes(path: str) -> bytes:
   with _open_binary(path) as f:
     try:
       return f.read()
@@ -417,7 +417,7 @@ def _read_bytes(path: str) -> bytes:
       raise UserError(f"{path}: not a valid gzip file ({e})") from None
 
 
-def _inner_extension(path: str) -> str:
+def inner_extension(path: str) -> str:
   """The extension that decides the format, looking through a trailing `.gz`."""
   name = os.path.basename(path).lower().removesuffix(".gz")
   return os.path.splitext(name)[1]

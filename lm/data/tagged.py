@@ -1,7 +1,7 @@
 """Token-tagged files for named-entity recognition: reading sentences, writing predictions back.
 
-The format comes from the extension: `.jsonl` is JSONL, anything else (`.conll`, `.txt`, `.dev`,
-no extension, ...) is CoNLL-style text.
+The format comes from the extension: `.jsonl` (or `.ndjson`) is JSONL, anything else (`.conll`,
+`.txt`, `.dev`, no extension, ...) is CoNLL-style text; either may be gzipped (`.gz`).
 
   CoNLL   one token a line, columns separated by tabs or spaces (`token<TAB>tag`, or more
           columns with the token first and the tag last); a blank line ends a sentence; lines
@@ -33,7 +33,6 @@ from lm.errors import UserError
 FORMATS = ("conll", "jsonl")
 POSITION_DIGITS = ("keep", "drop")
 DOCSTART = "-DOCSTART-"
-_JSONL_EXTENSIONS = (".jsonl",)
 _COLUMN_SEPARATOR_RE = re.compile(r"[\t ]+")  # As score.py splits columns.
 _POSITION_DIGITS_RE = re.compile(r"[0-9]+$")
 
@@ -91,17 +90,12 @@ def read_tagged(path: str,
   """
   if has_tags not in (True, False, None):
     raise ValueError(f"has_tags must be True, False or None, got {has_tags!r}")
-  _check_choice(position_digits, POSITION_DIGITS, "config.data.position_digits")
-  _check_choice(encoding_errors, sources.ENCODING_ERRORS, "config.data.encoding_errors")
+  sources.check_choice(position_digits, POSITION_DIGITS, "config.data.position_digits")
+  sources.check_choice(encoding_errors, sources.ENCODING_ERRORS, "config.data.encoding_errors")
   try:
-    with open(path, "rb") as f:
-      data = f.read()
-  except FileNotFoundError:
-    raise UserError(f"{config_key}: file not found: '{path}'") from None
-  except IsADirectoryError:
-    raise UserError(f"{config_key}: '{path}' is a directory, not a file") from None
-  except PermissionError:
-    raise UserError(f"{config_key}: '{path}': permission denied") from None
+    data = sources.read_bytes(path)  # Plain or .gz.
+  except UserError as e:
+    raise UserError(f"{config_key}: {e}") from None
   raw_lines = tuple(sources.decode_utf8(data, encoding_errors, where=path).split("\n"))
   if tagged_format(path) == "jsonl":
     tagged = _read_jsonl(path, raw_lines, has_tags, position_digits, encoding_errors)
@@ -114,8 +108,8 @@ def read_tagged(path: str,
 
 
 def tagged_format(path: str) -> str:
-  """'jsonl' for a `.jsonl` file, else 'conll'."""
-  return "jsonl" if path.lower().endswith(_JSONL_EXTENSIONS) else "conll"
+  """'jsonl' for a `.jsonl` or `.ndjson` file (gzipped or not), else 'conll'."""
+  return "jsonl" if sources.inner_extension(path) in sources.JSONL_EXTENSIONS else "conll"
 
 
 def write_predictions(tagged: TaggedFile, predicted: list[list[str]], path: str) -> None:
@@ -259,8 +253,3 @@ def _string_list(obj: dict[str, Any], key: str, encoding_errors: str, where: str
 
 def _plural(count: int, noun: str) -> str:
   return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def _check_choice(value: str, choices: tuple[str, ...], config_key: str) -> None:
-  if value not in choices:
-    raise UserError(f"{config_key} must be one of {', '.join(choices)}; got {value!r}")

@@ -146,6 +146,11 @@ class LSTM(nn.Module):
   """
   config: ModelConfig
 
+  def flops_per_token(self, seq_len: int) -> float:
+    """No attention: 6 N over the kernels and the output layer (lm/training/flops.py)."""
+    del seq_len
+    return 6.0 * matmul_params(self.config)
+
   def layer_groups(self) -> LayerGroups:
     return LayerGroups(embeddings=("token_embed",),
                        block_prefix="lstm_",

@@ -104,6 +104,20 @@ class Transformer(nn.Module):
   """
   config: ModelConfig
 
+  def flops_per_token(self, seq_len: int) -> float:
+    """6 N + 12 L T D (lm/training/flops.py), N the matmul parameters of the blocks and of the
+    head in use: the vocabulary projection (tied or not), or a classifier (and BERT's pooler)."""
+    cfg = self.config
+    D, L, F = cfg.embed_dim, cfg.num_layers, cfg.hidden_dim
+    q_out, kv_out = cfg.num_heads * cfg.head_dim, 2 * cfg.kv_heads * cfg.head_dim
+    mlp_in = 2 * F if cfg.mlp == "swiglu" else F
+    per_layer = D * (q_out + kv_out) + q_out * D + D * mlp_in + F * D
+    if cfg.num_classes:
+      head = D * cfg.num_classes + (D * D if cfg.pooler and cfg.pooling != "none" else 0)
+    else:
+      head = D * cfg.vocab_size + (D * D if cfg.head_transform else 0)
+    return 6.0 * (L * per_layer + head) + 12.0 * L * seq_len * D
+
   def layer_groups(self) -> LayerGroups:
     return LayerGroups(embeddings=("token_embed", "position_embed", "type_embed", "embed_norm"),
                        block_prefix="block_",

@@ -90,9 +90,16 @@ class Task(abc.ABC):
     raise UserError(f"--workdir={workdir}: lm.predict has no predictions for a "
                     f"{cls.__name__}; it predicts with classifiers and taggers")
 
+  def loss(self, apply_fn: Any, params: Any, batch: dict, rng: Any) -> tuple[Any, dict]:
+    """The training loss (`steps.LossFn`): the per-item loss (per token or per example, weighed
+    by batch['weights']) and scalar metrics logged as train/<name>. By default, `loss_fn` of
+    the model's outputs; a task whose objective runs more than one forward pass, or samples
+    (ELECTRA), overrides this."""
+    return steps.logits_loss(self.loss_fn)(apply_fn, params, batch, rng)
+
   @abc.abstractmethod
   def loss_fn(self, logits: Any, batch: dict) -> Any:
-    """Per-item loss (per token or per example) for `steps.train_step`."""
+    """Per-item loss (per token or per example) of the model's outputs."""
 
   @abc.abstractmethod
   def train_batches(self, rows: np.ndarray) -> Batches:

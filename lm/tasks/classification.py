@@ -28,6 +28,14 @@ class ClassificationTask(base.Task):
   data_roles = ("text", "label")
 
   @classmethod
+  def check_config(cls, values: dict) -> None:
+    super().check_config(values)
+    if values["task"]["pooling"] == "none":
+      raise UserError("config.task.pooling='none' is a label per token: use "
+                      "config.task.kind='token_classification' for that, or pool with 'cls', "
+                      "'mean' or 'last'")
+
+  @classmethod
   def head_fields(cls, config: dict, workdir: str) -> dict[str, Any]:
     return {"num_classes": len(load_labels(workdir).names), "pooling": config["task"]["pooling"]}
 
@@ -79,12 +87,8 @@ class ClassificationTask(base.Task):
   def train_batches(self, rows: np.ndarray) -> base.Batches:
     make = lambda indices, weights, lengths: buckets.classification_batch(
         self.train, indices, weights, lengths)
-    return supervised.BucketedTrainBatches(self.train.lengths,
-                                           batch_size=self.config.train.batch_size,
-                                           seed=self.config.seed,
-                                           bucket_lengths=self.buckets,
-                                           rows=rows,
-                                           make_batch=make)
+    return supervised.bucketed_train_batches(self.config, self.train.lengths, self.buckets, rows,
+                                             make)
 
   def evaluate(self, layout, params, max_batches: int) -> dict[str, float]:
     del max_batches  # Classifiers are always evaluated on the whole validation split.

@@ -40,12 +40,8 @@ class SftTask(base.Task):
   def train_batches(self, rows: np.ndarray) -> base.Batches:
     make = lambda indices, weights, lengths: buckets.sft_batch(
         self.train, indices, weights, lengths, pad_id=self.tokenizer.special_ids.pad)
-    return supervised.BucketedTrainBatches(_input_lengths(self.train),
-                                           batch_size=self.config.train.batch_size,
-                                           seed=self.config.seed,
-                                           bucket_lengths=self.buckets,
-                                           rows=rows,
-                                           make_batch=make)
+    return supervised.bucketed_train_batches(self.config, _input_lengths(self.train),
+                                             self.buckets, rows, make)
 
   def evaluate(self, layout, params, max_batches: int) -> dict[str, float]:
     batch_size = self.config.train.eval_batch_size

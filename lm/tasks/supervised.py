@@ -80,6 +80,17 @@ def lowercase(recs: list) -> list:
   return [dataclasses.replace(r, values={k: v.lower() for k, v in r.values.items()}) for r in recs]
 
 
+def bucketed_train_batches(config: Any, lengths: np.ndarray, bucket_lengths, rows: np.ndarray,
+                           make_batch: Callable) -> "BucketedTrainBatches":
+  """The training batches of config.train.batch_size, shuffled by config.seed."""
+  return BucketedTrainBatches(lengths,
+                              batch_size=config.train.batch_size,
+                              seed=config.seed,
+                              bucket_lengths=bucket_lengths,
+                              rows=rows,
+                              make_batch=make_batch)
+
+
 class BucketedTrainBatches:
   """Length-bucketed training batches (`buckets.BucketedBatches`) built by
   `make_batch(indices, row_weights, buckets)`. The padded length comes from the whole global

@@ -201,7 +201,10 @@ class TokenClassificationTask(base.Task):
     self.repaired = {}
     train_tags = self._gold_tags(train, "train")
     valid_tags = self._gold_tags(valid, "validation")
-    self.labels = load_or_make_labels(workdir, config.data.labels, train_tags)
+    self.labels = saved_or_new_labels(workdir, config.data.labels, train_tags)
+    train_ids = tag_ids(self.labels, train_tags, train)
+    valid_ids = tag_ids(self.labels, valid_tags, valid)
+    save_labels(workdir, self.labels)  # Only once every tag is known to be in the set.
     self.tokenizer = base.prepare_tokenizer(config, workdir,
                                             lambda: [" ".join(s.tokens) for s in train.sentences])
     self.model_config = model_config_from(config.model,
@@ -212,10 +215,11 @@ class TokenClassificationTask(base.Task):
     self.seq_len = self.model_config.max_len
     self.buckets = buckets.bucket_lengths(self.seq_len)
     encode = dict(max_len=self.seq_len, causal=self.model_config.causal)
-    self.train = encode_windows([s.tokens for s in train.sentences],
-                                tag_ids(self.labels, train_tags, train), self.tokenizer, **encode)
-    self.valid = encode_windows([s.tokens for s in valid.sentences],
-                                tag_ids(self.labels, valid_tags, valid), self.tokenizer, **encode)
+    self.train = encode_windows([s.tokens for s in train.sentences], train_ids, self.tokenizer,
+                                **encode)
+    self.valid = encode_windows([s.tokens for s in valid.sentences], valid_ids, self.tokenizer,
+                                **encode)
+    self.valid_ids = valid_ids
     self.valid_tags = valid_tags
     self.valid_lengths = [len(s.tokens) for s in valid.sentences]
     self._last_report: dict[str, Any] = {}
@@ -233,12 +237,8 @@ class TokenClassificationTask(base.Task):
 
   def train_batches(self, rows: np.ndarray) -> base.Batches:
     make = lambda indices, weights, lengths: windows_batch(self.train, indices, weights, lengths)
-    return supervised.BucketedTrainBatches(self.train.lengths,
-                                           batch_size=self.config.train.batch_size,
-                                           seed=self.config.seed,
-                                           bucket_lengths=self.buckets,
-                                           rows=rows,
-                                           make_batch=make)
+    return supervised.bucketed_train_batches(self.config, self.train.lengths, self.buckets, rows,
+                                             make)
 
   def evaluate(self, layout, params, max_batches: int) -> dict[str, float]:
     del max_batches  # Entity F1 needs whole sentences: always the whole validation split.
@@ -251,9 +251,8 @@ class TokenClassificationTask(base.Task):
     predicted = [[names[i] for i in p.argmax(-1)] for p in per_word]
     mode = "strict" if self.config.task.strict_tags else "default"
     scores = entity_metrics.entity_scores(self.valid_tags, predicted, mode=mode)
-    gold_ids = tag_ids(self.labels, self.valid_tags)
     nll = -np.concatenate([np.log(np.maximum(p[np.arange(len(g)), g], 1e-30))
-                           for p, g in zip(per_word, gold_ids)])
+                           for p, g in zip(per_word, self.valid_ids)])
     self._last_report = scores
     metrics = {f"eval/{k}": v for k, v in scores.items() if "/" not in k}
     metrics["eval/loss"] = float(np.mean(nll))
@@ -307,22 +306,18 @@ def read_tagged_splits(config: Any) -> tuple[tagged.TaggedFile, tagged.TaggedFil
   return pick(False), pick(True)
 
 
-def tag_ids(labels: LabelSet, tags: list[list[str]],
-            split: tagged.TaggedFile | None = None) -> list[np.ndarray]:
-  """The label ids of IOB2 `tags`; a tag outside the label set names its file and line."""
-  out = []
-  for s, sentence in enumerate(tags):
-    ids = []
-    for t, tag in enumerate(sentence):
-      where = split.where(s, t) if split is not None else "validation"
-      ids.append(labels.index(tag, where))
-    out.append(np.array(ids, np.int32))
-  return out
+def tag_ids(labels: LabelSet, tags: list[list[str]], split: tagged.TaggedFile) -> list[np.ndarray]:
+  """The label ids of the IOB2 `tags` of `split`; a tag outside the label set names its file
+  and line."""
+  return [
+      np.array([labels.index(tag, split.where(s, t)) for t, tag in enumerate(sentence)], np.int32)
+      for s, sentence in enumerate(tags)
+  ]
 
 
-def load_or_make_labels(workdir: str, labels: str, tags: list[list[str]]) -> LabelSet:
+def saved_or_new_labels(workdir: str, labels: str, tags: list[list[str]]) -> LabelSet:
   """The tag set saved in the workdir (a resumed run), else config.data.labels (comma-
-  separated IOB2 tags) or 'O' and the sorted tags of the training split; saved."""
+  separated IOB2 tags) or 'O' and the sorted tags of the training split."""
   path = os.path.join(workdir, LABELS_FILE)
   if os.path.exists(path):
     with open(path, encoding="utf-8") as f:
@@ -331,10 +326,13 @@ def load_or_make_labels(workdir: str, labels: str, tags: list[list[str]]) -> Lab
     names = [name.strip() for name in labels.split(",")]
   else:
     names = [OUTSIDE] + sorted({tag for sentence in tags for tag in sentence} - {OUTSIDE})
-  label_set = LabelSet(names, "config.data.labels")
-  if jax.process_index() == 0:
-    atomic.atomic_write_text(path, label_set.to_json())
-  return label_set
+  return LabelSet(names, "config.data.labels")
+
+
+def save_labels(workdir: str, labels: LabelSet) -> None:
+  path = os.path.join(workdir, LABELS_FILE)
+  if jax.process_index() == 0 and not os.path.exists(path):
+    atomic.atomic_write_text(path, labels.to_json())
 
 
 def load_labels(workdir: str) -> LabelSet:

@@ -12,7 +12,7 @@ import os
 
 import jax
 
-from lm.models import lstm
+from lm.models import architecture
 from lm.models.config import ModelConfig
 
 # Dense bf16 matmul peak FLOP/s per chip from the vendors' data sheets, keyed by the lower-cased
@@ -41,14 +41,9 @@ CPU_FLOPS_PER_CORE = 110e9
 
 
 def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
-  if cfg.architecture == "lstm":  # No attention: 6 N over the kernels and the output layer.
-    return 6.0 * lstm.matmul_params(cfg)
-  D, L, V, F = cfg.embed_dim, cfg.num_layers, cfg.vocab_size, cfg.hidden_dim
-  q_out, kv_out = cfg.num_heads * cfg.head_dim, 2 * cfg.kv_heads * cfg.head_dim
-  mlp_in = 2 * F if cfg.mlp == "swiglu" else F
-  per_layer = D * (q_out + kv_out) + q_out * D + D * mlp_in + F * D
-  matmul_params = L * per_layer + D * V  # The output projection, tied or not.
-  return 6.0 * matmul_params + 12.0 * L * seq_len * D
+  """Training FLOPs per token of the model `cfg` at sequence length `seq_len`, as its family
+  counts them (`flops_per_token` of its module class)."""
+  return architecture.make_model(cfg).flops_per_token(seq_len)
 
 
 def datasheet_peak_flops(device_kind: str) -> float:

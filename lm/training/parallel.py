@@ -27,9 +27,9 @@ DEFAULT_CONTROLS = {"lr_scale": np.float32(1.0)}
 def make_parallel(model: nn.Module,
                   config: Any,
                   seq_len: int,
-                  loss_fn=steps.lm_loss) -> "MeshParallel | PmapParallel":
+                  loss_fn: steps.LossFn | None = None) -> "MeshParallel | PmapParallel":
   """The layout config.mesh asks for, checked against the devices and batch sizes; its train
-  step minimizes `loss_fn(logits, batch)` (per item, see `steps.train_step`)."""
+  step minimizes `loss_fn` (a `steps.LossFn`; default: language modelling)."""
   micro_batch = config.train.batch_size // config.train.grad_accum_steps
   layout = PmapParallel if config.mesh.use_pmap else MeshParallel
   return layout(model, config, seq_len, micro_batch, loss_fn)
@@ -67,6 +67,10 @@ class _Layout:
     return steps.TrainState.create(apply_fn=self.model.apply,
                                    params=nn.meta.unbox(self._init_params(rng)),
                                    tx=self.tx)
+
+  def predict_step(self, params, batch):
+    """Class probabilities of a device batch: [B, C] (classifier) or [B, T, C] (tagger)."""
+    return self.per_row(steps.predict_step)(params, batch)
 
   def train_on(self,
                state: steps.TrainState,
@@ -157,10 +161,21 @@ class MeshParallel(_Layout):
                                   functools.partial(steps.eval_step, apply_fn=model.apply)),
         in_shardings=(self.state_shardings.params, self.batch_sharding, replicated),
         out_shardings=replicated)
-    self.predict_step = jax.jit(partitioning.traced_under(
-        mesh, rules, functools.partial(steps.predict_step, apply_fn=model.apply)),
-                                in_shardings=(self.state_shardings.params, self.batch_sharding),
-                                out_shardings=replicated)
+    self._replicated = replicated
+    self._per_row: dict[Any, Any] = {}
+
+  def per_row(self, fn):
+    """`fn(params, batch, *, apply_fn)` -> outputs with a leading batch axis (a task's own
+    evaluation or prediction step), jitted over the mesh once per `fn`; the returned callable
+    takes params and a device batch (`put_batch`) and returns the whole global batch's
+    outputs, replicated."""
+    if fn not in self._per_row:
+      step = functools.partial(fn, apply_fn=self.model.apply)
+      self._per_row[fn] = jax.jit(partitioning.traced_under(self.mesh, self.rules, step),
+                                  in_shardings=(self.state_shardings.params,
+                                                self.batch_sharding),
+                                  out_shardings=self._replicated)
+    return self._per_row[fn]
 
   def _check_heads(self, model_cfg) -> None:
     tensor = self.mesh.shape["tensor"]
@@ -243,8 +258,7 @@ class PmapParallel(_Layout):
                                axis_name=self.AXIS,
                                in_axes=(0, 0, None),
                                devices=self.devices)
-    self._predict_step = jax.pmap(functools.partial(steps.predict_step, apply_fn=model.apply),
-                                  devices=self.devices)
+    self._per_row: dict[Any, Any] = {}
 
   def describe(self) -> str:
     return f"data={len(self.devices)} (jax.pmap)"
@@ -284,9 +298,14 @@ class PmapParallel(_Layout):
   def eval_step(self, params, batch, token_bytes):
     return jax.tree.map(lambda x: x[0], self._eval_step(params, batch, token_bytes))
 
-  def predict_step(self, params, batch):
-    probs_Nxbx___ = self._predict_step(params, batch)  # [devices, rows, C] or [..., T, C].
-    return probs_Nxbx___.reshape(-1, *probs_Nxbx___.shape[2:])
+  def per_row(self, fn):
+    """`fn(params, batch, *, apply_fn)` -> outputs with a leading batch axis, under jax.pmap
+    (compiled once per `fn`); returns the outputs of the whole batch, [devices x rows, ...]."""
+    if fn not in self._per_row:
+      step = jax.pmap(functools.partial(fn, apply_fn=self.model.apply), devices=self.devices)
+      merge = lambda x: x.reshape(-1, *x.shape[2:])  # [devices, rows, ...] -> [batch, ...].
+      self._per_row[fn] = lambda params, batch: jax.tree.map(merge, step(params, batch))
+    return self._per_row[fn]
 
   def lower_train_step(self, state, batch, rng) -> jax.stages.Lowered:
     return self._train_step.lower(state, batch, rng, DEFAULT_CONTROLS)

@@ -64,6 +64,24 @@ def batch_logits(apply_fn, params: Any, batch: Batch, **apply_kwargs) -> jax.Arr
                   **apply_kwargs)
 
 
+# A training loss: (apply_fn, params, batch, rng) -> (per-item loss, {name: scalar metric}).
+# The per-item loss ([B] or [B, T]) is weighed by batch['weights'] in `train_step`; the metrics
+# (e.g. a component of the loss) are averaged over micro-batches and devices and logged as
+# train/<name>. `rng` is the step's dropout key (also for objectives that sample).
+LossFn = Callable[[Callable, Any, Batch, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+
+
+def logits_loss(per_item: Callable[[jax.Array, Batch], jax.Array]) -> LossFn:
+  """The LossFn of a loss of the model's outputs: `per_item(logits, batch)` on the model applied
+  to the batch in training mode (dropout on, drawn from `rng`)."""
+
+  def loss(apply_fn, params, batch, rng):
+    logits = batch_logits(apply_fn, params, batch, deterministic=False, rngs={"dropout": rng})
+    return per_item(logits, batch), {}
+
+  return loss
+
+
 def lm_loss(logits_BxTxV: jax.Array, batch: Batch) -> jax.Array:
   """Per-token loss of language modelling (causal or masked): NLL of batch['targets']."""
   return token_nll(logits_BxTxV, batch["targets"])
@@ -90,7 +108,7 @@ def train_step(state: TrainState,
                rng: jax.Array,
                controls: dict[str, jax.Array] | None = None,
                *,
-               loss_fn=lm_loss,
+               loss_fn: LossFn | None = None,
                grad_accum_steps: int = 1,
                schedule: optax.Schedule | None = None,
                axis_name: str | None = None,
@@ -98,8 +116,9 @@ def train_step(state: TrainState,
                skip_nonfinite: bool = False) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer update on `batch`; returns the new state and metrics.
 
-  The batch has `inputs` [B, T], what `loss_fn(logits, batch)` needs for the per-item loss
-  (`targets` [B, T] for language models, `labels` [B] for classifiers), and optionally
+  The batch has `inputs` [B, T], what `loss_fn` (a `LossFn`; default: language modelling)
+  needs for the per-item loss (`targets` [B, T] for language models, `labels` [B] for
+  classifiers), and optionally
   `weights` (loss weight of each item, 0 for padding), `positions` and `segment_ids` (packed
   sequences, or padding as segment 0). The loss is the weighted mean over the whole batch.
   With `grad_accum_steps` = A, the gradients of A micro-batches (rows a, a + A, a + 2A, ...,
@@ -116,6 +135,7 @@ def train_step(state: TrainState,
   moments; its step counters still advance, so the schedule stays tied to the step number.
   """
   controls = controls or {}
+  loss_fn = loss_fn or logits_loss(lm_loss)
   dropout_rng = jax.random.fold_in(rng, state.step)
   if axis_name is not None:
     dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(axis_name))
@@ -127,21 +147,17 @@ def train_step(state: TrainState,
   total_weight = jnp.maximum(total_weight, 1e-9)  # An all-padding batch has loss 0, not NaN.
 
   def mean_loss(params, micro_batch, micro_rng):
-    logits_BxTxV = batch_logits(state.apply_fn,
-                                params,
-                                micro_batch,
-                                deterministic=False,
-                                rngs={"dropout": micro_rng})
-    loss = loss_fn(logits_BxTxV, micro_batch)
+    loss, aux = loss_fn(state.apply_fn, params, micro_batch, micro_rng)
     if "weights" in micro_batch:
       loss = loss * micro_batch["weights"]
     if "inject_nan" in controls:  # Testing hook (debug_nonfinite_step); not traced when off.
       loss = loss * jnp.where(controls["inject_nan"], jnp.nan, 1.0)
-    return jnp.sum(loss) / total_weight
+    return jnp.sum(loss) / total_weight, aux
 
-  grad_fn = jax.value_and_grad(mean_loss)
+  value_and_grad = jax.value_and_grad(mean_loss, has_aux=True)
+  grad_fn = lambda *args: _flat_aux(value_and_grad(*args))
   if grad_accum_steps == 1:
-    loss, grads = grad_fn(state.params, batch, dropout_rng)
+    loss, grads, aux = grad_fn(state.params, batch, dropout_rng)
   else:
     A = grad_accum_steps
     micro_batches = jax.tree.map(
@@ -149,13 +165,15 @@ def train_step(state: TrainState,
 
     def accumulate(carry, micro):
       micro_batch, index = micro
-      loss, grads = grad_fn(state.params, micro_batch, jax.random.fold_in(dropout_rng, index))
-      return jax.tree.map(jnp.add, carry, (loss, grads)), None
+      loss, grads, aux = grad_fn(state.params, micro_batch, jax.random.fold_in(dropout_rng, index))
+      return jax.tree.map(jnp.add, carry, (loss, grads)), aux
 
     zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
-    (loss, grads), _ = jax.lax.scan(accumulate, zeros, (micro_batches, jnp.arange(A)))
+    (loss, grads), aux_A = jax.lax.scan(accumulate, zeros, (micro_batches, jnp.arange(A)))
+    aux = jax.tree.map(lambda x: jnp.mean(x, axis=0), aux_A)
   if axis_name is not None:
     loss, grads = jax.lax.psum((loss, grads), axis_name)
+    aux = jax.lax.pmean(aux, axis_name)
 
   lr_scale = controls.get("lr_scale")
   if lr_scale is not None and scaled_tx is None:
@@ -172,6 +190,7 @@ def train_step(state: TrainState,
                                   opt_state=jax.tree.map(keep, new_state.opt_state,
                                                          state.opt_state))
   metrics = {"train/loss": loss, "train/grad_norm": optax.tree.norm(grads)}
+  metrics.update({f"train/{name}": value for name, value in aux.items()})
   if schedule is not None:
     rate = schedule(state.step)
     metrics["train/learning_rate"] = rate if lr_scale is None else rate * lr_scale
@@ -190,6 +209,12 @@ def train_steps(state: TrainState, batches: Batch, rng: jax.Array,
     return step_fn(state, batch, rng, step_controls)
 
   return jax.lax.scan(one_step, state, (batches, controls))
+
+
+def _flat_aux(value_and_grads):
+  """((loss, aux), grads) -> (loss, grads, aux)."""
+  (loss, aux), grads = value_and_grads
+  return loss, grads, aux
 
 
 def param_groups(params: Any) -> list[str]:

@@ -40,7 +40,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   task = registry.build_task(config, workdir,
                              checkpoints.lora_fields(config.finetune.to_dict()))
   model = architecture.make_model(task.model_config)
-  layout = parallel.make_parallel(model, config, task.seq_len, task.loss_fn)
+  layout = parallel.make_parallel(model, config, task.seq_len, task.loss)
   checkpoints.check_free_space(workdir, layout.abstract_state)
   is_main = jax.process_index() == 0
   if is_main:  # Saved once the data and model are known to be good: a failed start leaves none.

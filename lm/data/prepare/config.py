@@ -8,8 +8,9 @@ from typing import Any
 
 import ml_collections
 
-from lm.data import augment, contamination, dedup, sources, tokenizers
-from lm.data.prepare import cleaning
+from lm.data import augment, sources, tokenizers
+
+from lm.data.prepare import cleaning, contamination, dedup
 from lm.data.sentencepiece_tokenizer import MODEL_TYPES
 from lm.errors import UserError
 
@@ -83,14 +84,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.quality.duplicate_ngram_size = 5
   c.quality.max_duplicate_ngram_share = 0.0
 
-  # Deduplication (lm/data/dedup.py), after cleaning, over all processes' documents; the first
-  # document (in input order) of a group is kept.
+  # Deduplication (lm/data/prepare/dedup.py), after cleaning, over all processes' documents; the
+  # first document (in input order) of a group is kept.
   c.dedup = ml_collections.ConfigDict()
   # Exact: identical text after normalization (NFKC, case, whitespace; punctuation counts).
   c.dedup.exact = True
   # Near: MinHash + LSH, estimated Jaccard similarity of shingle sets >= near_threshold (the
   # default 0.4 finds >= 95% of copies with 5% of the words edited at precision 1.0 on real
-  # text; 0.8 finds almost none of them: BENCHMARKS.md, lm/data/dedup.py).
+  # text; 0.8 finds almost none of them: BENCHMARKS.md, lm/data/prepare/dedup.py).
   c.dedup.near = True
   c.dedup.near_threshold = dedup.DEFAULT_THRESHOLD
   c.dedup.num_perm = dedup.DEFAULT_NUM_PERM
@@ -107,7 +108,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Example duplicate clusters shown in the report.
   c.dedup.report_clusters = 3
 
-  # The train/eval contamination report (lm/data/contamination.py): eval documents that are
+  # The train/eval contamination report (lm/data/prepare/contamination.py): eval documents that are
   # exact or near duplicates (near_threshold; 0 = not checked) of a training document or share
   # an n-gram of `ngram` words (GPT-3's 13) or, in scripts without spaces, `char_ngram`
   # characters with one.

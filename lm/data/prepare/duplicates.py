@@ -1,5 +1,5 @@
-"""The global pass over every shard: exact and near-duplicate removal (lm/data/dedup.py), the
-train/valid split, and example duplicate clusters for the report.
+"""The global pass over every shard: exact and near-duplicate removal (lm/data/prepare/dedup.py),
+the train/valid split, and example duplicate clusters for the report.
 
 Documents are ordered by global id (input order), evaluation documents first, so the result
 does not depend on the number of shards: of a group of duplicates the first document is kept; a
@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from lm.data import atomic, dedup
-from lm.data.prepare import layout, shards
+from lm.data import atomic
+
+from lm.data.prepare import dedup, layout, shards
 
 _SNIPPET_CHARS = 240
 _BLOCK = 2048  # Documents (or candidate pairs) per block: 1 MB of signatures at 128 permutations.

@@ -20,7 +20,9 @@ from typing import Any, Callable, Iterator
 import ml_collections
 import numpy as np
 
-from lm.data import atomic, contamination, dedup, token_store, tokenizers
+from lm.data import atomic, token_store, tokenizers
+
+from lm.data.prepare import contamination, dedup
 from lm.data.prepare import config as prepare_config
 from lm.data.prepare import duplicates, layout, readers, report, shards, stages
 from lm.data.prepare.stats import Stats

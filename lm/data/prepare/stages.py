@@ -14,8 +14,9 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from lm.data import atomic, augment, dedup, token_store, tokenizers
-from lm.data.prepare import cleaning, layout, quality, readers, shards
+from lm.data import atomic, augment, token_store, tokenizers
+
+from lm.data.prepare import cleaning, dedup, layout, quality, readers, shards
 from lm.data.prepare import config as prepare_config
 from lm.data.prepare.stats import Stats, length_bin
 

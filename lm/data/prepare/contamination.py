@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from lm.data import dedup
+from lm.data.prepare import dedup
 
 DEFAULT_NGRAM = 13
 DEFAULT_CHAR_NGRAM = 50
