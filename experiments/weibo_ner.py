@@ -21,7 +21,8 @@ Commands (2-core CPU; times and F1 in BENCHMARKS.md "Issue 22"):
   python -m lm.predict --workdir=runs/weibo_ner \\
       --input=../shared/data/weibo-ner/weiboNER_2nd_conll.dev --output=runs/weibo_ner/dev.pred
 Expected (2-core CPU): pretrain 22.5 min (masked-LM loss 5.74), finetune 5 min, dev entity F1
-46-48 over seeds; scratch ~34. The issue's target of 50 is not reached (BENCHMARKS.md).
+46.2 +- 1.5 over seeds 0-2; scratch 40.1 (seed 0). The issue's target of 50 is not reached
+(BENCHMARKS.md "Issue 22").
 """
 
 import gzip
