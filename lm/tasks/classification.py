@@ -165,7 +165,8 @@ def load_labels(workdir: str) -> records.LabelSet:
     with open(path, encoding="utf-8") as f:
       return records.LabelSet.from_json(f.read(), where=path)
   except FileNotFoundError:
-    raise UserError(f"{workdir}: no {LABELS_FILE}; is this the workdir of a classifier?") from None
+    raise UserError(f"{workdir}: no {LABELS_FILE}; is this the workdir of a classifier or a "
+                    f"tagger?") from None
 
 
 def _class_weights(task_cfg: Any, num_classes: int) -> np.ndarray | None:

@@ -33,15 +33,9 @@ def predict_file(workdir: str,
   extension = os.path.splitext(output_path)[1].lower()
   if extension not in OUTPUT_FORMATS:
     raise UserError(f"--output={output_path}: name a {', '.join(OUTPUT_FORMATS)} file")
-  if batch_size < 1:
-    raise UserError(f"--batch_size={batch_size}: must be >= 1")
-  config = checkpoints.load_config(workdir)
-  if config is None:
-    raise UserError(f"--workdir={workdir}: no config.json; is this a training run directory?")
+  config = checkpoints.load_config(workdir)  # lm.predict checked it exists, and batch_size.
   labels = classification.load_labels(workdir)
   model_cfg, params, tokenizer = checkpoints.load_for_inference(workdir, checkpoint)
-  if not model_cfg.num_classes:
-    raise UserError(f"--workdir={workdir}: the model there is a language model, not a classifier")
   fields = {"text": text_column, **({"label": label_column} if label_column else {})}
   text_pair_column = text_pair_column or config["data"].get("text_pair_field", "")
   if text_pair_column:

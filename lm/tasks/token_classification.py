@@ -28,10 +28,11 @@ from lm.data.records import LabelSet
 from lm.errors import UserError
 from lm.evaluation import entity_metrics
 from lm.models.config import model_config_from
-from lm.tasks import base, supervised
+from lm.tasks import base, classification, supervised
+from lm.tasks.classification import load_labels
 from lm.training import steps
 
-LABELS_FILE = "labels.json"
+LABELS_FILE = classification.LABELS_FILE  # The same file and format as a classifier's.
 REPORT_FILE = "eval_report.json"
 OUTSIDE = entity_metrics.OUTSIDE
 
@@ -74,8 +75,8 @@ def encode_windows(sentences: list[tuple[str, ...]], tag_ids: list[np.ndarray] |
   out = Windows([], [], [], [], [], 0, 0, ids.pad)
 
   def emit(sentence_index, first_word, pieces, labels):
-    first = [len(p) for p in pieces]
-    starts = np.cumsum([0] + first[:-1]) + (0 if causal else 1)
+    piece_counts = [len(p) for p in pieces]
+    starts = np.cumsum([0] + piece_counts[:-1]) + (0 if causal else 1)
     body = np.concatenate(pieces).astype(np.int32)
     tokens = (np.concatenate([body, [ids.eos]]) if causal else np.concatenate([[ids.cls], body,
                                                                                [ids.sep]]))
@@ -318,10 +319,8 @@ def tag_ids(labels: LabelSet, tags: list[list[str]], split: tagged.TaggedFile) -
 def saved_or_new_labels(workdir: str, labels: str, tags: list[list[str]]) -> LabelSet:
   """The tag set saved in the workdir (a resumed run), else config.data.labels (comma-
   separated IOB2 tags) or 'O' and the sorted tags of the training split."""
-  path = os.path.join(workdir, LABELS_FILE)
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      return LabelSet.from_json(f.read(), where=path)
+  if os.path.exists(os.path.join(workdir, LABELS_FILE)):
+    return load_labels(workdir)
   if labels.strip():
     names = [name.strip() for name in labels.split(",")]
   else:
@@ -333,15 +332,6 @@ def save_labels(workdir: str, labels: LabelSet) -> None:
   path = os.path.join(workdir, LABELS_FILE)
   if jax.process_index() == 0 and not os.path.exists(path):
     atomic.atomic_write_text(path, labels.to_json())
-
-
-def load_labels(workdir: str) -> LabelSet:
-  path = os.path.join(workdir, LABELS_FILE)
-  try:
-    with open(path, encoding="utf-8") as f:
-      return LabelSet.from_json(f.read(), where=path)
-  except FileNotFoundError:
-    raise UserError(f"{workdir}: no {LABELS_FILE}; is this the workdir of a tagger?") from None
 
 
 def predict_tags(workdir: str, input_path: str, output_path: str, *, checkpoint: str,
