@@ -12,6 +12,8 @@ from lm import runtime
 # As in lm.main, so that a checkpoint restores onto the device layout it was trained on.
 runtime.use_one_cpu_device_per_core()  # Before JAX is imported.
 
+import sys  # pylint: disable=g-import-not-at-top,g-bad-import-order
+
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 
 from lm import cli  # pylint: disable=g-import-not-at-top
@@ -41,8 +43,21 @@ def _run(argv: list[str]) -> None:
                       " newline")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every restore step at INFO.
   # Imported here so that this module loads without the training stack.
-  from lm.training.checkpoints import load_for_inference  # pylint: disable=g-import-not-at-top
-  model_config, params, tokenizer = load_for_inference(_WORKDIR.value)
+  from lm.tasks import registry  # pylint: disable=g-import-not-at-top
+  from lm.training import checkpoints  # pylint: disable=g-import-not-at-top
+  config = checkpoints.load_config(_WORKDIR.value)
+  if config is None:
+    raise UserError(f"--workdir={_WORKDIR.value}: no config.json; is this a training run "
+                    "directory?")
+  task = registry.task_class(config["task"]["kind"])
+  model_config, params, tokenizer = checkpoints.load_for_inference(_WORKDIR.value)
+  encode = lambda prompt: task.generation_ids(config, tokenizer, prompt)
+  longest = max(len(encode(p)) for p in prompts) + _MAX_NEW_TOKENS.value  # Refuses encoders.
+  if longest > model_config.max_len:
+    print(f"note: prompt and new tokens reach {longest} tokens, past the model's context "
+          f"(config.model.max_len={model_config.max_len}): from there on, each token is "
+          f"predicted from the last {model_config.max_len} tokens only (a sliding window)",
+          file=sys.stderr)
   samples = generate_text(model_config,
                           params,
                           tokenizer,
@@ -51,7 +66,8 @@ def _run(argv: list[str]) -> None:
                           temperature=_TEMPERATURE.value,
                           top_k=_TOP_K.value,
                           top_p=_TOP_P.value,
-                          seed=_SEED.value)
+                          seed=_SEED.value,
+                          encode=encode)
   for i, sample in enumerate(samples):
     print(f"--- prompt {i + 1} ---")
     print(sample)

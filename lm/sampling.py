@@ -12,7 +12,7 @@ length, S context (config.max_len), V vocabulary.
 """
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -184,12 +184,23 @@ def generate_tokens(model: nn.Module,
   return outputs
 
 
-def generate_text(model_config: ModelConfig, params: Any, tokenizer: Tokenizer, prompts: list[str],
-                  *, max_new_tokens: int, temperature: float, top_k: int, top_p: float,
-                  seed: int) -> list[str]:
-  """Each prompt followed by its sampled continuation, which ends early at EOS."""
+def generate_text(model_config: ModelConfig,
+                  params: Any,
+                  tokenizer: Tokenizer,
+                  prompts: list[str],
+                  *,
+                  max_new_tokens: int,
+                  temperature: float,
+                  top_k: int,
+                  top_p: float,
+                  seed: int,
+                  encode: Callable[[str], list[int]] | None = None) -> list[str]:
+  """Each prompt followed by its sampled continuation, which ends early at EOS. `encode` builds
+  a prompt's ids as the run's task trained (`base.Task.generation_ids`; default: the plain
+  encoding)."""
+  encode = encode or tokenizer.encode
   new_tokens = generate_tokens(make_model(model_config),
-                               params, [tokenizer.encode(p) for p in prompts],
+                               params, [list(encode(p)) for p in prompts],
                                max_new_tokens=max_new_tokens,
                                rng=jax.random.PRNGKey(seed),
                                temperature=temperature,

@@ -90,6 +90,15 @@ class Task(abc.ABC):
     raise UserError(f"--workdir={workdir}: lm.predict has no predictions for a "
                     f"{cls.__name__}; it predicts with classifiers and taggers")
 
+  @classmethod
+  def generation_ids(cls, config: dict, tokenizer: Tokenizer, prompt: str) -> list[int]:
+    """`lm.generate`: the ids fed for `prompt`, built as this task built its training inputs.
+    Raises UserError where the run's model does not generate text (the default)."""
+    del tokenizer, prompt
+    raise UserError(f"this run's task is config.task.kind={config['task']['kind']!r}: its model "
+                    "does not generate text. lm.generate samples from decoders trained with "
+                    "'causal_lm' or 'sft'; use lm.predict for classifiers and taggers")
+
   def loss(self, apply_fn: Any, params: Any, batch: dict, rng: Any) -> tuple[Any, dict]:
     """The training loss (`steps.LossFn`): the per-item loss (per token or per example, weighed
     by batch['weights']) and scalar metrics logged as train/<name>. By default, `loss_fn` of

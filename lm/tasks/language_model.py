@@ -39,6 +39,13 @@ class LanguageModelTask(base.Task):
     if values["task"]["kind"] != "causal_lm":  # The LSTM is a causal language model only.
       super().check_config(values)
 
+  @classmethod
+  def generation_ids(cls, config: dict, tokenizer: Any, prompt: str) -> list[int]:
+    """The prompt's ids, as the training stream encodes text; a masked LM is refused."""
+    if config["task"]["kind"] == "masked_lm":
+      return super().generation_ids(config, tokenizer, prompt)
+    return tokenizer.encode(prompt)
+
   def __init__(self, config: Any, data: pipeline.PreparedData, task_fields: dict[str, Any]):
     self.config = config
     self.masked = config.task.kind == "masked_lm"

@@ -34,6 +34,12 @@ class SftTask(base.Task):
     self.valid = examples.sft_examples(valid, self.tokenizer, max_len=self.seq_len)
     self.token_bytes_V = jnp.asarray(self.tokenizer.token_bytes(), jnp.float32)
 
+  @classmethod
+  def generation_ids(cls, config: dict, tokenizer: Any, prompt: str) -> list[int]:
+    """`[BOS] prompt`, as `examples.sft_examples` starts every training example."""
+    del config
+    return [tokenizer.special_ids.bos, *tokenizer.encode(prompt)]
+
   def loss_fn(self, logits, batch):
     return steps.lm_loss(logits, batch)
 
