@@ -44,20 +44,14 @@ def _run(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # Orbax logs every restore step at INFO.
   # Imported here so that this module loads without the training stack.
   from lm.tasks import registry  # pylint: disable=g-import-not-at-top
-  from lm.training import checkpoints  # pylint: disable=g-import-not-at-top
-  config = checkpoints.load_config(_WORKDIR.value)
+  from lm.training.checkpoints import load_config, load_for_inference  # pylint: disable=g-import-not-at-top
+  config = load_config(_WORKDIR.value)
   if config is None:
     raise UserError(f"--workdir={_WORKDIR.value}: no config.json; is this a training run "
                     "directory?")
   task = registry.task_class(config["task"]["kind"])
-  model_config, params, tokenizer = checkpoints.load_for_inference(_WORKDIR.value)
+  model_config, params, tokenizer = load_for_inference(_WORKDIR.value)
   encode = lambda prompt: task.generation_ids(config, tokenizer, prompt)
-  longest = max(len(encode(p)) for p in prompts) + _MAX_NEW_TOKENS.value  # Refuses encoders.
-  if longest > model_config.max_len:
-    print(f"note: prompt and new tokens reach {longest} tokens, past the model's context "
-          f"(config.model.max_len={model_config.max_len}): from there on, each token is "
-          f"predicted from the last {model_config.max_len} tokens only (a sliding window)",
-          file=sys.stderr)
   samples = generate_text(model_config,
                           params,
                           tokenizer,
@@ -68,6 +62,12 @@ def _run(argv: list[str]) -> None:
                           top_p=_TOP_P.value,
                           seed=_SEED.value,
                           encode=encode)
+  longest = max(len(encode(p)) for p in prompts) + _MAX_NEW_TOKENS.value
+  if longest > model_config.max_len:
+    print(f"note: prompt and new tokens reached {longest} tokens, past the model's context "
+          f"(config.model.max_len={model_config.max_len}): from there on, each token was "
+          f"predicted from the last {model_config.max_len} tokens only (a sliding window)",
+          file=sys.stderr)
   for i, sample in enumerate(samples):
     print(f"--- prompt {i + 1} ---")
     print(sample)

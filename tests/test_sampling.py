@@ -278,12 +278,13 @@ def byte_model():
 
 @pytest.fixture
 def run_cli(monkeypatch, capsys):
-  """Runs generate.main with these flags and a fake load_for_inference; returns
+  """Runs generate.main with these flags and a fake load_for_inference (of a causal LM); returns
   (exit code, stdout, stderr)."""
 
   def run(argv, load_for_inference):
     checkpoints = types.ModuleType("lm.training.checkpoints")
     checkpoints.load_for_inference = load_for_inference
+    checkpoints.load_config = lambda workdir: {"task": {"kind": "causal_lm"}}
     monkeypatch.setitem(sys.modules, "lm.training.checkpoints", checkpoints)
     flags.FLAGS.unparse_flags()
     try:
