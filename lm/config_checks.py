@@ -216,7 +216,14 @@ def _check_cross_fields(values: dict) -> None:
                     f"config.train.batch_size={train['batch_size']}")
   if train["warmup_steps"] > train["steps"]:
     raise UserError(f"config.train.warmup_steps={train['warmup_steps']}: must be <= "
-                    f"config.train.steps={train['steps']}")
+                    f"config.train.steps={train['steps']}; for a shorter run lower both, e.g. "
+                    f"--config.train.steps={train['steps']} "
+                    f"--config.train.warmup_steps={train['steps'] // 10}")
+  if values["init_required"] and not values["init_from"]:
+    raise UserError("config.init_from is empty, but this config fine-tunes a pretrained run "
+                    "(config.init_required=True, set by the experiment's fine-tuning argument): "
+                    "pass --config.init_from=<the pretraining workdir>, or train from random "
+                    "weights on purpose with --config.init_required=False")
   mlm = values["mlm"]
   if mlm["mask_token_fraction"] + mlm["random_token_fraction"] > 1.0 + 1e-9:
     raise UserError(f"config.mlm.mask_token_fraction={mlm['mask_token_fraction']} + "

@@ -35,6 +35,9 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   # reused too). The task head (and LoRA adapters) start fresh; a language-model head that the
   # task does not use is dropped. '' trains from random initialization.
   c.init_from = ""
+  # True: refuse to start without init_from (set by experiment arguments meant for fine-tuning,
+  # so that a forgotten --config.init_from never trains from scratch unnoticed).
+  c.init_required = False
   # Which checkpoint of init_from: 'latest', 'best' (by its config.train.best_metric) or a step.
   c.init_step = "latest"
   # The architecture of an init_from run: 'check' (config.model must match it: a mismatch is an

@@ -48,9 +48,10 @@ def adopt_architecture(config: Any) -> Any:
   return config
 
 
-def pretrained_params(config: Any, fresh_params: Any) -> Any:
+def pretrained_params(config: Any, fresh_params: Any) -> tuple[Any, str]:
   """`fresh_params` (the new model's initial parameters) with every parameter that the
-  checkpoint in config.init_from holds replaced by the pretrained value (on the host)."""
+  checkpoint in config.init_from holds replaced by the pretrained value (on the host), and a
+  note for the run's log: which step, what was loaded, what started fresh, what was left out."""
   directory = config.init_from
   checkpointer = checkpoints.Checkpointer(directory, read_only=True)
   try:
@@ -66,11 +67,13 @@ def pretrained_params(config: Any, fresh_params: Any) -> Any:
   elif "blocks" not in loaded and config.model.scan_layers:
     loaded = transformer.stack_layers(loaded, num_layers)
   flat = {_path(p): v for p, v in jax.tree_util.tree_leaves_with_path(loaded)}
+  taken, fresh_names = [], []
 
   def take(path, fresh):
     name = _path(path)
     if name not in flat:
       if any(part in _NEW_PARAMS for part in name.split("/")):
+        fresh_names.append(name)
         return fresh
       raise UserError(f"config.init_from={directory}: the checkpoint has no parameter {name}; "
                       f"it was trained with a different architecture")
@@ -78,9 +81,22 @@ def pretrained_params(config: Any, fresh_params: Any) -> Any:
     if np.shape(value) != np.shape(fresh):
       raise UserError(f"config.init_from={directory}: parameter {name} has shape "
                       f"{np.shape(value)} there but {np.shape(fresh)} here")
+    taken.append(name)
     return np.asarray(value).astype(fresh.dtype)
 
-  return jax.tree_util.tree_map_with_path(take, fresh_params)
+  params = jax.tree_util.tree_map_with_path(take, fresh_params)
+  values = sum(int(np.size(flat[name])) for name in taken)
+  unused = sorted(set(flat) - set(taken))
+  note = (f"Initialized from config.init_from={directory} (step {step}): {len(taken)} "
+          f"parameter arrays loaded ({values:,} values); started fresh: "
+          f"{_names(fresh_names) or 'none'}; not used from the checkpoint: "
+          f"{_names(unused) or 'none'}")
+  return params, note
+
+
+def _names(names: list[str], shown: int = 6) -> str:
+  more = f" and {len(names) - shown} more" if len(names) > shown else ""
+  return ", ".join(names[:shown]) + more
 
 
 def check_architecture(saved_model: dict, model: dict, directory: str) -> None:

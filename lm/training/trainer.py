@@ -62,12 +62,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     tracker.set_state(data_state["best"])
     guard.set_state(data_state.get("nonfinite"))
   else:
-    state = _initial_state(config, layout, init_rng)
+    state, init_note = _initial_state(config, layout, init_rng)
   initial_data = {"sampler": sampler.get_state(), "best": tracker.get_state()}
 
   log = metrics_log.MetricsLog(workdir, train_cfg.steps, start_step, enabled=is_main)
   if is_main and start_step == 0:
     log.message(_describe_run(task, layout, workdir))
+    log.message(init_note)
   elif is_main:
     log.message(f"Resuming from step {start_step} in {workdir}")
   peak = flops.peak_flops(layout.num_devices, train_cfg.peak_flops)
@@ -103,7 +104,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if bad_step is not None:  # Rollback; under 'stop' check() raised.
         state = None  # Freed before the good state is loaded.
         good_step, state = _roll_back(checkpointer, layout, sampler, tracker,
-                                      lambda: (_initial_state(config, layout, init_rng),
+                                      lambda: (_initial_state(config, layout, init_rng)[0],
                                                initial_data))
         log.message(f"Step {bad_step} was not finite: rolled back to step {good_step}, learning "
                     f"rate x{guard.lr_scale:g} (rollback {guard.rollbacks} of "
@@ -285,13 +286,14 @@ def _reads_metrics(step: int, train_cfg: Any) -> bool:
   return step == train_cfg.steps or any(step % n == 0 for n in every)
 
 
-def _initial_state(config: Any, layout, rng: jax.Array):
-  """A fresh train state: random, or with config.init_from's parameters."""
+def _initial_state(config: Any, layout, rng: jax.Array) -> tuple[Any, str]:
+  """A fresh train state, random or with config.init_from's parameters, and a note on which."""
   state = layout.create_state(rng)
-  if config.init_from:
-    fresh = jax.device_get(layout.to_checkpoint(state).params)
-    state = layout.with_params(state, init_from.pretrained_params(config, fresh))
-  return state
+  if not config.init_from:
+    return state, f"Initialized: random weights (seed {config.seed}; config.init_from is empty)"
+  fresh = jax.device_get(layout.to_checkpoint(state).params)
+  params, note = init_from.pretrained_params(config, fresh)
+  return layout.with_params(state, params), note
 
 
 def _roll_back(checkpointer, layout, sampler, tracker, initial) -> tuple[int, Any]:
