@@ -6,12 +6,22 @@ import tempfile
 from typing import BinaryIO, Iterator
 
 
+def _read_umask() -> int:
+  mask = os.umask(0)  # The only way to read it; set back at once (at import, before threads).
+  os.umask(mask)
+  return mask
+
+
+_UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
   """Yields a binary file that replaces `path` only once the block finishes without error.
 
   The temporary file lives in the same directory so that `os.replace` is a rename within
   one file system (atomic on POSIX); on error it is removed and `path` is left untouched.
+  The file gets the permissions of any new file (0666 less the umask), not mkstemp's 0600.
   """
   path = os.fspath(path)
   directory = os.path.dirname(path) or "."
@@ -24,6 +34,7 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
       yield f
       f.flush()
       os.fsync(f.fileno())
+    os.chmod(tmp_path, 0o666 & ~_UMASK)
     os.replace(tmp_path, path)
   except BaseException:
     with contextlib.suppress(FileNotFoundError):

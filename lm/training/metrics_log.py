@@ -1,5 +1,7 @@
-"""Where metrics go: WORKDIR/metrics.jsonl, TensorBoard event files, a console progress bar, and
-WORKDIR/final_metrics.json once a run has finished."""
+"""Where metrics go: WORKDIR/metrics.jsonl, TensorBoard event files (`tensorboard --logdir
+WORKDIR`), WORKDIR/curves.png (train and eval loss, redrawn at each evaluation), the console (a
+progress bar on a terminal, else one plain line per logged step) and WORKDIR/final_metrics.json
+once a run has finished."""
 
 import json
 import math
@@ -13,6 +15,7 @@ from lm.data import atomic
 from lm.errors import UserError
 
 METRICS_FILE = "metrics.jsonl"
+CURVES_FILE = "curves.png"
 # Written (atomically) when a run ends at its last step or stops early: its presence marks a
 # finished run (lm.sweep skips those).
 FINAL_FILE = "final_metrics.json"
@@ -20,10 +23,15 @@ FINAL_FILE = "final_metrics.json"
 
 class MetricsLog:
   """Writes one JSON object per logged step ({"step": s, "train/loss": ..., ...}) and the same
-  scalars to TensorBoard; shows a progress bar with the latest loss, tokens/s and MFU."""
+  scalars to TensorBoard; shows the latest loss, tokens/s and MFU in a progress bar on a
+  terminal, or as one plain line per logged step when stdout is a file or pipe (nohup, SLURM,
+  `| tee`); redraws curves.png whenever the step has evaluation metrics."""
 
   def __init__(self, workdir: str, total_steps: int, start_step: int, enabled: bool = True):
     self._enabled = enabled
+    self._workdir = workdir
+    self._total_steps = total_steps
+    self._plain = enabled and not sys.stdout.isatty()
     if enabled:
       # Imported here: tensorboardX imports torch (~3 s), which readers of the files (lm.sweep)
       # do not need.
@@ -35,7 +43,7 @@ class MetricsLog:
                           unit="step",
                           dynamic_ncols=True,
                           file=sys.stdout,
-                          disable=not enabled or None,
+                          disable=not enabled or self._plain,
                           mininterval=1.0)
 
   def write(self, step: int, metrics: dict[str, float]) -> None:
@@ -50,13 +58,28 @@ class MetricsLog:
                       f"({e.strerror}); free space and run the same command to resume") from None
     for key, value in metrics.items():
       self._tensorboard.add_scalar(key, value, step)
-    shown = {
-        "loss": metrics.get("train/loss"),
-        "eval": metrics.get("eval/loss"),
-        "tok/s": metrics.get("perf/tokens_per_s"),
-        "mfu": metrics.get("perf/mfu")
-    }
-    self._bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items() if v is not None}, refresh=False)
+    if self._plain:
+      print(plain_line(step, self._total_steps, metrics), flush=True)
+    else:
+      shown = {
+          "loss": metrics.get("train/loss"),
+          "eval": metrics.get("eval/loss"),
+          "tok/s": metrics.get("perf/tokens_per_s"),
+          "mfu": metrics.get("perf/mfu")
+      }
+      self._bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items() if v is not None},
+                            refresh=False)
+    if any(key.startswith("eval/") for key in metrics):
+      self._draw_curves()
+
+  def _draw_curves(self) -> None:
+    from lm.sweep import plots  # pylint: disable=g-import-not-at-top  # matplotlib: ~1 s.
+    path = os.path.join(self._workdir, CURVES_FILE)
+    try:
+      plots.plot_run_curves(path + ".tmp.png", {os.path.basename(self._workdir): self._workdir})
+      os.replace(path + ".tmp.png", path)
+    except OSError as e:  # The metrics themselves are safe in metrics.jsonl.
+      logging.warning("Cannot draw %s: %s", path, e)
 
   def advance(self, steps: int) -> None:
     self._bar.update(steps)
@@ -72,6 +95,18 @@ class MetricsLog:
           close()
         except OSError as e:  # Already reported by write(), or only the last lines are lost.
           logging.warning("Closing the metrics files in %s: %s", self._jsonl.name, e)
+
+
+def plain_line(step: int, total_steps: int, metrics: dict[str, float]) -> str:
+  """'step 200/5000 | loss 1.923 | tokens/s 5.2e+04 | mfu 12.3% | eval/loss 1.87 | ...'."""
+  parts = [f"step {step}/{total_steps}"]
+  for key, label in (("train/loss", "loss"), ("perf/tokens_per_s", "tokens/s")):
+    if key in metrics:
+      parts.append(f"{label} {metrics[key]:.4g}")
+  if "perf/mfu" in metrics:
+    parts.append(f"mfu {100 * metrics['perf/mfu']:.2f}%")
+  parts += [f"{k} {v:.4g}" for k, v in sorted(metrics.items()) if k.startswith("eval/")]
+  return " | ".join(parts)
 
 
 def write_final(workdir: str, step: int, metrics: dict[str, float]) -> None:
