@@ -31,9 +31,10 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from lm.data import data_root  # pylint: disable=g-import-not-at-top
 from lm.data.prepare import contamination, dedup  # pylint: disable=g-import-not-at-top
 
-DATA = os.path.join(REPO, os.pardir, "shared", "data")
+DATA = data_root.root()  # $LM_DATA_DIR, else ../shared/data beside the repository.
 EDIT_KINDS = ("substitute", "insert", "delete")
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 _CJK = "\u2e80-\u312f\u31a0-\u9fff\uf900-\ufaff"

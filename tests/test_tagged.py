@@ -1,22 +1,19 @@
 """Tests for lm.data.tagged: CoNLL and JSONL reading, Weibo position digits, errors, and
-predictions written back line for line (checked with the shared scorer)."""
+predictions written back line for line (checked with seqeval)."""
 
-import importlib.util
 import json
 import os
 
 import pytest
+from seqeval import metrics as seqeval_metrics
 
 from lm.data import tagged as tagged_lib
 from lm.data.tagged import Sentence, read_tagged, write_predictions
 from lm.errors import UserError
-from tests.conftest import SHARED_DATA
+from tests.conftest import FIXTURES
 
-WNUT17_DEV = SHARED_DATA / "wnut17" / "emerging.dev.conll"
-WEIBO_DEV = SHARED_DATA / "weibo-ner" / "weiboNER_2nd_conll.dev"
-SCORE_PY = SHARED_DATA.parent / "tools" / "score.py"
-needs_shared = pytest.mark.skipif(not WNUT17_DEV.exists() or not WEIBO_DEV.exists(),
-                                  reason="needs ../shared/data")
+WNUT17_DEV = FIXTURES / "wnut17" / "emerging.dev.conll"
+WEIBO_DEV = FIXTURES / "weibo-ner" / "weiboNER_2nd_conll.dev"
 
 
 def _write(path, text: str) -> str:
@@ -30,13 +27,23 @@ def _read_bytes(path) -> bytes:
     return f.read()
 
 
-def _score_module():
-  if not SCORE_PY.exists():
-    pytest.skip("needs ../shared/tools/score.py")
-  spec = importlib.util.spec_from_file_location("shared_score", SCORE_PY)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+def conll_tags(path) -> list[list[str]]:
+  """The tags of a CoNLL file, per sentence, read independently of lm.data.tagged: the last
+  column, sentences split at whitespace-only lines."""
+  sentences, current = [], []
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      if line.strip():
+        current.append(line.split()[-1])
+      elif current:
+        sentences.append(current)
+        current = []
+  return sentences + [current] if current else sentences
+
+
+def ner_f1(gold_path, predicted_path) -> float:
+  """Entity-level F1 in percent (seqeval, IOB2), as the CoNLL and WNUT scorers report it."""
+  return 100 * seqeval_metrics.f1_score(conll_tags(gold_path), conll_tags(predicted_path))
 
 
 # --- CoNLL --------------------------------------------------------------------------------------
@@ -99,21 +106,18 @@ def test_write_predictions_rejects_wrong_shapes(tmp_path):
   assert not os.path.exists(out)
 
 
-# --- Shared data sets ---------------------------------------------------------------------------
+# --- The data sets' formats (tests/fixtures) -----------------------------------------------------
 
 
-@needs_shared
 @pytest.mark.parametrize("gold", [WNUT17_DEV, WEIBO_DEV], ids=["wnut17", "weibo"])
-def test_round_trip_of_shared_files_and_scorer(tmp_path, gold):
-  score = _score_module()
+def test_round_trip_of_dataset_files_and_scorer(tmp_path, gold):
   tagged = read_tagged(str(gold))
   assert tagged.has_tags
-  scorer_sentences = score._conll_sentences(str(gold), -1)  # pylint: disable=protected-access
-  assert [list(s.tags) for s in tagged.sentences] == scorer_sentences
+  assert [list(s.tags) for s in tagged.sentences] == conll_tags(gold)
   written = tmp_path / "written.conll"
   write_predictions(tagged, [list(s.tags) for s in tagged.sentences], str(written))
   assert _read_bytes(written) == _read_bytes(gold)
-  assert score.ner(str(gold), str(written)) == 100.0
+  assert ner_f1(gold, written) == 100.0
 
   # The same file without its tag column, tagged by "predictions": the gold file again.
   stripped_lines = [line.split("\t")[0] for line in _read_bytes(gold).decode().split("\n")]
@@ -126,16 +130,15 @@ def test_round_trip_of_shared_files_and_scorer(tmp_path, gold):
   rewritten = tmp_path / "rewritten.conll"
   write_predictions(untagged, [list(s.tags) for s in tagged.sentences], str(rewritten))
   assert _read_bytes(rewritten) == _read_bytes(gold)
-  assert score.ner(str(gold), str(rewritten)) == 100.0
+  assert ner_f1(gold, rewritten) == 100.0
 
   # A prediction with an error scores below 100 on the same sentences.
   predicted = [["O"] * len(s.tags) for s in tagged.sentences]
   write_predictions(tagged, predicted, str(written))
-  assert score._conll_sentences(str(written), -1) == predicted  # pylint: disable=protected-access
-  assert score.ner(str(gold), str(written)) == 0.0
+  assert conll_tags(written) == predicted
+  assert ner_f1(gold, written) == 0.0
 
 
-@needs_shared
 def test_weibo_position_digits_kept_and_dropped():
   kept = read_tagged(str(WEIBO_DEV))
   dropped = read_tagged(str(WEIBO_DEV), position_digits="drop")

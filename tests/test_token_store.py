@@ -10,9 +10,9 @@ from lm.data import token_store
 from lm.data.token_store import TokenStream
 from lm.data.tokenizers import EOS_ID, NUM_SPECIAL, ByteTokenizer, CharTokenizer
 from lm.errors import UserError
-from tests.conftest import SHARED_DATA
+from tests.conftest import REPO
 
-SHAKESPEARE = str(SHARED_DATA / "tinyshakespeare" / "input.txt")
+SHAKESPEARE = str(REPO / "data" / "tinyshakespeare" / "input.txt")
 
 
 class _BigVocab(ByteTokenizer):

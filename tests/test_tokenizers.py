@@ -23,14 +23,14 @@ from lm.data.tokenizers import (
     SentencePieceTokenizer,
 )
 from lm.errors import UserError
-from tests.conftest import SHARED_DATA
+from tests.conftest import FIXTURES, REPO
 
-DATA = str(SHARED_DATA)
+DATA = str(FIXTURES)
 
 
 @pytest.fixture(scope="module")
 def shakespeare():
-  with open(os.path.join(DATA, "tinyshakespeare", "input.txt"), encoding="utf-8") as f:
+  with open(REPO / "data" / "tinyshakespeare" / "input.txt", encoding="utf-8") as f:
     return f.read()
 
 
@@ -319,7 +319,7 @@ def test_byte_tokenizer_round_trips_any_unicode(text):
   assert int(tokenizer.token_bytes()[ids].sum()) == len(text.encode("utf-8"))
 
 
-with open(os.path.join(DATA, "tinyshakespeare", "input.txt"), encoding="utf-8") as _f:
+with open(REPO / "data" / "tinyshakespeare" / "input.txt", encoding="utf-8") as _f:
   _VOCAB = sorted(set(_f.read()))
 
 

@@ -13,7 +13,7 @@ import pytest
 from experiments import shakespeare_char
 from lm.errors import UserError
 from lm.training import trainer
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import FIXTURES, REPO
 
 
 def smoke_config(**train):
@@ -201,7 +201,7 @@ def test_resumes_a_run_saved_before_a_config_key_existed(tmp_path):
 def test_test_split_is_evaluated_once_at_the_end(tmp_path):
   """config.data.test_source: test/* metrics on the final parameters only; on the validation
   text itself they equal eval/*. With the word tokenizer, perplexity is per word."""
-  words = os.path.join(SHARED_DATA, "wikitext2", "tokens", "valid.txt")
+  words = os.path.join(FIXTURES, "wikitext2", "tokens", "valid.txt")
   with open(words, encoding="utf-8") as f:
     text = f.read()
   (tmp_path / "train.txt").write_text(text[:40_000], encoding="utf-8")

@@ -13,9 +13,9 @@ from lm.data import tokenizers, word_tokenizer
 from lm.data.tokenizer_base import NUM_SPECIAL, UNK_ID
 from lm.data.word_tokenizer import EOS_WORD_ID, WordTokenizer, normalize
 from lm.errors import UserError
-from tests.conftest import SHARED_DATA
+from tests.conftest import FIXTURES
 
-WIKITEXT = os.path.join(SHARED_DATA, "wikitext2", "tokens")
+WIKITEXT = os.path.join(FIXTURES, "wikitext2", "tokens")
 
 
 @pytest.fixture(scope="module")
@@ -30,17 +30,20 @@ def wikitext_tokenizer(wikitext_train):
 
 
 def test_wikitext2_vocabulary_and_word_counts(wikitext_tokenizer, wikitext_train):
-  """Merity et al. 2016: 33,278 words (<eos> and <unk> included); 2,088,628 / 217,646 /
-  245,569 words in train / valid / test, one <eos> per line: the denominators of the published
-  word-level perplexities."""
-  assert wikitext_tokenizer.vocab_size == NUM_SPECIAL + 33_278
-  counts = {"train": len(wikitext_tokenizer.encode(wikitext_train))}
+  """On the full data (Merity et al. 2016): 33,278 words (<eos> and <unk> included);
+  2,088,628 / 217,646 / 245,569 words in train / valid / test, one <eos> per line: the
+  denominators of the published word-level perplexities. On the fixture's slices (the first
+  200 / 150 / 100 lines): 2,395 words, and one id per word and per line."""
+  assert wikitext_tokenizer.vocab_size == NUM_SPECIAL + 2_395
+  ids = wikitext_tokenizer.encode(wikitext_train)
+  assert UNK_ID not in ids  # Rare words are already the text's own word "<unk>".
+  counts = {"train": len(ids)}
   for split in ("valid", "test"):
     with open(os.path.join(WIKITEXT, f"{split}.txt"), encoding="utf-8") as f:
-      ids = wikitext_tokenizer.encode(f.read())
-    counts[split] = len(ids)
-    assert UNK_ID not in ids  # Rare words are already the text's own word "<unk>".
-  assert counts == {"train": 2_088_628, "valid": 217_646, "test": 245_569}
+      text = f.read()
+    counts[split] = len(wikitext_tokenizer.encode(text))
+    assert counts[split] == len(text.split()) + text.count("\n")  # Unseen words are <unk>.
+  assert counts == {"train": 10_313, "valid": 8_656, "test": 4_819}
 
 
 def test_most_frequent_words_are_kept(wikitext_tokenizer, wikitext_train):

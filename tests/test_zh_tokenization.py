@@ -13,9 +13,9 @@ from lm.data import sources, token_store, tokenizer_base, tokenizers
 from lm.data.prepare import cleaning
 from lm.errors import UserError
 from lm.training import steps
-from tests.conftest import SHARED_DATA
+from tests.conftest import FIXTURES
 
-ZH = SHARED_DATA / "zh-fortunes"
+ZH = FIXTURES / "zh-fortunes"
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +31,9 @@ def entries():
 
 @pytest.fixture(scope="module")
 def split(entries):
-  """(train, held-out) entries: 300 held out, seeded."""
+  """(train, held-out) entries: 20 held out, seeded."""
   order = np.random.default_rng(0).permutation(len(entries))
-  held_out = set(order[:300].tolist())
+  held_out = set(order[:20].tolist())
   train = [e for i, e in enumerate(entries) if i not in held_out]
   return train, [entries[i] for i in sorted(held_out)]
 
@@ -47,9 +47,10 @@ def spm(split):
 def test_cleaned_corpus_has_no_escapes_left(entries):
   raw = sum((ZH / name).read_text(encoding="utf-8").count("\x1b")
             for name in ("chinese", "tang300", "song100"))
-  assert raw > 10_000  # Dirty as shipped.
+  assert raw > 500  # Dirty as shipped.
   assert cleaning.count_escapes(entries) == 0
-  assert len(entries) == 5263 + 313 + 96  # chinese, tang300, song100 (README: ~5,264 / 314 / 95).
+  # chinese, tang300, song100 as sliced in tests/fixtures (the full files: 5,263 / 313 / 96).
+  assert len(entries) == 60 + 31 + 10
 
 
 def test_sentencepiece_round_trips_every_entry_without_unk(entries, split, spm):
@@ -60,8 +61,9 @@ def test_sentencepiece_round_trips_every_entry_without_unk(entries, split, spm):
   assert tokenizer_base.unk_rate(spm, held_out) == 0.0
   ids = [i for entry in held_out for i in spm.encode(entry)]
   assert any(spm.id_to_piece(i).startswith("<0x") for i in ids)  # Rare characters as bytes.
-  # BPE merges Chinese characters: fewer tokens than characters.
-  assert len(ids) < 0.8 * sum(map(len, held_out))
+  # BPE merges Chinese characters: fewer tokens than characters (0.8 on the full corpus; the
+  # fixture's ~100 entries teach fewer merges).
+  assert len(ids) < 0.9 * sum(map(len, held_out))
 
 
 def test_without_byte_fallback_held_out_characters_are_unk(split):
@@ -82,8 +84,10 @@ def test_bits_per_byte_divides_by_utf8_bytes(kind, split, spm):
   # A uniform model: every token costs ln V nats, so bpb = log2(V) * tokens / UTF-8 bytes,
   # for Chinese 3 bytes per character.
   train, _ = split
-  tokenizer = spm if kind == "sentencepiece" else tokenizers.build_tokenizer(kind, train)
   text = "床前明月光，疑是地上霜。举头望明月，低头思故乡。"
+  # Every character of `text` in the vocabulary (the fixture's slice lacks some).
+  tokenizer = (spm if kind == "sentencepiece" else
+               tokenizers.build_tokenizer(kind, train + [text]))
   assert len(text.encode("utf-8")) == 3 * len(text)
   stream = token_store.tokenize_documents([text], tokenizer)
   assert stream.num_bytes == 3 * len(text)

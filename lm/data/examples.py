@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from lm.data import setting_names
 from lm.data.records import LabelSet, Record
 from lm.data.tokenizer_base import PAD_ID, Tokenizer
 from lm.errors import UserError
@@ -62,7 +63,7 @@ def classification_examples(records: Sequence[Record], tokenizer: Tokenizer,
   tokens, types, labels, num_truncated = [], [], [], 0
   for record in records:
     if "text" not in record.values:
-      raise UserError(f"{record.where}: no text (config.data.text_field)")
+      raise UserError(f"{record.where}: no text ({setting_names.name('text_field')})")
     if pairs and "text_pair" not in record.values:
       raise UserError(f"{record.where}: no second text (config.data.text_pair_field)")
     text_ids = tokenizer.encode_array(record.values["text"]).astype(np.int32, copy=False)

@@ -19,7 +19,7 @@ import tarfile
 import zlib
 from typing import Iterable, Iterator
 
-from lm.data import tfds_source
+from lm.data import data_root, setting_names, tfds_source
 from lm.errors import UserError
 
 TFDS_PREFIX = "tfds:"
@@ -72,8 +72,8 @@ def read_documents(
   Returns:
     The non-blank documents, in file order.
   """
-  check_choice(txt_unit, TXT_UNITS, "config.data.txt_unit")
-  check_choice(encoding_errors, ENCODING_ERRORS, "config.data.encoding_errors")
+  check_choice(txt_unit, TXT_UNITS, setting_names.name("txt_unit"))
+  check_choice(encoding_errors, ENCODING_ERRORS, setting_names.name("encoding_errors"))
   if not isinstance(source, str) or not source.strip():
     raise UserError(f"{config_key} is empty: set it to a file, a glob or 'tfds:NAME'")
   source = source.strip()
@@ -119,7 +119,8 @@ def resolve_files(source: str,
     if _GLOB_CHARS.intersection(pattern):
       matches = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
       if not matches:
-        raise UserError(f"{config_key}: no file matches '{entry}'")
+        raise UserError(f"{config_key}: no file matches '{entry}'"
+                        f"{data_root.missing_hint(entry)}")
       paths.extend(matches)
     elif os.path.isdir(pattern) and directories:
       below = sorted(p for p in glob.glob(os.path.join(pattern, "**", "*"), recursive=True)
@@ -131,7 +132,7 @@ def resolve_files(source: str,
       raise UserError(
           f"{config_key}: '{entry}' is a directory; name the files, e.g. '{entry}/*.txt'")
     elif not os.path.isfile(pattern):
-      raise UserError(f"{config_key}: file not found: '{entry}'")
+      raise UserError(f"{config_key}: file not found: '{entry}'{data_root.missing_hint(entry)}")
     else:
       paths.append(pattern)
   return list(dict.fromkeys(paths))  # Drops duplicates, keeps order.
@@ -187,8 +188,8 @@ def iter_file(path: str,
   Memory stays constant in the file size, except for txt_unit='file' (one document is the
   whole file).
   """
-  check_choice(txt_unit, TXT_UNITS, "config.data.txt_unit")
-  check_choice(encoding_errors, ENCODING_ERRORS, "config.data.encoding_errors")
+  check_choice(txt_unit, TXT_UNITS, setting_names.name("txt_unit"))
+  check_choice(encoding_errors, ENCODING_ERRORS, setting_names.name("encoding_errors"))
   extension = inner_extension(path)
   if extension in JSONL_EXTENSIONS:
     yield from _jsonl_documents(_decoded_lines(path, encoding_errors), path, text_field,
@@ -228,7 +229,7 @@ def iter_archive(path: str,
           yield member.name, decode_utf8(data, encoding_errors, where=f"{path}: {member.name}")
         last = member.name
   except FileNotFoundError:
-    raise UserError(f"{path}: file not found") from None
+    raise UserError(f"{path}: file not found{data_root.missing_hint(path)}") from None
   except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
     if last is None and "could not be opened" in str(e):
       reason = "not a valid tar archive (plain, .gz, .bz2 or .xz)"
@@ -255,7 +256,8 @@ def decode_utf8(data: bytes, encoding_errors: str, *, where: str) -> str:
 
 def _utf8_error(where: str, line: int, position: int, byte: int, utf16: bool) -> UserError:
   hint = ("it starts with a UTF-16 byte-order mark: save it as UTF-8"
-          if utf16 else "fix the file or set config.data.encoding_errors='replace'")
+          if utf16 else
+          f"fix the file or set {setting_names.name('encoding_errors')}='replace'")
   return UserError(f"{where}: line {line}: invalid UTF-8 byte 0x{byte:02x} at byte "
                    f"offset {position}; {hint}")
 
@@ -291,7 +293,7 @@ def check_text(text: str, encoding_errors: str, *, where: str) -> str:
   if encoding_errors == "replace":
     return _SURROGATE_RE.sub("\ufffd", text)
   raise UserError(f"{where}: unpaired surrogate \\u{ord(match.group()):04x} (not a character); "
-                  f"fix the file or set config.data.encoding_errors='replace'")
+                  f"fix the file or set {setting_names.name('encoding_errors')}='replace'")
 
 
 def parse_json_line(line: str, where: str) -> dict:
@@ -316,7 +318,7 @@ def split_text(text: str,
                txt_unit: str,
                entry_separator: str = DEFAULT_ENTRY_SEPARATOR) -> list[str]:
   """Splits plain text into documents; blank documents are dropped."""
-  check_choice(txt_unit, TXT_UNITS, "config.data.txt_unit")
+  check_choice(txt_unit, TXT_UNITS, setting_names.name("txt_unit"))
   if txt_unit == "file":
     return [text] if text.strip() else []
   return list(split_lines(text.split("\n"), txt_unit, entry_separator))
@@ -332,7 +334,7 @@ def split_lines(lines: Iterable[str],
   are, inner blank lines included (leading and trailing ones dropped). A trailing CR is dropped
   from every line.
   """
-  check_choice(txt_unit, ("line", "paragraph", "entry"), "config.data.txt_unit")
+  check_choice(txt_unit, ("line", "paragraph", "entry"), setting_names.name("txt_unit"))
   if txt_unit == "entry" and not entry_separator.strip():
     raise UserError("config.data.entry_separator is blank: set it to the line that separates"
                     " entries, e.g. '%'")
@@ -402,7 +404,7 @@ def _open_binary(path: str):
   try:
     return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
   except FileNotFoundError:
-    raise UserError(f"{path}: file not found") from None
+    raise UserError(f"{path}: file not found{data_root.missing_hint(path)}") from None
   except IsADirectoryError:
     raise UserError(f"{path}: is a directory, not a file") from None
   except PermissionError:
@@ -432,7 +434,7 @@ def _jsonl_documents(lines: Iterable[tuple[int, str]], path: str, text_field: st
     if text_field not in record:
       fields = ", ".join(map(repr, record)) or "none"
       raise UserError(f"{path}: line {line_number}: no field {text_field!r} (fields: {fields});"
-                      " set config.data.text_field")
+                      f" set {setting_names.name('text_field')}")
     value = record[text_field]
     if not isinstance(value, str):
       raise UserError(f"{path}: line {line_number}: field {text_field!r} is {type(value).__name__},"
@@ -475,7 +477,7 @@ def _table_documents(lines: Iterable[str], path: str, text_field: str,
       columns = ", ".join(map(repr, header))
       raise UserError(
           f"{path}: line 1: no column {text_field!r} in the header (columns: {columns});"
-          " set config.data.text_field")
+          f" set {setting_names.name('text_field')}")
     column = header.index(text_field)
     line = reader.line_num + 1
     for row in reader:

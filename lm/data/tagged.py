@@ -27,6 +27,7 @@ import re
 from typing import Any
 
 from lm.data import atomic
+from lm.data import setting_names
 from lm.data import sources
 from lm.errors import UserError
 
@@ -91,7 +92,8 @@ def read_tagged(path: str,
   if has_tags not in (True, False, None):
     raise ValueError(f"has_tags must be True, False or None, got {has_tags!r}")
   sources.check_choice(position_digits, POSITION_DIGITS, "config.data.position_digits")
-  sources.check_choice(encoding_errors, sources.ENCODING_ERRORS, "config.data.encoding_errors")
+  sources.check_choice(encoding_errors, sources.ENCODING_ERRORS,
+                       setting_names.name("encoding_errors"))
   try:
     data = sources.read_bytes(path)  # Plain or .gz.
   except UserError as e:

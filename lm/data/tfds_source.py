@@ -9,6 +9,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from lm.data import setting_names
 from lm.errors import UserError
 
 
@@ -89,7 +90,8 @@ def _text_of(example: Any, text_field: str, encoding_errors: str, *, where: str)
   if not isinstance(example, dict) or text_field not in example:
     fields = ", ".join(map(repr, example)) if isinstance(example, dict) else "none"
     raise UserError(
-        f"{where}: no feature {text_field!r} (features: {fields}); set config.data.text_field")
+        f"{where}: no feature {text_field!r} (features: {fields}); set "
+        f"{setting_names.name('text_field')}")
   value = example[text_field]
   if isinstance(value, np.ndarray) and value.ndim == 0:
     value = value.item()
@@ -100,6 +102,6 @@ def _text_of(example: Any, text_field: str, encoding_errors: str, *, where: str)
       return value.decode("utf-8", errors=encoding_errors)
     except UnicodeDecodeError as e:
       raise UserError(f"{where}: invalid UTF-8 at byte offset {e.start} of feature {text_field!r};"
-                      " set config.data.encoding_errors='replace'") from None
+                      f" set {setting_names.name('encoding_errors')}='replace'") from None
   raise UserError(f"{where}: feature {text_field!r} is {type(value).__name__}, not text; set"
-                  " config.data.text_field to a text feature")
+                  f" {setting_names.name('text_field')} to a text feature")

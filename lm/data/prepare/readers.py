@@ -7,10 +7,12 @@ duplicate is kept ("the first") and the held-out split do not depend on how many
 import dataclasses
 from typing import Any, Iterator
 
-from lm.data import sources, tfds_source
+from lm.data import setting_names, sources, tfds_source
 from lm.errors import UserError
 
 ID_STRIDE = 1 << 40
+# config.reader keys that the readers' errors name (they say config.data.KEY in training).
+_READER_KEYS = ("text_field", "txt_unit", "encoding_errors")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +70,12 @@ def iter_documents(inputs: list[Input], reader_cfg: Any, *, tfds_data_dir: str =
 
 
 def _read(item: Input, reader_cfg: Any, tfds_data_dir: str) -> Iterator[tuple[str, str]]:
-  """(where, text) of the non-blank documents of one input."""
+  """(where, text) of the non-blank documents of one input; errors name config.reader keys."""
+  with setting_names.named(**{key: f"config.reader.{key}" for key in _READER_KEYS}):
+    yield from _read_input(item, reader_cfg, tfds_data_dir)
+
+
+def _read_input(item: Input, reader_cfg: Any, tfds_data_dir: str) -> Iterator[tuple[str, str]]:
   if item.kind == "archive":
     for name, text in sources.iter_archive(item.path, item.member_glob,
                                            reader_cfg.encoding_errors):
