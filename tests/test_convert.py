@@ -116,6 +116,16 @@ DECODERS = {
         transformers.MistralConfig(vocab_size=VOCAB, hidden_size=48, num_hidden_layers=2,
                                    num_attention_heads=4, num_key_value_heads=2,
                                    intermediate_size=64, sliding_window=16)),
+    "gpt_neox": lambda: transformers.GPTNeoXForCausalLM(
+        transformers.GPTNeoXConfig(vocab_size=VOCAB, hidden_size=48, num_hidden_layers=2,
+                                   num_attention_heads=3, intermediate_size=72,
+                                   max_position_embeddings=32, use_parallel_residual=False,
+                                   rotary_pct=1.0, rotary_emb_base=500.0, hidden_act="gelu_new")),
+    "gpt_neox_linear_rope": lambda: transformers.GPTNeoXForCausalLM(
+        transformers.GPTNeoXConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1,
+                                   num_attention_heads=2, intermediate_size=40,
+                                   use_parallel_residual=False, rotary_pct=1.0,
+                                   rope_scaling=dict(rope_type="linear", factor=2.0))),
     "qwen2": lambda: transformers.Qwen2ForCausalLM(
         transformers.Qwen2Config(vocab_size=VOCAB, hidden_size=48, num_hidden_layers=2,
                                  num_attention_heads=4, num_key_value_heads=2,
@@ -203,13 +213,22 @@ def test_our_own_model_exports_as_gpt2_with_zero_biases(tmp_path):
 
 
 def test_unsupported_architecture_is_named(tmp_path):
-  model = transformers.GPTNeoXForCausalLM(
-      transformers.GPTNeoXConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1,
-                                 num_attention_heads=2, intermediate_size=40))
+  model = transformers.OPTForCausalLM(
+      transformers.OPTConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1,
+                             num_attention_heads=2, ffn_dim=40, word_embed_proj_dim=32))
   source = save_hf(model, tmp_path / "hf")
-  with pytest.raises(UserError, match="model_type 'gpt_neox' is not supported"):
+  with pytest.raises(UserError, match="model_type 'opt' is not supported"):
     import_hf(source, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()
+
+
+def test_parallel_residual_gpt_neox_is_refused(tmp_path):
+  model = transformers.GPTNeoXForCausalLM(
+      transformers.GPTNeoXConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, intermediate_size=40))  # Pythia-like.
+  source = save_hf(model, tmp_path / "hf")
+  with pytest.raises(UserError, match="use_parallel_residual"):
+    import_hf(source, str(tmp_path / "run"))
 
 
 def test_shape_mismatch_names_the_tensor(tmp_path):

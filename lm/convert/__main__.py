@@ -1,14 +1,17 @@
 """Import and export Hugging Face checkpoints.
 
-  python -m lm.convert --from_hf=SRC_DIR --workdir=DST    # GPT-2, BERT/MiniLM, Llama/Mistral/Qwen2
+  python -m lm.convert --from_hf=SRC_DIR --workdir=DST    # GPT-2, BERT/MiniLM, Llama/Mistral/
+                                                           # Qwen2, GPT-NeoX (sequential residual)
   python -m lm.convert --workdir=SRC --to_hf=DST_DIR [--checkpoint=latest|best|STEP]
 
 The imported workdir is a finished run: fine-tune it with --config.init_from=DST, continue
-pretraining the same way, or sample with `python -m lm.generate --workdir=DST`. Export writes
-config.json, model.safetensors and the tokenizer files (LoRA adapters merged).
+pretraining the same way, or sample with `python -m lm.generate --workdir=DST`. Export writes a
+new directory (DST_DIR must not exist, or be empty): config.json, model.safetensors,
+generation_config.json and the tokenizer files (LoRA adapters merged); a pooled encoder
+classifier as a sentence-transformers model.
 """
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from lm import cli
 from lm.errors import UserError
@@ -40,5 +43,10 @@ def main(argv: list[str]) -> None:
   print(message)
 
 
+def run() -> None:
+  """The console command (pyproject.toml [project.scripts])."""
+  cli.run(main)
+
+
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  run()

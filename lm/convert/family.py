@@ -1,4 +1,4 @@
-"""What a model family (GPT-2, BERT, Llama) tells the converter, and the lookup by name."""
+"""What a model family (GPT-2, BERT, Llama, GPT-NeoX) tells the converter, and the lookup by name."""
 
 import abc
 from typing import Any
@@ -72,8 +72,8 @@ def mismatch(cfg: ModelConfig,
 
 
 def families() -> list[Family]:
-  from lm.convert import bert, gpt2, llama  # pylint: disable=g-import-not-at-top
-  return [gpt2.GPT2(), bert.Bert(), llama.Llama()]
+  from lm.convert import bert, gpt2, gpt_neox, llama  # pylint: disable=g-import-not-at-top
+  return [gpt2.GPT2(), bert.Bert(), llama.Llama(), gpt_neox.GPTNeoX()]
 
 
 def family_for_hf(hf: dict[str, Any], source: str) -> Family:
@@ -87,12 +87,20 @@ def family_for_hf(hf: dict[str, Any], source: str) -> Family:
                   f"converter reads {', '.join(supported)}")
 
 
-def family_for_model(cfg: ModelConfig, workdir: str) -> Family:
-  """The first family that can hold `cfg` exactly."""
+def family_for_model(cfg: ModelConfig, workdir: str, classifier_hint: bool = False) -> Family:
+  """The first family that can hold `cfg` exactly; the refusal of a classifier
+  (`classifier_hint`) says which classifiers export."""
   problems = []
   for family in families():
     problem = family.export_problem(cfg)
     if problem is None:
       return family
     problems.append(f"{family.model_types[0]}: {problem}")
-  raise UserError(f"{workdir}: this model has no Hugging Face equivalent ({'; '.join(problems)})")
+  message = f"{workdir}: this model has no Hugging Face equivalent ({'; '.join(problems)})"
+  if classifier_hint or cfg.num_classes:
+    message += (". Sequence classifiers export on a BERT-style encoder (learned positions, "
+                "config.model.norm_position='post', GELU, config.model.causal=False): with "
+                "config.model.pooler=True and config.task.pooling='cls' as "
+                "BertForSequenceClassification, with pooling 'cls', 'mean' or 'last' as a "
+                "sentence-transformers model")
+  raise UserError(message)

@@ -3,6 +3,7 @@ SwiGLU, grouped-query attention, an untied output layer; optional attention/MLP 
 
 from typing import Any
 
+from lm.convert import rope as rope_settings
 from lm.convert import tensor_map as tm
 from lm.convert.family import Family, check, mismatch
 from lm.models.config import ModelConfig
@@ -10,8 +11,6 @@ from lm.models.config import ModelConfig
 ATTENTION = "query,key_value,out"
 MLP = "wi_gate,wi_up,wo"
 QWEN2 = "query,key_value"
-# Hugging Face rope_type -> config.model.rope_scaling.
-ROPE_TYPES = {"default": "none", "linear": "linear", "llama3": "llama3", "yarn": "yarn"}
 
 
 class Llama(Family):
@@ -51,7 +50,7 @@ class Llama(Family):
                 projection_biases=",".join(biases),
                 tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
                 causal=True,
-                **_rope_fields(hf, source))
+                **rope_settings.model_fields(hf, source))
 
   def rules(self, cfg: ModelConfig, param_paths: set[str]) -> list[tm.Rule]:
     D, H, K, Dh, F = cfg.embed_dim, cfg.num_heads, cfg.kv_heads, cfg.head_dim, cfg.hidden_dim
@@ -106,19 +105,7 @@ class Llama(Family):
     return None
 
   def hf_config(self, cfg: ModelConfig, special_ids: dict[str, int | None]) -> dict[str, Any]:
-    rope = {"rope_type": {v: k for k, v in ROPE_TYPES.items()}[cfg.rope_scaling],
-            "rope_theta": cfg.rope_theta}
-    if cfg.rope_scaling != "none":
-      rope["factor"] = cfg.rope_factor
-    if cfg.rope_scaling in ("llama3", "yarn"):
-      rope["original_max_position_embeddings"] = cfg.rope_original_max_len
-    if cfg.rope_scaling == "llama3":
-      rope.update(low_freq_factor=cfg.rope_low_freq_factor,
-                  high_freq_factor=cfg.rope_high_freq_factor)
-    if cfg.rope_scaling == "yarn":
-      rope.update(beta_fast=cfg.rope_beta_fast, beta_slow=cfg.rope_beta_slow)
-      if cfg.rope_attention_factor:
-        rope["attention_factor"] = cfg.rope_attention_factor
+    rope = rope_settings.hf_parameters(cfg)
     qwen2 = _biases(cfg) == _names(QWEN2)
     return dict(architectures=["Qwen2ForCausalLM" if qwen2 else "LlamaForCausalLM"],
                 model_type="qwen2" if qwen2 else "llama",
@@ -149,35 +136,3 @@ def _names(*comma_separated: str) -> set[str]:
 
 def _biases(cfg: ModelConfig) -> set[str]:
   return _names(cfg.projection_biases.replace(" ", "")) - {""}
-
-
-def _rope_fields(hf: dict[str, Any], source: str) -> dict[str, Any]:
-  """config.model rope_* fields from `rope_parameters` (transformers 5) or the older
-  `rope_theta` + `rope_scaling` keys."""
-  rope = dict(hf.get("rope_parameters") or hf.get("rope_scaling") or {})
-  key = "rope_parameters" if hf.get("rope_parameters") else "rope_scaling"
-  rope_type = rope.get("rope_type", rope.get("type", "default"))
-  check(rope_type in ROPE_TYPES, source, key,
-        f"rope_type {rope_type!r} is not supported (only {', '.join(ROPE_TYPES)})")
-  check(rope.get("partial_rotary_factor", 1.0) == 1.0, source, key,
-        "partial rotary embeddings are not supported")
-  check(rope.get("truncate", True), source, key, "YaRN without truncation is not supported")
-  check(not (rope.get("mscale") or rope.get("mscale_all_dim")), source, key,
-        "YaRN's mscale options are not supported")
-  fields = dict(rope_theta=float(rope.get("rope_theta", hf.get("rope_theta", 10_000.0))),
-                rope_scaling=ROPE_TYPES[rope_type])
-  if rope_type == "default":
-    return fields
-  fields["rope_factor"] = float(rope["factor"])
-  original = rope.get("original_max_position_embeddings")
-  if rope_type in ("llama3", "yarn"):
-    check(original is not None, source, key, "original_max_position_embeddings is missing")
-    fields["rope_original_max_len"] = int(original)
-  if rope_type == "llama3":
-    fields.update(rope_low_freq_factor=float(rope["low_freq_factor"]),
-                  rope_high_freq_factor=float(rope["high_freq_factor"]))
-  if rope_type == "yarn":
-    fields.update(rope_beta_fast=float(rope.get("beta_fast") or 32),
-                  rope_beta_slow=float(rope.get("beta_slow") or 1),
-                  rope_attention_factor=float(rope.get("attention_factor") or 0.0))
-  return fields
