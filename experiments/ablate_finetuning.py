@@ -28,6 +28,7 @@ measured table is in experiments/results/finetuning/.
 """
 
 from experiments import sst2
+from lm.data import data_root
 from lm.experiment_args import parse_args
 
 PRETRAIN_WORKDIR = "runs/ablate_finetuning_pretrain"
@@ -55,7 +56,7 @@ def get_config(arg: str | None = None):
   config.task.pooling = "cls"
   if not smoke:
     config.model.update(RECORDED_MODEL)
-    config.data.valid_source = f"{sst2.DATA}/sst2/dev.tsv"
+    config.data.valid_source = data_root.path("sst2", "dev.tsv")
     config.train.update(steps=FINETUNE_STEPS,
                         learning_rate=RECORDED_FINETUNE_LR,
                         warmup_steps=30,
@@ -69,7 +70,7 @@ def sweep(arg: str | None = None) -> list[dict]:
   del arg  # The same variants for every recipe.
   pretrained = {"init_from": PRETRAIN_WORKDIR}
   return [
-      {"name": "no_pretrain", "train.learning_rate": 5e-4},
+      {"name": "no_pretrain", "train.learning_rate": 5e-4, "init_required": False},
       {"name": "full", **pretrained},
       {"name": "frozen", **pretrained, "finetune.freeze_embeddings": True,
        "finetune.freeze_layers": 2},

@@ -2,7 +2,8 @@
 
 Two corpora, one recipe each (the arg), and two variants in each sweep:
 
-  wikitext2    word-level WikiText-2 (Merity et al. 2016; the word tokenizer: 33,278 words,
+  wikitext2    word-level WikiText-2 (Merity et al. 2016; wikitext2 in the data root,
+               `python -m lm.data.download wikitext2`; the word tokenizer: 33,278 words,
                an <eos> per line), the papers' unit: perplexity = exp(total NLL / words, <eos>
                counted). Validation perplexity during training, test perplexity once at the
                end (config.data.test_source). The Shakespeare model's shape (4 layers, width
@@ -34,13 +35,14 @@ import dataclasses
 
 from experiments import shakespeare_char
 from lm import defaults
+from lm.data import data_root
 from lm.data.tokenizer_base import NUM_SPECIAL
 from lm.errors import UserError
 from lm.experiment_args import parse_args, shrink_to_smoke
 from lm.models import architecture, lstm
 from lm.models.config import model_config_from
 
-WIKITEXT2 = "../shared/data/wikitext2/tokens"
+WIKITEXT2 = data_root.path("wikitext2", "tokens")
 # Vocabularies with the special ids: WikiText-2's 33,278 words (<eos> included;
 # tests/test_word_tokenizer.py checks it) and Tiny Shakespeare's 65 characters.
 VOCAB_SIZES = {"wikitext2": 33_278 + NUM_SPECIAL, "shakespeare": 65 + NUM_SPECIAL}

@@ -1,7 +1,8 @@
 """IMDB movie-review sentiment (Maas et al. 2011): pretrain on the 50,000 unlabeled `unsup`
 reviews (masked LM), then fine-tune a classifier on the labeled train split.
 
-The official test split is not in ../shared/data; 10% of train (2,500 reviews, a fixed
+Data: imdb in the data root (`python -m lm.data.download imdb`). The official test split is
+not in it; 10% of train (2,500 reviews, a fixed
 shuffled split) is held out for validation and never trained on. Reviews are lower-cased. The
 architecture is sst2.py's encoder (2 layers, width 128), pretrained on windows of 256 tokens and
 fine-tuned on whole reviews (up to 1024 tokens; rotary positions have no length-bound table);
@@ -24,10 +25,11 @@ issue's target (>= 88% within 60 minutes) by a thin margin; TF-IDF + logistic re
 
 from experiments import sst2
 from lm import defaults
+from lm.data import data_root
 from lm.experiment_args import parse_args
 
-DATA = sst2.DATA
-IMDB_TRAIN = f"{DATA}/imdb/aclImdb_train.tar.gz:aclImdb/train/[np][eo][gs]/*.txt"
+IMDB_TRAIN = (data_root.path("imdb", "aclImdb_train.tar.gz") +
+              ":aclImdb/train/[np][eo][gs]/*.txt")
 
 
 def get_config(arg: str | None = None):

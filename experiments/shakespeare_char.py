@@ -20,13 +20,14 @@ with learned_positions ~1.89 (PyTorch eager, same recipe: ~1.91).
 """
 
 from lm import defaults
+from lm.data import data_root
 from lm.experiment_args import parse_args, shrink_to_smoke
 
 
 def get_config(arg: str | None = None):
   args = parse_args(arg, allowed=("cpu", "smoke", "learned_positions"))
   config = defaults.base_config("tiny" if "cpu" in args else "small")
-  config.data.source = "data/tinyshakespeare/input.txt"
+  config.data.source = data_root.vendored("tinyshakespeare", "input.txt")
   config.data.tokenizer = "char"
   # nanoGPT's vocabulary: the 65 characters of the text, no byte ids for unseen ones.
   config.data.byte_fallback = False

@@ -6,6 +6,9 @@ trains a classifier on the mean of the token states on SST-2 train; the best che
 picked on 5% of SST-2 train held out (never on dev), and dev accuracy is measured once at the
 end with lm.predict.
 
+Data: sst2 and imdb in the data root (lm/data/data_root.py: $LM_DATA_DIR, else
+../shared/data; `python -m lm.data.download sst2 imdb` fetches them).
+
   pretrain     masked LM, 2 layers, width 128, 8k SentencePiece vocabulary
   finetune     the classifier, with --config.init_from=<pretrain workdir>
   no_pretrain  the same classifier from random initialization (the ablation)
@@ -17,7 +20,8 @@ Commands (2-core CPU; times and accuracies in BENCHMARKS.md):
   python -m lm.main --config=experiments/sst2.py:pretrain --workdir=runs/sst2_pretrain
   python -m lm.main --config=experiments/sst2.py:finetune --workdir=runs/sst2_finetune \\
       --config.init_from=runs/sst2_pretrain
-  python -m lm.predict --workdir=runs/sst2_finetune --input=../shared/data/sst2/dev.tsv \\
+  python -m lm.predict --workdir=runs/sst2_finetune \\
+      --input=${LM_DATA_DIR:-../shared/data}/sst2/dev.tsv \\
       --text_column=sentence --label_column=label --output=runs/sst2_finetune/dev.tsv
 Expected (2-core CPU, BENCHMARKS.md "Issue 4"): pretrain ~28 min (26M tokens, MLM loss 4.29),
 finetune ~4 min, dev accuracy 80.9% (81.0% with the earlier 4-layer, width-256 encoder and 5.3M
@@ -25,12 +29,13 @@ tokens). Short of the issue's target (>= 84% within 45 minutes).
 """
 
 from lm import defaults
+from lm.data import data_root
 from lm.errors import UserError
 from lm.experiment_args import parse_args, shrink_to_smoke
 
-DATA = "../shared/data"
-SST2_TRAIN = f"{DATA}/sst2/train.tsv"
-IMDB_UNSUP = f"{DATA}/imdb/aclImdb_unsup.tar.gz:aclImdb/train/unsup/*.txt"
+DATA = data_root.root()
+SST2_TRAIN = data_root.path("sst2", "train.tsv")
+IMDB_UNSUP = data_root.path("imdb", "aclImdb_unsup.tar.gz") + ":aclImdb/train/unsup/*.txt"
 METHODS = ("lora", "linear_probe", "frozen")
 
 
@@ -125,6 +130,9 @@ def finetune(config, args) -> None:
                       keep_checkpoints=1,
                       early_stopping_patience=4,
                       sample_prompt="")
+  # 'finetune' starts from a pretraining run: refuse to start without --config.init_from
+  # ('no_pretrain' is the same classifier from random weights; `smoke` only checks the recipe).
+  config.init_required = "finetune" in args and "smoke" not in args
   if "lora" in args:
     config.finetune.method = "lora"
     config.train.learning_rate = 1e-3

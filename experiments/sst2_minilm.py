@@ -15,7 +15,8 @@ Commands (2-core CPU; time and accuracy in BENCHMARKS.md "Issue 6"):
   python -m lm.convert --from_hf=$MINILM --workdir=runs/minilm
   python -m lm.main --config=experiments/sst2_minilm.py --workdir=runs/sst2_minilm \\
       --config.init_from=runs/minilm
-  python -m lm.predict --workdir=runs/sst2_minilm --input=../shared/data/sst2/dev.tsv \\
+  python -m lm.predict --workdir=runs/sst2_minilm \\
+      --input=${LM_DATA_DIR:-../shared/data}/sst2/dev.tsv \\
       --text_column=sentence --label_column=label --output=runs/sst2_minilm/dev.tsv
 Expected (2-core CPU): import 3 s; fine-tuning ~30-40 min (2,100 steps at ~0.9 s); dev accuracy
 90.0% (held-out 94.1%); the issue's target is >= 89%.

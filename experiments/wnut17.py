@@ -1,8 +1,9 @@
 """English named-entity recognition: WNUT-17 (emerging and rare entities in social media).
 
-Data: ../shared/data/wnut17 (wnut17train.conll: 3,394 sentences; emerging.dev.conll: 1,009;
-CoNLL `token<TAB>tag`, IOB2, 6 types). The test split is not in ../shared; `lm.predict` writes
-predictions for a file in the same format. The best checkpoint is chosen on dev entity F1.
+Data: wnut17 in the data root (lm/data/data_root.py; `python -m lm.data.download wnut17`):
+wnut17train.conll: 3,394 sentences; emerging.dev.conll: 1,009; CoNLL `token<TAB>tag`, IOB2, 6
+types. The test split is not in it; `lm.predict` writes predictions for a file in the same
+format. The best checkpoint is chosen on dev entity F1.
 
   minilm  fine-tune the imported all-MiniLM-L6-v2 (as experiments/sst2_minilm.py; its
           WordPiece tokenizer, the first piece of each word carries the tag)
@@ -15,20 +16,21 @@ Commands (2-core CPU; time and F1 in BENCHMARKS.md "Issue 22"):
   python -m lm.convert --from_hf=$MINILM --workdir=runs/minilm
   python -m lm.main --config=experiments/wnut17.py:minilm --workdir=runs/wnut17 \\
       --config.init_from=runs/minilm
-  python -m lm.predict --workdir=runs/wnut17 --input=../shared/data/wnut17/emerging.dev.conll \\
+  python -m lm.predict --workdir=runs/wnut17 \\
+      --input=${LM_DATA_DIR:-../shared/data}/wnut17/emerging.dev.conll \\
       --output=runs/wnut17/dev.pred.conll
-  python ../shared/tools/score.py ner ../shared/data/wnut17/emerging.dev.conll \\
+  python ../shared/tools/score.py ner ${LM_DATA_DIR:-../shared/data}/wnut17/emerging.dev.conll \\
       runs/wnut17/dev.pred.conll
 Expected (2-core CPU): minilm, 4 epochs in 8.5 min, dev entity F1 57.2 (best checkpoint, epoch
 3; transformers with the same checkpoint: dev 56.7 in 18 min).
 """
 
 from lm import defaults
+from lm.data import data_root
 from lm.experiment_args import parse_args, shrink_to_smoke
 
-DATA = "../shared/data/wnut17"
-TRAIN = f"{DATA}/wnut17train.conll"
-DEV = f"{DATA}/emerging.dev.conll"
+TRAIN = data_root.path("wnut17", "wnut17train.conll")
+DEV = data_root.path("wnut17", "emerging.dev.conll")
 
 
 def get_config(arg: str | None = None):
@@ -54,6 +56,7 @@ def get_config(arg: str | None = None):
     config.train.update(steps=1060, learning_rate=5e-4, warmup_steps=100)
   else:  # minilm: the architecture and the WordPiece tokenizer come from the checkpoint.
     config.init_architecture = "adopt"
+    config.init_required = "smoke" not in args  # Needs --config.init_from=runs/minilm.
     config.model.update(causal=False, max_len=128, dropout=0.1)
     # 4 epochs of 3,394 sentences at batch 16 (on dev: 3 epochs 55.0, 4 epochs 57.2, 5 epochs
     # 57.2 but 11 min; BENCHMARKS.md "Issue 22").

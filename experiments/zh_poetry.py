@@ -1,7 +1,8 @@
 """Chinese end to end (issue 9): pretrain a small GPT on Chinese prose and poems, write Tang-style
 poems from a title, and classify passages by collection.
 
-Data: ../shared/data/zh-fortunes (Debian fortunes-zh, GPL-3.0): `chinese` (5,263 entries of
+Data: zh-fortunes in the data root (lm/data/data_root.py; `python -m lm.data.download
+zh-fortunes`; Debian fortunes-zh, GPL-3.0): `chinese` (5,263 entries of
 prose with some English), `tang300` (313 Tang poems), `song100` (96 Song ci), as split by
 txt_unit='entry' (entries between lines holding `%`); terminal color codes around titles and
 authors.
@@ -29,12 +30,12 @@ entries. The title prompt needs its newline: the poems start "《title》\\n作�
 """
 
 from lm import defaults
+from lm.data import data_root
 from lm.errors import UserError
 from lm.experiment_args import parse_args, shrink_to_smoke
 
-DATA = "../shared/data/zh-fortunes"
 FILES = ("chinese", "tang300", "song100")
-SOURCE = ",".join(f"{DATA}/{name}" for name in FILES)
+SOURCE = ",".join(data_root.path("zh-fortunes", name) for name in FILES)
 PREPARED = "runs/zh_data"  # The --workdir of the prepare stage.
 # Record cleaning for the classifier: what the prepare stage does to the pretraining text.
 CLEAN = "escapes,control,whitespace"
@@ -54,6 +55,7 @@ def get_config(arg: str | None = None):
   architecture(config)
   if "classify" in stages:
     classify(config)
+    config.init_required = "smoke" not in args  # Needs --config.init_from (the pretraining).
   else:
     pretrain(config)
   if "smoke" in args:

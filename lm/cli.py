@@ -1,9 +1,11 @@
-"""What the command-line entry points share: user mistakes end as one `error:` line, exit 2."""
+"""What the command-line entry points share: user mistakes end as one `error:` line (exit 2),
+Ctrl-C as one `Interrupted` line (exit 130), and no INFO chatter from the libraries."""
 
 import re
 import sys
+from typing import Callable
 
-from absl import flags
+from absl import app, flags, logging
 
 from lm import config_file
 from lm.errors import UserError
@@ -13,6 +15,25 @@ def fail(message: str) -> None:
   """Reports a user mistake in one line, without a traceback, and exits with status 2."""
   print(f"error: {message}", file=sys.stderr)
   sys.exit(2)
+
+
+def run(main: Callable[[list[str]], None],
+        flags_parser: Callable[[list[str]], list[str]] | None = None) -> None:
+  """`absl.app.run(main)` for every `python -m lm.*` command: logging at WARNING (absl's
+  default, INFO, prints JAX's "Unable to initialize backend 'tpu'" on every machine without
+  one), and Ctrl-C during start-up or work ends with one line and status 130, not a traceback.
+  (Training saves a checkpoint on Ctrl-C itself: lm.main handles SIGINT during its steps.)"""
+
+  def guarded(argv: list[str]) -> None:
+    logging.set_verbosity(logging.WARNING)
+    try:
+      main(argv)
+    except KeyboardInterrupt:
+      print("Interrupted (Ctrl-C); run the same command again to start over or resume.",
+            file=sys.stderr)
+      sys.exit(130)
+
+  app.run(guarded, flags_parser=flags_parser or parse_flags)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

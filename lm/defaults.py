@@ -5,8 +5,10 @@ Experiment files in `experiments/` start from `base_config()` and change a few f
 
 import ml_collections
 
+from lm.data import data_root
 from lm.models import config as model_config
 from lm.tasks import registry
+
 
 
 # The default logical -> mesh axis rules (config.mesh.rules).
@@ -98,7 +100,7 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   # Training text: local files (comma-separated paths or globs; .txt, .jsonl, .csv, .tsv,
   # optionally .gz) or a TensorFlow Datasets name as 'tfds:NAME' (e.g. 'tfds:lm1b').
-  c.data.source = "data/tinyshakespeare/input.txt"
+  c.data.source = data_root.vendored("tinyshakespeare", "input.txt")
   # Validation text in the same forms; '' splits the last valid_fraction off the training text.
   c.data.valid_source = ""
   # Test text in the same forms (language models only): the final evaluation also reports

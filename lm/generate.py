@@ -11,10 +11,11 @@ from lm import runtime
 
 # As in lm.main, so that a checkpoint restores onto the device layout it was trained on.
 runtime.use_one_cpu_device_per_core()  # Before JAX is imported.
+runtime.use_default_compilation_cache()
 
 import sys  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
-from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
+from absl import flags, logging  # pylint: disable=g-import-not-at-top
 
 from lm import cli  # pylint: disable=g-import-not-at-top
 from lm.errors import UserError  # pylint: disable=g-import-not-at-top
@@ -80,5 +81,10 @@ def main(argv: list[str]) -> None:
     cli.fail(str(e))
 
 
+def run() -> None:
+  """The console command (pyproject.toml [project.scripts])."""
+  cli.run(main)
+
+
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  run()

@@ -11,11 +11,12 @@ and exits with status 128 + the signal (143 or 130); a user mistake exits with s
 from lm import runtime
 
 runtime.use_one_cpu_device_per_core()  # Before JAX is imported.
+runtime.use_default_compilation_cache()
 
 import functools  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import sys  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
-from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
+from absl import flags, logging  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
 from lm import cli, config_file  # pylint: disable=g-import-not-at-top
@@ -52,5 +53,10 @@ def main(argv: list[str]) -> None:
   print(f"Done: {summary}")
 
 
+def run() -> None:
+  """The console command (pyproject.toml [project.scripts])."""
+  cli.run(main, flags_parser=functools.partial(cli.parse_config_flags, config_flag=_CONFIG))
+
+
 if __name__ == "__main__":
-  app.run(main, flags_parser=functools.partial(cli.parse_config_flags, config_flag=_CONFIG))
+  run()

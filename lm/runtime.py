@@ -29,6 +29,32 @@ def use_one_cpu_device_per_core() -> None:
   os.environ["XLA_FLAGS"] = flags.strip()
 
 
+# LM_COMPILATION_CACHE: the persistent compilation cache of lm.main, lm.generate and lm.predict
+# (a directory; 'off' disables it). Default: the user's cache directory, shared by every run of
+# this user (JAX guards it with a file lock: concurrent runs are safe), at most 4 GB (least
+# recently used entries go first).
+CACHE_ENV = "LM_COMPILATION_CACHE"
+_CACHE_MAX_BYTES = 4 << 30
+
+
+def default_cache_dir() -> str:
+  """$XDG_CACHE_HOME/lm/jax, else ~/.cache/lm/jax."""
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "lm", "jax")
+
+
+def use_default_compilation_cache() -> None:
+  """The commands' persistent compilation cache (CACHE_ENV), so that a rerun (a resume, the next
+  lm.generate) skips XLA's compilation. JAX_COMPILATION_CACHE_DIR, when set, wins. Before
+  `import jax`."""
+  choice = os.environ.get(CACHE_ENV, "").strip()
+  if choice.lower() in ("off", "0", "false", "none"):
+    return
+  if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(_CACHE_MAX_BYTES))
+  use_compilation_cache(os.environ, os.path.expanduser(choice) or default_cache_dir())
+
+
 def use_compilation_cache(environ, cache_dir) -> None:
   """Points JAX's persistent compilation cache at `cache_dir` in `environ` (os.environ, or the
   environment of a process to start), unless it names a cache already. Every program is cached:

@@ -13,7 +13,7 @@ import pytest
 from experiments import sst2
 from lm.errors import UserError
 from lm.training import checkpoints, init_from, trainer
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import FIXTURES, REPO
 from tests.test_main_cli import assert_clear_error
 
 
@@ -28,7 +28,7 @@ def write_tsv(path, rows):
 @pytest.fixture(scope="module")
 def sst2_files(tmp_path_factory):
   """300 training and 60 validation rows of the real SST-2 train split."""
-  with open(SHARED_DATA / "sst2" / "train.tsv", encoding="utf-8") as f:
+  with open(FIXTURES / "sst2" / "train.tsv", encoding="utf-8") as f:
     rows = [line.rstrip("\n").split("\t") for line in f][1:361]
   directory = tmp_path_factory.mktemp("sst2")
   return {
@@ -143,7 +143,10 @@ def test_finetune_writes_reports_and_predict_round_trips(tmp_path, sst2_files, p
   assert result.returncode == 0, result.stderr
   with open(output_csv, encoding="utf-8", newline="") as f:
     table = list(csv.DictReader(f))
-  assert [r["text"] for r in table] == ["a gorgeous , witty film", "the worst movie of the year"]
+  # One row per line, the blank one too (empty prediction, counted).
+  assert [r["text"] for r in table] == ["a gorgeous , witty film", "", "the worst movie of the year"]
+  assert [r["label"] == "" for r in table] == [False, True, False]
+  assert "note: 1 of 3 rows have an empty text" in result.stderr
 
 
 def test_predict_cleans_texts_as_training_did(tmp_path, sst2_files, pretrained):
@@ -161,7 +164,7 @@ def test_predict_cleans_texts_as_training_did(tmp_path, sst2_files, pretrained):
   plain, marked_rows = ([json.loads(line) for line in open(outputs[k], encoding="utf-8")]
                         for k in ("plain", "marked"))
   assert [r["p_1"] for r in marked_rows] == pytest.approx([r["p_1"] for r in plain], abs=1e-6)
-  assert marked_rows[0]["text"].startswith("<p><b>")  # The output shows the input as given.
+  assert marked_rows[0]["sentence"].startswith("<p><b>")  # The output shows the input as given.
 
 
 def run_predict(workdir, input_path, output_path, *flags):

@@ -70,3 +70,17 @@ def test_too_short_a_run_names_warmup_steps_too(tmp_path, files):
                      r"shorter run lower both, e.g. --config.train.steps=3 "
                      r"--config.train.warmup_steps=0"):
     trainer.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def test_a_finished_run_is_continued_as_the_error_says(tmp_path, files):
+  config = smoke_config(data={"source": str(files / "text.txt"), "tokenizer": "char"})
+  first = str(tmp_path / "first")
+  trainer.train_and_evaluate(config, first)
+  config.train.steps = 8
+  with pytest.raises(UserError, match=r"train.steps: saved 4, now 8\. To train a run further, "
+                     r"start a new workdir from it: --workdir=NEW "
+                     rf"--config.init_from={first} --config.train.steps=MORE"):
+    trainer.train_and_evaluate(config, first)
+  config.init_from = first
+  final = trainer.train_and_evaluate(config, str(tmp_path / "more"))
+  assert final["best/step"] <= 8

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import FIXTURES, REPO
 
 COLAB = REPO / "colab"
 KERNEL = "lm-notebook-test"
@@ -41,7 +41,7 @@ def notebook_env(tmp_path, monkeypatch):
   sst2 = tmp_path / "sst2"
   sst2.mkdir()
   for name, rows in SST2_ROWS.items():
-    with open(SHARED_DATA / "sst2" / name, encoding="utf-8") as f:
+    with open(FIXTURES / "sst2" / name, encoding="utf-8") as f:
       (sst2 / name).write_text("".join(next(f) for _ in range(rows + 1)), encoding="utf-8")
   runs = tmp_path / "runs"
   env = {
@@ -95,7 +95,8 @@ def assert_dev_predictions(workdir, sst2) -> None:
     dev = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
   with open(workdir / "dev.tsv", encoding="utf-8") as f:
     rows = list(csv.DictReader(f, delimiter="\t"))
-  assert [r["text"] for r in rows] == [d["sentence"] for d in dev]
+  assert [r["sentence"] for r in rows] == [d["sentence"] for d in dev]  # The input's columns.
+  assert [r["input_label"] for r in rows] == [d["label"] for d in dev]
   for row in rows:
     assert row["label"] in ("0", "1")
     assert float(row["p_0"]) + float(row["p_1"]) == pytest.approx(1.0, abs=1e-5)

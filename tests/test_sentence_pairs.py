@@ -117,4 +117,5 @@ def test_pair_classifier_trains_and_predicts(tmp_path):
                                  text_column="s1", label_column="label")
   assert metrics["eval/accuracy"] > 0.9
   first = json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])
-  assert first["text"] == rows[0]["s1"] and first["text_pair"] == rows[0]["s2"]
+  assert first["s1"] == rows[0]["s1"] and first["s2"] == rows[0]["s2"]  # The input's columns.
+  assert first["input_label"] == rows[0]["label"]  # The gold label, beside the predicted one.

@@ -17,6 +17,10 @@ from lm.training import checkpoints, trainer
 @pytest.mark.parametrize("arg", ["", "pretrain", "classify", "smoke", "classify,smoke"])
 def test_training_stages_are_valid_configs(arg):
   config = zh_poetry.get_config(arg)
+  if arg == "classify":  # It fine-tunes the pretraining: refused without it.
+    with pytest.raises(UserError, match=r"config.init_from is empty"):
+      config_checks.validate_config(config)
+    config.init_from = "runs/zh_pretrain"
   config_checks.validate_config(config)
   assert config.data.byte_fallback and config.data.character_coverage >= 0.98
   if "classify" in arg:

@@ -1,7 +1,8 @@
 """Prepare the 50,000 unlabeled IMDB reviews (Maas et al. 2011, `aclImdb/train/unsup`) for
 pretraining: read in place from the tarball as shipped (one review per member), strip the
 `<br />` markup, normalize, drop near-empty reviews, remove exact and near-duplicate reviews,
-hold out 2% for validation, train an 8k BPE SentencePiece and write memory-mapped shards.
+hold out 2% for validation, train an 8k BPE SentencePiece and write memory-mapped shards. The
+tarball is in the data root (lm/data/data_root.py); `python -m lm.data.download imdb` gets it.
 
   python -m lm.data.prepare --config=experiments/data/imdb_unsup.py --workdir=runs/imdb_unsup_data
   python -m lm.main --config=experiments/imdb.py:pretrain --workdir=runs/imdb_pretrain \\
@@ -14,11 +15,12 @@ small vocabulary: seconds). Expected (2-core CPU, BENCHMARKS.md "Issue 5"): 1.5-
 16.3M / 0.31M tokens, every review round-trips through the tokenizer.
 """
 
+from lm.data import data_root
 from lm.data.prepare import config as prepare_config
 from lm.experiment_args import parse_args
 
-DATA = "../shared/data"
-UNSUP = f"{DATA}/imdb/aclImdb_unsup.tar.gz:aclImdb/train/unsup/*.txt"
+DATA = data_root.root()
+UNSUP = data_root.path("imdb", "aclImdb_unsup.tar.gz") + ":aclImdb/train/unsup/*.txt"
 
 
 def get_config(arg: str | None = None):

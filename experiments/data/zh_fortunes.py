@@ -3,7 +3,9 @@ entries between lines holding `%`, with the terminal color codes (ESC[32m ...) a
 authors removed and counted, NFKC (full-width forms such as ，！： to ASCII; the argument
 `fullwidth` keeps them as written), markup removal off (the Debian reference snippets hold
 placeholders such as <package_name>), character shingles for near-duplicates, a SentencePiece
-vocabulary with byte fallback (character_coverage 0.9995), and 5% of the entries held out.
+vocabulary with byte fallback (character_coverage 0.9995), and 5% of the entries held out. The
+files are zh-fortunes in the data root (lm/data/data_root.py); `python -m lm.data.download
+zh-fortunes` gets them.
 Every entry must round-trip through the tokenizer, with no `unk`.
 
   python -m lm.data.prepare --config=experiments/data/zh_fortunes.py --workdir=runs/zh_data
@@ -13,16 +15,17 @@ Arguments: `char` (the char tokenizer with byte fallback instead of SentencePiec
 ~15 s; report.md lists ~34,000 escape sequences removed and 0 in the written text.
 """
 
+from lm.data import data_root
 from lm.data.prepare import config as prepare_config
 from lm.experiment_args import parse_args
 
-DATA = "../shared/data/zh-fortunes"
 
 
 def get_config(arg: str | None = None):
   args = parse_args(arg, allowed=("char", "fullwidth", "smoke"))
   config = prepare_config.base_config()
-  config.inputs = f"{DATA}/chinese,{DATA}/tang300,{DATA}/song100"
+  config.inputs = ",".join(data_root.path("zh-fortunes", name)
+                           for name in ("chinese", "tang300", "song100"))
   config.valid_fraction = 0.05
   config.reader.txt_unit = "entry"
   config.reader.entry_separator = "%"
@@ -35,6 +38,6 @@ def get_config(arg: str | None = None):
   if "char" in args:
     config.tokenizer.kind = "char"
   if "smoke" in args:
-    config.inputs = f"{DATA}/tang300"
+    config.inputs = data_root.path("zh-fortunes", "tang300")
     config.tokenizer.vocab_size = 3500
   return config

@@ -30,7 +30,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from lm.data import sources
+from lm.data import setting_names, sources
 from lm.data import tfds_source
 from lm.data.sources import (JSONL_EXTENSIONS, TABLE_DELIMITERS, check_choice, inner_extension,
                              read_bytes)
@@ -44,9 +44,11 @@ _INTEGER_RE = re.compile(r"^[+-]?\d+$")
 
 @dataclasses.dataclass(frozen=True)
 class Record:
-  """One example: role -> value, and where it came from (`path: line 17`) for error messages."""
+  """One example: role -> value, and where it came from (`path: line 17`) for error messages;
+  with read_records(keep_columns=True), every column / key of its row as read."""
   values: dict[str, str]
   where: str
+  columns: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def read_records(
@@ -60,6 +62,8 @@ def read_records(
     required: tuple[str, ...] = (),
     txt_unit: str = "line",
     entry_separator: str = sources.DEFAULT_ENTRY_SEPARATOR,
+    keep_blank: bool = False,
+    keep_columns: bool = False,
 ) -> list[Record]:
   """Reads the records of `source`.
 
@@ -78,17 +82,22 @@ def read_records(
       non-blank `line`, each blank-line separated `paragraph`, each `entry` between lines
       holding just `entry_separator`, or the whole `file`.
     entry_separator: the separator line of txt_unit='entry'.
+    keep_blank: keep records whose roles are blank (every line of a plain text file is one,
+      blank or not), for predictions that keep one output row per input row.
+    keep_columns: fill each record's `columns` with its row's columns / JSON keys.
 
   Returns:
     The records in file (and member) order.
   """
-  check_choice(encoding_errors, sources.ENCODING_ERRORS, "config.data.encoding_errors")
-  check_choice(txt_unit, sources.TXT_UNITS, "config.data.txt_unit")
+  check_choice(encoding_errors, sources.ENCODING_ERRORS,
+               setting_names.name("encoding_errors"))
+  check_choice(txt_unit, sources.TXT_UNITS, setting_names.name("txt_unit"))
   _check_fields(fields)
   if not isinstance(source, str) or not source.strip():
     raise UserError(f"{config_key} is empty: set it to a file, a glob or 'tfds:NAME'")
   source = source.strip()
-  reader = _Reader(fields, required, encoding_errors, txt_unit, entry_separator)
+  reader = _Reader(fields, required, encoding_errors, txt_unit, entry_separator, keep_blank,
+                   keep_columns)
   if source.startswith(sources.TFDS_PREFIX):
     records = reader.tfds(source[len(sources.TFDS_PREFIX):].strip(), split, tfds_data_dir,
                           config_key)
@@ -142,7 +151,8 @@ class LabelSet:
       distinct = {r.values["label"].strip() for r in records if "label" in r.values}
       if not distinct:
         raise UserError(f"{config_key} is empty and the training records have no labels; set"
-                        " config.data.label_field to the label column, or list the labels")
+                        f" {setting_names.name('label_field')} to the label column, or list the"
+                        " labels")
       names = sort_labels(distinct)
     label_set = cls(names, config_key)
     for record in records:
@@ -226,7 +236,7 @@ def _check_fields(fields: dict[str, str]) -> None:
 
 
 def _field_key(role: str) -> str:
-  return f"config.data.{role}_field"
+  return setting_names.name(f"{role}_field")
 
 
 def _resolve(source: str, config_key: str) -> list[tuple[str, str | None]]:
@@ -253,7 +263,8 @@ class _Reader:
   """Turns rows / members / examples into records for one `fields` and `required`."""
 
   def __init__(self, fields: dict[str, str], required: tuple[str, ...], encoding_errors: str,
-               txt_unit: str, entry_separator: str):
+               txt_unit: str, entry_separator: str, keep_blank: bool = False,
+               keep_columns: bool = False):
     # A required role without a field is looked up under its own name ("text" -> column "text").
     self.fields = {role: role for role in required}
     self.fields.update((role, field.strip()) for role, field in fields.items())
@@ -261,8 +272,12 @@ class _Reader:
     self.encoding_errors = encoding_errors
     self.txt_unit = txt_unit
     self.entry_separator = entry_separator
+    self.keep_blank = keep_blank
+    self.keep_columns = keep_columns
 
   def _check_blank(self, values: dict[str, str], where: str) -> None:
+    if self.keep_blank:
+      return
     for role in self.required:
       if not values[role].strip():
         raise UserError(f"{where}: empty {role}")
@@ -299,13 +314,18 @@ class _Reader:
     path_roles = self._path_roles(path, f"a plain text file holds one text per {self.txt_unit}")
     origin_values = {role: origin[self.fields[role]] for role in path_roles}
     if self.txt_unit == "line":  # Records name their line.
+      lines = text.removesuffix("\n").split("\n")  # No record after the last newline.
       texts = [(f"{path}: line {number}", line.removesuffix("\r"))
-               for number, line in enumerate(text.split("\n"), start=1)]
+               for number, line in enumerate(lines, start=1)]
     else:
       documents = sources.split_text(text, self.txt_unit, self.entry_separator)
       texts = [(f"{path}: {self.txt_unit} {number}", document)
                for number, document in enumerate(documents, start=1)]
-    return [Record({"text": t, **origin_values}, where) for where, t in texts if t.strip()]
+    return [
+        Record({"text": t, **origin_values}, where)
+        for where, t in texts
+        if t.strip() or self.keep_blank
+    ]
 
   def _path_roles(self, where: str, what: str) -> list[str]:
     """The `@dir` / `@file` roles of a source that holds only text (always the "text" role)."""
@@ -332,7 +352,7 @@ class _Reader:
         values[role] = origin[field] if field in PATH_FIELDS else sources.check_text(
             _json_string(obj[field], field, where), self.encoding_errors, where=where)
       self._check_blank(values, where)
-      records.append(Record(values, where))
+      records.append(Record(values, where, obj if self.keep_columns else {}))
     return records
 
   def _table(self, text: str, path: str, origin: dict[str, str], delimiter: str) -> list[Record]:
@@ -361,7 +381,7 @@ class _Reader:
             for role in present
         }
         self._check_blank(values, where)
-        records.append(Record(values, where))
+        records.append(Record(values, where, dict(zip(header, row)) if self.keep_columns else {}))
     except csv.Error as e:
       raise sources.table_error(e, path, line_number, delimiter) from None
     return records

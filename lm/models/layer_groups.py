@@ -10,6 +10,9 @@ states them with a `layer_groups()` method.
 import dataclasses
 import re
 
+import jax
+import jax.numpy as jnp
+
 EMBEDDINGS, BLOCK, SCANNED, HEAD = "embeddings", "block", "scanned", "head"
 
 
@@ -41,3 +44,23 @@ class LayerGroups:
     raise ValueError(f"parameter module {name!r} is in no layer group (embeddings "
                      f"{', '.join(self.embeddings)}; blocks {self.block_prefix}0..; head "
                      f"{', '.join(self.head)}): add it to its family's layer_groups()")
+
+  def stacked(self, params: dict) -> dict:
+    """Top-level `params` with the blocks in the scanned layout (`scanned`, leaves [L, ...]);
+    unchanged if they are in it, or the family has no scanned layout."""
+    if not self.scanned or self.scanned in params:
+      return params
+    names = [f"{self.block_prefix}{i}" for i in range(self.num_layers)]
+    rest = {k: v for k, v in params.items() if k not in names}
+    blocks = [params[name] for name in names]
+    return {**rest, self.scanned: jax.tree.map(lambda *xs: jnp.stack(xs), *blocks)}
+
+  def unstacked(self, params: dict) -> dict:
+    """Top-level `params` with one entry per block (`{block_prefix}{i}`); unchanged if they
+    are not in the scanned layout."""
+    if not self.scanned or self.scanned not in params:
+      return params
+    rest = {k: v for k, v in params.items() if k != self.scanned}
+    for i in range(self.num_layers):
+      rest[f"{self.block_prefix}{i}"] = jax.tree.map(lambda x, i=i: x[i], params[self.scanned])
+    return rest

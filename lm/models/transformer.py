@@ -274,17 +274,16 @@ def pool(x_BxTxD: jax.Array, segment_ids_BxT: jax.Array | None, pooling: str) ->
 
 def stack_layers(params: dict, num_layers: int) -> dict:
   """Parameters of the unrolled stack (`block_{i}`) -> the scanned layout (`blocks`, [L, ...])."""
-  blocks = [params[f"block_{i}"] for i in range(num_layers)]
-  rest = {k: v for k, v in params.items() if not k.startswith("block_")}
-  return {**rest, "blocks": jax.tree.map(lambda *xs: jnp.stack(xs), *blocks)}
+  return _groups(num_layers).stacked(params)
 
 
 def unstack_layers(params: dict, num_layers: int) -> dict:
   """The scanned layout (`blocks`, [L, ...]) -> parameters of the unrolled stack."""
-  rest = {k: v for k, v in params.items() if k != "blocks"}
-  for i in range(num_layers):
-    rest[f"block_{i}"] = jax.tree.map(lambda x, i=i: x[i], params["blocks"])
-  return rest
+  return _groups(num_layers).unstacked(params)
+
+
+def _groups(num_layers: int) -> LayerGroups:
+  return Transformer(ModelConfig(vocab_size=1, num_layers=num_layers)).layer_groups()
 
 
 def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:

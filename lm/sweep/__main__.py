@@ -2,9 +2,12 @@
 
   python -m lm.sweep --config=experiments/NAME.py[:ARGS] --workdir=DIR --seeds=3 \
       [--parallel=N] [--launcher=local|print] [--aggregate_only] [--metric=eval/loss] [--scaling]
+      [--config.KEY=VALUE ...]
 
 Each variant x seed trains as `python -m lm.main ... --workdir=DIR/<variant>/seed<k>
---config.seed=k --config.KEY=VALUE ...` (log in its log.txt); finished runs are skipped, so
+--config.seed=k --config.KEY=VALUE ...` (log in its log.txt): the command line's own
+--config.KEY=VALUE overrides (e.g. --config.train.steps=200 for a short sweep) go to every run,
+then the variant's (a key both set is an error). Finished runs are skipped, so
 the same command resumes an interrupted sweep. Then DIR/results.md, results.csv, runs.csv,
 curves.png and bars.png are written from every finished run (with --scaling, for sweeps over
 model sizes, also a power law of the metric against training compute and scaling.png).
@@ -17,7 +20,7 @@ import os
 import shlex
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from lm import cli
 from lm.errors import UserError
@@ -35,6 +38,8 @@ _METRIC = flags.DEFINE_string("metric", "eval/loss", "Headline metric of the tab
 _SCALING = flags.DEFINE_boolean("scaling", False,
                                 "Also fit metric = a C^-b to the runs' training FLOPs C: the fit "
                                 "in results.md, the plot in scaling.png.")
+# --config.KEY=VALUE of the command line (KEY -> VALUE as typed): passed to every run.
+_OVERRIDES: dict[str, str] = {}
 # JAX's persistent compilation cache of the runs, in the sweep directory.
 COMPILATION_CACHE = ".jax_cache"
 
@@ -49,7 +54,7 @@ def _run() -> int:
   if not _METRIC.value.startswith(("eval/", "test/", "train/")):
     raise UserError(f"--metric={_METRIC.value}: name a final metric such as eval/loss, eval/bpb,"
                     f" eval/perplexity, eval/accuracy or test/perplexity")
-  variants = plan.load_variants(_CONFIG.value)
+  variants = plan.load_variants(_CONFIG.value, _OVERRIDES)
   seeds = plan.parse_seeds(_SEEDS.value, _SEED_LIST.value)
   runs = plan.make_runs(variants, seeds, _WORKDIR.value, _CONFIG.value)
   if _LAUNCHER.value == "print":
@@ -110,6 +115,25 @@ def _fit_scaling(directory, table, results, metric) -> None:
   plots.plot_scaling(directory, results, metric, law)
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl flags, after taking out the --config.KEY=VALUE overrides (for every run)."""
+  rest, position = [], 0
+  while position < len(argv):
+    arg = argv[position]
+    if arg.startswith("--config."):
+      key, equals, value = arg[len("--config."):].partition("=")
+      if not equals:  # --config.KEY VALUE
+        position += 1
+        if position == len(argv):
+          cli.fail(f"{arg}: give a value, e.g. {arg}=VALUE")
+        value = argv[position]
+      _OVERRIDES[key] = value
+    else:
+      rest.append(arg)
+    position += 1
+  return cli.parse_flags(rest)
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -120,5 +144,10 @@ def main(argv: list[str]) -> None:
   sys.exit(status)
 
 
+def run() -> None:
+  """The console command (pyproject.toml [project.scripts])."""
+  cli.run(main, flags_parser=_parse_flags)
+
+
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  run()

@@ -29,6 +29,8 @@ _VALUE_TYPES = (bool, int, float, str)
 class Variant:
   name: str
   overrides: dict[str, Any]  # Dotted config key -> value, in the order sweep() gave them.
+  # The sweep command's own --config.KEY=VALUE overrides, the same for every variant.
+  common: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def describe(self) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in self.overrides.items()) or "(the config as is)"
@@ -52,7 +54,10 @@ class Run:
 
   def main_args(self) -> list[str]:
     """The arguments of `python` that train it: -m lm.main --config=... --config.KEY=VALUE."""
-    overrides = [f"--config.{k}={flag_value(v)}" for k, v in self.variant.overrides.items()]
+    overrides = [
+        f"--config.{k}={flag_value(v)}"
+        for k, v in {**self.variant.common, **self.variant.overrides}.items()
+    ]
     return ["-m", "lm.main", f"--config={self.config_arg}", f"--workdir={self.workdir}",
             f"--config.seed={self.seed}", *overrides]
 
@@ -65,8 +70,10 @@ def flag_value(value: Any) -> str:
   return repr(value) if isinstance(value, float) else str(value)
 
 
-def load_variants(config_arg: str) -> list[Variant]:
-  """The checked variants of the experiment file's sweep(); UserError names the first problem."""
+def load_variants(config_arg: str, common: dict[str, str] | None = None) -> list[Variant]:
+  """The checked variants of the experiment file's sweep(), each with the command line's
+  --config.KEY=VALUE overrides `common` (strings, typed here by their keys' defaults);
+  UserError names the first problem."""
   path = config_arg.partition(":")[0]
   variants = config_file.call(config_arg, "sweep")
   if not isinstance(variants, (list, tuple)) or not all(isinstance(v, dict) for v in variants):
@@ -75,7 +82,20 @@ def load_variants(config_arg: str) -> list[Variant]:
   if not variants:
     raise UserError(f"--config={path}: sweep() returned no variants")
   base = config_file.load(config_arg)
-  checked = [_check_variant(base, dict(v), i, path) for i, v in enumerate(variants)]
+  common = {key: _typed(base, key, text) for key, text in (common or {}).items()}
+  for key in common:
+    _set(copy.deepcopy(base), key, common[key], f"--config.{key}")
+  checked = []
+  for i, v in enumerate(variants):
+    clash = sorted(set(common) & set(v))
+    if clash:
+      raise UserError(f"--config.{clash[0]}: sweep() variant {i + 1} of {path} sets this key "
+                      "itself; a command-line override applies to every variant, so leave it "
+                      "out or change sweep()")
+    variant = _check_variant(base, {**common, **v}, i, path)
+    own = {k: val for k, val in variant.overrides.items() if k not in common}
+    name = variant.name if NAME_KEY in v else derived_name(own)
+    checked.append(Variant(name, own, common))
   names = [v.name for v in checked]
   for name in names:
     if names.count(name) > 1:
@@ -129,6 +149,24 @@ def _set(config: ml_collections.ConfigDict, key: str, value: Any, where: str) ->
   except TypeError:
     raise UserError(f"{where}: config.{key}={value!r}: must be a "
                     f"{type(node[leaf]).__name__} like its default {node[leaf]!r}") from None
+
+
+def _typed(base: ml_collections.ConfigDict, key: str, text: str) -> Any:
+  """The command-line value `text` of --config.KEY as the type of KEY's value in `base`."""
+  node = base
+  for part in key.split("."):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      raise UserError(f"--config.{key}: unknown config key (see lm/defaults.py)")
+    node = node[part]
+  try:
+    if isinstance(node, bool):
+      if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(text)
+      return text.lower() in ("true", "1")
+    return type(node)(text) if isinstance(node, (int, float)) else text
+  except ValueError:
+    raise UserError(f"--config.{key}={text}: must be a {type(node).__name__} like its default "
+                    f"{node!r}") from None
 
 
 def derived_name(overrides: dict[str, Any]) -> str:

@@ -5,10 +5,13 @@ import functools
 import io
 import json
 import os
+import sys
 
 from lm.errors import UserError
 
 OUTPUT_FORMATS = (".csv", ".tsv", ".jsonl")
+# --empty_text: a row whose text is empty gets an empty prediction, or is an error.
+EMPTY_TEXT_CHOICES = ("predict", "error")
 
 
 def predict_file(workdir: str,
@@ -19,13 +22,17 @@ def predict_file(workdir: str,
                  checkpoint: str = "best",
                  batch_size: int = 64,
                  label_column: str = "",
-                 text_pair_column: str = "") -> dict[str, float]:
-  """Writes the predictions for `input_path` to `output_path`; with `label_column`, returns
-  (and writes beside the output) the metrics against those labels, else {}. A classifier of
-  sentence pairs reads the second text from `text_pair_column` ('' = the column it trained
-  on, config.data.text_pair_field)."""
+                 text_pair_column: str = "",
+                 empty_text: str = "predict",
+                 encoding_errors: str = "strict") -> dict[str, float]:
+  """Writes the predictions for `input_path` to `output_path`: one row per input row, in order,
+  with the input's columns, the predicted label and the probability of every label. A row
+  with an empty text gets an empty prediction (`empty_text='predict'`) or stops everything
+  (`'error'`). With `label_column`, returns (and writes beside the output) the metrics against
+  those labels, else {}. A classifier of sentence pairs reads the second text from
+  `text_pair_column` ('' = the column it trained on, config.data.text_pair_field)."""
   import jax  # pylint: disable=g-import-not-at-top  # Heavy imports after flag checks.
-  from lm.data import atomic, buckets, examples, records  # pylint: disable=g-import-not-at-top
+  from lm.data import atomic, buckets, examples, records, sources  # pylint: disable=g-import-not-at-top
   from lm.models.transformer import Transformer  # pylint: disable=g-import-not-at-top
   from lm.tasks import classification, supervised  # pylint: disable=g-import-not-at-top
   from lm.training import checkpoints, steps  # pylint: disable=g-import-not-at-top
@@ -33,6 +40,7 @@ def predict_file(workdir: str,
   extension = os.path.splitext(output_path)[1].lower()
   if extension not in OUTPUT_FORMATS:
     raise UserError(f"--output={output_path}: name a {', '.join(OUTPUT_FORMATS)} file")
+  sources.check_choice(empty_text, EMPTY_TEXT_CHOICES, "--empty_text")
   config = checkpoints.load_config(workdir)  # lm.predict checked it exists, and batch_size.
   labels = classification.load_labels(workdir)
   model_cfg, params, tokenizer = checkpoints.load_for_inference(workdir, checkpoint)
@@ -40,13 +48,21 @@ def predict_file(workdir: str,
   text_pair_column = text_pair_column or config["data"].get("text_pair_field", "")
   if text_pair_column:
     fields["text_pair"] = text_pair_column
-  found = records.read_records(input_path,
-                               fields=fields,
-                               config_key="--input",
-                               required=tuple(fields))
-  texts = [{k: r.values[k] for k in ("text", "text_pair") if k in r.values}
-           for r in found]  # Written out as given.
-  found = supervised.as_trained(found, config["data"].get("clean", ""),
+  rows = records.read_records(input_path,
+                              fields=fields,
+                              config_key="--input",
+                              required=tuple(fields),
+                              encoding_errors=encoding_errors,
+                              keep_blank=True,
+                              keep_columns=True)
+  empty = [not r.values["text"].strip() or not r.values.get("text_pair", "-").strip()
+           for r in rows]
+  if any(empty) and empty_text == "error":
+    where = rows[empty.index(True)].where
+    raise UserError(f"{where}: empty text; fill it in, or pass --empty_text=predict to write "
+                    "an empty prediction for such rows")
+  found = supervised.as_trained([r for r, e in zip(rows, empty) if not e],
+                                config["data"].get("clean", ""),
                                 config["data"].get("lowercase", False))
   data = examples.classification_examples(found,
                                           tokenizer,
@@ -56,29 +72,55 @@ def predict_file(workdir: str,
   forward = jax.jit(functools.partial(steps.predict_step, apply_fn=Transformer(model_cfg).apply))
   probs_NxC = classification.predict_probs(lambda batch: forward(params, batch), data, batch_size,
                                            buckets.bucket_lengths(model_cfg.max_len))
-  names = labels.names
-  rows = [{
-      **text,
-      "label": names[int(p.argmax())],
-      **{
-          f"p_{name}": float(p[c]) for c, name in enumerate(names)
-      }
-  } for text, p in zip(texts, probs_NxC)]
-  atomic.atomic_write_text(output_path, _format(rows, extension))
+  atomic.atomic_write_text(output_path,
+                           _format(_output_rows(rows, empty, probs_NxC, labels.names, text_column),
+                                   extension))
+  _report(len(rows), sum(empty), data.num_truncated, model_cfg.max_len)
   if not label_column:
     return {}
   from lm.evaluation import classification_metrics as cm  # pylint: disable=g-import-not-at-top
-  metrics = cm.classification_metrics(data.labels, probs_NxC, names)
-  confusion = cm.confusion_matrix(data.labels, probs_NxC.argmax(-1), len(names))
+  metrics = cm.classification_metrics(data.labels, probs_NxC, labels.names)
+  confusion = cm.confusion_matrix(data.labels, probs_NxC.argmax(-1), len(labels.names))
   cm.write_eval_report(output_path + ".metrics.json",
                        metrics,
                        confusion,
-                       names,
+                       labels.names,
                        extra={
                            "input": os.path.abspath(input_path),
-                           "checkpoint": checkpoint
+                           "checkpoint": checkpoint,
+                           "rows_with_empty_text_not_scored": sum(empty),
                        })
   return metrics
+
+
+def _output_rows(rows, empty: list[bool], probs_NxC, names: tuple[str, ...],
+                 text_column: str) -> list[dict]:
+  """Each input row's columns (a plain text line as `text_column`), then the predicted `label`
+  and `p_<label>` per label ('' for an empty text). An input column named like a prediction
+  column is carried as `input_<name>`."""
+  predicted = iter(probs_NxC)
+  out = []
+  for row, is_empty in zip(rows, empty):
+    prediction = {"label": "", **{f"p_{name}": "" for name in names}}
+    if not is_empty:
+      p = next(predicted)
+      prediction = {"label": names[int(p.argmax())],
+                    **{f"p_{name}": float(p[c]) for c, name in enumerate(names)}}
+    columns = row.columns or {text_column: row.values["text"]}
+    carried = {(f"input_{k}" if k in prediction else k): v for k, v in columns.items()}
+    out.append({**carried, **prediction})
+  return out
+
+
+def _report(num_rows: int, num_empty: int, num_truncated: int, max_len: int) -> None:
+  """Says on stderr what did not go into the model as given."""
+  if num_empty:
+    print(f"note: {num_empty} of {num_rows} rows have an empty text: written with an empty "
+          "prediction", file=sys.stderr)
+  if num_truncated:
+    print(f"note: {num_truncated} of {num_rows - num_empty} texts are longer than the model's "
+          f"context (max_len {max_len} tokens with the special tokens) and were cut to fit "
+          "(from the end; pairs longest first)", file=sys.stderr)
 
 
 def _format(rows: list[dict], extension: str) -> str:
@@ -86,7 +128,8 @@ def _format(rows: list[dict], extension: str) -> str:
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
   out = io.StringIO()
   writer = csv.DictWriter(out,
-                          fieldnames=list(rows[0]),
+                          fieldnames=list(dict.fromkeys(k for row in rows for k in row)),
+                          restval="",
                           delimiter="\t" if extension == ".tsv" else ",",
                           lineterminator="\n",
                           quoting=csv.QUOTE_MINIMAL)

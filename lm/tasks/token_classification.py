@@ -194,7 +194,8 @@ class TokenClassificationTask(base.Task):
   def predict_file(cls, workdir: str, input_path: str, output_path: str,
                    options: dict[str, Any]) -> dict[str, float]:
     return predict_tags(workdir, input_path, output_path, checkpoint=options["checkpoint"],
-                        batch_size=options["batch_size"])
+                        batch_size=options["batch_size"],
+                        encoding_errors=options.get("encoding_errors", "strict"))
 
   def __init__(self, config: Any, workdir: str, model_fields: dict[str, Any]):
     self.config = config
@@ -335,7 +336,7 @@ def save_labels(workdir: str, labels: LabelSet) -> None:
 
 
 def predict_tags(workdir: str, input_path: str, output_path: str, *, checkpoint: str,
-                 batch_size: int) -> dict[str, float]:
+                 batch_size: int, encoding_errors: str = "strict") -> dict[str, float]:
   """`lm.predict` for a tagger: writes `input_path` with predicted tags to `output_path` (the
   input's format, line for line); scores the input's own tags, if it has them."""
   import functools  # pylint: disable=g-import-not-at-top
@@ -347,6 +348,7 @@ def predict_tags(workdir: str, input_path: str, output_path: str, *, checkpoint:
   model_cfg, params, tokenizer = checkpoints.load_for_inference(workdir, checkpoint)
   found = tagged.read_tagged(input_path,
                              position_digits=config["data"].get("position_digits", "keep"),
+                             encoding_errors=encoding_errors,
                              config_key="--input")
   if tagged.tagged_format(output_path) != found.format:
     raise UserError(f"--output={output_path}: write the input's format ({found.format}: "

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from lm.errors import UserError
-from lm.models import transformer
+from lm.models.layer_groups import LayerGroups
 from lm.training import checkpoints
 
 # config.model keys that may differ from the pretraining run: they change how the same
@@ -20,10 +20,10 @@ _FREE_KEYS = ("dropout", "attention", "remat", "scan_layers", "dtype", "param_dt
 # no parameter per position, so a model pretrained on short windows fine-tunes on longer ones
 # (as BERT pretrained mostly at 128 and then at 512).
 _LENGTH_KEY = "max_len"
-# Parameters the task creates itself, fresh where the checkpoint lacks them (a bare BertModel has
-# no masked-LM head); a pretraining run's unused LM head is dropped.
-_NEW_PARAMS = ("classifier", "lora_a", "lora_b", "pooler", "head_transform", "head_norm",
-               "output_bias")
+# Besides the head group of the model family (the task's head: a classifier, a pooler, a bare
+# BertModel's missing masked-LM head), LoRA adapters start fresh where the checkpoint lacks them;
+# a pretraining run's unused LM head is dropped. Both are listed in the run's log.
+_ADAPTERS = ("lora_a", "lora_b")
 # config.init_architecture: check config.model against init_from's, or adopt init_from's.
 ARCHITECTURE_MODES = ("check", "adopt")
 
@@ -48,10 +48,13 @@ def adopt_architecture(config: Any) -> Any:
   return config
 
 
-def pretrained_params(config: Any, fresh_params: Any) -> tuple[Any, str]:
+def pretrained_params(config: Any, fresh_params: Any,
+                      groups: LayerGroups | None) -> tuple[Any, str]:
   """`fresh_params` (the new model's initial parameters) with every parameter that the
   checkpoint in config.init_from holds replaced by the pretrained value (on the host), and a
-  note for the run's log: which step, what was loaded, what started fresh, what was left out."""
+  note for the run's log: which step, what was loaded, what started fresh, what was left out.
+  The model family's layer `groups` convert between its scanned and unrolled block layouts (a
+  checkpoint saved with the other config.model.scan_layers)."""
   directory = config.init_from
   checkpointer = checkpoints.Checkpointer(directory, read_only=True)
   try:
@@ -61,18 +64,15 @@ def pretrained_params(config: Any, fresh_params: Any) -> tuple[Any, str]:
     checkpointer.close()
   check_architecture(saved_config.get("model", {}), config.model.to_dict(), directory)
   loaded = nn.meta.unbox(loaded)
-  num_layers = config.model.num_layers
-  if "blocks" in loaded and not config.model.scan_layers:
-    loaded = transformer.unstack_layers(loaded, num_layers)
-  elif "blocks" not in loaded and config.model.scan_layers:
-    loaded = transformer.stack_layers(loaded, num_layers)
+  if groups is not None:
+    loaded = groups.stacked(loaded) if groups.scanned in fresh_params else groups.unstacked(loaded)
   flat = {_path(p): v for p, v in jax.tree_util.tree_leaves_with_path(loaded)}
   taken, fresh_names = [], []
 
   def take(path, fresh):
     name = _path(path)
     if name not in flat:
-      if any(part in _NEW_PARAMS for part in name.split("/")):
+      if _starts_fresh(name, groups):
         fresh_names.append(name)
         return fresh
       raise UserError(f"config.init_from={directory}: the checkpoint has no parameter {name}; "
@@ -92,6 +92,13 @@ def pretrained_params(config: Any, fresh_params: Any) -> tuple[Any, str]:
           f"{_names(fresh_names) or 'none'}; not used from the checkpoint: "
           f"{_names(unused) or 'none'}")
   return params, note
+
+
+def _starts_fresh(name: str, groups: LayerGroups | None) -> bool:
+  """Whether parameter `name` ('/'-joined path) may start fresh when the checkpoint lacks it."""
+  parts = name.split("/")
+  in_head = groups is not None and parts[0] in groups.head
+  return in_head or any(part in _ADAPTERS for part in parts)
 
 
 def _names(names: list[str], shown: int = 6) -> str:

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from lm import config_checks, defaults
+from lm import config_checks, config_paths, defaults
 from lm.errors import UserError
 from lm.models.config import ModelConfig
 from lm.models import architecture, attention_kernels
@@ -33,7 +33,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """
   config_checks.validate_config(config)
   nonfinite.validate(config.train)
-  config = init_from.adopt_architecture(config)
+  config = init_from.adopt_architecture(config_paths.absolute_paths(config))
   config_dict = config.to_dict()
   _prepare_workdir(workdir, config_dict)
   train_cfg = config.train
@@ -292,7 +292,9 @@ def _initial_state(config: Any, layout, rng: jax.Array) -> tuple[Any, str]:
   if not config.init_from:
     return state, f"Initialized: random weights (seed {config.seed}; config.init_from is empty)"
   fresh = jax.device_get(layout.to_checkpoint(state).params)
-  params, note = init_from.pretrained_params(config, fresh)
+  model = layout.model
+  groups = model.layer_groups() if hasattr(model, "layer_groups") else None
+  params, note = init_from.pretrained_params(config, fresh, groups)
   return layout.with_params(state, params), note
 
 
@@ -325,9 +327,13 @@ def _prepare_workdir(workdir: str, config_dict: dict) -> None:
         if not defaults.resumable_change(key) and not _added_at_default(key, old, new, base)
     ]
     if differences:
+      longer = any(d.startswith("train.steps:") for d in differences)
+      how = (" To train a run further, start a new workdir from it: --workdir=NEW "
+             f"--config.init_from={workdir} --config.train.steps=MORE (its weights; the "
+             "optimizer state and the learning-rate schedule start afresh)." if longer else "")
       raise UserError(f"--workdir={workdir} holds a run with a different config; resume it with "
                       f"the same settings or choose a new workdir. Differences: " +
-                      "; ".join(differences))
+                      "; ".join(differences) + "." + how)
 
 
 def _added_at_default(key: str, old: Any, new: Any, base: dict) -> bool:

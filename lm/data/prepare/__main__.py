@@ -12,7 +12,7 @@ i), then once with `--num_processes=N` alone to finish. Train on the result with
 import functools
 import sys
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from lm import cli, config_file
@@ -50,5 +50,10 @@ def main(argv: list[str]) -> None:
         f" report: {_WORKDIR.value}/report.md", file=sys.stdout)
 
 
+def run() -> None:
+  """The console command (pyproject.toml [project.scripts])."""
+  cli.run(main, flags_parser=functools.partial(cli.parse_config_flags, config_flag=_CONFIG))
+
+
 if __name__ == "__main__":
-  app.run(main, flags_parser=functools.partial(cli.parse_config_flags, config_flag=_CONFIG))
+  run()

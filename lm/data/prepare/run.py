@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import time
 from typing import Any, Callable, Iterator
 
@@ -148,11 +149,18 @@ def _run_shards(workdir: str, stage: str, function: Callable[[stages.ShardTask],
     # spawn: a clean interpreter per worker (fork would copy this process's threads and state).
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(min(processes, len(todo)),
-                                                mp_context=context) as pool:
+                                                mp_context=context,
+                                                initializer=_exit_quietly_on_ctrl_c) as pool:
       futures = {pool.submit(function, task): task for task in todo}
       for future in concurrent.futures.as_completed(futures):
         _record(workdir, f"{stage}/{futures[future].name}", future.result())
   return time.perf_counter() - start
+
+
+def _exit_quietly_on_ctrl_c() -> None:
+  """In a worker: Ctrl-C (sent to the whole process group) ends it without a traceback; the
+  main process reports the interruption once, and a rerun redoes the unfinished shards."""
+  signal.signal(signal.SIGINT, lambda signum, frame: os._exit(128 + signum))  # pylint: disable=protected-access
 
 
 def _shard_stats(workdir: str, stage: str, tasks: list[stages.ShardTask]) -> Stats:

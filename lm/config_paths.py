@@ -1,0 +1,46 @@
+"""The file paths of a config made absolute, so that a saved run (config.json) means the same
+files from any working directory: resuming, lm.predict and init_from work from anywhere."""
+
+import copy
+import os
+from typing import Any
+
+from lm.data import sources
+
+# Keys holding data sources: comma-separated paths, globs, 'ARCHIVE:MEMBER_GLOB' or 'tfds:NAME'.
+SOURCE_KEYS = ("data.source", "data.valid_source", "data.test_source")
+# Keys holding one directory ('' = none).
+DIRECTORY_KEYS = ("init_from", "data.prepared", "data.tfds_data_dir")
+
+
+def absolute_paths(config: Any) -> Any:
+  """A copy of `config` (a ConfigDict) with every path of SOURCE_KEYS and DIRECTORY_KEYS
+  absolute (relative ones are taken from the working directory, as the command meant them)."""
+  config = copy.deepcopy(config)
+  for key in SOURCE_KEYS + DIRECTORY_KEYS:
+    section, _, name = key.rpartition(".")
+    node = config[section] if section else config
+    value = node[name]
+    if isinstance(value, str) and value.strip():
+      node[name] = (absolute_source(value) if key in SOURCE_KEYS else _absolute(value.strip()))
+  return config
+
+
+def absolute_source(source: str) -> str:
+  """'a.txt, data/*.tsv, x.tar.gz:*/y/*, tfds:imdb' with each local path made absolute."""
+  if source.strip().startswith(sources.TFDS_PREFIX):
+    return source
+  entries = []
+  for entry in (e.strip() for e in source.split(",")):
+    if not entry:
+      continue
+    match = sources.ARCHIVE_RE.match(entry)
+    if match and match.group(2) is not None:
+      entries.append(f"{_absolute(match.group(1))}:{match.group(2)}")
+    else:
+      entries.append(_absolute(entry))
+  return ",".join(entries)
+
+
+def _absolute(path: str) -> str:
+  return os.path.abspath(os.path.expanduser(path))
