@@ -47,4 +47,4 @@ def test_atomic_writes_get_normal_permissions(tmp_path):
   path = tmp_path / "out.json"
   atomic.atomic_write_text(path, "{}")
   # 0644 under the usual umask 022 (mkstemp alone gives 0600).
-  assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~atomic._UMASK  # pylint: disable=protected-access
+  assert stat.S_IMODE(path.stat().st_mode) == atomic.FILE_MODE

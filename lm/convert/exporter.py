@@ -21,6 +21,7 @@ import numpy as np
 from lm.convert import checkpoint_files, st_classifier, tensor_map
 from lm.convert.family import family_for_model
 from lm.convert.tokenizer_files import tokenizer_files
+from lm.data import atomic
 from lm.errors import UserError
 from lm.models.config import ModelConfig
 from lm.models.lora import merge_lora
@@ -113,14 +114,12 @@ def _write_new_directory(target: str, write) -> None:
 
 def _set_permissions(directory: str) -> None:
   """What open() and mkdir() would have given (temporary files and mkdtemp get 0600/0700)."""
-  umask = os.umask(0)
-  os.umask(umask)
-  os.chmod(directory, 0o777 & ~umask)
+  os.chmod(directory, atomic.DIRECTORY_MODE)
   for root, dirs, names in os.walk(directory):
     for name in dirs:
-      os.chmod(os.path.join(root, name), 0o777 & ~umask)
+      os.chmod(os.path.join(root, name), atomic.DIRECTORY_MODE)
     for name in names:
-      os.chmod(os.path.join(root, name), 0o666 & ~umask)
+      os.chmod(os.path.join(root, name), atomic.FILE_MODE)
 
 
 def _write(path: str, content: bytes) -> None:

@@ -11,6 +11,17 @@ from lm.models.config import ModelConfig
 
 # Hugging Face activation names <-> config.model.mlp.
 ACTIVATIONS = {"gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "gelu": "gelu_exact"}
+# The decoder GPT-2 and GPT-NeoX share (ModelConfig field -> value or allowed values); they
+# differ in positions: learned (GPT-2) or rotary (GPT-NeoX).
+DECODER_LAYOUT = dict(norm="layernorm",
+                      norm_position="pre",
+                      mlp=("gelu", "gelu_exact"),
+                      causal=True,
+                      num_classes=0,
+                      head_transform=False,
+                      output_bias=False,
+                      type_vocab_size=0,
+                      attention_head_dim=0)
 
 
 class GPT2(Family):
@@ -65,18 +76,7 @@ class GPT2(Family):
     return rules
 
   def export_problem(self, cfg: ModelConfig) -> str | None:
-    return mismatch(
-        cfg, "GPT-2",
-        dict(positions="learned",
-             norm="layernorm",
-             norm_position="pre",
-             mlp=("gelu", "gelu_exact"),
-             causal=True,
-             num_classes=0,
-             head_transform=False,
-             output_bias=False,
-             type_vocab_size=0,
-             attention_head_dim=0))
+    return mismatch(cfg, "GPT-2", dict(DECODER_LAYOUT, positions="learned"))
 
   def exported_as(self, cfg: ModelConfig) -> ModelConfig:
     return cfg.replace(use_bias=True, projection_biases="")

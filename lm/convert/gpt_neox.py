@@ -10,7 +10,7 @@ import numpy as np
 from lm.convert import rope
 from lm.convert import tensor_map as tm
 from lm.convert.family import Family, check, mismatch
-from lm.convert.gpt2 import ACTIVATIONS
+from lm.convert.gpt2 import ACTIVATIONS, DECODER_LAYOUT
 from lm.models.config import ModelConfig
 
 
@@ -67,18 +67,7 @@ class GPTNeoX(Family):
     return rules
 
   def export_problem(self, cfg: ModelConfig) -> str | None:
-    return mismatch(
-        cfg, "GPT-NeoX",
-        dict(positions="rope",
-             norm="layernorm",
-             norm_position="pre",
-             mlp=("gelu", "gelu_exact"),
-             causal=True,
-             num_classes=0,
-             head_transform=False,
-             output_bias=False,
-             type_vocab_size=0,
-             attention_head_dim=0))
+    return mismatch(cfg, "GPT-NeoX", dict(DECODER_LAYOUT, positions="rope"))
 
   def exported_as(self, cfg: ModelConfig) -> ModelConfig:
     # Biases everywhere (zeros where this model has none); the output layer written out even

@@ -13,6 +13,8 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()
+# What open() and os.mkdir() give a new file and directory under this process's umask.
+FILE_MODE, DIRECTORY_MODE = 0o666 & ~_UMASK, 0o777 & ~_UMASK
 
 
 @contextlib.contextmanager
@@ -34,7 +36,7 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
       yield f
       f.flush()
       os.fsync(f.fileno())
-    os.chmod(tmp_path, 0o666 & ~_UMASK)
+    os.chmod(tmp_path, FILE_MODE)
     os.replace(tmp_path, path)
   except BaseException:
     with contextlib.suppress(FileNotFoundError):
