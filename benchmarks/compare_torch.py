@@ -40,7 +40,8 @@ def run_torch(seed: int, out_dir: str, rope: bool) -> dict:
   return {"ms_per_step": result["ms_per_step"], "wall_s": wall, "val_loss": result["full_val_loss"]}
 
 
-def run_jax(seed: int, out_dir: str, config_arg: str, extra: list[str]) -> dict:
+def run_jax(seed: int, out_dir: str, config_arg: str, extra: list[str],
+            env: dict[str, str] | None = None) -> dict:
   workdir = os.path.join(out_dir, f"jax_{config_arg.replace(',', '_')}_seed{seed}")
   shutil.rmtree(workdir, ignore_errors=True)
   start = time.perf_counter()
@@ -50,6 +51,7 @@ def run_jax(seed: int, out_dir: str, config_arg: str, extra: list[str]) -> dict:
   ],
                  cwd=REPO,
                  check=True,
+                 env=env,
                  stdout=subprocess.DEVNULL)
   wall = time.perf_counter() - start
   with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:

@@ -400,6 +400,7 @@ def test_smoke_sweep_end_to_end(tmp_path, shakespeare_path, monkeypatch):
   workdir = tmp_path / "sweep"
   result = run_sweep_cli(f"--config={path}", f"--workdir={workdir}", "--seeds=2", "--parallel=2")
   assert result.returncode == 0, result.stdout + result.stderr
+  assert "Unable to initialize backend" not in result.stdout + result.stderr  # INFO chatter.
   variants = ["random", "sampling=strided"]
   finals = {}
   for variant in variants:
