@@ -1,7 +1,9 @@
 """What the command-line entry points share: user mistakes end as one `error:` line (exit 2),
 Ctrl-C as one `Interrupted` line (exit 130), and no INFO chatter from the libraries."""
 
+import os
 import re
+import signal
 import sys
 from typing import Callable
 
@@ -21,7 +23,8 @@ def run(main: Callable[[list[str]], None],
         flags_parser: Callable[[list[str]], list[str]] | None = None) -> None:
   """`absl.app.run(main)` for every `python -m lm.*` command: logging at WARNING (absl's
   default, INFO, prints JAX's "Unable to initialize backend 'tpu'" on every machine without
-  one), and Ctrl-C during start-up or work ends with one line and status 130, not a traceback.
+  one), and Ctrl-C during start-up or work ends with one line and status 130, not a traceback
+  (a closed pipe, `| head`, ends silently).
   (Training saves a checkpoint on Ctrl-C itself: lm.main handles SIGINT during its steps.)"""
 
   def guarded(argv: list[str]) -> None:
@@ -32,6 +35,9 @@ def run(main: Callable[[list[str]], None],
       print("Interrupted (Ctrl-C); run the same command again to start over or resume.",
             file=sys.stderr)
       sys.exit(130)
+    except BrokenPipeError:  # `... | head`: the reader left; stop as `cat` would, silently.
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # No error at exit.
+      sys.exit(128 + signal.SIGPIPE)
 
   app.run(guarded, flags_parser=flags_parser or parse_flags)
 

@@ -44,3 +44,13 @@ def test_ctrl_c_before_training_starts(tmp_path):
   code, _, err = interrupt_when(process, lambda: (workdir / "tokenizer").exists())
   assert code == 130, err
   assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+  """`python -m lm.sweep ... --launcher=print | head -1`: the reader is gone before the output."""
+  process = start("lm.sweep", "--config=experiments/ablate_architecture.py",
+                  f"--workdir={tmp_path / 'sweep'}", "--launcher=print")
+  process.stdout.close()  # Every write to stdout now fails with EPIPE.
+  err = process.stderr.read()
+  assert process.wait(timeout=300) == 128 + signal.SIGPIPE
+  assert err == ""
