@@ -60,9 +60,19 @@ def parse_config_flags(argv: list[str], *, config_flag: flags.FlagHolder) -> lis
   except UserError as e:
     fail(str(e))
   except (AttributeError, KeyError) as e:
-    overrides = " ".join(a for a in argv[1:] if a.startswith("--config."))
-    detail = re.sub(r"(\\n|[\\'\"\s])+", " ", str(e.args[0] if e.args else e)).strip()
-    fail(f"unknown config key in {overrides}: {detail}")
+    fail(_unknown_key_error(argv, str(e.args[0] if e.args else e)))
   except (flags.Error, TypeError, ValueError) as e:
     fail(config_file.override_error(str(e) or repr(e), config_flag.value))
   return []
+
+
+def _unknown_key_error(argv: list[str], detail: str) -> str:
+  """'unknown config key in --config.train.stpes=4: stpes (did you mean steps?)': the one
+  override that names the unknown part, from ml_collections' message `detail`."""
+  detail = re.sub(r"(\\n|[\\'\"\s])+", " ", detail).strip()
+  unknown = re.search(r"(?:Key )?(\S+)", detail).group(1) if detail else ""
+  suggestion = re.search(r"Did you mean (\S+) instead", detail)
+  overrides = [a for a in argv[1:] if a.startswith("--config.")]
+  named = [a for a in overrides if unknown in a.split("=", 1)[0].split(".")[1:]]
+  hint = f" (did you mean {suggestion.group(1)}?)" if suggestion else ""
+  return f"unknown config key in {(named or overrides or ['--config'])[0]}: {unknown}{hint}"

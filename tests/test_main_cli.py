@@ -48,6 +48,13 @@ def test_bad_config_values(tmp_path, overrides, fragments):
   assert_clear_error(run_main(SMOKE, f"--workdir={tmp_path / 'run'}", *overrides), *fragments)
 
 
+def test_unknown_key_error_names_only_the_bad_override(tmp_path):
+  result = run_main(SMOKE, f"--workdir={tmp_path / 'run'}", "--config.train.steps=3",
+                    "--config.train.stpes=4", "--config.train.log_every=1")
+  assert result.returncode == 2 and result.stderr == (
+      "error: unknown config key in --config.train.stpes=4: stpes (did you mean steps?)\n")
+
+
 def test_unknown_experiment_argument(tmp_path):
   result = run_main("--config=experiments/shakespeare_char.py:cpu,smok", f"--workdir={tmp_path}")
   assert_clear_error(result, "smok", "cpu, smoke")
