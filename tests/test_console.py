@@ -30,7 +30,7 @@ def test_piped_run_prints_a_line_per_log_step_and_draws_curves(tmp_path):
 
 def test_plain_line():
   metrics = {"train/loss": 1.92345, "perf/tokens_per_s": 52012.0, "perf/mfu": 0.1234,
-             "eval/loss": 1.87, "eval/accuracy": 0.5, "train/grad_norm": 3.0}
+             "eval/loss": 1.87, "eval/accuracy": 0.5, "eval/f1/pos": 0.4, "train/grad_norm": 3.0}
   assert metrics_log.plain_line(200, 5000, metrics) == (
       "step 200/5000 | loss 1.923 | tokens/s 5.201e+04 | mfu 12.34% | eval/accuracy 0.5 | "
       "eval/loss 1.87")

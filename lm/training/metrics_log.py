@@ -105,7 +105,8 @@ def plain_line(step: int, total_steps: int, metrics: dict[str, float]) -> str:
       parts.append(f"{label} {metrics[key]:.4g}")
   if "perf/mfu" in metrics:
     parts.append(f"mfu {100 * metrics['perf/mfu']:.2f}%")
-  parts += [f"{k} {v:.4g}" for k, v in sorted(metrics.items()) if k.startswith("eval/")]
+  parts += [f"{k} {v:.4g}" for k, v in sorted(metrics.items())
+            if k.startswith("eval/") and k.count("/") == 1]  # Per class: metrics.jsonl.
   return " | ".join(parts)
 
 
