@@ -4,7 +4,7 @@
       --max_new_tokens=200 --temperature=0.8 --top_k=0 --top_p=1.0 --seed=0
 
 Several `--prompt`s are decoded together in one batch (see `lm.sampling`); without `--prompt`
-the model starts from a newline. `generate_text` is the same thing as a function.
+the model starts from a newline. `lm.sampling.generate_text` is the same thing as a function.
 """
 
 from lm import runtime
@@ -19,7 +19,6 @@ from absl import flags, logging  # pylint: disable=g-import-not-at-top
 
 from lm import cli  # pylint: disable=g-import-not-at-top
 from lm.errors import UserError  # pylint: disable=g-import-not-at-top
-from lm.sampling import generate_text  # pylint: disable=g-import-not-at-top
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory with a checkpoint.")
 _PROMPT = flags.DEFINE_multi_string(
@@ -44,6 +43,7 @@ def _run(argv: list[str]) -> None:
                       " newline")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every restore step at INFO.
   # Imported here so that this module loads without the training stack.
+  from lm.sampling import generate_text  # pylint: disable=g-import-not-at-top
   from lm.tasks import registry  # pylint: disable=g-import-not-at-top
   from lm.training.checkpoints import load_config, load_for_inference  # pylint: disable=g-import-not-at-top
   config = load_config(_WORKDIR.value)

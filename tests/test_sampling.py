@@ -318,7 +318,7 @@ def test_cli_prints_samples(run_cli, byte_model):
       ["--workdir=/run", "--prompt=To be", "--prompt=or", "--max_new_tokens=6", "--temperature=0"],
       lambda workdir: (model.config, params, tokenizer))
   assert code == 0 and err == ""
-  samples = generate.generate_text(model.config,
+  samples = sampling.generate_text(model.config,
                                    params,
                                    tokenizer, ["To be", "or"],
                                    max_new_tokens=6,
