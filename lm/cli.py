@@ -9,7 +9,7 @@ from typing import Callable
 
 from absl import app, flags, logging
 
-from lm import config_file
+from lm import config_file, runtime
 from lm.errors import UserError
 
 
@@ -29,12 +29,15 @@ def run(main: Callable[[list[str]], None],
 
   def guarded(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
+    runtime.install_interrupt_handler()
     try:
       main(argv)
     except KeyboardInterrupt:
-      print("Interrupted (Ctrl-C); run the same command again to start over or resume.",
-            file=sys.stderr)
-      sys.exit(130)
+      print(runtime.INTERRUPTED_MESSAGE, file=sys.stderr, flush=True)
+      sys.stdout.flush()
+      # Without the interpreter's shutdown: interrupted in the middle of JAX's start-up, it
+      # can crash there (seen once: a segfault after this line).
+      os._exit(128 + signal.SIGINT)  # pylint: disable=protected-access
     except BrokenPipeError:  # `... | head`: the reader left; stop as `cat` would, silently.
       os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # No error at exit.
       sys.exit(128 + signal.SIGPIPE)

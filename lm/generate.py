@@ -9,6 +9,9 @@ the model starts from a newline. `lm.sampling.generate_text` is the same thing a
 
 from lm import runtime
 
+if __name__ == "__main__":  # Ctrl-C while importing: one line, not a traceback.
+  runtime.exit_on_ctrl_c()
+
 # As in lm.main, so that a checkpoint restores onto the device layout it was trained on.
 runtime.use_one_cpu_device_per_core()  # Before JAX is imported.
 runtime.use_default_compilation_cache()

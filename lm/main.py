@@ -10,6 +10,9 @@ and exits with status 128 + the signal (143 or 130); a user mistake exits with s
 
 from lm import runtime
 
+if __name__ == "__main__":  # Ctrl-C while importing: one line, not a traceback.
+  runtime.exit_on_ctrl_c()
+
 runtime.use_one_cpu_device_per_core()  # Before JAX is imported.
 runtime.use_default_compilation_cache()
 

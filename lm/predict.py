@@ -21,6 +21,9 @@ printed and written to OUTPUT.metrics.json.
 
 from lm import runtime
 
+if __name__ == "__main__":  # Ctrl-C while importing: one line, not a traceback.
+  runtime.exit_on_ctrl_c()
+
 runtime.use_default_compilation_cache()  # Before JAX is imported.
 
 from absl import flags, logging  # pylint: disable=g-import-not-at-top,g-bad-import-order

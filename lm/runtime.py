@@ -1,8 +1,12 @@
 """Process-level runtime setup that must happen before JAX is imported."""
 
 import os
+import signal
+import sys
 
 from lm.errors import UserError
+
+_interrupted = False  # A SIGINT arrived (see install_interrupt_handler).
 
 # XLA:CPU aborts a collective whose participants have not all arrived within 40 s (XLA's
 # default). On a loaded 2-core machine one device's thread can be starved that long (seen once
@@ -89,3 +93,48 @@ def initialize_distributed(dist_cfg) -> bool:
     detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise UserError(f"config.distributed: jax.distributed.initialize failed: {detail}") from None
   return True
+
+
+INTERRUPTED_MESSAGE = "Interrupted (Ctrl-C); run the same command again to start over or resume."
+
+
+def exit_on_ctrl_c() -> None:
+  """Until install_interrupt_handler(): Ctrl-C ends the process at once with one line and
+  status 130 (while a command imports its modules nothing is written, and a KeyboardInterrupt
+  there would end in a traceback). An entry point's first call."""
+
+  def handle(signum, frame):
+    del frame
+    print(INTERRUPTED_MESSAGE, file=sys.stderr, flush=True)
+    os._exit(128 + signum)  # pylint: disable=protected-access
+
+  signal.signal(signal.SIGINT, handle)
+
+
+def install_interrupt_handler() -> None:
+  """SIGINT raises KeyboardInterrupt, as Python's default handler does, and is remembered.
+
+  Python ignores an exception raised where it cannot propagate (a garbage-collection callback
+  such as JAX's, a __del__): a Ctrl-C landing there would be lost, and a run would train on.
+  Remembered, the training loop's own handler takes it up (`interrupted()`), saving a
+  checkpoint at its first step; the "Exception ignored" report of such a lost interrupt is not
+  printed. Main thread only.
+  """
+
+  def handle(signum, frame):
+    del signum, frame
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+  def unraisable(report):
+    if not isinstance(report.exc_value, KeyboardInterrupt):
+      sys.__unraisablehook__(report)
+
+  signal.signal(signal.SIGINT, handle)
+  sys.unraisablehook = unraisable
+
+
+def interrupted() -> bool:
+  """Whether a SIGINT arrived since install_interrupt_handler()."""
+  return _interrupted

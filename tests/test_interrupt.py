@@ -54,3 +54,17 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
   err = process.stderr.read()
   assert process.wait(timeout=300) == 128 + signal.SIGPIPE
   assert err == ""
+
+
+def test_a_swallowed_ctrl_c_stops_training_at_its_first_step(monkeypatch):
+  """Python drops a KeyboardInterrupt raised inside a garbage-collection callback (JAX has one):
+  the Ctrl-C is remembered, and the training loop's handler takes it up."""
+  from lm import runtime  # pylint: disable=g-import-not-at-top
+  from lm.training import preemption  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(runtime, "_interrupted", True)
+  flag = preemption.SignalFlag()
+  flag.install()
+  try:
+    assert flag.requested(1) and flag.signum == signal.SIGINT
+  finally:
+    flag.restore()

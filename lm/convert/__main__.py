@@ -11,6 +11,11 @@ generation_config.json and the tokenizer files (LoRA adapters merged); a pooled 
 classifier as a sentence-transformers model.
 """
 
+from lm import runtime
+
+if __name__ == "__main__":  # Ctrl-C while importing: one line, not a traceback.
+  runtime.exit_on_ctrl_c()
+
 from absl import flags, logging
 
 from lm import cli

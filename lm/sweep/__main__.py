@@ -16,6 +16,11 @@ model sizes, also a power law of the metric against training compute and scaling
 failed, 2 for a user mistake, 130 when stopped by a signal.
 """
 
+from lm import runtime
+
+if __name__ == "__main__":  # Ctrl-C while importing: one line, not a traceback.
+  runtime.exit_on_ctrl_c()
+
 import os
 import shlex
 import sys

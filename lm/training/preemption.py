@@ -19,6 +19,8 @@ import threading
 import jax
 from jax.experimental import multihost_utils
 
+from lm import runtime
+
 
 class Preempted(Exception):
   """Training stopped on a signal after saving a checkpoint at `step`."""
@@ -43,6 +45,8 @@ class SignalFlag:
       return
     for signum in (signal.SIGTERM, signal.SIGINT):
       self._previous[signum] = signal.signal(signum, self._handle)
+    if runtime.interrupted():  # A Ctrl-C during set-up that Python swallowed: stop now.
+      self.signum = signal.SIGINT
 
   def restore(self) -> None:
     """Puts the previous handlers back."""

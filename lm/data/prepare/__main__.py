@@ -9,6 +9,11 @@ i), then once with `--num_processes=N` alone to finish. Train on the result with
 `python -m lm.main ... --config.data.prepared=DIR`.
 """
 
+from lm import runtime
+
+if __name__ == "__main__":  # Ctrl-C while importing: one line, not a traceback.
+  runtime.exit_on_ctrl_c()
+
 import functools
 import sys
 

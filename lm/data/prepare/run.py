@@ -151,7 +151,13 @@ def _run_shards(workdir: str, stage: str, function: Callable[[stages.ShardTask],
     with concurrent.futures.ProcessPoolExecutor(min(processes, len(todo)),
                                                 mp_context=context,
                                                 initializer=_exit_quietly_on_ctrl_c) as pool:
-      futures = {pool.submit(function, task): task for task in todo}
+      # Workers start with Ctrl-C held back (the mask is inherited): one interrupted while it
+      # unpickles its start-up data would print a traceback. Delivered right after.
+      signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+      try:
+        futures = {pool.submit(function, task): task for task in todo}
+      finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
       for future in concurrent.futures.as_completed(futures):
         _record(workdir, f"{stage}/{futures[future].name}", future.result())
   return time.perf_counter() - start
@@ -161,6 +167,7 @@ def _exit_quietly_on_ctrl_c() -> None:
   """In a worker: Ctrl-C (sent to the whole process group) ends it without a traceback; the
   main process reports the interruption once, and a rerun redoes the unfinished shards."""
   signal.signal(signal.SIGINT, lambda signum, frame: os._exit(128 + signum))  # pylint: disable=protected-access
+  signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # Held back while starting.
 
 
 def _shard_stats(workdir: str, stage: str, tasks: list[stages.ShardTask]) -> Stats:
