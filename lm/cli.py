@@ -1,6 +1,7 @@
 """What the command-line entry points share: user mistakes end as one `error:` line (exit 2),
 Ctrl-C as one `Interrupted` line (exit 130), and no INFO chatter from the libraries."""
 
+import gc
 import os
 import re
 import signal
@@ -30,17 +31,21 @@ def run(main: Callable[[list[str]], None],
   def guarded(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
     runtime.install_interrupt_handler()
+    interrupted = False
     try:
       main(argv)
     except KeyboardInterrupt:
+      interrupted = True
+    except BrokenPipeError:  # `... | head`: the reader left; stop as `cat` would, silently.
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # No error at exit.
+      sys.exit(128 + signal.SIGPIPE)
+    if interrupted:  # Here the interrupted frames are gone: their objects can be finalized.
+      gc.collect()  # E.g. a process pool's semaphores (else the resource tracker warns).
       print(runtime.INTERRUPTED_MESSAGE, file=sys.stderr, flush=True)
       sys.stdout.flush()
       # Without the interpreter's shutdown: interrupted in the middle of JAX's start-up, it
       # can crash there (seen once: a segfault after this line).
       os._exit(128 + signal.SIGINT)  # pylint: disable=protected-access
-    except BrokenPipeError:  # `... | head`: the reader left; stop as `cat` would, silently.
-      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # No error at exit.
-      sys.exit(128 + signal.SIGPIPE)
 
   app.run(guarded, flags_parser=flags_parser or parse_flags)
 
