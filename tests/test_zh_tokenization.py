@@ -61,9 +61,8 @@ def test_sentencepiece_round_trips_every_entry_without_unk(entries, split, spm):
   assert tokenizer_base.unk_rate(spm, held_out) == 0.0
   ids = [i for entry in held_out for i in spm.encode(entry)]
   assert any(spm.id_to_piece(i).startswith("<0x") for i in ids)  # Rare characters as bytes.
-  # BPE merges Chinese characters: fewer tokens than characters (0.8 on the full corpus; the
-  # fixture's ~100 entries teach fewer merges).
-  assert len(ids) < 0.9 * sum(map(len, held_out))
+  # BPE merges Chinese characters: fewer tokens than characters (0.73 on the fixture's slice).
+  assert len(ids) < 0.8 * sum(map(len, held_out))
 
 
 def test_without_byte_fallback_held_out_characters_are_unk(split):
