@@ -46,8 +46,8 @@ class _Layout:
     self.boxed_params = jax.eval_shape(self._init_params, jax.random.PRNGKey(0))
     # One optimizer object, so that every state built from it has the same tree structure.
     # The model family's layer groups, which fine-tuning acts on (None: it states none).
-    groups = model.layer_groups() if hasattr(model, "layer_groups") else None
-    optimizer_args = (train_cfg, nn.meta.unbox(self.boxed_params), config.finetune, groups)
+    self.groups = model.layer_groups() if hasattr(model, "layer_groups") else None
+    optimizer_args = (train_cfg, nn.meta.unbox(self.boxed_params), config.finetune, self.groups)
     self.tx, self.trainable = optimizer.make_optimizer(*optimizer_args)
     # The same optimizer (same state) with its learning rate scaled inside the step.
     scaled_tx = lambda scale: optimizer.make_optimizer(*optimizer_args, lr_scale=scale)[0]

@@ -292,9 +292,7 @@ def _initial_state(config: Any, layout, rng: jax.Array) -> tuple[Any, str]:
   if not config.init_from:
     return state, f"Initialized: random weights (seed {config.seed}; config.init_from is empty)"
   fresh = jax.device_get(layout.to_checkpoint(state).params)
-  model = layout.model
-  groups = model.layer_groups() if hasattr(model, "layer_groups") else None
-  params, note = init_from.pretrained_params(config, fresh, groups)
+  params, note = init_from.pretrained_params(config, fresh, layout.groups)
   return layout.with_params(state, params), note
 
 
