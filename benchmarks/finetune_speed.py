@@ -7,9 +7,13 @@ makes (length-bucketed, padded to 16, 32, 64, ...), the same checkpoint and Adam
 runs BertForSequenceClassification / BertForTokenClassification (labels -100 off the first
 pieces) with an attention mask. The VM's speed drifts, so the sides alternate in chunks of
 `--chunk_steps` steps (lm, transformers, lm, ...) after a warm-up that compiles every bucket;
-the table gives the median ms/step over chunks and the ratio.
+the table gives the median ms/step over chunks, the ratio, and the model FLOP/s each side
+achieves (lm/training/flops.py's count for the batches' shapes: both sides do the same work), to
+compare with the CPU's matmul peak (benchmarks/peak_flops.py).
 
   .venv/bin/python benchmarks/finetune_speed.py [--chunks=6 --chunk_steps=10]
+  XLA_FLAGS=--xla_force_host_platform_device_count=1 .venv/bin/python benchmarks/finetune_speed.py
+      (lm on one XLA device that threads each op over the cores, instead of one per core)
 
 It needs the imported checkpoint: python -m lm.convert --from_hf=$MINILM --workdir=runs/minilm
 (see experiments/sst2_minilm.py) and the test requirements (torch, transformers).
@@ -36,7 +40,7 @@ import transformers  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from lm.models import architecture  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lm.tasks import registry  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lm.training import init_from, parallel  # pylint: disable=g-import-not-at-top
+from lm.training import flops, init_from, parallel  # pylint: disable=g-import-not-at-top
 
 TASKS = {  # name -> experiment file, its argument, the transformers model class
     "sst2 (batch 32)":
@@ -145,14 +149,19 @@ def main() -> None:
     times = measure(sides, batches, args.chunks, args.chunk_steps)
     lm_ms, torch_ms = statistics.median(times["lm"]), statistics.median(times["transformers"])
     tokens = np.mean([b["inputs"].size for b in batches])
-    rows.append((name, lm_ms, torch_ms, torch_ms / lm_ms, tokens,
+    model_cfg = lm_side.task.model_config
+    gflop = np.mean([b["inputs"].size * flops.flops_per_token(model_cfg, b["inputs"].shape[1])
+                     for b in batches]) / 1e9
+    rows.append((name, lm_ms, torch_ms, torch_ms / lm_ms, tokens, gflop,
                  min(t / l for t, l in zip(times["transformers"], times["lm"])),
                  max(t / l for t, l in zip(times["transformers"], times["lm"]))))
-  print("\n| task | padded tokens/batch | lm ms/step | transformers ms/step | speed-up "
-        "(median) | per chunk |\n|---|---|---|---|---|---|")
-  for name, lm_ms, torch_ms, ratio, tokens, low, high in rows:
-    print(f"| {name} | {tokens:.0f} | {lm_ms:.0f} | {torch_ms:.0f} | {ratio:.2f}x | "
-          f"{low:.2f}-{high:.2f}x |")
+  print("\n| task | padded tokens/batch | model GFLOP/step | lm ms/step | transformers ms/step | "
+        "lm speed / transformers (median) | per chunk | GFLOP/s lm / transformers / 2x "
+        "transformers |\n|---|---|---|---|---|---|---|---|")
+  for name, lm_ms, torch_ms, ratio, tokens, gflop, low, high in rows:
+    print(f"| {name} | {tokens:.0f} | {gflop:.1f} | {lm_ms:.0f} | {torch_ms:.0f} | "
+          f"{ratio:.2f}x | {low:.2f}-{high:.2f}x | {1e3 * gflop / lm_ms:.0f} / "
+          f"{1e3 * gflop / torch_ms:.0f} / {2e3 * gflop / torch_ms:.0f} |")
 
 
 if __name__ == "__main__":

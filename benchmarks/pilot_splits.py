@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments import imdb, sst2  # pylint: disable=g-import-not-at-top
-from lm.data import records  # pylint: disable=g-import-not-at-top
+from lm.data import splits  # pylint: disable=g-import-not-at-top
 from lm.tasks import supervised  # pylint: disable=g-import-not-at-top
 
 # The pilot validation share of the remaining records: IMDB 2,500 of 22,500; SST-2 5%.
@@ -52,7 +52,7 @@ def main() -> None:
     config.data.lowercase = False  # The pilot runs lower-case as their configs say.
     fields = {"text": config.data.text_field, "label": config.data.label_field}
     trained, reported = supervised.read_splits(config, fields)
-    train, valid = records.held_out_split(trained, _PILOT_FRACTIONS[name], _PILOT_SEED)
+    train, valid = splits.held_out_split(trained, _PILOT_FRACTIONS[name], _PILOT_SEED)
     write_jsonl(train, os.path.join(out, f"{name}_train.jsonl"))
     write_jsonl(valid, os.path.join(out, f"{name}_valid.jsonl"))
     print(f"{name}: pilot train {len(train):,}, pilot validation {len(valid):,} "

@@ -28,7 +28,7 @@ runtime.use_one_cpu_device_per_core()
 
 from experiments.data import imdb_unsup  # pylint: disable=g-import-not-at-top,g-bad-import-order
 from lm import defaults  # pylint: disable=g-import-not-at-top
-from lm.data import sources  # pylint: disable=g-import-not-at-top
+from lm.data import text_files  # pylint: disable=g-import-not-at-top
 from lm.data.prepare import dedup  # pylint: disable=g-import-not-at-top
 from lm.data.prepare import config as prepare_config  # pylint: disable=g-import-not-at-top
 from lm.data.prepare import quality, run  # pylint: disable=g-import-not-at-top
@@ -46,7 +46,7 @@ def write_eval_set(path: str) -> int:
   seen, count = set(), 0
   archive = f"{imdb_unsup.DATA}/imdb/aclImdb_train.tar.gz"
   with open(path, "w", encoding="utf-8") as f:
-    for _, text in sources.iter_archive(archive, EVAL_MEMBERS):
+    for _, text in text_files.iter_archive(archive, EVAL_MEMBERS):
       text, _ = cleaner.clean(text)
       key = dedup.exact_key(text)
       if rules.reason(text) is None and key not in seen:

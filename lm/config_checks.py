@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from lm import defaults
-from lm.data import augment, batches, sources, tokenizers
+from lm.data import augment, batches, reader, text_files, tokenizers
 from lm.data.sentencepiece_tokenizer import MODEL_TYPES
 from lm.errors import UserError
 from lm.models import config as model_config
@@ -144,10 +144,10 @@ def _rules(values: dict) -> list[Rule]:
       _some_of("augment.operations", augment.OPERATIONS),
       ("data.source", lambda v: bool(v.strip()), "must name files, globs or 'tfds:NAME'"),
       _between("data.valid_fraction", 0, 1),
-      _one_of("data.txt_unit", sources.TXT_UNITS),
+      _one_of("data.txt_unit", text_files.TXT_UNITS),
       ("data.entry_separator", lambda v: bool(v.strip()) and "\n" not in v,
        "must be the non-blank text of the line between entries, e.g. '%'"),
-      _one_of("data.encoding_errors", sources.ENCODING_ERRORS),
+      _one_of("data.encoding_errors", text_files.ENCODING_ERRORS),
       _some_of("data.clean", supervised.CLEAN_STEPS),
       _one_of("data.tokenizer", tokenizers.KINDS + tokenizers.IMPORTED_KINDS),
       _at_least("data.vocab_size", 1),
@@ -234,7 +234,7 @@ def _check_cross_fields(values: dict) -> None:
     raise UserError(f"config.mesh: only one axis may be -1, got {', '.join(free)}")
   partitioning.parse_rules(values["mesh"]["rules"])  # Mesh axes that exist.
   holds_out = not data["valid_source"] and not data["source"].strip().startswith(
-      sources.TFDS_PREFIX) and not data["prepared"]
+      reader.TFDS_PREFIX) and not data["prepared"]
   if holds_out and data["valid_fraction"] <= 0:
     raise UserError(f"config.data.valid_fraction={data['valid_fraction']}: must be > 0 when "
                     f"config.data.valid_source is '' (the validation text is held out)")

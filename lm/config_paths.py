@@ -5,7 +5,7 @@ import copy
 import os
 from typing import Any
 
-from lm.data import sources
+from lm.data import reader, text_files
 
 # Keys holding data sources: comma-separated paths, globs, 'ARCHIVE:MEMBER_GLOB' or 'tfds:NAME'.
 SOURCE_KEYS = ("data.source", "data.valid_source", "data.test_source")
@@ -28,13 +28,13 @@ def absolute_paths(config: Any) -> Any:
 
 def absolute_source(source: str) -> str:
   """'a.txt, data/*.tsv, x.tar.gz:*/y/*, tfds:imdb' with each local path made absolute."""
-  if source.strip().startswith(sources.TFDS_PREFIX):
+  if source.strip().startswith(reader.TFDS_PREFIX):
     return source
   entries = []
   for entry in (e.strip() for e in source.split(",")):
     if not entry:
       continue
-    match = sources.ARCHIVE_RE.match(entry)
+    match = text_files.ARCHIVE_RE.match(entry)
     if match and match.group(2) is not None:
       entries.append(f"{_absolute(match.group(1))}:{match.group(2)}")
     else:

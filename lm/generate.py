@@ -2,9 +2,21 @@
 
   python -m lm.generate --workdir=DIR --prompt="ROMEO:" --prompt="JULIET:" \
       --max_new_tokens=200 --temperature=0.8 --top_k=0 --top_p=1.0 --seed=0
+  python -m lm.generate --workdir=DIR --prompt="ROMEO:" --beam_size=4 --length_penalty=0.6
+
+  python -m lm.generate --workdir=DIR --input=prompts.jsonl --output=generations.txt \
+      --text_field=prompt --temperature=0 [--batch_size=32]
 
 Several `--prompt`s are decoded together in one batch (see `lm.sampling`); without `--prompt`
-the model starts from a newline. `lm.sampling.generate_text` is the same thing as a function.
+the model starts from a newline. `--beam_size` > 1 returns the best beam of a beam search
+(`lm.beam_search`) instead of a sample. `lm.sampling.generate_text` is the same thing as a
+function.
+
+`--input` reads prompts from a file, as `lm.predict` reads texts: plain text (every line is one
+prompt, blank or not), or .json (a list of objects), .jsonl, .csv or .tsv with the prompt in
+`--text_field`. `--output` then gets one generation per input prompt, in input order, one a line:
+the continuation alone, a newline inside it written as the two characters `\n`. The file is
+written whole at the end (nothing on an error).
 """
 
 from lm import runtime
@@ -32,6 +44,21 @@ _TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "Softmax temperature; 0 is
 _TOP_K = flags.DEFINE_integer("top_k", 0, "Sample among the k most likely tokens; 0: all.")
 _TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass; 1: all tokens.")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed of the sampler.")
+_INPUT = flags.DEFINE_string(
+    "input", None, "A file of prompts (plain text: one a line; .json list, .jsonl, .csv or .tsv: "
+    "the prompt in --text_field), instead of --prompt. Needs --output.")
+_OUTPUT = flags.DEFINE_string(
+    "output", None, "With --input: where the generations go, one a line in input order (the "
+    "continuation alone; a newline inside it written as \\n).")
+_TEXT_FIELD = flags.DEFINE_string("text_field", "text",
+                                  "--input: the key or column holding the prompt.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "--input: prompts generated together.")
+_BEAM_SIZE = flags.DEFINE_integer(
+    "beam_size", 1, "1: sample (or greedy with --temperature=0); N > 1: the best of a beam "
+    "search with N beams (deterministic; temperature, top_k, top_p and seed are not used).")
+_LENGTH_PENALTY = flags.DEFINE_float(
+    "length_penalty", 0.6, "Beam search: alpha of the GNMT length penalty ((5 + length) / 6) ** "
+    "alpha that beam scores are divided by; 0: raw log-probabilities (favours short outputs).")
 
 
 def _run(argv: list[str]) -> None:
@@ -39,6 +66,13 @@ def _run(argv: list[str]) -> None:
     raise UserError(f"unexpected arguments {' '.join(argv[1:])!r}; pass text with --prompt")
   if not _WORKDIR.value:
     raise UserError("--workdir is required (the training run directory)")
+  if _INPUT.value and _PROMPT.value:
+    raise UserError("--input and --prompt are alternatives: give prompts in a file or as flags")
+  if bool(_INPUT.value) != bool(_OUTPUT.value):
+    raise UserError("--input and --output go together: the generations of --input's prompts are "
+                    "written to --output")
+  if _BATCH_SIZE.value < 1:
+    raise UserError(f"--batch_size must be >= 1, got {_BATCH_SIZE.value}")
   prompts = _PROMPT.value or ["\n"]
   for i, prompt in enumerate(prompts):
     if not prompt:
@@ -46,7 +80,7 @@ def _run(argv: list[str]) -> None:
                       " newline")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every restore step at INFO.
   # Imported here so that this module loads without the training stack.
-  from lm.sampling import generate_text  # pylint: disable=g-import-not-at-top
+  from lm import sampling  # pylint: disable=g-import-not-at-top
   from lm.tasks import registry  # pylint: disable=g-import-not-at-top
   from lm.training.checkpoints import load_config, load_for_inference  # pylint: disable=g-import-not-at-top
   config = load_config(_WORKDIR.value)
@@ -54,27 +88,64 @@ def _run(argv: list[str]) -> None:
     raise UserError(f"--workdir={_WORKDIR.value}: no config.json; is this a training run "
                     "directory?")
   task = registry.task_class(config["task"]["kind"])
+  records = _read_prompts(_INPUT.value) if _INPUT.value else []
   model_config, params, tokenizer = load_for_inference(_WORKDIR.value)
   encode = lambda prompt: task.generation_ids(config, tokenizer, prompt)
-  samples = generate_text(model_config,
-                          params,
-                          tokenizer,
-                          prompts,
-                          max_new_tokens=_MAX_NEW_TOKENS.value,
-                          temperature=_TEMPERATURE.value,
-                          top_k=_TOP_K.value,
-                          top_p=_TOP_P.value,
-                          seed=_SEED.value,
-                          encode=encode)
+  for record in records:  # Before generating anything: a bad prompt names its line.
+    length = len(encode(record.values["text"]))
+    if not 0 < length <= model_config.max_len:
+      raise UserError(f"{record.where}: the prompt is {length} tokens; the model reads 1 to "
+                      f"config.model.max_len={model_config.max_len}")
+  prompts = [record.values["text"] for record in records] or prompts
+  options = dict(max_new_tokens=_MAX_NEW_TOKENS.value,
+                 temperature=_TEMPERATURE.value,
+                 top_k=_TOP_K.value,
+                 top_p=_TOP_P.value,
+                 seed=_SEED.value,
+                 encode=encode,
+                 beam_size=_BEAM_SIZE.value,
+                 length_penalty=_LENGTH_PENALTY.value)
+  if _INPUT.value:
+    batch = _BATCH_SIZE.value
+    continuations = []
+    for start in range(0, len(prompts), batch):
+      continuations += sampling.generate_continuations(model_config, params, tokenizer,
+                                                       prompts[start:start + batch], **options)
+  else:
+    samples = sampling.generate_text(model_config, params, tokenizer, prompts, **options)
   longest = max(len(encode(p)) for p in prompts) + _MAX_NEW_TOKENS.value
   if longest > model_config.max_len:
     print(f"note: prompt and new tokens reached {longest} tokens, past the model's context "
           f"(config.model.max_len={model_config.max_len}): from there on, each token was "
           f"predicted from the last {model_config.max_len} tokens only (a sliding window)",
           file=sys.stderr)
+  if _INPUT.value:
+    _write_generations(_OUTPUT.value, continuations)
+    print(f"Wrote {len(continuations):,} generations to {_OUTPUT.value}")
+    return
   for i, sample in enumerate(samples):
     print(f"--- prompt {i + 1} ---")
     print(sample)
+
+
+def _read_prompts(path: str) -> list:
+  """The records of --input's prompts, in order (every line of a plain text file, blank or
+  not)."""
+  from lm.data import reader, setting_names  # pylint: disable=g-import-not-at-top
+  with setting_names.named(text_field="--text_field"):
+    records = reader.read_records(path,
+                                  fields={"text": _TEXT_FIELD.value},
+                                  required=("text",),
+                                  config_key="--input",
+                                  blank="keep")
+  return records
+
+
+def _write_generations(path: str, generations: list[str]) -> None:
+  """One generation a line, newlines inside escaped as \\n; written atomically."""
+  from lm.data import atomic  # pylint: disable=g-import-not-at-top
+  lines = [g.replace("\r\n", "\n").replace("\n", "\\n") for g in generations]
+  atomic.atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
 def main(argv: list[str]) -> None:

@@ -71,7 +71,7 @@ def init_cache(model: nn.Module, batch_size: int) -> Any:
   return _init_cache(model, batch_size)
 
 
-def _forward(model, params, cache, tokens_BxT, start):
+def forward(model, params, cache, tokens_BxT, start):
   """Feeds tokens at positions start.. through the cache; returns (logits_BxTxV, cache)."""
   B, T = tokens_BxT.shape
   positions_BxT = jnp.broadcast_to(start + jnp.arange(T, dtype=jnp.int32), (B, T))
@@ -96,12 +96,12 @@ def _decode(model, params, prompts_BxL, lengths_B, rng, *, prefill_len, temperat
     return tokens_BxL.at[:, position].set(token_B)
 
   cache = init_cache(model, B)
-  logits_BxPxV, cache = _forward(model, params, cache, prompts_BxL[:, :prefill_len], 0)
+  logits_BxPxV, cache = forward(model, params, cache, prompts_BxL[:, :prefill_len], 0)
   tokens_BxL = choose(prompts_BxL, logits_BxPxV[:, -1], prefill_len)
 
   def cached_step(carry, position):
     tokens_BxL, cache = carry
-    logits_Bx1xV, cache = _forward(model, params, cache, tokens_BxL[:, position, None], position)
+    logits_Bx1xV, cache = forward(model, params, cache, tokens_BxL[:, position, None], position)
     return (choose(tokens_BxL, logits_Bx1xV[:, 0], position + 1), cache), None
 
   # Fed with the cache: positions prefill_len .. min(L, S) - 2. The token at min(L, S) - 1 is
@@ -121,6 +121,21 @@ def _decode(model, params, prompts_BxL, lengths_B, rng, *, prefill_len, temperat
   return tokens_BxL
 
 
+def check_prompts(prompts: list[list[int]], cfg: ModelConfig) -> None:
+  """Raises UserError for no prompts, an empty one, one longer than the context, or ids outside
+  the vocabulary."""
+  if not prompts:
+    raise UserError("no prompts to generate from")
+  for i, prompt in enumerate(prompts):
+    if not len(prompt):
+      raise UserError(f"prompt {i + 1} is empty; give at least one token")
+    if len(prompt) > cfg.max_len:
+      raise UserError(f"prompt {i + 1} has {len(prompt)} tokens, more than the model's context"
+                      f" config.model.max_len = {cfg.max_len}; use a shorter prompt")
+    if min(prompt) < 0 or max(prompt) >= cfg.vocab_size:
+      raise UserError(f"prompt {i + 1} has token ids outside the vocabulary [0, {cfg.vocab_size})")
+
+
 def generate_tokens(model: nn.Module,
                     params: Any,
                     prompts: list[list[int]],
@@ -138,17 +153,7 @@ def generate_tokens(model: nn.Module,
   Returns only the new tokens of each row; with `eos_id`, a row ends before its first EOS.
   Raises UserError for an empty prompt or one longer than `max_len`, and for bad settings.
   """
-  cfg = model.config
-  if not prompts:
-    raise UserError("no prompts to generate from")
-  for i, prompt in enumerate(prompts):
-    if not len(prompt):
-      raise UserError(f"prompt {i + 1} is empty; give at least one token")
-    if len(prompt) > cfg.max_len:
-      raise UserError(f"prompt {i + 1} has {len(prompt)} tokens, more than the model's context"
-                      f" config.model.max_len = {cfg.max_len}; use a shorter prompt")
-    if min(prompt) < 0 or max(prompt) >= cfg.vocab_size:
-      raise UserError(f"prompt {i + 1} has token ids outside the vocabulary [0, {cfg.vocab_size})")
+  check_prompts(prompts, model.config)
   if max_new_tokens < 0:
     raise UserError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
   if temperature < 0:
@@ -188,23 +193,48 @@ def generate_text(model_config: ModelConfig,
                   params: Any,
                   tokenizer: Tokenizer,
                   prompts: list[str],
-                  *,
-                  max_new_tokens: int,
-                  temperature: float,
-                  top_k: int,
-                  top_p: float,
-                  seed: int,
-                  encode: Callable[[str], list[int]] | None = None) -> list[str]:
-  """Each prompt followed by its sampled continuation, which ends early at EOS. `encode` builds
-  a prompt's ids as the run's task trained (`base.Task.generation_ids`; default: the plain
+                  **options: Any) -> list[str]:
+  """Each prompt followed by its continuation (`generate_continuations`)."""
+  continuations = generate_continuations(model_config, params, tokenizer, prompts, **options)
+  return [prompt + continuation for prompt, continuation in zip(prompts, continuations)]
+
+
+def generate_continuations(model_config: ModelConfig,
+                           params: Any,
+                           tokenizer: Tokenizer,
+                           prompts: list[str],
+                           *,
+                           max_new_tokens: int,
+                           temperature: float,
+                           top_k: int,
+                           top_p: float,
+                           seed: int,
+                           encode: Callable[[str], list[int]] | None = None,
+                           beam_size: int = 1,
+                           length_penalty: float = 0.6) -> list[str]:
+  """The continuation of each prompt, which ends early at EOS: sampled, or with `beam_size` > 1
+  the best beam (lm.beam_search; temperature, top_k, top_p and seed unused). `encode` builds a
+  prompt's ids as the run's task trained (`base.Task.generation_ids`; default: the plain
   encoding)."""
   encode = encode or tokenizer.encode
-  new_tokens = generate_tokens(make_model(model_config),
-                               params, [list(encode(p)) for p in prompts],
-                               max_new_tokens=max_new_tokens,
-                               rng=jax.random.PRNGKey(seed),
-                               temperature=temperature,
-                               top_k=top_k,
-                               top_p=top_p,
-                               eos_id=tokenizer.special_ids.eos)
-  return [prompt + tokenizer.decode(tokens) for prompt, tokens in zip(prompts, new_tokens)]
+  model, ids = make_model(model_config), [list(encode(p)) for p in prompts]
+  if beam_size > 1:
+    from lm import beam_search  # pylint: disable=g-import-not-at-top  # It imports this module.
+    new_tokens = beam_search.beam_search_tokens(model,
+                                                params,
+                                                ids,
+                                                max_new_tokens=max_new_tokens,
+                                                beam_size=beam_size,
+                                                length_penalty=length_penalty,
+                                                eos_id=tokenizer.special_ids.eos)
+  else:
+    new_tokens = generate_tokens(model,
+                                 params,
+                                 ids,
+                                 max_new_tokens=max_new_tokens,
+                                 rng=jax.random.PRNGKey(seed),
+                                 temperature=temperature,
+                                 top_k=top_k,
+                                 top_p=top_p,
+                                 eos_id=tokenizer.special_ids.eos)
+  return [tokenizer.decode(tokens) for tokens in new_tokens]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lm.data.augment import augment_records, augment_text
-from lm.data.records import Record
+from lm.data.reader import Record
 from lm.errors import UserError
 
 SENTENCE = "the quick brown fox jumps over the lazy sleeping dog"  # 10 words.

@@ -12,7 +12,7 @@ import zipfile
 
 import pytest
 
-from lm.data import data_root, download, sources
+from lm.data import data_root, download, text_files
 from lm.errors import UserError
 from tests.conftest import FIXTURES, REPO
 
@@ -39,7 +39,7 @@ def test_missing_dataset_names_the_download_command(monkeypatch, tmp_path):
   # Readers add the same hint: the config builds, reading names the command.
   entry = data_root.path("imdb", "aclImdb_train.tar.gz") + ":aclImdb/train/*/*.txt"
   with pytest.raises(UserError, match=r"python -m lm\.data\.download imdb"):
-    sources.resolve_files(data_root.path("imdb", "aclImdb_train.tar.gz"))
+    text_files.resolve_files(data_root.path("imdb", "aclImdb_train.tar.gz"))
   assert "lm.data.download imdb" in data_root.missing_hint(entry)
   assert data_root.missing_hint(str(tmp_path.parent / "elsewhere.txt")) == ""
 
@@ -132,7 +132,7 @@ def test_imdb_is_repacked_into_its_two_archives(monkeypatch, tmp_path):
                         (("aclImdb/train/unsup/", 1),)),
   ])
   download.download("imdb", str(tmp_path), mirror=mirror, log=lambda _: None)
-  records = sources.iter_archive(str(tmp_path / "imdb" / "aclImdb_train.tar.gz"),
+  records = text_files.iter_archive(str(tmp_path / "imdb" / "aclImdb_train.tar.gz"),
                                  "aclImdb/train/*/*.txt", "strict")
   assert [name for name, _ in records] == ["aclImdb/train/neg/0_3.txt",
                                           "aclImdb/train/pos/1_9.txt"]

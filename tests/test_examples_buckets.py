@@ -7,7 +7,8 @@ from lm.data import buckets as buckets_lib
 from lm.data.buckets import (BucketedBatches, bucket_lengths, classification_batch, eval_order,
                              sft_batch)
 from lm.data.examples import classification_examples, sft_examples
-from lm.data.records import LabelSet, Record
+from lm.data.labels import LabelSet
+from lm.data.reader import Record
 from lm.data.tokenizer_base import BOS_ID, CLS_ID, EOS_ID, NUM_SPECIAL, PAD_ID, SEP_ID
 from lm.data.tokenizers import ByteTokenizer
 from lm.errors import UserError

@@ -21,7 +21,7 @@ from lm import defaults, sampling
 from lm.convert import exporter
 from lm.convert.exporter import export_hf
 from lm.convert.tokenizer_files import tokenizer_files
-from lm.data import pipeline, records
+from lm.data import labels as labels_lib, pipeline
 from lm.data.sentencepiece_tokenizer import SentencePieceTokenizer
 from lm.data.tokenizers import ByteTokenizer, CharTokenizer
 from lm.data.word_tokenizer import WordTokenizer
@@ -52,7 +52,7 @@ def make_workdir(workdir, tokenizer, kind="causal_lm", labels=None, seed=0,
   if labels:
     config.task.pooling = cfg.pooling
     with open(os.path.join(workdir, "labels.json"), "w", encoding="utf-8") as f:
-      f.write(records.LabelSet(labels).to_json())
+      f.write(labels_lib.LabelSet(labels).to_json())
   saved = config.to_dict()
   tokenizer.save(os.path.join(workdir, pipeline.TOKENIZER_DIR))
   checkpointer = checkpoints.Checkpointer(str(workdir))

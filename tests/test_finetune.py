@@ -203,6 +203,11 @@ def test_bad_labeled_data_gets_one_clear_error(tmp_path, sst2_files):
   assert_clear_error(result, "outside.tsv", "line 42", "'2'", "config.data.labels")
   result = run_main(*common, f"--config.data.source={files['empty']}")
   assert_clear_error(result, "empty.tsv", "line 7", "empty")
+  result = run_main(*common, f"--config.data.source={sst2_files['train']}",
+                    f"--config.data.valid_source={files['outside']}")
+  assert_clear_error(result, "outside.tsv", "line 42", "'2'", "config.data.labels")
+  # Nothing written that a corrected rerun would pick up (the label set least of all).
+  assert not (tmp_path / "run" / "labels.json").exists()
 
 
 def test_checkpoint_with_another_architecture_is_refused(tmp_path, sst2_files, pretrained):

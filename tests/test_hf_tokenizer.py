@@ -15,7 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from tokenizers.implementations import ByteLevelBPETokenizer
 
-from lm.data import examples, hf_tokenizer, masking, records, tokenizers
+from lm.data import examples, hf_tokenizer, masking, reader, tokenizers
 from lm.data.tokenizer_base import SpecialIds
 from lm.errors import UserError
 from tests.conftest import REPO
@@ -242,7 +242,7 @@ def test_corrupt_saved_tokenizer(minilm, tmp_path):
 
 
 def test_classification_examples_use_the_tokenizer_ids(minilm):
-  found = [records.Record({"text": "A fine film."}, "row 1")]
+  found = [reader.Record({"text": "A fine film."}, "row 1")]
   encoder = examples.classification_examples(found, minilm, None, max_len=16, causal=False)
   assert encoder.tokens[0].tolist() == [101, *minilm.encode("A fine film."), 102]
   assert encoder.pad_id == 0
@@ -252,7 +252,7 @@ def test_classification_examples_use_the_tokenizer_ids(minilm):
 
 def test_masking_never_touches_special_ids(minilm):
   texts = ["The quick brown fox jumps over the lazy dog.", "Short one.", ""]
-  found = [records.Record({"text": t}, f"row {i}") for i, t in enumerate(texts)]
+  found = [reader.Record({"text": t}, f"row {i}") for i, t in enumerate(texts)]
   data = examples.classification_examples(found, minilm, None, max_len=24, causal=False)
   tokens_BxT = np.zeros((len(texts), 24), dtype=np.int32)
   for row, tokens in enumerate(data.tokens):

@@ -1,5 +1,5 @@
-"""Tests of the streaming readers (lm/data/sources.py iter_file / iter_archive / split_lines,
-lm/data/prepare/readers.py): fortune-style entries, directories, slices per process."""
+"""Tests of the streaming readers (lm/data/reader.py Reader.records, lm/data/text_files.py
+iter_archive / split_lines, lm/data/prepare/readers.py): fortune-style entries, directories, slices per process."""
 
 import gzip
 import tarfile
@@ -8,11 +8,17 @@ import ml_collections
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from lm.data import sources
+from lm.data import reader, text_files
 from lm.data.prepare import readers
 from lm.errors import UserError
 
 FORTUNES = "first\nentry\n%\n\x1b[32mtitle\x1b[m\n\nbody\n%\n%\n  \n%\nlast\n"
+
+
+def stream(path: str, **options) -> list[str]:
+  """The documents of one file as Reader.records streams them (as prepare reads its inputs)."""
+  documents = reader.Reader({"text": "text"}, required=("text",), blank="skip", **options)
+  return [record.values["text"] for record in documents.records(reader.Entry("file", path))]
 
 
 def reader_cfg(**changes):
@@ -26,15 +32,15 @@ def test_entries_between_separator_lines_keep_their_inner_lines(tmp_path):
   path = tmp_path / "fortunes"
   path.write_text(FORTUNES, encoding="utf-8")
   expected = ["first\nentry", "\x1b[32mtitle\x1b[m\n\nbody", "last"]
-  assert sources.read_documents(str(path), split="train", txt_unit="entry") == expected
-  assert sources.split_text(FORTUNES, "entry") == expected
+  assert reader.read_documents(str(path), split="train", txt_unit="entry") == expected
+  assert text_files.split_text(FORTUNES, "entry") == expected
 
 
 def test_entry_separator_is_configurable_and_crlf_is_dropped():
   text = "a\r\n---\r\nb\r\n"
-  assert sources.split_text(text, "entry", entry_separator="---") == ["a", "b"]
+  assert text_files.split_text(text, "entry", entry_separator="---") == ["a", "b"]
   with pytest.raises(UserError, match="entry_separator"):
-    sources.split_text(text, "entry", entry_separator=" ")
+    text_files.split_text(text, "entry", entry_separator=" ")
 
 
 def test_streaming_lines_match_whole_file_reading(tmp_path):
@@ -43,17 +49,17 @@ def test_streaming_lines_match_whole_file_reading(tmp_path):
   with gzip.open(path, "wt", encoding="utf-8") as f:
     f.write(text)
   for unit in ("line", "paragraph", "entry"):
-    assert list(sources.iter_file(str(path), txt_unit=unit)) == sources.split_text(text, unit)
+    assert stream(str(path), txt_unit=unit) == text_files.split_text(text, unit)
 
 
 def test_directories_stand_for_their_files(tmp_path):
   (tmp_path / "sub").mkdir()
   (tmp_path / "b.txt").write_text("b")
   (tmp_path / "sub" / "a.txt").write_text("a")
-  assert sources.resolve_files(str(tmp_path), directories=True) == [
+  assert text_files.resolve_files(str(tmp_path), directories=True) == [
       str(tmp_path / "b.txt"), str(tmp_path / "sub" / "a.txt")]
   with pytest.raises(UserError, match="is a directory"):
-    sources.resolve_files(str(tmp_path))
+    text_files.resolve_files(str(tmp_path))
 
 
 def test_archive_members_stream_in_archive_order(tmp_path):
@@ -62,10 +68,10 @@ def test_archive_members_stream_in_archive_order(tmp_path):
     for name in ("z.txt", "a.txt", "skip.md"):
       (tmp_path / name).write_text(f"text of {name}")
       tar.add(tmp_path / name, arcname=f"d/{name}")
-  assert list(sources.iter_archive(str(archive), "d/*.txt")) == [
+  assert list(text_files.iter_archive(str(archive), "d/*.txt")) == [
       ("d/z.txt", "text of z.txt"), ("d/a.txt", "text of a.txt")]
   with pytest.raises(UserError, match="no archive member matches"):
-    list(sources.iter_archive(str(archive), "x/*"))
+    list(text_files.iter_archive(str(archive), "x/*"))
 
 
 def test_slices_partition_the_documents(tmp_path):
@@ -96,7 +102,7 @@ def test_streaming_reader_raises_only_user_errors_on_arbitrary_bytes(data, unit)
     with open(path, "wb") as f:
       f.write(data)
     try:
-      documents = list(sources.iter_file(path, txt_unit=unit, encoding_errors="replace"))
+      documents = stream(path, txt_unit=unit, encoding_errors="replace")
     except UserError:
       return
     assert all(d.strip() for d in documents)

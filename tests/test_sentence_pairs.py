@@ -11,7 +11,8 @@ import transformers
 
 from lm.convert.importer import import_hf
 from lm.data import buckets, examples, tokenizers
-from lm.data.records import LabelSet, Record
+from lm.data.labels import LabelSet
+from lm.data.reader import Record
 from lm.models.transformer import Transformer
 from lm.training import checkpoints, steps, trainer
 from tests.test_convert import TOLERANCE, bert_config, randomized, save_hf

@@ -158,8 +158,25 @@ def test_position_digits_drop_rules(tmp_path):
   tokens = read_tagged(path, position_digits="drop").sentences[0].tokens
   assert tokens == ("口", "3", "１", "\ufffd\ufffd", "ab", "5")
   assert read_tagged(path).sentences[0].tokens[:3] == ("口0", "30", "１12")
-  with pytest.raises(UserError, match="position_digits must be one of keep, drop"):
+  with pytest.raises(UserError, match="position_digits must be one of keep, drop, segment"):
     read_tagged(path, position_digits="strip")
+
+
+def test_segment_keeps_word_positions_as_softword_types(tmp_path):
+  # Words: 口腔溃疡 | 加上 | 这 | 玩意 ; then a one-character word ending the sentence.
+  conll = "".join(f"{t}\tO\n" for t in "口0 腔1 溃2 疡3 加0 上1 这0 玩0 意1 ～0".split())
+  path = _write(tmp_path / "w.conll", conll)
+  sentence, = read_tagged(path, position_digits="segment").sentences
+  assert sentence.tokens == tuple("口腔溃疡加上这玩意～")
+  assert sentence.positions == (0, 1, 2, 3, 0, 1, 0, 0, 1, 0)
+  names = [tagged_lib.SOFTWORD_TYPES[t] for t in tagged_lib.softword_types(sentence.positions)]
+  assert names == ["B", "M", "M", "E", "B", "E", "S", "B", "E", "S"]
+  jsonl = _write(tmp_path / "w.jsonl", json.dumps({"tokens": ["口0", "腔1"], "tags": ["O", "O"]}))
+  assert read_tagged(jsonl, position_digits="segment").sentences[0].positions == (0, 1)
+  assert read_tagged(path, position_digits="drop").sentences[0].positions is None
+  bad = _write(tmp_path / "bad.conll", "口0\tO\n腔\tO\n")
+  with pytest.raises(UserError, match=r"bad.conll: line 2: token '腔' has no word-position digits"):
+    read_tagged(bad, position_digits="segment")
 
 
 # --- JSONL --------------------------------------------------------------------------------------

@@ -227,6 +227,39 @@ def test_weibo_position_digits(tmp_path, digits, pieces_per_word):
   assert pieces == pytest.approx(pieces_per_word * words, rel=0.02)
 
 
+def test_segment_positions_train_softword_types_from_a_pretrained_encoder(tmp_path):
+  """position_digits='segment': each window's token types are its characters' places in their
+  words (0 at the specials); from a masked-LM checkpoint without token types, the type
+  embeddings start fresh and train, and lm.predict reads the positions of its input too."""
+  source = first_sentences(WEIBO_DEV, 40, tmp_path / "weibo.conll")
+  found = tagged.read_tagged(source, position_digits="segment")
+  pretrain = sst2.get_config("pretrain,smoke")
+  pretrain.data.update(tokenizer="char", txt_unit="line")
+  pretrain.data.source = str(tmp_path / "weibo.txt")
+  (tmp_path / "weibo.txt").write_text("\n".join("".join(s.tokens) for s in found.sentences))
+  pretrained = str(tmp_path / "mlm")
+  trainer.train_and_evaluate(pretrain, pretrained)
+  config = wnut17.get_config("scratch,smoke")
+  config.data.update(source=source, valid_source=source, position_digits="segment")
+  config.model.update(positions=pretrain.model.positions, mlp=pretrain.model.mlp)
+  config.init_from = pretrained
+  workdir = str(tmp_path / "ner")
+  task = tc.TokenClassificationTask(config, str(tmp_path / "probe"), {})
+  for i, types in enumerate(task.train.token_types):
+    s, first = task.train.sentence[i], task.train.first_word[i]
+    expected = tagged.softword_types(found.sentences[s].positions)[first:first + len(types) - 2]
+    assert types.tolist() == [0] + expected + [0]
+  trainer.train_and_evaluate(config, workdir)
+  cfg, tuned, _ = checkpoints.load_for_inference(workdir)
+  _, base, _ = checkpoints.load_for_inference(pretrained)
+  assert cfg.type_vocab_size == len(tagged.SOFTWORD_TYPES) and "type_embed" not in base
+  assert tuned["type_embed"]["embedding"].shape == (5, cfg.embed_dim)
+  result = run_predict(workdir, source, str(tmp_path / "pred.conll"))
+  assert result.returncode == 0, result.stderr
+  assert len((tmp_path / "pred.conll").read_text().splitlines()) == len(
+      open(source, encoding="utf-8").read().splitlines())
+
+
 def _changed_modules(before, after, prefix=""):
   """'/'-joined paths of the leaves that differ."""
   changed = set()

@@ -3,7 +3,7 @@
 import pytest
 
 from lm import defaults
-from lm.data.records import read_records
+from lm.data.reader import read_records
 from lm.errors import UserError
 from lm.tasks import supervised
 from tests.conftest import FIXTURES

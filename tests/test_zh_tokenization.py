@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lm.data import sources, token_store, tokenizer_base, tokenizers
+from lm.data import text_files, token_store, tokenizer_base, tokenizers
 from lm.data.prepare import cleaning
 from lm.errors import UserError
 from lm.training import steps
@@ -25,7 +25,7 @@ def entries():
   found = []
   for name in ("chinese", "tang300", "song100"):
     text = (ZH / name).read_text(encoding="utf-8")
-    found += [cleaner.clean(entry)[0] for entry in sources.split_text(text, "entry")]
+    found += [cleaner.clean(entry)[0] for entry in text_files.split_text(text, "entry")]
   return [entry for entry in found if entry]
 
 

@@ -166,10 +166,10 @@ def _generation_config(cfg: ModelConfig, special_ids: dict) -> bytes:
 
 
 def _label_names(workdir: str) -> dict:
-  from lm.tasks.classification import load_labels  # pylint: disable=g-import-not-at-top
-  try:
-    names = load_labels(workdir).names
-  except UserError:
+  from lm.data import labels  # pylint: disable=g-import-not-at-top
+  saved = labels.load_saved(workdir)
+  if saved is None:
     return {}
+  names = saved.names
   return {"id2label": {str(i): name for i, name in enumerate(names)},
           "label2id": {name: i for i, name in enumerate(names)}}

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from lm.data.records import Record
+from lm.data.reader import Record
 from lm.errors import UserError
 
 OPERATIONS = ("swap", "delete", "insert")

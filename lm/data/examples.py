@@ -24,7 +24,8 @@ from typing import Sequence
 import numpy as np
 
 from lm.data import setting_names
-from lm.data.records import LabelSet, Record
+from lm.data.labels import LabelSet
+from lm.data.reader import Record
 from lm.data.tokenizer_base import PAD_ID, Tokenizer
 from lm.errors import UserError
 

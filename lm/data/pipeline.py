@@ -5,7 +5,7 @@ import dataclasses
 import os
 from typing import Any
 
-from lm.data import sources, token_store, tokenizers
+from lm.data import reader, splits, token_store, tokenizers
 from lm.data.prepare import layout as prepare_layout
 from lm.data.token_store import TokenStream
 from lm.data.tokenizers import Tokenizer
@@ -53,14 +53,14 @@ def prepare_data(data_cfg: Any, workdir: str) -> PreparedData:
   for split in ("train", "valid", "test") if data_cfg.test_source else ("train", "valid"):
     fingerprint = {
         "split": split,
-        "source": sources.source_fingerprint(data_cfg.source),
+        "source": reader.source_fingerprint(data_cfg.source),
         "valid_source": (
-            sources.source_fingerprint(data_cfg.valid_source, config_key="config.data.valid_source")
+            reader.source_fingerprint(data_cfg.valid_source, config_key="config.data.valid_source")
             if data_cfg.valid_source else None),
         **({
             "test_source":
-                sources.source_fingerprint(data_cfg.test_source,
-                                           config_key="config.data.test_source")
+                reader.source_fingerprint(data_cfg.test_source,
+                                          config_key="config.data.test_source")
         } if split == "test" else {}),
         "options": {
             k: data_cfg[k] for k in ("valid_fraction", "train_split", "valid_split", "text_field",
@@ -95,27 +95,25 @@ def _read_splits(data_cfg: Any) -> dict[str, list[str]]:
               entry_separator=data_cfg.entry_separator,
               encoding_errors=data_cfg.encoding_errors,
               tfds_data_dir=data_cfg.tfds_data_dir or None)
-  train = sources.read_documents(data_cfg.source, split=data_cfg.train_split, **read)
+  train = reader.read_documents(data_cfg.source, split=data_cfg.train_split, **read)
   if data_cfg.valid_source:
-    valid = sources.read_documents(data_cfg.valid_source,
-                                   split=data_cfg.valid_split,
-                                   config_key="config.data.valid_source",
-                                   **read)
-  elif data_cfg.source.strip().startswith(sources.TFDS_PREFIX):
-    valid = sources.read_documents(data_cfg.source, split=data_cfg.valid_split, **read)
+    valid = reader.read_documents(data_cfg.valid_source,
+                                  split=data_cfg.valid_split,
+                                  config_key="config.data.valid_source",
+                                  **read)
+  elif data_cfg.source.strip().startswith(reader.TFDS_PREFIX):
+    valid = reader.read_documents(data_cfg.source, split=data_cfg.valid_split, **read)
   else:
-    train, valid = sources.split_train_valid(train, data_cfg.valid_fraction)
+    train, valid = splits.split_train_valid(train, data_cfg.valid_fraction)
   if not train or not valid:
     raise UserError(f"config.data.source: no {'training' if not train else 'validation'} text "
                     f"was read from {data_cfg.source!r}")
-  splits = {"train": train, "valid": valid}
+  documents = {"train": train, "valid": valid}
   if data_cfg.test_source:
-    splits["test"] = sources.read_documents(data_cfg.test_source,
-                                            split="test",
-                                            config_key="config.data.test_source",
-                                            **read)
-    if not splits["test"]:
-      raise UserError(f"config.data.test_source: no text was read from {data_cfg.test_source!r}")
+    documents["test"] = reader.read_documents(data_cfg.test_source,
+                                              split="test",
+                                              config_key="config.data.test_source",
+                                              **read)
   if data_cfg.lowercase:
-    splits = {name: [d.lower() for d in documents] for name, documents in splits.items()}
-  return splits
+    documents = {name: [d.lower() for d in texts] for name, texts in documents.items()}
+  return documents

@@ -1,6 +1,6 @@
 """How the running command names the readers' settings in its error messages.
 
-The readers (sources, records, tagged, tfds_source) say which setting fixes a problem: in
+The readers (reader, text_files, tagged) say which setting fixes a problem: in
 training that is a config key (`config.data.encoding_errors`), but `lm.predict` has flags
 (`--encoding_errors`, `--text_column`) and `lm.data.prepare` its own section
 (`config.reader.text_field`). A command states its names around its reading:

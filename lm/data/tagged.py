@@ -17,7 +17,10 @@ line for line (`write_predictions`), so that a scorer reads the same sentences f
 Weibo NER writes each character with its position in its word (`口0 腔1 溃2 疡3`). With
 position_digits='drop' a token loses its trailing ASCII digits, always keeping its first
 character (`口0` -> `口`, `30` -> `3`, the digit 3 at position 0); 'keep' (the default) leaves
-tokens as written. Written predictions always keep the tokens as the input wrote them.
+tokens as written; 'segment' drops them from the token too, but keeps them as the sentence's
+word `positions` (a token without them is an error), from which `softword_types` gives each
+character its place in its word, B/M/E/S (the "softword" feature of Zhang and Yang 2018). Written
+predictions always keep the tokens as the input wrote them.
 """
 
 import dataclasses
@@ -28,11 +31,14 @@ from typing import Any
 
 from lm.data import atomic
 from lm.data import setting_names
-from lm.data import sources
+from lm.data import text_files
 from lm.errors import UserError
 
 FORMATS = ("conll", "jsonl")
-POSITION_DIGITS = ("keep", "drop")
+POSITION_DIGITS = ("keep", "drop", "segment")
+# softword_types: 0 for no character (specials, padding), then a character that begins a word
+# of several (B), is inside one (M), ends one (E), or is a word alone (S).
+SOFTWORD_TYPES = ("none", "B", "M", "E", "S")
 DOCSTART = "-DOCSTART-"
 _COLUMN_SEPARATOR_RE = re.compile(r"[\t ]+")  # As score.py splits columns.
 _POSITION_DIGITS_RE = re.compile(r"[0-9]+$")
@@ -40,10 +46,12 @@ _POSITION_DIGITS_RE = re.compile(r"[0-9]+$")
 
 @dataclasses.dataclass(frozen=True)
 class Sentence:
-  """The tokens of one sentence, their tags (None in an untagged file) and 1-based line numbers."""
+  """The tokens of one sentence, their tags (None in an untagged file), 1-based line numbers,
+  and with position_digits='segment' each token's position in its word."""
   tokens: tuple[str, ...]
   tags: tuple[str, ...] | None
   lines: tuple[int, ...]
+  positions: tuple[int, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +88,8 @@ def read_tagged(path: str,
       object has `tags`), False (CoNLL: the first column is the token, others are ignored;
       JSONL: `tags` are ignored) or None, decided from the first token line (2+ columns) or
       the first object (has non-null `tags`).
-    position_digits: 'keep' tokens as written or 'drop' Weibo NER's word-position digits (see
-      the module docstring).
+    position_digits: 'keep' tokens as written, 'drop' Weibo NER's word-position digits, or
+      'segment': drop them and keep them as `Sentence.positions` (see the module docstring).
     encoding_errors: `strict` (undecodable UTF-8 is an error) or `replace` (U+FFFD).
     config_key: the config key `path` came from, for error messages.
 
@@ -91,14 +99,14 @@ def read_tagged(path: str,
   """
   if has_tags not in (True, False, None):
     raise ValueError(f"has_tags must be True, False or None, got {has_tags!r}")
-  sources.check_choice(position_digits, POSITION_DIGITS, "config.data.position_digits")
-  sources.check_choice(encoding_errors, sources.ENCODING_ERRORS,
-                       setting_names.name("encoding_errors"))
+  text_files.check_choice(position_digits, POSITION_DIGITS, "config.data.position_digits")
+  text_files.check_choice(encoding_errors, text_files.ENCODING_ERRORS,
+                          setting_names.name("encoding_errors"))
   try:
-    data = sources.read_bytes(path)  # Plain or .gz.
+    data = text_files.read_bytes(path)  # Plain or .gz.
   except UserError as e:
     raise UserError(f"{config_key}: {e}") from None
-  raw_lines = tuple(sources.decode_utf8(data, encoding_errors, where=path).split("\n"))
+  raw_lines = tuple(text_files.decode_utf8(data, encoding_errors, where=path).split("\n"))
   if tagged_format(path) == "jsonl":
     tagged = _read_jsonl(path, raw_lines, has_tags, position_digits, encoding_errors)
   else:
@@ -111,7 +119,7 @@ def read_tagged(path: str,
 
 def tagged_format(path: str) -> str:
   """'jsonl' for a `.jsonl` or `.ndjson` file (gzipped or not), else 'conll'."""
-  return "jsonl" if sources.inner_extension(path) in sources.JSONL_EXTENSIONS else "conll"
+  return "jsonl" if text_files.inner_extension(path) in text_files.JSONL_EXTENSIONS else "conll"
 
 
 def write_predictions(tagged: TaggedFile, predicted: list[list[str]], path: str) -> None:
@@ -158,24 +166,44 @@ def _columns(line: str) -> list[str]:
   return _COLUMN_SEPARATOR_RE.split(line.strip())
 
 
-def _token(written: str, position_digits: str) -> str:
+def softword_types(positions: tuple[int, ...]) -> list[int]:
+  """Each token's place in its word (an index of SOFTWORD_TYPES) from the word positions."""
+  types = []
+  for i, position in enumerate(positions):
+    last = i + 1 == len(positions) or positions[i + 1] == 0
+    types.append((4 if last else 1) if position == 0 else (3 if last else 2))
+  return types
+
+
+def _token(written: str, position_digits: str, where: str) -> tuple[str, int | None]:
+  """A written token as read, and its word position (position_digits='segment')."""
+  if position_digits == "keep":
+    return written, None
+  token = written[:1] + _POSITION_DIGITS_RE.sub("", written[1:])
   if position_digits == "drop":
-    return written[:1] + _POSITION_DIGITS_RE.sub("", written[1:])
-  return written
+    return token, None
+  digits = written[len(token):]
+  if not digits:
+    raise UserError(f"{where}: token {written!r} has no word-position digits; "
+                    "config.data.position_digits='segment' reads tokens written as Weibo NER's "
+                    "(`口0 腔1`)")
+  return token, int(digits)
 
 
 def _read_conll(path: str, raw_lines: tuple[str, ...], has_tags: bool | None,
                 position_digits: str) -> TaggedFile:
   sentences = []
-  tokens, tags, numbers = [], [], []
+  tokens, tags, numbers, positions = [], [], [], []
   first = None  # (line number, column count) of the first token line.
 
   def close_sentence():
     if tokens:
-      sentences.append(Sentence(tuple(tokens), tuple(tags) if has_tags else None, tuple(numbers)))
-      tokens.clear()
-      tags.clear()
-      numbers.clear()
+      sentences.append(
+          Sentence(tuple(tokens),
+                   tuple(tags) if has_tags else None, tuple(numbers),
+                   tuple(positions) if position_digits == "segment" else None))
+      for column in (tokens, tags, numbers, positions):
+        column.clear()
 
   for line_number, line in enumerate(raw_lines, start=1):
     if not line.strip():
@@ -194,7 +222,9 @@ def _read_conll(path: str, raw_lines: tuple[str, ...], has_tags: bool | None,
     elif len(columns) != first[1]:
       raise UserError(f"{path}: line {line_number} has {_plural(len(columns), 'column')}; the"
                       f" file's first token line (line {first[0]}) has {first[1]}")
-    tokens.append(_token(columns[0], position_digits))
+    token, position = _token(columns[0], position_digits, f"{path}: line {line_number}")
+    tokens.append(token)
+    positions.append(position)
     tags.append(columns[-1])
     numbers.append(line_number)
   close_sentence()
@@ -210,7 +240,7 @@ def _read_jsonl(path: str, raw_lines: tuple[str, ...], has_tags: bool | None, po
     if not line.strip():
       continue
     where = f"{path}: line {line_number}"
-    obj = sources.parse_json_line(line, where)
+    obj = text_files.parse_json_line(line, where)
     tokens = _string_list(obj, "tokens", encoding_errors, where)
     if not tokens:
       raise UserError(f"{where}: 'tokens' is empty; a sentence needs at least one token")
@@ -233,9 +263,10 @@ def _read_jsonl(path: str, raw_lines: tuple[str, ...], has_tags: bool | None, po
         raise UserError(f"{where}: {_plural(len(tokens), 'token')} but"
                         f" {_plural(len(tags), 'tag')}")
       tags = tuple(tags)
+    read = [_token(t, position_digits, where) for t in tokens]
     sentences.append(
-        Sentence(tuple(_token(t, position_digits) for t in tokens), tags,
-                 (line_number,) * len(tokens)))
+        Sentence(tuple(token for token, _ in read), tags, (line_number,) * len(tokens),
+                 tuple(p for _, p in read) if position_digits == "segment" else None))
     objects.append(obj)
   return TaggedFile(path, "jsonl", bool(has_tags), sentences, raw_lines, tuple(objects))
 
@@ -250,7 +281,7 @@ def _string_list(obj: dict[str, Any], key: str, encoding_errors: str, where: str
   for index, value in enumerate(values):
     if not isinstance(value, str):
       raise UserError(f"{where}: {key!r} item {index} is {type(value).__name__}, not a string")
-  return [sources.check_text(value, encoding_errors, where=where) for value in values]
+  return [text_files.check_text(value, encoding_errors, where=where) for value in values]
 
 
 def _plural(count: int, noun: str) -> str:

@@ -252,4 +252,9 @@ def model_config_from(model_cfg: Any,
   unknown = sorted(set(fields) - known)
   if unknown:
     raise UserError(f"{key}: unknown key(s) {', '.join(unknown)}")
+  for name in set(fields) & set(task_fields):  # A task's input (token types) over the default.
+    if fields[name] not in (0, task_fields[name]):
+      raise UserError(f"{key}.{name}={fields[name]!r}, but the task needs {name}="
+                      f"{task_fields[name]!r}")
+    del fields[name]
   return ModelConfig(vocab_size=vocab_size, **fields, **task_fields).validate(key)

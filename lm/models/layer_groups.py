@@ -19,12 +19,15 @@ EMBEDDINGS, BLOCK, SCANNED, HEAD = "embeddings", "block", "scanned", "head"
 @dataclasses.dataclass(frozen=True)
 class LayerGroups:
   """Top-level parameter names of one model: `embeddings`; blocks `{block_prefix}{i}` for
-  i < num_layers, or all blocks stacked in `scanned` (leaves [num_layers, ...]); `head`."""
+  i < num_layers, or all blocks stacked in `scanned` (leaves [num_layers, ...]); `head`; and
+  `task_inputs`, embeddings (in `embeddings`) of inputs a fine-tuning task may add, such as
+  token types: like the head, they start fresh when a pretrained checkpoint lacks them."""
   embeddings: tuple[str, ...]
   block_prefix: str
   head: tuple[str, ...]
   num_layers: int
   scanned: str = ""
+  task_inputs: tuple[str, ...] = ()
 
   def group_of(self, name: str) -> tuple[str, int | None]:
     """(EMBEDDINGS | BLOCK | SCANNED | HEAD, the block's index or None) of a top-level module;

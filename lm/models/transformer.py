@@ -124,7 +124,8 @@ class Transformer(nn.Module):
                        scanned="blocks",
                        head=("final_norm", "head_transform", "head_norm", "lm_head",
                              "output_bias", "pooler", "classifier"),
-                       num_layers=self.config.num_layers)
+                       num_layers=self.config.num_layers,
+                       task_inputs=("type_embed",))
 
   @nn.compact
   def __call__(self,

@@ -4,18 +4,16 @@ import math
 import os
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lm.data import atomic, augment, buckets, examples, records
+from lm.data import augment, buckets, examples, labels
 from lm.errors import UserError
 from lm.evaluation import classification_metrics as cm
 from lm.models.config import model_config_from
 from lm.tasks import base, supervised
 from lm.training import steps
 
-LABELS_FILE = "labels.json"
 REPORT_FILE = "eval_report.json"
 CONFUSION_FILE = "confusion_matrix.png"
 
@@ -37,7 +35,7 @@ class ClassificationTask(base.Task):
 
   @classmethod
   def head_fields(cls, config: dict, workdir: str) -> dict[str, Any]:
-    return {"num_classes": len(load_labels(workdir).names), "pooling": config["task"]["pooling"]}
+    return {"num_classes": len(labels.load(workdir).names), "pooling": config["task"]["pooling"]}
 
   @classmethod
   def predict_file(cls, workdir: str, input_path: str, output_path: str,
@@ -52,7 +50,12 @@ class ClassificationTask(base.Task):
     if data_cfg.text_pair_field:
       fields["text_pair"] = data_cfg.text_pair_field
     train, valid = supervised.read_splits(config, fields)
-    self.labels = load_or_make_labels(workdir, data_cfg.labels, train)
+    self.labels = labels.load_saved(workdir)  # A resumed run keeps its label set.
+    if self.labels is None:
+      self.labels = labels.LabelSet.from_config(data_cfg.labels, train)
+    for record in valid:  # Before anything is saved: a bad validation label writes nothing.
+      self.labels.index(record.values["label"], record.where)
+    labels.save(workdir, self.labels)
     if config.augment.rate and config.augment.copies:
       train = augment.augment_records(train,
                                       rate=config.augment.rate,
@@ -129,44 +132,11 @@ def predict_probs(run_batch,
                   batch_size: int,
                   bucket_lengths,
                   rows: np.ndarray | None = None) -> np.ndarray:
-  """Class probabilities [N, C] of every example, batched by length and padded to buckets.
-
-  `run_batch(batch)` maps this process's `rows` (default all) of a global batch to the class
-  probabilities [batch_size, C] of the whole global batch.
-  """
-  probs = [None] * len(data)
-  rows = np.arange(batch_size) if rows is None else rows
-  for indices, weights in buckets.eval_order(data.lengths, batch_size):
-    length = buckets.bucket_length(int(data.lengths[indices].max()), bucket_lengths)
-    batch = buckets.classification_batch(data, indices[rows], weights[rows], (length,))
-    probs_BxC = np.asarray(jax.device_get(run_batch(batch)))
-    for index, weight, p in zip(indices, weights, probs_BxC):
-      if weight > 0:
-        probs[index] = p
-  return np.stack(probs)
-
-
-def load_or_make_labels(workdir: str, labels: str, train: list) -> records.LabelSet:
-  """The label set saved in the workdir (a resumed run), or made from config.data.labels and
-  the training records and saved."""
-  path = os.path.join(workdir, LABELS_FILE)
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      return records.LabelSet.from_json(f.read(), where=path)
-  label_set = records.LabelSet.from_config(labels, train)
-  if jax.process_index() == 0:
-    atomic.atomic_write_text(path, label_set.to_json())
-  return label_set
-
-
-def load_labels(workdir: str) -> records.LabelSet:
-  path = os.path.join(workdir, LABELS_FILE)
-  try:
-    with open(path, encoding="utf-8") as f:
-      return records.LabelSet.from_json(f.read(), where=path)
-  except FileNotFoundError:
-    raise UserError(f"{workdir}: no {LABELS_FILE}; is this the workdir of a classifier or a "
-                    f"tagger?") from None
+  """Class probabilities [N, C] of every example (supervised.predict_in_order)."""
+  make = lambda indices, weights, length: buckets.classification_batch(data, indices, weights,
+                                                                        (length,))
+  return np.stack(
+      supervised.predict_in_order(run_batch, data.lengths, batch_size, bucket_lengths, make, rows))
 
 
 def _class_weights(task_cfg: Any, num_classes: int) -> np.ndarray | None:

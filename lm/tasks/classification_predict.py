@@ -32,7 +32,7 @@ def predict_file(workdir: str,
   those labels, else {}. A classifier of sentence pairs reads the second text from
   `text_pair_column` ('' = the column it trained on, config.data.text_pair_field)."""
   import jax  # pylint: disable=g-import-not-at-top  # Heavy imports after flag checks.
-  from lm.data import atomic, buckets, examples, records, sources  # pylint: disable=g-import-not-at-top
+  from lm.data import atomic, buckets, examples, labels as label_files, reader, text_files  # pylint: disable=g-import-not-at-top
   from lm.models.transformer import Transformer  # pylint: disable=g-import-not-at-top
   from lm.tasks import classification, supervised  # pylint: disable=g-import-not-at-top
   from lm.training import checkpoints, steps  # pylint: disable=g-import-not-at-top
@@ -40,21 +40,21 @@ def predict_file(workdir: str,
   extension = os.path.splitext(output_path)[1].lower()
   if extension not in OUTPUT_FORMATS:
     raise UserError(f"--output={output_path}: name a {', '.join(OUTPUT_FORMATS)} file")
-  sources.check_choice(empty_text, EMPTY_TEXT_CHOICES, "--empty_text")
+  text_files.check_choice(empty_text, EMPTY_TEXT_CHOICES, "--empty_text")
   config = checkpoints.load_config(workdir)  # lm.predict checked it exists, and batch_size.
-  labels = classification.load_labels(workdir)
+  labels = label_files.load(workdir)
   model_cfg, params, tokenizer = checkpoints.load_for_inference(workdir, checkpoint)
   fields = {"text": text_column, **({"label": label_column} if label_column else {})}
   text_pair_column = text_pair_column or config["data"].get("text_pair_field", "")
   if text_pair_column:
     fields["text_pair"] = text_pair_column
-  rows = records.read_records(input_path,
-                              fields=fields,
-                              config_key="--input",
-                              required=tuple(fields),
-                              encoding_errors=encoding_errors,
-                              keep_blank=True,
-                              keep_columns=True)
+  rows = reader.read_records(input_path,
+                             fields=fields,
+                             config_key="--input",
+                             required=tuple(fields),
+                             encoding_errors=encoding_errors,
+                             blank="keep",
+                             keep_columns=True)
   empty = [not r.values["text"].strip() or not r.values.get("text_pair", "-").strip()
            for r in rows]
   if any(empty) and empty_text == "error":

@@ -1,12 +1,14 @@
-"""What classification and SFT share: reading records, the validation split, and bucketed
-training batches over tokenized examples."""
+"""What the supervised tasks (classification, token classification, SFT) share: reading records,
+the validation split, bucketed training batches over tokenized examples, and prediction in
+length order."""
 
 import dataclasses
 from typing import Any, Callable
 
+import jax
 import numpy as np
 
-from lm.data import buckets, records, sources
+from lm.data import buckets, reader, splits
 from lm.data.prepare import cleaning
 from lm.errors import UserError
 
@@ -27,16 +29,16 @@ def read_splits(config: Any, fields: dict[str, str]) -> tuple[list, list]:
               required=tuple(fields),
               txt_unit=records_txt_unit(data_cfg.txt_unit),
               entry_separator=data_cfg.entry_separator)
-  train = records.read_records(data_cfg.source, split=data_cfg.train_split, **read)
+  train = reader.read_records(data_cfg.source, split=data_cfg.train_split, **read)
   if data_cfg.valid_source:
-    valid = records.read_records(data_cfg.valid_source,
-                                 split=data_cfg.valid_split,
-                                 config_key="config.data.valid_source",
-                                 **read)
-  elif data_cfg.source.strip().startswith(sources.TFDS_PREFIX):
-    valid = records.read_records(data_cfg.source, split=data_cfg.valid_split, **read)
+    valid = reader.read_records(data_cfg.valid_source,
+                                split=data_cfg.valid_split,
+                                config_key="config.data.valid_source",
+                                **read)
+  elif data_cfg.source.strip().startswith(reader.TFDS_PREFIX):
+    valid = reader.read_records(data_cfg.source, split=data_cfg.valid_split, **read)
   else:
-    train, valid = records.held_out_split(train, data_cfg.valid_fraction, SPLIT_SEED)
+    train, valid = splits.held_out_split(train, data_cfg.valid_fraction, SPLIT_SEED)
   if not train or not valid:
     raise UserError(f"config.data.source: no {'training' if not train else 'validation'} "
                     f"examples were read from {data_cfg.source!r}")
@@ -78,6 +80,31 @@ def clean_records(recs: list, cleaner: cleaning.Cleaner) -> list:
 
 def lowercase(recs: list) -> list:
   return [dataclasses.replace(r, values={k: v.lower() for k, v in r.values.items()}) for r in recs]
+
+
+def predict_in_order(run_batch: Callable[[dict], Any],
+                     lengths: np.ndarray,
+                     batch_size: int,
+                     bucket_lengths,
+                     make_batch: Callable[[np.ndarray, np.ndarray, int], dict],
+                     rows: np.ndarray | None = None) -> list[np.ndarray]:
+  """The model's output row for every example, in example order.
+
+  Examples are batched by length (buckets.eval_order) and each global batch is padded to the
+  bucket of its longest example, the same length in every process. `make_batch(indices,
+  weights, length)` builds the batch of this process's `rows` (default all) of a global batch;
+  `run_batch(batch)` maps it to the outputs of the whole global batch.
+  """
+  outputs: list[Any] = [None] * len(lengths)
+  rows = np.arange(batch_size) if rows is None else rows
+  for indices, weights in buckets.eval_order(lengths, batch_size):
+    length = buckets.bucket_length(int(lengths[indices].max()), bucket_lengths)
+    batch_out = np.asarray(jax.device_get(run_batch(make_batch(indices[rows], weights[rows],
+                                                               length))))
+    for index, weight, out in zip(indices, weights, batch_out):
+      if weight > 0:
+        outputs[index] = out
+  return outputs
 
 
 def bucketed_train_batches(config: Any, lengths: np.ndarray, bucket_lengths, rows: np.ndarray,

@@ -23,16 +23,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from lm.data import atomic, buckets, tagged
-from lm.data.records import LabelSet
+from lm.data import buckets, labels, tagged
+from lm.data.labels import LabelSet
 from lm.errors import UserError
 from lm.evaluation import entity_metrics
 from lm.models.config import model_config_from
-from lm.tasks import base, classification, supervised
-from lm.tasks.classification import load_labels
+from lm.tasks import base, supervised
 from lm.training import steps
 
-LABELS_FILE = classification.LABELS_FILE  # The same file and format as a classifier's.
 REPORT_FILE = "eval_report.json"
 OUTSIDE = entity_metrics.OUTSIDE
 
@@ -43,7 +41,8 @@ class Windows:
 
   tokens[i] int32 [L_i] (specials included); targets[i] int32 [L_i] (the tag id at each word's
   first piece, 0 elsewhere); weights[i] float32 [L_i] (1 at first pieces); sentence[i] and
-  first_word[i]: the sentence and its first word that window i covers.
+  first_word[i]: the sentence and its first word that window i covers; token_types[i] int32
+  [L_i] (each piece its word's type, 0 for specials), when the words have types.
   """
   tokens: list[np.ndarray]
   targets: list[np.ndarray]
@@ -53,6 +52,7 @@ class Windows:
   num_split: int  # Sentences that took more than one window.
   num_cut_words: int  # Words that lost pieces past a window's length.
   pad_id: int
+  token_types: list[np.ndarray] | None = None
 
   def __len__(self) -> int:
     return len(self.tokens)
@@ -62,9 +62,15 @@ class Windows:
     return np.array([len(t) for t in self.tokens], dtype=np.int64)
 
 
-def encode_windows(sentences: list[tuple[str, ...]], tag_ids: list[np.ndarray] | None,
-                   tokenizer: Any, *, max_len: int, causal: bool) -> Windows:
-  """Windows of `sentences` (words) with their tag ids (None: unlabeled, all targets 0).
+def encode_windows(sentences: list[tuple[str, ...]],
+                   tag_ids: list[np.ndarray] | None,
+                   tokenizer: Any,
+                   *,
+                   max_len: int,
+                   causal: bool,
+                   word_types: list[list[int]] | None = None) -> Windows:
+  """Windows of `sentences` (words) with their tag ids (None: unlabeled, all targets 0), and
+  with `word_types` (one int >= 1 per word, e.g. tagged.softword_types) token types.
 
   Encoder: [CLS] pieces [SEP]; decoder: pieces [EOS]. Windows hold whole words greedily.
   """
@@ -72,10 +78,15 @@ def encode_windows(sentences: list[tuple[str, ...]], tag_ids: list[np.ndarray] |
   budget = max_len - (1 if causal else 2)
   if budget < 1:
     raise UserError(f"config.model.max_len={max_len}: too short for token classification")
-  out = Windows([], [], [], [], [], 0, 0, ids.pad)
+  out = Windows([], [], [], [], [], 0, 0, ids.pad, [] if word_types is not None else None)
 
   def emit(sentence_index, first_word, pieces, labels):
     piece_counts = [len(p) for p in pieces]
+    if out.token_types is not None:
+      types = word_types[sentence_index][first_word:first_word + len(pieces)]
+      body_types = np.repeat(np.asarray(types, np.int32), piece_counts)
+      out.token_types.append(
+          np.concatenate([body_types, [0]] if causal else [[0], body_types, [0]]).astype(np.int32))
     starts = np.cumsum([0] + piece_counts[:-1]) + (0 if causal else 1)
     body = np.concatenate(pieces).astype(np.int32)
     tokens = (np.concatenate([body, [ids.eos]]) if causal else np.concatenate([[ids.cls], body,
@@ -124,22 +135,20 @@ def windows_batch(windows: Windows, indices: np.ndarray, row_weights: np.ndarray
   weights = np.zeros(inputs.shape, np.float32)
   for row, (i, w) in enumerate(zip(indices, row_weights)):
     weights[row, :len(windows.weights[i])] = windows.weights[i] * w
-  return {"inputs": inputs, "segment_ids": segment_ids, "targets": targets, "weights": weights}
+  batch = {"inputs": inputs, "segment_ids": segment_ids, "targets": targets, "weights": weights}
+  if windows.token_types is not None:
+    batch["token_types"] = buckets.pad_rows(pick(windows.token_types), row_weights,
+                                            bucket_lengths, 0)[0]
+  return batch
 
 
 def predict_window_probs(run_batch, windows: Windows, batch_size: int, bucket_lengths,
                          rows: np.ndarray | None = None) -> list[np.ndarray]:
-  """Tag probabilities [L_i, C] of every window; `run_batch(batch)` maps this process's `rows`
-  of a global batch to the probabilities [batch_size, L, C] of the whole global batch."""
-  probs: list[Any] = [None] * len(windows)
-  rows = np.arange(batch_size) if rows is None else rows
-  for indices, weights in buckets.eval_order(windows.lengths, batch_size):
-    batch = windows_batch(windows, indices[rows], weights[rows], bucket_lengths)
-    probs_BxLxC = np.asarray(jax.device_get(run_batch(batch)))
-    for index, weight, p in zip(indices, weights, probs_BxLxC):
-      if weight > 0:
-        probs[index] = p[:len(windows.tokens[index])]
-  return probs
+  """Tag probabilities [L_i, C] of every window (supervised.predict_in_order)."""
+  make = lambda indices, weights, length: windows_batch(windows, indices, weights, (length,))
+  probs = supervised.predict_in_order(run_batch, windows.lengths, batch_size, bucket_lengths,
+                                      make, rows)
+  return [p[:len(tokens)] for p, tokens in zip(probs, windows.tokens)]
 
 
 def word_probs(windows: Windows, probs: list[np.ndarray], lengths: list[int]) -> list[np.ndarray]:
@@ -171,7 +180,9 @@ class TokenClassificationTask(base.Task):
     # it (counted in the log and eval_report.json), and seqeval's default mode scores.
     config.task.strict_tags = False
     # Weibo NER writes a word-position digit after each character ('口0'): 'drop' reads the
-    # character alone, 'keep' the token as written (lm/data/tagged.py).
+    # character alone, 'keep' the token as written, 'segment' the character alone with its place
+    # in its word (B/M/E/S) as a token type (type embeddings that start fresh after init_from;
+    # lm/data/tagged.py).
     config.data.position_digits = "keep"
 
   @classmethod
@@ -188,7 +199,11 @@ class TokenClassificationTask(base.Task):
 
   @classmethod
   def head_fields(cls, config: dict, workdir: str) -> dict[str, Any]:
-    return {"num_classes": len(load_labels(workdir).names), "pooling": "none"}
+    return {
+        "num_classes": len(labels.load(workdir).names),
+        "pooling": "none",
+        **input_fields(config["data"].get("position_digits", "keep"))
+    }
 
   @classmethod
   def predict_file(cls, workdir: str, input_path: str, output_path: str,
@@ -206,21 +221,22 @@ class TokenClassificationTask(base.Task):
     self.labels = saved_or_new_labels(workdir, config.data.labels, train_tags)
     train_ids = tag_ids(self.labels, train_tags, train)
     valid_ids = tag_ids(self.labels, valid_tags, valid)
-    save_labels(workdir, self.labels)  # Only once every tag is known to be in the set.
+    labels.save(workdir, self.labels)  # Only once every tag is known to be in the set.
     self.tokenizer = base.prepare_tokenizer(config, workdir,
                                             lambda: [" ".join(s.tokens) for s in train.sentences])
     self.model_config = model_config_from(config.model,
                                           self.tokenizer.vocab_size,
                                           num_classes=len(self.labels.names),
                                           pooling="none",
+                                          **input_fields(config.data.position_digits),
                                           **model_fields)
     self.seq_len = self.model_config.max_len
     self.buckets = buckets.bucket_lengths(self.seq_len)
     encode = dict(max_len=self.seq_len, causal=self.model_config.causal)
     self.train = encode_windows([s.tokens for s in train.sentences], train_ids, self.tokenizer,
-                                **encode)
+                                word_types=word_types(train), **encode)
     self.valid = encode_windows([s.tokens for s in valid.sentences], valid_ids, self.tokenizer,
-                                **encode)
+                                word_types=word_types(valid), **encode)
     self.valid_ids = valid_ids
     self.valid_tags = valid_tags
     self.valid_lengths = [len(s.tokens) for s in valid.sentences]
@@ -308,31 +324,41 @@ def read_tagged_splits(config: Any) -> tuple[tagged.TaggedFile, tagged.TaggedFil
   return pick(False), pick(True)
 
 
-def tag_ids(labels: LabelSet, tags: list[list[str]], split: tagged.TaggedFile) -> list[np.ndarray]:
+def input_fields(position_digits: str) -> dict[str, int]:
+  """The ModelConfig fields of the inputs besides the tokens: with position_digits='segment',
+  a token type per character, its place in its word (tagged.SOFTWORD_TYPES)."""
+  return {"type_vocab_size": len(tagged.SOFTWORD_TYPES)} if position_digits == "segment" else {}
+
+
+def word_types(split: tagged.TaggedFile) -> list[list[int]] | None:
+  """Each word's softword type, where the file was read with its word positions."""
+  if not split.sentences or split.sentences[0].positions is None:
+    return None
+  return [tagged.softword_types(s.positions) for s in split.sentences]
+
+
+def tag_ids(label_set: LabelSet, tags: list[list[str]],
+            split: tagged.TaggedFile) -> list[np.ndarray]:
   """The label ids of the IOB2 `tags` of `split`; a tag outside the label set names its file
   and line."""
   return [
-      np.array([labels.index(tag, split.where(s, t)) for t, tag in enumerate(sentence)], np.int32)
+      np.array([label_set.index(tag, split.where(s, t)) for t, tag in enumerate(sentence)],
+               np.int32)
       for s, sentence in enumerate(tags)
   ]
 
 
-def saved_or_new_labels(workdir: str, labels: str, tags: list[list[str]]) -> LabelSet:
+def saved_or_new_labels(workdir: str, names_text: str, tags: list[list[str]]) -> LabelSet:
   """The tag set saved in the workdir (a resumed run), else config.data.labels (comma-
   separated IOB2 tags) or 'O' and the sorted tags of the training split."""
-  if os.path.exists(os.path.join(workdir, LABELS_FILE)):
-    return load_labels(workdir)
-  if labels.strip():
-    names = [name.strip() for name in labels.split(",")]
+  saved = labels.load_saved(workdir)
+  if saved is not None:
+    return saved
+  if names_text.strip():
+    names = [name.strip() for name in names_text.split(",")]
   else:
     names = [OUTSIDE] + sorted({tag for sentence in tags for tag in sentence} - {OUTSIDE})
   return LabelSet(names, "config.data.labels")
-
-
-def save_labels(workdir: str, labels: LabelSet) -> None:
-  path = os.path.join(workdir, LABELS_FILE)
-  if jax.process_index() == 0 and not os.path.exists(path):
-    atomic.atomic_write_text(path, labels.to_json())
 
 
 def predict_tags(workdir: str, input_path: str, output_path: str, *, checkpoint: str,
@@ -344,7 +370,7 @@ def predict_tags(workdir: str, input_path: str, output_path: str, *, checkpoint:
   from lm.training import checkpoints  # pylint: disable=g-import-not-at-top
 
   config = checkpoints.load_config(workdir)
-  labels = load_labels(workdir)
+  names = labels.load(workdir).names
   model_cfg, params, tokenizer = checkpoints.load_for_inference(workdir, checkpoint)
   found = tagged.read_tagged(input_path,
                              position_digits=config["data"].get("position_digits", "keep"),
@@ -355,11 +381,11 @@ def predict_tags(workdir: str, input_path: str, output_path: str, *, checkpoint:
                     f"{'.jsonl' if found.format == 'jsonl' else 'not .jsonl'})")
   lengths = [len(s.tokens) for s in found.sentences]
   windows = encode_windows([s.tokens for s in found.sentences], None, tokenizer,
-                           max_len=model_cfg.max_len, causal=model_cfg.causal)
+                           max_len=model_cfg.max_len, causal=model_cfg.causal,
+                           word_types=word_types(found))
   forward = jax.jit(functools.partial(steps.predict_step, apply_fn=Transformer(model_cfg).apply))
   probs = predict_window_probs(lambda batch: forward(params, batch), windows, batch_size,
                                buckets.bucket_lengths(model_cfg.max_len))
-  names = labels.names
   predicted = [[names[i] for i in p.argmax(-1)] for p in word_probs(windows, probs, lengths)]
   tagged.write_predictions(found, predicted, output_path)
   if not found.has_tags:

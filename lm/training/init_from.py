@@ -97,7 +97,7 @@ def pretrained_params(config: Any, fresh_params: Any,
 def _starts_fresh(name: str, groups: LayerGroups | None) -> bool:
   """Whether parameter `name` ('/'-joined path) may start fresh when the checkpoint lacks it."""
   parts = name.split("/")
-  in_head = groups is not None and parts[0] in groups.head
+  in_head = groups is not None and parts[0] in groups.head + groups.task_inputs
   return in_head or any(part in _ADAPTERS for part in parts)
 
 

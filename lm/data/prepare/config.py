@@ -8,7 +8,7 @@ from typing import Any
 
 import ml_collections
 
-from lm.data import augment, sources, tokenizers
+from lm.data import augment, text_files, tokenizers
 
 from lm.data.prepare import cleaning, contamination, dedup
 from lm.data.sentencepiece_tokenizer import MODEL_TYPES
@@ -39,7 +39,7 @@ def base_config() -> ml_collections.ConfigDict:
   # A document in a plain-text file: 'file', 'line', 'paragraph' or 'entry' (between lines
   # holding entry_separator, as in fortune(6) files).
   c.reader.txt_unit = "file"
-  c.reader.entry_separator = sources.DEFAULT_ENTRY_SEPARATOR
+  c.reader.entry_separator = text_files.DEFAULT_ENTRY_SEPARATOR
   # Undecodable UTF-8: 'strict' (an error naming file and line) or 'replace' (U+FFFD).
   c.reader.encoding_errors = "strict"
 
@@ -156,12 +156,12 @@ def validate(config: Any) -> None:
       ("inputs", bool(config.inputs.strip()), "must name files, globs, archives or 'tfds:NAME'"),
       ("valid_fraction", 0 < config.valid_fraction < 1 or bool(config.valid_inputs.strip()),
        "must be in (0, 1) when config.valid_inputs is ''"),
-      ("reader.txt_unit", config.reader.txt_unit in sources.TXT_UNITS,
-       f"choose one of {', '.join(sources.TXT_UNITS)}"),
+      ("reader.txt_unit", config.reader.txt_unit in text_files.TXT_UNITS,
+       f"choose one of {', '.join(text_files.TXT_UNITS)}"),
       ("reader.entry_separator", bool(config.reader.entry_separator.strip()),
        "must be the non-blank line between entries, e.g. '%'"),
-      ("reader.encoding_errors", config.reader.encoding_errors in sources.ENCODING_ERRORS,
-       f"choose one of {', '.join(sources.ENCODING_ERRORS)}"),
+      ("reader.encoding_errors", config.reader.encoding_errors in text_files.ENCODING_ERRORS,
+       f"choose one of {', '.join(text_files.ENCODING_ERRORS)}"),
       ("dedup.shingle_size", config.dedup.shingle_size >= 0, "must be >= 0"),
       ("dedup.seed", config.dedup.seed >= 0, "must be >= 0"),
       ("dedup.report_clusters", config.dedup.report_clusters >= 0, "must be >= 0"),

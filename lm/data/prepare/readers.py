@@ -7,21 +7,12 @@ duplicate is kept ("the first") and the held-out split do not depend on how many
 import dataclasses
 from typing import Any, Iterator
 
-from lm.data import setting_names, sources, tfds_source
+from lm.data import reader, setting_names
 from lm.errors import UserError
 
 ID_STRIDE = 1 << 40
 # config.reader keys that the readers' errors name (they say config.data.KEY in training).
 _READER_KEYS = ("text_field", "txt_unit", "encoding_errors")
-
-
-@dataclasses.dataclass(frozen=True)
-class Input:
-  """One entry of config.inputs: a local file, the members of an archive, or a TFDS split."""
-  kind: str  # 'file', 'archive' or 'tfds'.
-  path: str  # File path, archive path or TFDS name.
-  member_glob: str = ""
-  split: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,30 +22,15 @@ class Document:
   text: str
 
 
-def resolve_inputs(spec: str, *, split: str, config_key: str) -> list[Input]:
-  """The files, archives and TFDS datasets named by `spec` (comma-separated), in order."""
+def resolve_inputs(spec: str, *, split: str, config_key: str) -> list[reader.Entry]:
+  """The files (a directory: every file below it), archives and TFDS datasets named by `spec`
+  (comma-separated), in order."""
   if not spec.strip():
     raise UserError(f"{config_key} is empty: name files, globs, directories, archives or tfds:NAME")
-  inputs = []
-  for entry in (e.strip() for e in spec.split(",") if e.strip()):
-    if entry.startswith(sources.TFDS_PREFIX):
-      inputs.append(Input("tfds", entry[len(sources.TFDS_PREFIX):].strip(), split=split))
-      continue
-    match = sources.ARCHIVE_RE.match(entry)
-    if match:
-      member_glob = (match.group(2) or "").strip()
-      if not member_glob:
-        raise UserError(f"{config_key}: name the archive members to read after a colon, e.g."
-                        f" '{match.group(1)}:*/train/*/*.txt' (got '{entry}')")
-      for path in sources.resolve_files(match.group(1), config_key=config_key):
-        inputs.append(Input("archive", path, member_glob))
-      continue
-    for path in sources.resolve_files(entry, config_key=config_key, directories=True):
-      inputs.append(Input("file", path))
-  return list(dict.fromkeys(inputs))
+  return reader.resolve_source(spec, split=split, config_key=config_key, directories=True)
 
 
-def iter_documents(inputs: list[Input], reader_cfg: Any, *, tfds_data_dir: str = "",
+def iter_documents(inputs: list[reader.Entry], reader_cfg: Any, *, tfds_data_dir: str = "",
                    process_index: int = 0, num_processes: int = 1) -> Iterator[Document]:
   """This process's documents: whole inputs round-robin when there are at least as many
   inputs as processes, else every num_processes-th document of each input."""
@@ -69,30 +45,16 @@ def iter_documents(inputs: list[Input], reader_cfg: Any, *, tfds_data_dir: str =
         yield Document(input_index * ID_STRIDE + position, where, text)
 
 
-def _read(item: Input, reader_cfg: Any, tfds_data_dir: str) -> Iterator[tuple[str, str]]:
+def _read(entry: reader.Entry, reader_cfg: Any, tfds_data_dir: str) -> Iterator[tuple[str, str]]:
   """(where, text) of the non-blank documents of one input; errors name config.reader keys."""
   with setting_names.named(**{key: f"config.reader.{key}" for key in _READER_KEYS}):
-    yield from _read_input(item, reader_cfg, tfds_data_dir)
-
-
-def _read_input(item: Input, reader_cfg: Any, tfds_data_dir: str) -> Iterator[tuple[str, str]]:
-  if item.kind == "archive":
-    for name, text in sources.iter_archive(item.path, item.member_glob,
-                                           reader_cfg.encoding_errors):
-      if text.strip():
-        yield f"{item.path}: {name}", text
-  elif item.kind == "tfds":
-    for index, text in enumerate(
-        tfds_source.iter_tfds(item.path, split=item.split, text_field=reader_cfg.text_field,
+    documents = reader.Reader({"text": reader_cfg.text_field},
+                              required=("text",),
+                              blank="skip",
                               encoding_errors=reader_cfg.encoding_errors,
-                              data_dir=tfds_data_dir or None, config_key="config.inputs")):
-      yield f"tfds:{item.path} ({item.split}) example {index}", text
-  else:
-    documents = sources.iter_file(item.path, text_field=reader_cfg.text_field,
-                                  txt_unit=reader_cfg.txt_unit,
-                                  encoding_errors=reader_cfg.encoding_errors,
-                                  entry_separator=reader_cfg.entry_separator)
-    for index, text in enumerate(documents):
-      yield f"{item.path}: document {index}", text
-
-
+                              txt_unit=reader_cfg.txt_unit,
+                              entry_separator=reader_cfg.entry_separator,
+                              tfds_data_dir=tfds_data_dir or None,
+                              config_key="config.inputs")
+    for record in documents.records(entry):
+      yield record.where, record.values["text"]

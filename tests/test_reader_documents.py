@@ -1,4 +1,5 @@
-"""Tests for lm.data.sources and lm.data.tfds_source: formats, units, errors, TFDS, splits."""
+"""Tests of lm.data.reader.read_documents (language-model text: formats, units, errors, TFDS) and
+lm.data.splits.split_train_valid."""
 
 import gzip
 import json
@@ -6,7 +7,7 @@ import os
 
 import pytest
 
-from lm.data import sources
+from lm.data import reader, splits
 from lm.errors import UserError
 from tests.conftest import FIXTURES, REPO
 
@@ -25,7 +26,7 @@ def _write(path, content, mode="w"):
 
 
 def _read(source, **kwargs):
-  return sources.read_documents(str(source), split="train", **kwargs)
+  return reader.read_documents(str(source), split="train", **kwargs)
 
 
 # --- Plain text and txt_unit --------------------------------------------------------------------
@@ -167,9 +168,9 @@ def test_undecodable_bytes_in_jsonl_strict(tmp_path):
         (lambda d: str(d / "missing.txt"), "file not found"),
         (lambda d: str(d), "is a directory"),
         (lambda d: _write(d / "empty.txt", ""), "file is empty"),
-        (lambda d: _write(d / "blank.txt", " \n\n \n"), "no documents"),
-        (lambda d: _write(d / "blank.jsonl", '{"text": "  "}\n'), "no documents"),
-        (lambda d: _write(d / "header.csv", "text\n"), "no documents"),
+        (lambda d: _write(d / "blank.txt", " \n\n \n"), "no records found"),
+        (lambda d: _write(d / "blank.jsonl", '{"text": "  "}\n'), "no records found"),
+        (lambda d: _write(d / "header.csv", "text\n"), "no records found"),
         (lambda d: _write(d / "not.txt.gz", "not gzip"), "not a valid gzip"),
     ],
 )
@@ -190,7 +191,7 @@ def test_empty_gzip_is_empty(tmp_path):
 def test_missing_file_in_comma_list_names_source_key(tmp_path):
   good = _write(tmp_path / "a.txt", "a")
   with pytest.raises(UserError, match=r"config.data.train_source: file not found: 'nope.txt'"):
-    sources.read_documents(f"{good},nope.txt", split="train", config_key="config.data.train_source")
+    reader.read_documents(f"{good},nope.txt", split="train", config_key="config.data.train_source")
 
 
 def test_empty_source_names_config_key():
@@ -206,12 +207,13 @@ def test_jsonl_invalid_json_names_line(tmp_path):
 
 def test_jsonl_missing_field_names_line_and_fields(tmp_path):
   path = _write(tmp_path / "a.jsonl", '{"text": "ok"}\n{"body": "x", "id": 2}\n')
-  match = r"a\.jsonl: line 2: no field 'text' \(fields: 'body', 'id'\)"
+  match = r"a\.jsonl: line 2: no key 'text' for the text \(keys: 'body', 'id'\)"
   with pytest.raises(UserError, match=match):
     _read(path)
 
 
-@pytest.mark.parametrize("line, match", [('["a"]', "JSON object"), ('{"text": 3}', "not a string")])
+@pytest.mark.parametrize("line, match", [('["a"]', "JSON object"),
+                                         ('{"text": [3]}', "is list, not a string or integer")])
 def test_jsonl_wrong_types(tmp_path, line, match):
   path = _write(tmp_path / "a.jsonl", line + "\n")
   with pytest.raises(UserError, match=match):
@@ -222,7 +224,7 @@ def test_jsonl_wrong_types(tmp_path, line, match):
                                           ("a.tsv", "id\tbody\n1\tx\n")])
 def test_table_without_column_lists_columns(tmp_path, name, header):
   path = _write(tmp_path / name, header)
-  match = r"no column 'text' in the header \(columns: 'id', 'body'\)"
+  match = r"line 1: no column 'text' for the text \(columns: 'id', 'body'\)"
   with pytest.raises(UserError, match=match) as e:
     _read(path)
   assert name in str(e.value) and "config.data.text_field" in str(e.value)
@@ -244,10 +246,10 @@ def test_unknown_txt_unit_and_encoding_errors_name_config_keys(tmp_path):
 
 def test_source_fingerprint_tracks_size_and_mtime(tmp_path):
   path = _write(tmp_path / "a.txt", "abc")
-  before = sources.source_fingerprint(path)
+  before = reader.source_fingerprint(path)
   assert before["files"][0]["size"] == 3
   os.utime(path, ns=(1, 1))
-  assert sources.source_fingerprint(path) != before
+  assert reader.source_fingerprint(path) != before
 
 
 # --- TFDS ---------------------------------------------------------------------------------------
@@ -269,7 +271,7 @@ def test_tfds_bytes_features_and_text_field(tfds):
   examples = [{"text": "héllo".encode()}, {"text": b"  "}, {"text": b"world"}]
   with tfds.testing.mock_data(as_data_source_fn=lambda *args, **kwargs: examples):
     assert _read("tfds:lm1b") == ["héllo", "world"]
-    with pytest.raises(UserError, match=r"no feature 'body' \(features: 'text'\)"):
+    with pytest.raises(UserError, match=r"no feature 'body' for the text \(features: 'text'\)"):
       _read("tfds:lm1b", text_field="body")
 
 
@@ -283,7 +285,7 @@ def test_tfds_invalid_utf8_strict_and_replace(tfds):
 
 def test_tfds_not_prepared_says_how_to_prepare(tfds, tmp_path):
   with pytest.raises(UserError) as e:
-    sources.read_documents("tfds:tiny_shakespeare", split="train", tfds_data_dir=str(tmp_path))
+    reader.read_documents("tfds:tiny_shakespeare", split="train", tfds_data_dir=str(tmp_path))
   message = str(e.value)
   assert "config.data.source='tfds:tiny_shakespeare'" in message
   assert "tfds build tiny_shakespeare --file_format=array_record" in message
@@ -292,7 +294,7 @@ def test_tfds_not_prepared_says_how_to_prepare(tfds, tmp_path):
 
 def test_tfds_unknown_dataset(tfds, tmp_path):
   with pytest.raises(UserError, match="TFDS has no dataset named 'no_such_dataset_xyz'"):
-    sources.read_documents("tfds:no_such_dataset_xyz", split="train", tfds_data_dir=str(tmp_path))
+    reader.read_documents("tfds:no_such_dataset_xyz", split="train", tfds_data_dir=str(tmp_path))
 
 
 # --- split_train_valid --------------------------------------------------------------------------
@@ -301,7 +303,7 @@ def test_tfds_unknown_dataset(tfds, tmp_path):
 def test_split_tiny_shakespeare_matches_nanogpt():
   documents = _read(SHAKESPEARE)
   (text,) = documents
-  train, valid = sources.split_train_valid(documents, 0.1)
+  train, valid = splits.split_train_valid(documents, 0.1)
   n = len(text)
   assert n == 1_115_394
   assert train == [text[:int(n * 0.9)]] and valid == [text[int(n * 0.9):]]
@@ -310,23 +312,23 @@ def test_split_tiny_shakespeare_matches_nanogpt():
 
 def test_split_multiple_documents_at_boundary():
   documents = ["a" * 10, "b" * 10, "c" * 10, "d" * 10]
-  assert sources.split_train_valid(documents, 0.25) == (documents[:3], documents[3:])
-  assert sources.split_train_valid(documents, 0.3) == (documents[:3], documents[3:])
-  assert sources.split_train_valid(documents, 0.5) == (documents[:2], documents[2:])
+  assert splits.split_train_valid(documents, 0.25) == (documents[:3], documents[3:])
+  assert splits.split_train_valid(documents, 0.3) == (documents[:3], documents[3:])
+  assert splits.split_train_valid(documents, 0.5) == (documents[:2], documents[2:])
   # Extreme fractions still keep one document per side.
-  assert sources.split_train_valid(documents, 0.001) == (documents[:3], documents[3:])
-  assert sources.split_train_valid(documents, 0.999) == (documents[:1], documents[1:])
+  assert splits.split_train_valid(documents, 0.001) == (documents[:3], documents[3:])
+  assert splits.split_train_valid(documents, 0.999) == (documents[:1], documents[1:])
 
 
 @pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5, True, "0.1", float("nan")])
 def test_split_bad_fraction_names_config_key(fraction):
   with pytest.raises(UserError, match="config.data.valid_fraction"):
-    sources.split_train_valid(["abc", "def"], fraction)
+    splits.split_train_valid(["abc", "def"], fraction)
 
 
 def test_split_too_short_document():
-  assert sources.split_train_valid(["ab"], 0.1) == (["a"], ["b"])
+  assert splits.split_train_valid(["ab"], 0.1) == (["a"], ["b"])
   with pytest.raises(UserError, match="too short"):
-    sources.split_train_valid(["a"], 0.1)
+    splits.split_train_valid(["a"], 0.1)
   with pytest.raises(UserError, match="no documents"):
-    sources.split_train_valid([], 0.1)
+    splits.split_train_valid([], 0.1)

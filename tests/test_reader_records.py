@@ -1,4 +1,5 @@
-"""Tests for lm.data.records: formats, archives, TFDS, errors, label sets, held-out splits."""
+"""Tests of lm.data.reader.read_records (formats, archives, TFDS, errors), lm.data.labels and
+lm.data.splits.held_out_split."""
 
 import collections
 import gzip
@@ -9,8 +10,10 @@ import tarfile
 
 import pytest
 
-from lm.data import records as records_lib
-from lm.data.records import LabelSet, Record, held_out_split, read_records
+from lm.data import labels as labels_lib
+from lm.data.labels import LabelSet
+from lm.data.reader import Record, read_records
+from lm.data.splits import held_out_split
 from lm.errors import UserError
 from tests.conftest import FIXTURES
 
@@ -45,7 +48,32 @@ def _values(records):
   return [r.values for r in records]
 
 
-# --- Tables, JSONL, plain text ------------------------------------------------------------------
+# --- Tables, JSONL, JSON lists, plain text ------------------------------------------------------
+
+
+def test_json_list_gives_one_record_per_object(tmp_path):
+  path = _write(tmp_path / "val.json", json.dumps([
+      {"id": "a", "dialogue": "A: hi\nB: hey", "summary": "They greet."},
+      {"id": "b", "dialogue": "C: bye", "summary": None},
+  ]))
+  found = read_records(path, fields={"text": "dialogue", "label": "summary"}, keep_columns=True)
+  assert _values(found) == [{"text": "A: hi\nB: hey", "label": "They greet."},
+                            {"text": "C: bye"}]
+  assert [r.where for r in found] == [f"{path}: item 1", f"{path}: item 2"]
+  assert found[0].columns["id"] == "a"
+  with pytest.raises(UserError, match=rf"^{path}: item 2: no key 'summary' for the label"):
+    read_records(path, fields={"text": "dialogue", "label": "summary"}, required=("text", "label"))
+
+
+@pytest.mark.parametrize("content, match", [
+    ('{"text": "a"}', r"expected a JSON list of objects .* got a dict; JSONL files"),
+    ('[{"text": "a"}, 3]', r"item 2: expected a JSON object, got int"),
+    ('[{"text": "a"},\n  {"text": }]', r"line 2: not valid JSON"),
+])
+def test_bad_json_lists_name_the_file_and_item(tmp_path, content, match):
+  path = _write(tmp_path / "a.json", content)
+  with pytest.raises(UserError, match=match):
+    read_records(path, fields={}, required=("text",))
 
 
 def test_tsv_rows_are_records_with_lines_and_bare_quotes(tmp_path):
@@ -259,7 +287,7 @@ def _labeled(*labels):
 def test_label_inference_sorts_numerically_when_all_are_integers():
   assert LabelSet.from_config("", _labeled("10", "2", "-1", "2")).names == ("-1", "2", "10")
   assert LabelSet.from_config("", _labeled("b", "10", "a", "2")).names == ("10", "2", "a", "b")
-  assert records_lib.sort_labels(["3", "1", "20"]) == ["1", "3", "20"]
+  assert labels_lib.sort_labels(["3", "1", "20"]) == ["1", "3", "20"]
 
 
 def test_explicit_labels_keep_their_order_and_index():

@@ -1,0 +1,63 @@
+"""Validation data split off the training data: the tail of a text corpus, or held-out records."""
+
+import bisect
+from typing import Sequence
+
+import numpy as np
+
+from lm.data.reader import Record
+from lm.errors import UserError
+
+
+def split_train_valid(documents: list[str], valid_fraction: float) -> tuple[list[str], list[str]]:
+  """Splits off the last `valid_fraction` of the text as validation data.
+
+  One document is cut at character `int(len * (1 - valid_fraction))` (nanoGPT's split of Tiny
+  Shakespeare); several are cut at the first document boundary where the running character
+  count reaches `1 - valid_fraction` of the total, keeping at least one document per side.
+  """
+  if (isinstance(valid_fraction, bool) or not isinstance(valid_fraction, (int, float)) or
+      not 0.0 < valid_fraction < 1.0):
+    raise UserError(
+        f"config.data.valid_fraction must be a number in (0, 1), got {valid_fraction!r}")
+  if not documents:
+    raise UserError("no documents to split into train and validation data (config.data.source)")
+  if len(documents) == 1:
+    text = documents[0]
+    cut = int(len(text) * (1.0 - valid_fraction))
+    if not 0 < cut < len(text):
+      raise UserError(f"the single document has {len(text)} characters: too short to split with"
+                      f" config.data.valid_fraction={valid_fraction}")
+    return [text[:cut]], [text[cut:]]
+  cumulative, total = [], 0
+  for document in documents:
+    total += len(document)
+    cumulative.append(total)
+  # Smallest k with cumulative[k - 1] >= target, i.e. train = documents[:k].
+  k = bisect.bisect_left(cumulative, total * (1.0 - valid_fraction)) + 1
+  k = min(max(k, 1), len(documents) - 1)
+  return documents[:k], documents[k:]
+
+
+def held_out_split(records: Sequence[Record],
+                   fraction: float,
+                   seed: int = 0) -> tuple[list[Record], list[Record]]:
+  """Randomly holds out round(fraction * n) records (1..n-1) for validation.
+
+  Which records are held out comes from `np.random.default_rng(seed).permutation(n)`; both parts
+  keep file order. Returns (train, valid).
+  """
+  if (isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or
+      not 0.0 < fraction < 1.0):
+    raise UserError(f"config.data.valid_fraction must be a number in (0, 1), got {fraction!r}")
+  n = len(records)
+  if n < 2:
+    raise UserError(f"{n} record(s) cannot be split into train and validation data"
+                    " (config.data.valid_fraction); use more data or a validation source")
+  num_valid = min(max(round(fraction * n), 1), n - 1)
+  permutation = np.random.default_rng(seed).permutation(n)
+  is_valid = np.zeros(n, dtype=bool)
+  is_valid[permutation[:num_valid]] = True
+  train = [r for r, v in zip(records, is_valid) if not v]
+  valid = [r for r, v in zip(records, is_valid) if v]
+  return train, valid
