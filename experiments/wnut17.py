@@ -22,7 +22,10 @@ Commands (2-core CPU; time and F1 in BENCHMARKS.md "Issue 22"):
   python ../shared/tools/score.py ner ${LM_DATA_DIR:-../shared/data}/wnut17/emerging.dev.conll \\
       runs/wnut17/dev.pred.conll
 Expected (2-core CPU): minilm, 4 epochs in 8.5 min, dev entity F1 57.2 (best checkpoint, epoch
-3; transformers with the same checkpoint: dev 56.7 in 18 min).
+3; transformers with the same checkpoint: dev 56.7 in 18 min). The 8.5 min were on lm.main's
+default of one XLA device per core; for a model of MiniLM's size one device is ~1.3x faster per
+step: prefix the command with XLA_FLAGS=--xla_force_host_platform_device_count=1
+(BENCHMARKS.md "Fine-tuning speed against transformers").
 """
 
 from lm import defaults

@@ -181,8 +181,9 @@ class TokenClassificationTask(base.Task):
     config.task.strict_tags = False
     # Weibo NER writes a word-position digit after each character ('口0'): 'drop' reads the
     # character alone, 'keep' the token as written, 'segment' the character alone with its place
-    # in its word (B/M/E/S) as a token type (type embeddings that start fresh after init_from;
-    # lm/data/tagged.py).
+    # in its word (B/M/E/S) as a token type (type embeddings that start fresh after init_from
+    # and train with full fine-tuning; linear_probe, lora and freeze_embeddings leave them at
+    # their random start; lm/data/tagged.py).
     config.data.position_digits = "keep"
 
   @classmethod
