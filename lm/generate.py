@@ -91,12 +91,10 @@ def _run(argv: list[str]) -> None:
   records = _read_prompts(_INPUT.value) if _INPUT.value else []
   model_config, params, tokenizer = load_for_inference(_WORKDIR.value)
   encode = lambda prompt: task.generation_ids(config, tokenizer, prompt)
-  for record in records:  # Before generating anything: a bad prompt names its line.
-    length = len(encode(record.values["text"]))
-    if not 0 < length <= model_config.max_len:
-      raise UserError(f"{record.where}: the prompt is {length} tokens; the model reads 1 to "
-                      f"config.model.max_len={model_config.max_len}")
   prompts = [record.values["text"] for record in records] or prompts
+  ids = [encode(prompt) for prompt in prompts]
+  if records:  # Checked before generating anything, so that a bad prompt names its line.
+    sampling.check_prompts(ids, model_config, names=[f"{r.where}: the prompt" for r in records])
   options = dict(max_new_tokens=_MAX_NEW_TOKENS.value,
                  temperature=_TEMPERATURE.value,
                  top_k=_TOP_K.value,
@@ -113,7 +111,7 @@ def _run(argv: list[str]) -> None:
                                                        prompts[start:start + batch], **options)
   else:
     samples = sampling.generate_text(model_config, params, tokenizer, prompts, **options)
-  longest = max(len(encode(p)) for p in prompts) + _MAX_NEW_TOKENS.value
+  longest = max(map(len, ids)) + _MAX_NEW_TOKENS.value
   if longest > model_config.max_len:
     print(f"note: prompt and new tokens reached {longest} tokens, past the model's context "
           f"(config.model.max_len={model_config.max_len}): from there on, each token was "

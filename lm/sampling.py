@@ -121,19 +121,22 @@ def _decode(model, params, prompts_BxL, lengths_B, rng, *, prefill_len, temperat
   return tokens_BxL
 
 
-def check_prompts(prompts: list[list[int]], cfg: ModelConfig) -> None:
+def check_prompts(prompts: list[list[int]],
+                  cfg: ModelConfig,
+                  names: list[str] | None = None) -> None:
   """Raises UserError for no prompts, an empty one, one longer than the context, or ids outside
-  the vocabulary."""
+  the vocabulary; the error names the prompt by `names` (e.g. its file and line) or number."""
   if not prompts:
     raise UserError("no prompts to generate from")
   for i, prompt in enumerate(prompts):
+    name = names[i] if names else f"prompt {i + 1}"
     if not len(prompt):
-      raise UserError(f"prompt {i + 1} is empty; give at least one token")
+      raise UserError(f"{name} is empty; give at least one token")
     if len(prompt) > cfg.max_len:
-      raise UserError(f"prompt {i + 1} has {len(prompt)} tokens, more than the model's context"
+      raise UserError(f"{name} has {len(prompt)} tokens, more than the model's context"
                       f" config.model.max_len = {cfg.max_len}; use a shorter prompt")
     if min(prompt) < 0 or max(prompt) >= cfg.vocab_size:
-      raise UserError(f"prompt {i + 1} has token ids outside the vocabulary [0, {cfg.vocab_size})")
+      raise UserError(f"{name} has token ids outside the vocabulary [0, {cfg.vocab_size})")
 
 
 def generate_tokens(model: nn.Module,

@@ -127,8 +127,8 @@ def test_lm_generate_input_errors_name_the_line_and_write_nothing(sft_run, tmp_p
   result = generate(f"--workdir={sft_run}", f"--input={prompts}", f"--output={output}")
   assert result.returncode == 2 and not output.exists()
   assert result.stderr.strip().splitlines() == [
-      f"error: {prompts}: line 2: the prompt is 41 tokens; the model reads 1 to "
-      "config.model.max_len=32"
+      f"error: {prompts}: line 2: the prompt has 41 tokens, more than the model's context "
+      "config.model.max_len = 32; use a shorter prompt"
   ]
   result = generate(f"--workdir={sft_run}", f"--input={prompts}")
   assert result.returncode == 2 and "--input and --output go together" in result.stderr

@@ -250,6 +250,8 @@ def test_source_fingerprint_tracks_size_and_mtime(tmp_path):
   assert before["files"][0]["size"] == 3
   os.utime(path, ns=(1, 1))
   assert reader.source_fingerprint(path) != before
+  # A TFDS dataset beside local files is named, not looked up on disk.
+  assert reader.source_fingerprint(f"{path},tfds:lm1b")["files"][1] == {"tfds": "lm1b"}
 
 
 # --- TFDS ---------------------------------------------------------------------------------------

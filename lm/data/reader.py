@@ -114,6 +114,9 @@ def source_fingerprint(source: str, *, config_key: str = "config.data.source") -
     return {"tfds": source[len(TFDS_PREFIX):].strip()}
   fingerprint = []
   for entry in resolve_source(source, config_key=config_key):
+    if entry.kind == "tfds":  # Beside local files.
+      fingerprint.append({"tfds": entry.path})
+      continue
     stat = os.stat(entry.path)
     fingerprint.append({
         "path": os.path.abspath(entry.path),
