@@ -68,3 +68,48 @@ def test_a_swallowed_ctrl_c_stops_training_at_its_first_step(monkeypatch):
     assert flag.requested(1) and flag.signum == signal.SIGINT
   finally:
     flag.restore()
+
+
+CTRL_C_BETWEEN_SPAWN_AND_START_UP_DATA = """
+import dataclasses, os, signal, sys, threading
+from multiprocessing import util
+from lm.data.prepare import run, stages
+
+# Ctrl-C taken by a thread started before the workers (its signal mask is its own), just after
+# a worker started and before its start-up data is written to it.
+spawned = threading.Event()
+tripped, wakeup = os.pipe()
+os.set_blocking(wakeup, False)
+signal.set_wakeup_fd(wakeup)  # Written to by the C-level handler, in whichever thread.
+
+def ctrl_c_once_spawned():
+  spawned.wait()
+  os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=ctrl_c_once_spawned, daemon=True).start()
+spawn = util.spawnv_passfds
+
+def spawn_then_ctrl_c(path, args, fds):
+  pid = spawn(path, args, fds)
+  if "--multiprocessing-fork" not in args or spawned.is_set():  # The resource tracker, or
+    return pid                                                   # not the first worker.
+  spawned.set()
+  os.read(tripped, 1)  # Some thread of this process took the signal; Python runs its handler
+  return pid           # in the main thread between bytecodes: here, or else at the next one.
+
+util.spawnv_passfds = spawn_then_ctrl_c
+tasks = [stages.ShardTask({}, sys.argv[1], "train", i, 4) for i in range(4)]
+try:
+  run._run_shards(sys.argv[1], "noop", dataclasses.asdict, tasks, processes=2)
+except KeyboardInterrupt:
+  sys.exit(130)
+"""
+
+
+def test_ctrl_c_while_workers_start_reaches_no_worker_half_started(tmp_path):
+  """The race behind a flaky CI run: a worker whose start-up data the interrupted main process
+  never wrote died with `EOFError: Ran out of input` and a traceback."""
+  result = subprocess.run([sys.executable, "-c", CTRL_C_BETWEEN_SPAWN_AND_START_UP_DATA,
+                           str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 130, result.stderr
+  assert result.stderr == "", result.stderr

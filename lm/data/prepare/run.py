@@ -10,6 +10,7 @@
 """
 
 import concurrent.futures
+import contextlib
 import json
 import multiprocessing
 import os
@@ -148,19 +149,34 @@ def _run_shards(workdir: str, stage: str, function: Callable[[stages.ShardTask],
   elif todo:
     # spawn: a clean interpreter per worker (fork would copy this process's threads and state).
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(min(processes, len(todo)),
-                                                mp_context=context,
-                                                initializer=_exit_quietly_on_ctrl_c) as pool:
-      # Workers start with Ctrl-C held back (the mask is inherited): one interrupted while it
-      # unpickles its start-up data would print a traceback. Delivered right after.
-      signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-      try:
+    with contextlib.ExitStack() as stack:
+      with _ctrl_c_held_back():
+        pool = stack.enter_context(
+            concurrent.futures.ProcessPoolExecutor(min(processes, len(todo)), mp_context=context,
+                                                   initializer=_exit_quietly_on_ctrl_c))
         futures = {pool.submit(function, task): task for task in todo}
-      finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
       for future in concurrent.futures.as_completed(futures):
         _record(workdir, f"{stage}/{futures[future].name}", future.result())
   return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def _ctrl_c_held_back():
+  """Ctrl-C is delivered only after the block, where the pool and its workers start: a worker
+  interrupted while it unpickles its start-up data, or one whose start-up data the interrupted
+  main process never wrote, prints a traceback. Two holds: the signal mask, inherited by the
+  workers (each lifts it in _exit_quietly_on_ctrl_c), and the Python handler, since the mask
+  is per thread and another thread of this process may take the signal."""
+  pending = []
+  previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+  signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+  try:
+    yield
+  finally:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, previous)
+    if pending:
+      signal.raise_signal(signal.SIGINT)
 
 
 def _exit_quietly_on_ctrl_c() -> None:
