@@ -90,29 +90,20 @@ def _run(argv: list[str]) -> None:
   task = registry.task_class(config["task"]["kind"])
   records = _read_prompts(_INPUT.value) if _INPUT.value else []
   model_config, params, tokenizer = load_for_inference(_WORKDIR.value)
-  encode = lambda prompt: task.generation_ids(config, tokenizer, prompt)
   prompts = [record.values["text"] for record in records] or prompts
-  ids = [encode(prompt) for prompt in prompts]
+  ids = [task.generation_ids(config, tokenizer, prompt) for prompt in prompts]
   if records:  # Checked before generating anything, so that a bad prompt names its line.
     sampling.check_prompts(ids, model_config, names=[f"{r.where}: the prompt" for r in records])
-  options = dict(max_new_tokens=_MAX_NEW_TOKENS.value,
-                 temperature=_TEMPERATURE.value,
-                 top_k=_TOP_K.value,
-                 top_p=_TOP_P.value,
-                 seed=_SEED.value,
-                 encode=encode,
-                 beam_size=_BEAM_SIZE.value,
-                 length_penalty=_LENGTH_PENALTY.value)
-  if _INPUT.value:
-    batch = _BATCH_SIZE.value
-    continuations = []
-    for start in range(0, len(prompts), batch):
-      continuations += sampling.generate_continuations(model_config, params, tokenizer,
-                                                       prompts[start:start + batch], **options)
-  else:
-    samples = sampling.generate_text(model_config, params, tokenizer, prompts, **options)
-  longest = max(map(len, ids)) + _MAX_NEW_TOKENS.value
-  if longest > model_config.max_len:
+  options = _options(config, task)
+  batch = _BATCH_SIZE.value if _INPUT.value else len(prompts)
+  continuations = []
+  for start in range(0, len(prompts), batch):
+    continuations += task.generate(config, model_config, params, tokenizer,
+                                   prompts[start:start + batch], **options)
+  samples = ([prompt + c for prompt, c in zip(prompts, continuations)]
+             if task.continues_prompt else continuations)
+  longest = max(map(len, ids)) + options["max_new_tokens"]
+  if task.continues_prompt and longest > model_config.max_len:
     print(f"note: prompt and new tokens reached {longest} tokens, past the model's context "
           f"(config.model.max_len={model_config.max_len}): from there on, each token was "
           f"predicted from the last {model_config.max_len} tokens only (a sliding window)",
@@ -124,6 +115,28 @@ def _run(argv: list[str]) -> None:
   for i, sample in enumerate(samples):
     print(f"--- prompt {i + 1} ---")
     print(sample)
+
+
+def _options(config: dict, task) -> dict:
+  """The decoding options of the flags; a seq2seq run's own (config.task: beam_size,
+  length_penalty, max_new_tokens; greedy) stand for the flags not given."""
+  options = dict(max_new_tokens=_MAX_NEW_TOKENS.value,
+                 temperature=_TEMPERATURE.value,
+                 top_k=_TOP_K.value,
+                 top_p=_TOP_P.value,
+                 seed=_SEED.value,
+                 beam_size=_BEAM_SIZE.value,
+                 length_penalty=_LENGTH_PENALTY.value)
+  if task.continues_prompt:
+    return options
+  task_cfg = config["task"]
+  given = lambda flag: flags.FLAGS[flag].present
+  defaults = dict(beam_size=task_cfg["beam_size"],
+                  length_penalty=task_cfg["length_penalty"],
+                  max_new_tokens=task_cfg["max_new_tokens"] or config["model"]["max_len"],
+                  temperature=0.0)
+  options.update({name: value for name, value in defaults.items() if not given(name)})
+  return options
 
 
 def _read_prompts(path: str) -> list:

@@ -103,3 +103,57 @@ class SelfAttention(nn.Module):
     query_pos_T = start + jnp.arange(T)
     mask_TxS = jnp.arange(S)[None, :] <= query_pos_T[:, None]
     return cached_k.value, cached_v.value, jnp.broadcast_to(mask_TxS, (B, T, S))
+
+
+class CrossAttention(nn.Module):
+  """Attention of a decoder's positions x_NxD ([B, T] flattened) to the encoder's output
+  memory_BxSxD: queries from x, keys and values from the memory, source padding masked.
+
+  With `decode=True` the memory's keys and values are kept in the `cache` collection: the call
+  that passes `memory_BxSxD` computes and stores them, later calls (memory None) read them, so
+  each decoding step projects only its new queries.
+  """
+  config: ModelConfig
+  deterministic: bool = True  # No dropout (of LoRA adapters' inputs).
+
+  @nn.compact
+  def __call__(self,
+               x_NxD: jax.Array,
+               memory_BxSxD: jax.Array | None,
+               source_mask_BxS: jax.Array,
+               *,
+               decode: bool = False) -> jax.Array:
+    cfg = self.config
+    B, S = source_mask_BxS.shape
+    T = x_NxD.shape[0] // B
+    H, K, Dh, D = cfg.num_heads, cfg.kv_heads, cfg.head_dim, cfg.embed_dim
+    heads = ("act_batch", None, "act_heads", None)
+    flags = dict(deterministic=self.deterministic)
+    q_NxHDh = layers.projection(cfg, "query", (D, H, Dh), ("embed", "heads", "head_dim"),
+                                **flags)(x_NxD)
+    q_BxTxHxDh = nn.with_logical_constraint(q_NxHDh.reshape(B, T, H, Dh), heads)
+    key_value = layers.projection(cfg, "key_value", (D, K, 2, Dh),
+                                  ("embed", "kv_heads", None, "head_dim"), **flags)
+    if memory_BxSxD is not None:
+      kv_BxSxKx2xDh = key_value(memory_BxSxD.reshape(B * S, D)).reshape(B, S, K, 2, Dh)
+      k_BxSxKxDh = nn.with_logical_constraint(kv_BxSxKx2xDh[:, :, :, 0], heads)
+      v_BxSxKxDh = nn.with_logical_constraint(kv_BxSxKx2xDh[:, :, :, 1], heads)
+    if decode:
+      cached_k = self.variable("cache", "key", lambda: k_BxSxKxDh)
+      cached_v = self.variable("cache", "value", lambda: v_BxSxKxDh)
+      if memory_BxSxD is not None:
+        cached_k.value, cached_v.value = k_BxSxKxDh, v_BxSxKxDh
+      k_BxSxKxDh, v_BxSxKxDh = cached_k.value, cached_v.value
+    mask_BxTxS = jnp.broadcast_to(source_mask_BxS[:, None, :], (B, T, S))
+    out_BxTxHxDh = attention_kernels.dot_product_attention(q_BxTxHxDh,
+                                                           k_BxSxKxDh,
+                                                           v_BxSxKxDh,
+                                                           implementation="xla",
+                                                           mask_BxTxS=mask_BxTxS,
+                                                           causal=False)
+    out_NxHDh = nn.with_logical_constraint(out_BxTxHxDh, heads).reshape(B * T, H * Dh)
+    return layers.projection(cfg,
+                             "out", (H, Dh, D), ("heads", "head_dim", "embed"),
+                             num_input_axes=2,
+                             residual=True,
+                             **flags)(out_NxHDh)

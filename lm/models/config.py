@@ -8,10 +8,10 @@ import numpy as np
 
 from lm.errors import UserError
 
-ARCHITECTURES = ("transformer", "lstm")  # lm.models.architecture.make_model
+ARCHITECTURES = ("transformer", "lstm", "encoder_decoder")  # lm.models.architecture.make_model
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "gelu_exact", "swiglu")
-POSITIONS = ("learned", "rope")
+POSITIONS = ("learned", "rope", "sinusoidal")
 ATTENTIONS = ("auto", "xla", "cudnn", "splash")  # lm.models.attention_kernels
 REMATS = ("none", "full", "save_matmuls")
 POOLINGS = ("cls", "mean", "last", "none")
@@ -47,7 +47,13 @@ class ModelConfig:
   lstm_hidden_dim: int = 0
   # Longest sequence the model accepts (size of the learned position table, RoPE cache).
   max_len: int = 64
+  # 'learned' (a table), 'rope' (rotary) or 'sinusoidal' (fixed, Vaswani et al. 2017; Marian).
   positions: str = "learned"
+  # architecture='encoder_decoder' (lm.models.encoder_decoder): num_layers encoder blocks and
+  # num_decoder_layers decoder blocks (0 = num_layers).
+  num_decoder_layers: int = 0
+  # Token embeddings scaled by sqrt(embed_dim) (Vaswani et al. 2017, Marian, fairseq).
+  scale_embeddings: bool = False
   rope_theta: float = 10_000.0
   # Context extension of rotary positions (as in Hugging Face's rope_parameters): 'none';
   # 'linear' (frequencies / rope_factor); 'llama3' (Llama 3.1: long wavelengths / rope_factor,
@@ -130,6 +136,10 @@ class ModelConfig:
     return self.use_bias or projection in _names(self.projection_biases)
 
   @property
+  def decoder_layers(self) -> int:
+    return self.num_decoder_layers or self.num_layers
+
+  @property
   def head_dim(self) -> int:
     return self.attention_head_dim or self.embed_dim // self.num_heads
 
@@ -177,7 +187,8 @@ class ModelConfig:
       check(not unknown, field,
             f"unknown projection(s) {', '.join(unknown)}; choose from {', '.join(PROJECTIONS)}")
     for field in ("num_kv_heads", "attention_head_dim", "mlp_dim", "rope_original_max_len",
-                  "type_vocab_size", "init_std", "rope_attention_factor", "lstm_hidden_dim"):
+                  "type_vocab_size", "init_std", "rope_attention_factor", "lstm_hidden_dim",
+                  "num_decoder_layers"):
       check(getattr(self, field) >= 0, field, f"must be >= 0, got {getattr(self, field)}")
     for field in ("rope_theta", "rope_factor", "rope_low_freq_factor", "rope_high_freq_factor",
                   "rope_beta_fast", "rope_beta_slow", "norm_eps"):
@@ -190,6 +201,20 @@ class ModelConfig:
         "context length (> 0)")
     check(not self.head_transform or self.mlp != "swiglu", "head_transform",
           "the masked-LM head transform uses a GELU activation; mlp='swiglu' has none")
+    check(self.positions != "sinusoidal" or self.embed_dim % 2 == 0, "positions",
+          f"sinusoidal positions need an even embed_dim, got {self.embed_dim}")
+    check((self.positions == "sinusoidal") <= (self.architecture == "encoder_decoder"),
+          "positions", "'sinusoidal' positions are for architecture='encoder_decoder'; the "
+          "Transformer has 'learned' and 'rope'")
+    if self.architecture == "encoder_decoder":
+      check(self.positions != "rope", "positions", "architecture='encoder_decoder' has "
+            "'learned' or 'sinusoidal' positions")
+      for field, unsupported in (("num_classes", self.num_classes),
+                                 ("type_vocab_size", self.type_vocab_size),
+                                 ("scan_layers", self.scan_layers),
+                                 ("head_transform", self.head_transform)):
+        check(not unsupported, field, f"{getattr(self, field)!r} is not supported by "
+              f"architecture='encoder_decoder' (a sequence-to-sequence model)")
     if self.architecture == "lstm":
       for field, unsupported in (("causal", not self.causal), ("num_classes", self.num_classes),
                                  ("lora_rank", self.lora_rank),

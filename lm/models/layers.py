@@ -194,3 +194,12 @@ def apply_rope(x_BxTxHxDh: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Arr
   first, second = jnp.split(x, 2, axis=-1)
   rotated = jnp.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
   return rotated.astype(x_BxTxHxDh.dtype)
+
+
+def sinusoidal_positions(positions_BxT: jax.Array, features: int) -> jax.Array:
+  """Fixed position encodings [B, T, features] (Vaswani et al. 2017), laid out as Marian's:
+  sin(p / 10000^(2i/D)) in the first half of the features, cos in the second."""
+  half = features // 2
+  inv_freq_H = 1.0 / 10_000.0**(2.0 * jnp.arange(half, dtype=jnp.float32) / features)
+  angles_BxTxH = positions_BxT.astype(jnp.float32)[..., None] * inv_freq_H[None, None, :]
+  return jnp.concatenate([jnp.sin(angles_BxTxH), jnp.cos(angles_BxTxH)], axis=-1)

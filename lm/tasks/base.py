@@ -43,6 +43,9 @@ class Task(abc.ABC):
 
   # The config.data.<role>_field keys this task reads (each must name a column / key).
   data_roles: tuple[str, ...] = ()
+  # True: `lm.generate` continues the prompt in the model's own context (a decoder), so a long
+  # prompt slides the context; False: the output is a new sequence (an encoder–decoder's).
+  continues_prompt = True
   # True: batches are fixed-shape windows of a token stream, which config.data.prepared,
   # config.data.test_source and config.train.steps_per_call > 1 need.
   token_stream = False
@@ -98,6 +101,16 @@ class Task(abc.ABC):
     raise UserError(f"this run's task is config.task.kind={config['task']['kind']!r}: its model "
                     "does not generate text. lm.generate samples from decoders trained with "
                     "'causal_lm' or 'sft'; use lm.predict for classifiers and taggers")
+
+  @classmethod
+  def generate(cls, config: dict, model_config: ModelConfig, params: Any, tokenizer: Tokenizer,
+               prompts: list[str], **options: Any) -> list[str]:
+    """`lm.generate`: the continuation of every prompt (`sampling.generate_continuations`, its
+    options; prompts encoded by `generation_ids`)."""
+    from lm import sampling  # pylint: disable=g-import-not-at-top
+    encode = lambda prompt: cls.generation_ids(config, tokenizer, prompt)
+    return sampling.generate_continuations(model_config, params, tokenizer, prompts,
+                                           encode=encode, **options)
 
   def loss(self, apply_fn: Any, params: Any, batch: dict, rng: Any) -> tuple[Any, dict]:
     """The training loss (`steps.LossFn`): the per-item loss (per token or per example, weighed

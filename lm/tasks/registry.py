@@ -17,6 +17,7 @@ TASKS = {
     "classification": "lm.tasks.classification:ClassificationTask",
     "sft": "lm.tasks.sft:SftTask",
     "token_classification": "lm.tasks.token_classification:TokenClassificationTask",
+    "seq2seq": "lm.tasks.seq2seq:Seq2SeqTask",
 }
 KINDS = tuple(TASKS)
 

@@ -1,0 +1,74 @@
+"""English -> German translation: Multi30k (Elliott et al. 2016), an encoder–decoder from scratch.
+
+Data: multi30k in the data root (lm/data/data_root.py): train.en / train.de, 29,000 image
+captions line-aligned; val.en / val.de, 1,014. The test2016 split is not in it: translate it with
+`lm.generate --input` (below) and score with sacreBLEU. Everything is selected on val.
+
+  cpu      the <= 60-minute recipe for a 2-core CPU (tokenizer training included)
+  (none)   the GPU recipe: a larger model, longer
+  de_en    German -> English instead (with either)
+  smoke    seconds
+
+Commands:
+  XLA_FLAGS=--xla_force_host_platform_device_count=1 \
+      python -m lm.main --config=experiments/multi30k.py:cpu --workdir=runs/multi30k
+  python -m lm.generate --workdir=runs/multi30k --input=${LM_DATA_DIR:-../shared/data}/multi30k/val.en \\
+      --output=runs/multi30k/val.pred.de
+  python ../shared/tools/score.py ... (or: sacrebleu ${LM_DATA_DIR:-../shared/data}/multi30k/val.de \\
+      -i runs/multi30k/val.pred.de -m bleu chrf)
+Expected (2-core CPU): BENCHMARKS.md "Issue 24" has the cpu recipe's time, val BLEU and chrF.
+lm.generate decodes with the run's config.task.beam_size and length_penalty unless its flags
+say otherwise. One XLA device is ~10% faster than lm.main's default of one per core for a
+model this small (BENCHMARKS.md). Runtime and val BLEU: BENCHMARKS.md "Issue 24".
+"""
+
+from lm import defaults
+from lm.data import data_root
+from lm.experiment_args import parse_args, shrink_to_smoke
+
+
+def get_config(arg: str | None = None):
+  args = parse_args(arg, allowed=("cpu", "de_en", "smoke"))
+  source, target = ("de", "en") if "de_en" in args else ("en", "de")
+  config = defaults.base_config()
+  config.task.kind = "seq2seq"
+  config.task.seq2seq_metrics = "translation"
+  config.task.label_smoothing = 0.1
+  config.task.beam_size = 4
+  config.task.length_penalty = 0.6
+  config.data.source = data_root.path("multi30k", f"train.{source}")
+  config.data.target = data_root.path("multi30k", f"train.{target}")
+  config.data.valid_source = data_root.path("multi30k", f"val.{source}")
+  config.data.valid_target = data_root.path("multi30k", f"val.{target}")
+  config.data.tokenizer = "sentencepiece"  # One vocabulary for both languages (shared, tied).
+  config.data.vocab_size = 8000
+  config.model.update(architecture="encoder_decoder", norm_position="pre", positions="learned",
+                      max_len=64, dropout=0.1)
+  config.train.update(batch_size=64,
+                      eval_batch_size=128,
+                      learning_rate=1e-3,
+                      min_learning_rate=1e-5,
+                      schedule="cosine",
+                      weight_decay=0.01,
+                      b2=0.98,
+                      keep_checkpoints=1,
+                      best_metric="eval/bleu",
+                      sample_prompt="")
+  if "cpu" in args:
+    config.model.update(num_layers=3, num_decoder_layers=3, num_heads=4, embed_dim=256,
+                        mlp_dim=1024)
+    # ~1.2 steps/s on one XLA device of a 2-core CPU: 3,000 steps (6.6 epochs) in ~45 min.
+    config.train.update(steps=3000, warmup_steps=300, learning_rate=1.5e-3, eval_every=1000,
+                        checkpoint_every=1000, log_every=100, eval_examples=0)
+    config.task.beam_size = 1  # Greedy during training; lm.generate --beam_size=4 after.
+  else:
+    config.model.update(num_layers=6, num_decoder_layers=6, num_heads=8, embed_dim=512,
+                        mlp_dim=2048, dropout=0.2)
+    config.train.update(batch_size=128, steps=20000, warmup_steps=1000, eval_every=2000,
+                        checkpoint_every=2000, log_every=200)
+  if "smoke" in args:
+    shrink_to_smoke(config)
+    config.data.vocab_size = 500
+    config.train.eval_examples = 8
+    config.task.max_new_tokens = 8
+  return config

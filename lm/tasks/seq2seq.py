@@ -1,0 +1,374 @@
+"""Sequence to sequence (translation, summarization) with an encoder–decoder.
+
+Pairs come from line-aligned parallel files (config.data.source = the source side,
+config.data.target = the target side), or from one file with two fields (.tsv, .csv, .jsonl,
+.json; config.data.source_field / target_field), or TFDS. The encoder reads
+`task.source_prefix + source [EOS]`; the decoder is taught `[BOS] target` -> `target [EOS]`
+(the shift is `_pair_tokens`'s). Evaluation decodes the validation sources
+(the first config.train.eval_examples of them, 0 = all) and scores them with sacreBLEU / chrF
+(translation) or ROUGE (summarization); predictions go beside eval_report.json.
+
+Pairs with an empty source or target are skipped and counted; a source or target longer than
+config.model.max_len is cut and counted.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lm import seq2seq_decoding
+from lm.data import atomic, buckets, reader
+from lm.errors import UserError
+from lm.evaluation import generation_metrics
+from lm.models.architecture import make_model
+from lm.models.config import model_config_from
+from lm.tasks import base, supervised
+from lm.training import steps
+
+REPORT_FILE = "eval_report.json"
+PREDICTIONS_FILE = "eval_predictions.txt"
+METRICS = ("translation", "summarization")
+
+
+@dataclasses.dataclass
+class Pairs:
+  """Tokenized pairs: encoder inputs `source [EOS]`, decoder `target` = [BOS] text [EOS]."""
+  sources: list[np.ndarray]
+  targets: list[np.ndarray]
+  references: list[str]  # The target texts as read (what predictions are scored against).
+  num_truncated: int = 0
+
+  def __len__(self) -> int:
+    return len(self.sources)
+
+  @property
+  def lengths(self) -> np.ndarray:
+    """The padded length that batches the pair: its longer side (decoder side without EOS)."""
+    return np.array([max(len(s), len(t) - 1) for s, t in zip(self.sources, self.targets)],
+                    np.int64)
+
+
+class Seq2SeqTask(base.Task):
+  """An encoder–decoder trained with teacher forcing and label smoothing on source/target pairs."""
+
+  data_roles = ("source", "target")
+  default_best_metric = "eval/loss"
+  continues_prompt = False
+
+  @classmethod
+  def add_config_keys(cls, config) -> None:
+    # Seq2seq: the target side of line-aligned parallel text (config.data.source is then the
+    # source side, line i of one the translation of line i of the other; '' = each record of
+    # config.data.source holds both, in source_field and target_field), and of the
+    # validation file config.data.valid_source.
+    config.data.target = ""
+    config.data.valid_target = ""
+    config.data.source_field = "source"
+    config.data.target_field = "target"
+    # Seq2seq: text put before every source (T5: 'translate English to German: ').
+    config.task.source_prefix = ""
+    # Seq2seq: 'translation' (eval/bleu and eval/chrf, sacreBLEU) or 'summarization'
+    # (eval/rouge1, rouge2, rougeL, rougeLsum) of the decoded validation sources.
+    config.task.seq2seq_metrics = "translation"
+    # Seq2seq decoding (evaluation, and lm.generate unless its flags say otherwise): beams
+    # (1 = greedy), GNMT length penalty alpha, and the most tokens per output (0 = max_len - 1).
+    config.task.beam_size = 1
+    config.task.length_penalty = 0.6
+    config.task.max_new_tokens = 0
+    # Seq2seq: validation sources decoded and scored at each evaluation (0 = all).
+    config.train.eval_examples = 0
+
+  @classmethod
+  def check_config(cls, values: dict) -> None:
+    architecture = values["model"]["architecture"]
+    if architecture != "encoder_decoder":
+      raise UserError(f"config.task.kind='seq2seq' trains an encoder–decoder: set "
+                      f"config.model.architecture='encoder_decoder', not {architecture!r}")
+    if values["task"]["seq2seq_metrics"] not in METRICS:
+      raise UserError(f"config.task.seq2seq_metrics={values['task']['seq2seq_metrics']!r}: "
+                      f"choose one of {', '.join(METRICS)}")
+    if values["task"]["beam_size"] < 1:
+      raise UserError(f"config.task.beam_size={values['task']['beam_size']}: must be >= 1")
+    if values["data"]["valid_target"] and not values["data"]["valid_source"]:
+      raise UserError("config.data.valid_target needs config.data.valid_source (its source "
+                      "side)")
+
+  @classmethod
+  def generation_ids(cls, config: dict, tokenizer: Any, prompt: str) -> list[int]:
+    """The encoder's input for a source text, as training built it (prefix, EOS, cut to the
+    context)."""
+    return _source_ids(tokenizer, config["task"]["source_prefix"] + prompt,
+                       config["model"]["max_len"])[0]
+
+  @classmethod
+  def generate(cls, config: dict, model_config: Any, params: Any, tokenizer: Any,
+               prompts: list[str], **options: Any) -> list[str]:
+    """`lm.generate`: the output text of every source; options as there (beam_size,
+    length_penalty, max_new_tokens, temperature, top_k, top_p, seed)."""
+    model = make_model(model_config)
+    ids = [cls.generation_ids(config, tokenizer, prompt) for prompt in prompts]
+    special = tokenizer.special_ids
+    outputs = seq2seq_decoding.decode_batch(model,
+                                            params,
+                                            ids,
+                                            bos_id=special.bos,
+                                            eos_id=special.eos,
+                                            pad_id=special.pad,
+                                            max_new_tokens=options["max_new_tokens"],
+                                            beam_size=options["beam_size"],
+                                            length_penalty=options["length_penalty"],
+                                            temperature=options["temperature"],
+                                            top_k=options["top_k"],
+                                            top_p=options["top_p"],
+                                            rng=jax.random.PRNGKey(options["seed"]))
+    return [tokenizer.decode(tokens) for tokens in outputs]
+
+  def __init__(self, config: Any, workdir: str, task_fields: dict[str, Any]):
+    self.config = config
+    train, valid, self.num_skipped = _read_pairs(config)
+    self.tokenizer = base.prepare_tokenizer(
+        config, workdir, lambda: [text for r in train for text in r.values.values()])
+    self.model_config = model_config_from(config.model, self.tokenizer.vocab_size, **task_fields)
+    self.seq_len = self.model_config.max_len
+    self.buckets = buckets.bucket_lengths(self.seq_len)
+    prefix = config.task.source_prefix
+    self.train = _tokenize(train, self.tokenizer, prefix, self.seq_len)
+    self.valid = _tokenize(valid, self.tokenizer, prefix, self.seq_len)
+    if not 0.0 <= config.task.label_smoothing < 1.0:
+      raise UserError(f"config.task.label_smoothing={config.task.label_smoothing}: must be in "
+                      f"[0, 1)")
+    self._last_predictions: list[str] = []
+    self._signature = ""
+
+  def loss(self, apply_fn, params, batch, rng):
+    logits_BxTxV = _logits(apply_fn, params, batch, deterministic=False, rngs={"dropout": rng})
+    return self.loss_fn(logits_BxTxV, batch), {}
+
+  def loss_fn(self, logits_BxTxV, batch):
+    """Per-token cross-entropy against targets smoothed by config.task.label_smoothing (1 - s
+    on the target, s spread evenly over the vocabulary)."""
+    nll_BxT = steps.token_nll(logits_BxTxV, batch["targets"])
+    smoothing = self.config.task.label_smoothing
+    if not smoothing:
+      return nll_BxT
+    logits_BxTxV = logits_BxTxV.astype(jnp.float32)
+    uniform_BxT = (jax.nn.logsumexp(logits_BxTxV, axis=-1) - jnp.mean(logits_BxTxV, axis=-1))
+    return (1.0 - smoothing) * nll_BxT + smoothing * uniform_BxT
+
+  def train_batches(self, rows: np.ndarray) -> base.Batches:
+    return PairBatches(self.train, self.config.train.batch_size, self.config.seed, self.buckets,
+                       rows, self.tokenizer.special_ids.pad)
+
+  def evaluate(self, layout, params, max_batches: int) -> dict[str, float]:
+    """eval/loss (per target token, without smoothing) over the validation pairs, and the
+    metrics of the decoded validation sources."""
+    del max_batches  # The loss is over all pairs; eval_examples limits the decoding.
+    batch_size = self.config.train.eval_batch_size
+    rows = layout.rows(batch_size)
+    pad = self.tokenizer.special_ids.pad
+    make = lambda indices, weights, length: pair_batch(self.valid, indices, weights,
+                                                       self.buckets, pad)
+    sums = supervised.predict_in_order(lambda b: layout.per_row(_nll_sums)(
+        params, layout.put_batch(b, batch_size)), self.valid.lengths, batch_size, self.buckets,
+                                       make, rows)
+    totals = np.sum(np.stack(sums), axis=0)
+    metrics = {"eval/loss": float(totals[0] / max(totals[1], 1.0))}
+    metrics.update(self._decode_and_score(params))
+    return metrics
+
+  def _decode_and_score(self, params) -> dict[str, float]:
+    """Decodes the first config.train.eval_examples validation sources (0 = all)."""
+    count = min(len(self.valid), self.config.train.eval_examples or len(self.valid))
+    host_params = jax.device_get(params)  # Decoding runs on one device.
+    self._last_predictions = self.decode(host_params, self.valid.sources[:count])
+    references = self.valid.references[:count]
+    if self.config.task.seq2seq_metrics == "translation":
+      scores = generation_metrics.bleu_chrf(self._last_predictions, references)
+      self._signature = scores["bleu_signature"]
+      return {"eval/bleu": scores["bleu"], "eval/chrf": scores["chrf"]}
+    scores = generation_metrics.rouge(self._last_predictions, references)
+    return {f"eval/{name}": value for name, value in scores.items()}
+
+  def decode(self, params, sources: list[np.ndarray]) -> list[str]:
+    """The decoded text of every source (config.task's beam settings), batched by length."""
+    model = make_model(self.model_config)
+    special = self.tokenizer.special_ids
+    cfg = self.config.task
+    lengths = np.array([len(s) for s in sources], np.int64)
+    outputs: list[str] = [""] * len(sources)
+    batch_size = self.config.train.eval_batch_size
+    for indices, weights in buckets.eval_order(lengths, batch_size):
+      length = buckets.bucket_length(int(lengths[indices].max()), self.buckets)
+      tokens = seq2seq_decoding.decode_batch(model,
+                                             params, [list(sources[i]) for i in indices],
+                                             bos_id=special.bos,
+                                             eos_id=special.eos,
+                                             pad_id=special.pad,
+                                             max_new_tokens=cfg.max_new_tokens or self.seq_len,
+                                             beam_size=cfg.beam_size,
+                                             length_penalty=cfg.length_penalty,
+                                             pad_to=length)
+      for index, weight, output in zip(indices, weights, tokens):
+        if weight > 0:
+          outputs[index] = self.tokenizer.decode(output)
+    return outputs
+
+  def save_report(self, workdir: str, step: int, metrics: dict[str, float]) -> None:
+    report = {"step": step, **metrics, "examples_decoded": len(self._last_predictions)}
+    if self._signature:
+      report["sacrebleu_signature"] = self._signature
+    atomic.atomic_write_text(os.path.join(workdir, REPORT_FILE), json.dumps(report, indent=2))
+    lines = [p.replace("\n", "\\n") + "\n" for p in self._last_predictions]
+    atomic.atomic_write_text(os.path.join(workdir, PREDICTIONS_FILE), "".join(lines))
+
+  def describe(self) -> str:
+    return (f"Data: {len(self.train):,} training pairs, {len(self.valid):,} validation; "
+            f"{self.num_skipped:,} with an empty side skipped; "
+            f"{self.train.num_truncated + self.valid.num_truncated:,} cut to {self.seq_len} "
+            f"tokens; padded to buckets {', '.join(map(str, self.buckets))}")
+
+
+class PairBatches:
+  """Shuffled training batches of pairs of similar length (`buckets.BucketedBatches`), source
+  and target each padded to its own bucket length."""
+
+  def __init__(self, pairs: Pairs, batch_size: int, seed: int, bucket_lengths, rows, pad_id):
+    self._order = buckets.BucketedBatches(pairs.lengths,
+                                          batch_size=batch_size,
+                                          seed=seed,
+                                          buckets=bucket_lengths)
+    self._pairs, self._buckets, self._rows, self._pad = pairs, bucket_lengths, rows, pad_id
+
+  def next_batch(self) -> dict[str, np.ndarray]:
+    indices, weights = self._order.global_indices(self._order.step)
+    self._order.set_state({"step": self._order.step + 1})
+    return pair_batch(self._pairs, indices, weights, self._buckets, self._pad, self._rows)
+
+  def get_state(self) -> dict:
+    return self._order.get_state()
+
+  def set_state(self, state: dict) -> None:
+    self._order.set_state(state)
+
+
+def pair_batch(pairs: Pairs, indices, weights, bucket_lengths, pad_id, rows=None) -> dict:
+  """`inputs` / `source_segments` [B, S], `decoder_inputs` / `targets` / `target_segments` /
+  `weights` [B, T] of the global batch `indices`' `rows` (default all); S and T are the bucket
+  lengths of the whole global batch's longest source and target, so that every process pads
+  alike. Weight-0 rows are all padding."""
+  S = buckets.bucket_length(max(len(pairs.sources[i]) for i in indices), bucket_lengths)
+  T = buckets.bucket_length(max(len(pairs.targets[i]) - 1 for i in indices), bucket_lengths)
+  if rows is not None:
+    indices, weights = indices[rows], weights[rows]
+  B = len(indices)
+  batch = {
+      "inputs": np.full((B, S), pad_id, np.int32),
+      "source_segments": np.zeros((B, S), np.int32),
+      "decoder_inputs": np.full((B, T), pad_id, np.int32),
+      "targets": np.full((B, T), pad_id, np.int32),
+      "target_segments": np.zeros((B, T), np.int32),
+      "weights": np.zeros((B, T), np.float32),
+  }
+  for row, (index, weight) in enumerate(zip(indices, weights)):
+    if weight <= 0:
+      continue
+    source, target = pairs.sources[index], pairs.targets[index]
+    batch["inputs"][row, :len(source)] = source
+    batch["source_segments"][row, :len(source)] = 1
+    n = len(target) - 1  # Teacher forcing: the decoder reads target[:-1], predicts target[1:].
+    batch["decoder_inputs"][row, :n] = target[:-1]
+    batch["targets"][row, :n] = target[1:]
+    batch["target_segments"][row, :n] = 1
+    batch["weights"][row, :n] = weight
+  return batch
+
+
+def _logits(apply_fn, params, batch, **kwargs):
+  return apply_fn({"params": params}, batch["inputs"], batch["decoder_inputs"],
+                  batch["source_segments"], batch["target_segments"], **kwargs)
+
+
+def _nll_sums(params, batch, *, apply_fn):
+  """[B, 2]: each row's summed target NLL and its number of target tokens."""
+  logits_BxTxV = _logits(apply_fn, params, batch, deterministic=True)
+  weights_BxT = batch["weights"]
+  nll_B = jnp.sum(steps.token_nll(logits_BxTxV, batch["targets"]) * weights_BxT, axis=1)
+  return jnp.stack([nll_B, jnp.sum(weights_BxT, axis=1)], axis=1)
+
+
+def _read_pairs(config: Any) -> tuple[list, list, int]:
+  """Training and validation records with `source` and `target`, pairs with an empty side
+  dropped; and how many were dropped."""
+  data_cfg = config.data
+  if not data_cfg.target:
+    train, valid = supervised.read_splits(config, {
+        "source": data_cfg.source_field,
+        "target": data_cfg.target_field
+    })
+  else:
+    train = _parallel(data_cfg.source, data_cfg.target, data_cfg, "config.data.source",
+                      "config.data.target")
+    if data_cfg.valid_source:
+      if not data_cfg.valid_target:
+        raise UserError("config.data.valid_source is the source side of parallel text: set "
+                        "config.data.valid_target to its target side")
+      valid = _parallel(data_cfg.valid_source, data_cfg.valid_target, data_cfg,
+                        "config.data.valid_source", "config.data.valid_target")
+    else:
+      from lm.data import splits  # pylint: disable=g-import-not-at-top
+      train, valid = splits.held_out_split(train, data_cfg.valid_fraction,
+                                           supervised.SPLIT_SEED)
+    train = supervised.as_trained(train, data_cfg.clean, data_cfg.lowercase)
+    valid = supervised.as_trained(valid, data_cfg.clean, data_cfg.lowercase)
+  kept_train = [r for r in train if r.values["source"].strip() and r.values["target"].strip()]
+  kept_valid = [r for r in valid if r.values["source"].strip() and r.values["target"].strip()]
+  if not kept_train or not kept_valid:
+    raise UserError(f"config.data.source: no {'training' if not kept_train else 'validation'} "
+                    f"pairs with both a source and a target")
+  return kept_train, kept_valid, len(train) + len(valid) - len(kept_train) - len(kept_valid)
+
+
+def _parallel(source: str, target: str, data_cfg: Any, source_key: str, target_key: str):
+  """Records pairing line i of the `source` files with line i of the `target` files."""
+  read = lambda path, key: reader.read_records(path,
+                                               fields={"text": "text"},
+                                               required=("text",),
+                                               config_key=key,
+                                               txt_unit="line",
+                                               blank="keep",
+                                               encoding_errors=data_cfg.encoding_errors)
+  sources, targets = read(source, source_key), read(target, target_key)
+  if len(sources) != len(targets):
+    raise UserError(f"{source_key}={source!r} has {len(sources):,} lines but {target_key}="
+                    f"{target!r} has {len(targets):,}: parallel files pair line i with line i")
+  return [
+      reader.Record({
+          "source": s.values["text"],
+          "target": t.values["text"]
+      }, f"{s.where} / {t.where}") for s, t in zip(sources, targets)
+  ]
+
+
+def _source_ids(tokenizer, text: str, max_len: int) -> tuple[list[int], bool]:
+  """`text [EOS]` cut to max_len; and whether it was cut."""
+  ids = list(tokenizer.encode(text))
+  return ids[:max_len - 1] + [tokenizer.special_ids.eos], len(ids) > max_len - 1
+
+
+def _tokenize(records: list, tokenizer, prefix: str, max_len: int) -> Pairs:
+  special = tokenizer.special_ids
+  pairs = Pairs([], [], [])
+  for record in records:
+    source, cut_source = _source_ids(tokenizer, prefix + record.values["source"], max_len)
+    target = list(tokenizer.encode(record.values["target"]))
+    cut_target = len(target) > max_len - 1
+    pairs.sources.append(np.array(source, np.int32))
+    pairs.targets.append(np.array([special.bos, *target[:max_len - 1], special.eos], np.int32))
+    pairs.references.append(record.values["target"])
+    pairs.num_truncated += int(cut_source or cut_target)
+  return pairs
