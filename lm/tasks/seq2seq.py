@@ -86,7 +86,8 @@ class Seq2SeqTask(base.Task):
   @classmethod
   def check_config(cls, values: dict) -> None:
     architecture = values["model"]["architecture"]
-    if architecture != "encoder_decoder":
+    adopted = values["init_architecture"] == "adopt" and values["init_from"]
+    if architecture != "encoder_decoder" and not adopted:
       raise UserError(f"config.task.kind='seq2seq' trains an encoder–decoder: set "
                       f"config.model.architecture='encoder_decoder', not {architecture!r}")
     if values["task"]["seq2seq_metrics"] not in METRICS:
@@ -130,6 +131,7 @@ class Seq2SeqTask(base.Task):
 
   def __init__(self, config: Any, workdir: str, task_fields: dict[str, Any]):
     self.config = config
+    _check_init_architecture(config)
     train, valid, self.num_skipped = _read_pairs(config)
     self.tokenizer = base.prepare_tokenizer(
         config, workdir, lambda: [text for r in train for text in r.values.values()])
@@ -178,14 +180,14 @@ class Seq2SeqTask(base.Task):
                                        make, rows)
     totals = np.sum(np.stack(sums), axis=0)
     metrics = {"eval/loss": float(totals[0] / max(totals[1], 1.0))}
-    metrics.update(self._decode_and_score(params))
+    metrics.update(self._decode_and_score(layout.host_params(params)))
     return metrics
 
   def _decode_and_score(self, params) -> dict[str, float]:
-    """Decodes the first config.train.eval_examples validation sources (0 = all)."""
+    """Decodes the first config.train.eval_examples validation sources (0 = all), with
+    `params` on the host (decoding runs on one device)."""
     count = min(len(self.valid), self.config.train.eval_examples or len(self.valid))
-    host_params = jax.device_get(params)  # Decoding runs on one device.
-    self._last_predictions = self.decode(host_params, self.valid.sources[:count])
+    self._last_predictions = self.decode(params, self.valid.sources[:count])
     references = self.valid.references[:count]
     if self.config.task.seq2seq_metrics == "translation":
       scores = generation_metrics.bleu_chrf(self._last_predictions, references)
@@ -299,6 +301,18 @@ def _nll_sums(params, batch, *, apply_fn):
   weights_BxT = batch["weights"]
   nll_B = jnp.sum(steps.token_nll(logits_BxTxV, batch["targets"]) * weights_BxT, axis=1)
   return jnp.stack([nll_B, jnp.sum(weights_BxT, axis=1)], axis=1)
+
+
+def _check_init_architecture(config: Any) -> None:
+  """A pretrained model given as config.init_from must be an encoder–decoder: checked before
+  anything (its tokenizer) is copied."""
+  from lm.training import checkpoints  # pylint: disable=g-import-not-at-top
+  saved = checkpoints.load_config(config.init_from) if config.init_from else None
+  architecture = (saved or {}).get("model", {}).get("architecture", "transformer")
+  if saved is not None and architecture != "encoder_decoder":
+    raise UserError(f"config.init_from={config.init_from} holds a config.model.architecture="
+                    f"{architecture!r} model (a {saved['task']['kind']!r} run); "
+                    f"config.task.kind='seq2seq' needs an 'encoder_decoder'")
 
 
 def _read_pairs(config: Any) -> tuple[list, list, int]:

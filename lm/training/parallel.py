@@ -217,6 +217,10 @@ class MeshParallel(_Layout):
   def from_checkpoint(self, state: steps.TrainState) -> steps.TrainState:
     return state
 
+  def host_params(self, params: Any) -> Any:
+    """The train state's `params`, whole, on the host."""
+    return jax.device_get(params)
+
   def with_params(self, state: steps.TrainState, params: Any) -> steps.TrainState:
     """`state` with host `params` (same tree) placed in its shards."""
     return state.replace(params=jax.device_put(params, self.state_shardings.params))
@@ -317,6 +321,10 @@ class PmapParallel(_Layout):
     # Laid out as the steps' own outputs are (a mesh axis named after the pmap axis); any
     # other layout costs a second compilation of the train step.
     return flax.jax_utils.replicate(state, self.devices, axis_name=self.AXIS)
+
+  def host_params(self, params: Any) -> Any:
+    """The train state's `params` (one replica), on the host."""
+    return jax.device_get(jax.tree.map(lambda x: x[0], params))
 
   def with_params(self, state: steps.TrainState, params: Any) -> steps.TrainState:
     return self.from_checkpoint(self.to_checkpoint(state).replace(params=params))

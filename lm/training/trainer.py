@@ -365,8 +365,11 @@ def _describe_run(task: Any, layout, workdir: str) -> str:
   kind = "decoder" if model_cfg.causal else "encoder"
   attention_line = attention_kernels.describe(model_cfg.attention, attention, dtype,
                                               jax.default_backend()) + "\n"
+  layers = model_cfg.num_layers
   if model_cfg.architecture == "lstm":
     kind, attention_line = "LSTM", ""
+  elif model_cfg.architecture == "encoder_decoder":
+    kind, layers = "encoder–decoder", f"{model_cfg.num_layers} + {model_cfg.decoder_layers}"
   head = (f"{model_cfg.num_classes}-way classifier ({model_cfg.pooling} pooling)"
           if model_cfg.num_classes else "language-model head")
   if model_cfg.num_classes and model_cfg.pooling == "none":
@@ -378,7 +381,7 @@ def _describe_run(task: Any, layout, workdir: str) -> str:
   else:
     trained = f"; all {num_params:,} trainable"
   return (
-      f"Model: {num_params / 1e6:.2f}M parameters{trained}; {kind}, {model_cfg.num_layers} "
+      f"Model: {num_params / 1e6:.2f}M parameters{trained}; {kind}, {layers} "
       f"layers, width {model_cfg.embed_dim}, context {model_cfg.max_len}, vocab "
       f"{model_cfg.vocab_size} ({task.tokenizer.name}), {head}\n"
       f"{attention_line}{task.describe()}\n"
