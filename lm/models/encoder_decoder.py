@@ -96,14 +96,8 @@ class EncoderDecoder(nn.Module):
                decode: bool = False,
                deterministic: bool = True) -> jax.Array:
     cfg = self.config
-    dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
     target_BxT = source_BxS if target_BxT is None else target_BxT
-    token_embed = layers.Embed(cfg.vocab_size,
-                               cfg.embed_dim,
-                               init_std=cfg.init_std,
-                               dtype=dtype,
-                               param_dtype=param_dtype,
-                               name="token_embed")
+    token_embed = layers.token_embedding(cfg)
     dropout = nn.Dropout(cfg.dropout, deterministic=deterministic)
     memory_BxSxD = None
     if source_BxS is not None:
@@ -141,20 +135,7 @@ class EncoderDecoder(nn.Module):
                                                                memory_BxSxD, source_mask_BxS)
     if cfg.norm_position == "pre":
       x_NxD = layers.Norm(name="decoder_norm", **norm_options(cfg))(x_NxD)
-    if cfg.tie_embeddings:
-      logits_NxV = token_embed.attend(x_NxD)
-    else:
-      logits_NxV = layers.DenseGeneral2D((cfg.embed_dim, cfg.vocab_size), ("embed", "vocab"),
-                                         init_std=cfg.init_std,
-                                         dtype=dtype,
-                                         param_dtype=param_dtype,
-                                         name="lm_head")(x_NxD)
-    if cfg.output_bias:
-      bias_V = self.param("output_bias",
-                          nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
-                          (cfg.vocab_size,), param_dtype)
-      logits_NxV = logits_NxV + bias_V.astype(logits_NxV.dtype)[None, :]
-    logits_NxV = nn.with_logical_constraint(logits_NxV, ("act_batch", "act_vocab"))
+    logits_NxV = layers.vocabulary_logits(self, cfg, token_embed, x_NxD)
     return logits_NxV.reshape(B, T, -1)
 
   def _embed(self, token_embed, tokens_BxT, positions_BxT, side: str) -> jax.Array:

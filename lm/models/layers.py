@@ -203,3 +203,34 @@ def sinusoidal_positions(positions_BxT: jax.Array, features: int) -> jax.Array:
   inv_freq_H = 1.0 / 10_000.0**(2.0 * jnp.arange(half, dtype=jnp.float32) / features)
   angles_BxTxH = positions_BxT.astype(jnp.float32)[..., None] * inv_freq_H[None, None, :]
   return jnp.concatenate([jnp.sin(angles_BxTxH), jnp.cos(angles_BxTxH)], axis=-1)
+
+
+def token_embedding(cfg) -> Embed:
+  """The model's token table `token_embed` [vocab_size, embed_dim] (ModelConfig `cfg`), built
+  inside the calling module's compact method."""
+  return Embed(cfg.vocab_size,
+               cfg.embed_dim,
+               init_std=cfg.init_std,
+               dtype=jnp.dtype(cfg.dtype),
+               param_dtype=jnp.dtype(cfg.param_dtype),
+               name="token_embed")
+
+
+def vocabulary_logits(module: nn.Module, cfg, token_embed: Embed, x_NxD: jax.Array) -> jax.Array:
+  """Logits [N, V] of the hidden states: tied to `token_embed` or a separate `lm_head`
+  (config.tie_embeddings), plus `output_bias` (config.output_bias); called from `module`'s
+  compact method, which owns the new parameters."""
+  if cfg.tie_embeddings:
+    logits_NxV = token_embed.attend(x_NxD)
+  else:
+    logits_NxV = DenseGeneral2D((cfg.embed_dim, cfg.vocab_size), ("embed", "vocab"),
+                                init_std=cfg.init_std,
+                                dtype=jnp.dtype(cfg.dtype),
+                                param_dtype=jnp.dtype(cfg.param_dtype),
+                                name="lm_head")(x_NxD)
+  if cfg.output_bias:
+    bias_V = module.param("output_bias",
+                          nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
+                          (cfg.vocab_size,), jnp.dtype(cfg.param_dtype))
+    logits_NxV = logits_NxV + bias_V.astype(logits_NxV.dtype)[None, :]
+  return nn.with_logical_constraint(logits_NxV, ("act_batch", "act_vocab"))

@@ -179,12 +179,7 @@ class LSTM(nn.Module):
                         f"'transformer')")
     dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
     B, T = tokens_BxT.shape
-    token_embed = layers.Embed(cfg.vocab_size,
-                               cfg.embed_dim,
-                               init_std=cfg.init_std,
-                               dtype=dtype,
-                               param_dtype=param_dtype,
-                               name="token_embed")
+    token_embed = layers.token_embedding(cfg)
     dropout = nn.Dropout(cfg.dropout, deterministic=deterministic)
     x_BxTxI = dropout(token_embed(tokens_BxT))
     for i, hidden in enumerate(layer_widths(cfg)):

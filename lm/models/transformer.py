@@ -145,12 +145,7 @@ class Transformer(nn.Module):
     positions_bxT = jnp.arange(T,
                                dtype=jnp.int32)[None, :] if positions_BxT is None else positions_BxT
     positions_BxT = jnp.broadcast_to(positions_bxT, (B, T))
-    token_embed = layers.Embed(cfg.vocab_size,
-                               cfg.embed_dim,
-                               init_std=cfg.init_std,
-                               dtype=dtype,
-                               param_dtype=param_dtype,
-                               name="token_embed")
+    token_embed = layers.token_embedding(cfg)
     x_NxD = token_embed(tokens_BxT.reshape(B * T))
     if cfg.positions == "learned":
       position_embed = layers.Embed(cfg.max_len,
@@ -200,20 +195,7 @@ class Transformer(nn.Module):
       x_NxD = self._dense(cfg.embed_dim, "head_transform")(x_NxD)
       x_NxD = nn.gelu(x_NxD, approximate=cfg.mlp == "gelu")
       x_NxD = layers.Norm(name="head_norm", **norm_options(cfg))(x_NxD)
-    if cfg.tie_embeddings:
-      logits_NxV = token_embed.attend(x_NxD)
-    else:
-      logits_NxV = layers.DenseGeneral2D((cfg.embed_dim, cfg.vocab_size), ("embed", "vocab"),
-                                         init_std=cfg.init_std,
-                                         dtype=dtype,
-                                         param_dtype=param_dtype,
-                                         name="lm_head")(x_NxD)
-    if cfg.output_bias:
-      bias_V = self.param("output_bias",
-                          nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
-                          (cfg.vocab_size,), param_dtype)
-      logits_NxV = logits_NxV + bias_V.astype(logits_NxV.dtype)[None, :]
-    logits_NxV = nn.with_logical_constraint(logits_NxV, ("act_batch", "act_vocab"))
+    logits_NxV = layers.vocabulary_logits(self, cfg, token_embed, x_NxD)
     return logits_NxV.reshape(B, T, -1)
 
   def _dense(self, features: int, name: str) -> nn.Dense:
