@@ -7,6 +7,8 @@ captions line-aligned; val.en / val.de, 1,014. The test2016 split is not in it: 
   cpu      the <= 60-minute recipe for a 2-core CPU (tokenizer training included)
   (none)   the GPU recipe: a larger model, longer
   de_en    German -> English instead (with either)
+  pretrain T5 span corruption of both sides' text (no pairs); fine-tune from it with
+           --config.init_from=RUN --config.data.extra_ids=100 (its sentinel ids)
   smoke    seconds
 
 Commands:
@@ -26,11 +28,15 @@ from lm import defaults
 from lm.data import data_root
 from lm.experiment_args import parse_args, shrink_to_smoke
 
+LANGS = ("en", "de")
+
 
 def get_config(arg: str | None = None):
-  args = parse_args(arg, allowed=("cpu", "de_en", "smoke"))
+  args = parse_args(arg, allowed=("cpu", "de_en", "pretrain", "smoke"))
   source, target = ("de", "en") if "de_en" in args else ("en", "de")
   config = defaults.base_config()
+  if "pretrain" in args:
+    return _pretrain_config(config, args)
   config.task.kind = "seq2seq"
   config.task.seq2seq_metrics = "translation"
   config.task.label_smoothing = 0.1
@@ -71,4 +77,26 @@ def get_config(arg: str | None = None):
     config.data.vocab_size = 500
     config.train.eval_examples = 8
     config.task.max_new_tokens = 8
+  return config
+
+
+def _pretrain_config(config, args):
+  """T5 span corruption of the training text of both languages (no pairs), an encoder–decoder
+  as the cpu recipe's, with 100 sentinel ids after the vocabulary."""
+  config.task.kind = "span_corruption"
+  config.data.source = ",".join(data_root.path("multi30k", f"train.{lang}") for lang in LANGS)
+  config.data.valid_source = ",".join(data_root.path("multi30k", f"val.{lang}") for lang in LANGS)
+  config.data.txt_unit = "line"
+  config.data.tokenizer = "sentencepiece"
+  config.data.vocab_size = 8000
+  config.data.extra_ids = 100
+  config.model.update(architecture="encoder_decoder", norm_position="pre", positions="learned",
+                      max_len=64, dropout=0.1, num_layers=3, num_decoder_layers=3, num_heads=4,
+                      embed_dim=256, mlp_dim=1024)
+  config.train.update(batch_size=64, steps=2000, warmup_steps=200, learning_rate=1.5e-3,
+                      min_learning_rate=1e-5, weight_decay=0.01, b2=0.98, eval_every=500,
+                      checkpoint_every=500, keep_checkpoints=1, sample_prompt="")
+  if "smoke" in args:
+    shrink_to_smoke(config)
+    config.data.vocab_size = 500
   return config

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from experiments import multi30k, shakespeare_char
-from lm.data import tokenizers
+from lm.data import span_corruption, tokenizers
 from lm.errors import UserError
 from lm.tasks import registry
 from lm.tasks.seq2seq import Seq2SeqTask
@@ -120,3 +120,31 @@ def test_an_unknown_language_field_is_refused(tmp_path):
   assert_nothing_written(tmp_path / "run")
   config.data.source_field = "en"  # The two-field form trains.
   assert trainer.train_and_evaluate(config, str(tmp_path / "ok"))["eval/loss"] > 0
+
+
+def test_span_corruption_pretrains_an_encoder_decoder_that_seq2seq_fine_tunes(tmp_path):
+  pretrain = multi30k.get_config("pretrain,smoke")
+  pretrain.data.tokenizer = "char"
+  pretrain.model.dropout = 0.0
+  task = registry.build_task(pretrain, str(tmp_path / "pretrain"), {})
+  batch = task.train_batches(np.arange(pretrain.train.batch_size)).next_batch()
+  vocab = task.tokenizer.vocab_size
+  assert task.model_config.vocab_size == vocab + 100
+  for row in range(len(batch["inputs"])):  # Each window comes back from inputs and targets.
+    inputs = batch["inputs"][row][batch["source_segments"][row] > 0]
+    targets = batch["targets"][row][batch["target_segments"][row] > 0]
+    assert inputs.max() >= vocab and targets[0] == vocab  # Sentinels; the first leads.
+    restored = span_corruption.reconstruct(inputs, targets, range(vocab, vocab + 100),
+                                           task.tokenizer.special_ids.eos)
+    assert len(restored) == task.window
+  final = trainer.train_and_evaluate(pretrain, str(tmp_path / "pretrain"))
+  assert 0 < final["eval/loss"] < np.log(vocab + 100)
+
+  config = smoke_config()
+  config.init_from = str(tmp_path / "pretrain")
+  with pytest.raises(UserError, match=r"extra_ids=0.*trained with 100"):
+    trainer.train_and_evaluate(config, str(tmp_path / "refused"))
+  assert_nothing_written(tmp_path / "refused")
+  config.data.extra_ids = 100
+  tuned = trainer.train_and_evaluate(config, str(tmp_path / "tuned"))
+  assert "eval/bleu" in tuned

@@ -84,7 +84,8 @@ def read_curves(workdir: str) -> dict[str, list[tuple[int, float]]]:
 def _model_config(workdir: str, config: dict) -> ModelConfig:
   """The run's ModelConfig: config.model, its tokenizer's vocabulary and the task's fields."""
   vocab_size = tokenizers.load_tokenizer(os.path.join(workdir, pipeline.TOKENIZER_DIR)).vocab_size
-  return model_config_from(config["model"], vocab_size, **checkpoints.task_fields(config, workdir))
+  fields = {"vocab_size": vocab_size, **checkpoints.task_fields(config, workdir)}
+  return model_config_from(config["model"], **fields)
 
 
 @functools.lru_cache(maxsize=None)

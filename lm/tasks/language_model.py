@@ -32,7 +32,7 @@ class LanguageModelTask(base.Task):
       raise UserError(f"config.task.kind={kind!r} needs config.model.causal="
                       f"{kind == 'causal_lm'} (masked LM trains an encoder, causal LM a decoder)")
     base.copy_init_tokenizer(config, workdir)
-    return cls(config, _prepare_data_once(config.data, workdir), model_fields)
+    return cls(config, prepare_data_once(config.data, workdir), model_fields)
 
   @classmethod
   def check_config(cls, values: dict) -> None:
@@ -186,7 +186,7 @@ class Masker:
     return {"inputs": inputs, "output_positions": positions, "targets": targets, "weights": weights}
 
 
-def _prepare_data_once(data_cfg: Any, workdir: str) -> pipeline.PreparedData:
+def prepare_data_once(data_cfg: Any, workdir: str) -> pipeline.PreparedData:
   """Process 0 trains the tokenizer and tokenizes; then the others load its cache (or, with a
   workdir that is not shared, build the same one themselves)."""
   if jax.process_count() == 1:

@@ -18,6 +18,7 @@ TASKS = {
     "sft": "lm.tasks.sft:SftTask",
     "token_classification": "lm.tasks.token_classification:TokenClassificationTask",
     "seq2seq": "lm.tasks.seq2seq:Seq2SeqTask",
+    "span_corruption": "lm.tasks.span_corruption:SpanCorruptionTask",
 }
 KINDS = tuple(TASKS)
 

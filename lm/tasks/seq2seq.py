@@ -53,7 +53,58 @@ class Pairs:
                     np.int64)
 
 
-class Seq2SeqTask(base.Task):
+class EncoderDecoderTask(base.Task):
+  """What the encoder–decoder tasks (seq2seq, span corruption) share: the architecture check,
+  the model's vocabulary (the tokenizer's and config.data.extra_ids after it), and the loss:
+  per-token cross-entropy of the decoder's targets with config.task.label_smoothing."""
+
+  @classmethod
+  def check_config(cls, values: dict) -> None:
+    architecture = values["model"]["architecture"]
+    adopted = values["init_architecture"] == "adopt" and values["init_from"]
+    if architecture != "encoder_decoder" and not adopted:
+      raise UserError(f"config.task.kind={values['task']['kind']!r} trains an encoder–decoder: "
+                      f"set config.model.architecture='encoder_decoder', not {architecture!r}")
+    if values["data"]["extra_ids"] < 0:
+      raise UserError(f"config.data.extra_ids={values['data']['extra_ids']}: must be >= 0")
+
+  @classmethod
+  def head_fields(cls, config: dict, workdir: str) -> dict[str, Any]:
+    from lm.data import pipeline, tokenizers  # pylint: disable=g-import-not-at-top
+    vocab = tokenizers.load_tokenizer(os.path.join(workdir, pipeline.TOKENIZER_DIR)).vocab_size
+    return {"vocab_size": vocab + config["data"].get("extra_ids", 0)}
+
+  def _model_config(self, config: Any, task_fields: dict[str, Any]):
+    return model_config_from(config.model,
+                              self.tokenizer.vocab_size + config.data.extra_ids, **task_fields)
+
+  def loss(self, apply_fn, params, batch, rng):
+    logits_BxTxV = pair_logits(apply_fn, params, batch, deterministic=False, rngs={"dropout": rng})
+    return self.loss_fn(logits_BxTxV, batch), {}
+
+  def loss_fn(self, logits_BxTxV, batch):
+    """Per-token cross-entropy against targets smoothed by config.task.label_smoothing (1 - s
+    on the target, s spread evenly over the vocabulary)."""
+    nll_BxT = steps.token_nll(logits_BxTxV, batch["targets"])
+    smoothing = self.config.task.label_smoothing
+    if not smoothing:
+      return nll_BxT
+    logits_BxTxV = logits_BxTxV.astype(jnp.float32)
+    uniform_BxT = (jax.nn.logsumexp(logits_BxTxV, axis=-1) - jnp.mean(logits_BxTxV, axis=-1))
+    return (1.0 - smoothing) * nll_BxT + smoothing * uniform_BxT
+
+  def pair_loss(self, layout, params, batches) -> float:
+    """Mean target-token NLL (no smoothing) over this process's `batches` of global batches of
+    config.train.eval_batch_size."""
+    batch_size = self.config.train.eval_batch_size
+    totals = np.zeros(2)
+    for batch in batches:
+      totals += np.asarray(layout.per_row(nll_sums)(params, layout.put_batch(batch, batch_size)),
+                           np.float64).sum(axis=0)
+    return float(totals[0] / max(totals[1], 1.0))
+
+
+class Seq2SeqTask(EncoderDecoderTask):
   """An encoder–decoder trained with teacher forcing and label smoothing on source/target pairs."""
 
   data_roles = ("source", "target")
@@ -62,6 +113,10 @@ class Seq2SeqTask(base.Task):
 
   @classmethod
   def add_config_keys(cls, config) -> None:
+    # Encoder–decoders: ids after the tokenizer's vocabulary, for T5's sentinels (span
+    # corruption needs one per noise span of a window); a seq2seq run fine-tuning such a model
+    # sets the same number.
+    config.data.extra_ids = 0
     # Seq2seq: the target side of line-aligned parallel text (config.data.source is then the
     # source side, line i of one the translation of line i of the other; '' = each record of
     # config.data.source holds both, in source_field and target_field), and of the
@@ -85,11 +140,7 @@ class Seq2SeqTask(base.Task):
 
   @classmethod
   def check_config(cls, values: dict) -> None:
-    architecture = values["model"]["architecture"]
-    adopted = values["init_architecture"] == "adopt" and values["init_from"]
-    if architecture != "encoder_decoder" and not adopted:
-      raise UserError(f"config.task.kind='seq2seq' trains an encoder–decoder: set "
-                      f"config.model.architecture='encoder_decoder', not {architecture!r}")
+    super().check_config(values)
     if values["task"]["seq2seq_metrics"] not in METRICS:
       raise UserError(f"config.task.seq2seq_metrics={values['task']['seq2seq_metrics']!r}: "
                       f"choose one of {', '.join(METRICS)}")
@@ -113,6 +164,8 @@ class Seq2SeqTask(base.Task):
     length_penalty, max_new_tokens, temperature, top_k, top_p, seed)."""
     model = make_model(model_config)
     ids = [cls.generation_ids(config, tokenizer, prompt) for prompt in prompts]
+    # Padded to a bucket length, so that batches of similar sources share one compilation.
+    pad_to = buckets.bucket_length(max(map(len, ids)), buckets.bucket_lengths(model_config.max_len))
     special = tokenizer.special_ids
     outputs = seq2seq_decoding.decode_batch(model,
                                             params,
@@ -126,16 +179,17 @@ class Seq2SeqTask(base.Task):
                                             temperature=options["temperature"],
                                             top_k=options["top_k"],
                                             top_p=options["top_p"],
-                                            rng=jax.random.PRNGKey(options["seed"]))
+                                            rng=jax.random.PRNGKey(options["seed"]),
+                                            pad_to=pad_to)
     return [tokenizer.decode(tokens) for tokens in outputs]
 
   def __init__(self, config: Any, workdir: str, task_fields: dict[str, Any]):
     self.config = config
-    _check_init_architecture(config)
+    check_init_from(config)
     train, valid, self.num_skipped = _read_pairs(config)
     self.tokenizer = base.prepare_tokenizer(
         config, workdir, lambda: [text for r in train for text in r.values.values()])
-    self.model_config = model_config_from(config.model, self.tokenizer.vocab_size, **task_fields)
+    self.model_config = self._model_config(config, task_fields)
     self.seq_len = self.model_config.max_len
     self.buckets = buckets.bucket_lengths(self.seq_len)
     prefix = config.task.source_prefix
@@ -146,21 +200,6 @@ class Seq2SeqTask(base.Task):
                       f"[0, 1)")
     self._last_predictions: list[str] = []
     self._signature = ""
-
-  def loss(self, apply_fn, params, batch, rng):
-    logits_BxTxV = _logits(apply_fn, params, batch, deterministic=False, rngs={"dropout": rng})
-    return self.loss_fn(logits_BxTxV, batch), {}
-
-  def loss_fn(self, logits_BxTxV, batch):
-    """Per-token cross-entropy against targets smoothed by config.task.label_smoothing (1 - s
-    on the target, s spread evenly over the vocabulary)."""
-    nll_BxT = steps.token_nll(logits_BxTxV, batch["targets"])
-    smoothing = self.config.task.label_smoothing
-    if not smoothing:
-      return nll_BxT
-    logits_BxTxV = logits_BxTxV.astype(jnp.float32)
-    uniform_BxT = (jax.nn.logsumexp(logits_BxTxV, axis=-1) - jnp.mean(logits_BxTxV, axis=-1))
-    return (1.0 - smoothing) * nll_BxT + smoothing * uniform_BxT
 
   def train_batches(self, rows: np.ndarray) -> base.Batches:
     return PairBatches(self.train, self.config.train.batch_size, self.config.seed, self.buckets,
@@ -173,13 +212,9 @@ class Seq2SeqTask(base.Task):
     batch_size = self.config.train.eval_batch_size
     rows = layout.rows(batch_size)
     pad = self.tokenizer.special_ids.pad
-    make = lambda indices, weights, length: pair_batch(self.valid, indices, weights,
-                                                       self.buckets, pad)
-    sums = supervised.predict_in_order(lambda b: layout.per_row(_nll_sums)(
-        params, layout.put_batch(b, batch_size)), self.valid.lengths, batch_size, self.buckets,
-                                       make, rows)
-    totals = np.sum(np.stack(sums), axis=0)
-    metrics = {"eval/loss": float(totals[0] / max(totals[1], 1.0))}
+    batches = (pair_batch(self.valid, indices, weights, self.buckets, pad, rows)
+               for indices, weights in buckets.eval_order(self.valid.lengths, batch_size))
+    metrics = {"eval/loss": self.pair_loss(layout, params, batches)}
     metrics.update(self._decode_and_score(layout.host_params(params)))
     return metrics
 
@@ -259,15 +294,23 @@ class PairBatches:
 
 
 def pair_batch(pairs: Pairs, indices, weights, bucket_lengths, pad_id, rows=None) -> dict:
-  """`inputs` / `source_segments` [B, S], `decoder_inputs` / `targets` / `target_segments` /
-  `weights` [B, T] of the global batch `indices`' `rows` (default all); S and T are the bucket
-  lengths of the whole global batch's longest source and target, so that every process pads
-  alike. Weight-0 rows are all padding."""
+  """The batch (`padded_pairs`) of the global batch `indices`' `rows` (default all); source
+  and target are padded to the bucket lengths of the whole global batch's longest, so that every
+  process pads alike. Weight-0 rows are all padding."""
   S = buckets.bucket_length(max(len(pairs.sources[i]) for i in indices), bucket_lengths)
   T = buckets.bucket_length(max(len(pairs.targets[i]) - 1 for i in indices), bucket_lengths)
   if rows is not None:
     indices, weights = indices[rows], weights[rows]
-  B = len(indices)
+  return padded_pairs([pairs.sources[i] for i in indices], [pairs.targets[i] for i in indices],
+                      weights, S, T, pad_id)
+
+
+def padded_pairs(sources, targets, weights, S: int, T: int, pad_id: int) -> dict:
+  """`inputs` / `source_segments` [B, S] (encoder input), `decoder_inputs` / `targets` /
+  `target_segments` / `weights` [B, T]: teacher forcing, the one place of the shift (the decoder
+  reads target[:-1] and predicts target[1:], each `target` being [BOS] ... [EOS]). Rows of
+  weight 0 are all padding."""
+  B = len(sources)
   batch = {
       "inputs": np.full((B, S), pad_id, np.int32),
       "source_segments": np.zeros((B, S), np.int32),
@@ -276,13 +319,12 @@ def pair_batch(pairs: Pairs, indices, weights, bucket_lengths, pad_id, rows=None
       "target_segments": np.zeros((B, T), np.int32),
       "weights": np.zeros((B, T), np.float32),
   }
-  for row, (index, weight) in enumerate(zip(indices, weights)):
+  for row, (source, target, weight) in enumerate(zip(sources, targets, weights)):
     if weight <= 0:
       continue
-    source, target = pairs.sources[index], pairs.targets[index]
     batch["inputs"][row, :len(source)] = source
     batch["source_segments"][row, :len(source)] = 1
-    n = len(target) - 1  # Teacher forcing: the decoder reads target[:-1], predicts target[1:].
+    n = len(target) - 1
     batch["decoder_inputs"][row, :n] = target[:-1]
     batch["targets"][row, :n] = target[1:]
     batch["target_segments"][row, :n] = 1
@@ -290,29 +332,36 @@ def pair_batch(pairs: Pairs, indices, weights, bucket_lengths, pad_id, rows=None
   return batch
 
 
-def _logits(apply_fn, params, batch, **kwargs):
+def pair_logits(apply_fn, params, batch, **kwargs):
   return apply_fn({"params": params}, batch["inputs"], batch["decoder_inputs"],
                   batch["source_segments"], batch["target_segments"], **kwargs)
 
 
-def _nll_sums(params, batch, *, apply_fn):
+def nll_sums(params, batch, *, apply_fn):
   """[B, 2]: each row's summed target NLL and its number of target tokens."""
-  logits_BxTxV = _logits(apply_fn, params, batch, deterministic=True)
+  logits_BxTxV = pair_logits(apply_fn, params, batch, deterministic=True)
   weights_BxT = batch["weights"]
   nll_B = jnp.sum(steps.token_nll(logits_BxTxV, batch["targets"]) * weights_BxT, axis=1)
   return jnp.stack([nll_B, jnp.sum(weights_BxT, axis=1)], axis=1)
 
 
-def _check_init_architecture(config: Any) -> None:
-  """A pretrained model given as config.init_from must be an encoder–decoder: checked before
-  anything (its tokenizer) is copied."""
+def check_init_from(config: Any) -> None:
+  """A pretrained model given as config.init_from must be an encoder–decoder with as many
+  extra ids: checked before anything (its tokenizer) is copied."""
   from lm.training import checkpoints  # pylint: disable=g-import-not-at-top
   saved = checkpoints.load_config(config.init_from) if config.init_from else None
-  architecture = (saved or {}).get("model", {}).get("architecture", "transformer")
-  if saved is not None and architecture != "encoder_decoder":
+  if saved is None:
+    return
+  architecture = saved.get("model", {}).get("architecture", "transformer")
+  if architecture != "encoder_decoder":
     raise UserError(f"config.init_from={config.init_from} holds a config.model.architecture="
                     f"{architecture!r} model (a {saved['task']['kind']!r} run); "
-                    f"config.task.kind='seq2seq' needs an 'encoder_decoder'")
+                    f"config.task.kind={config.task.kind!r} needs an 'encoder_decoder'")
+  extra_ids = saved.get("data", {}).get("extra_ids", 0)
+  if extra_ids != config.data.extra_ids:
+    raise UserError(f"config.data.extra_ids={config.data.extra_ids}, but config.init_from="
+                    f"{config.init_from} was trained with {extra_ids}: set "
+                    f"--config.data.extra_ids={extra_ids}")
 
 
 def _read_pairs(config: Any) -> tuple[list, list, int]:

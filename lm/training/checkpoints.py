@@ -325,13 +325,14 @@ def load_for_inference(workdir: str, which: str = "latest"):
     checkpointer.close()
   tokenizer = tokenizers.load_tokenizer(os.path.join(workdir, pipeline.TOKENIZER_DIR))
   params = nn.meta.unbox(params)
-  cfg = model_config.model_config_from(config["model"], tokenizer.vocab_size,
-                                       **task_fields(config, workdir))
+  fields = {"vocab_size": tokenizer.vocab_size, **task_fields(config, workdir)}
+  cfg = model_config.model_config_from(config["model"], **fields)
   return cfg, jax.tree.map(jax.numpy.asarray, params), tokenizer
 
 
 def task_fields(config: dict, workdir: str) -> dict[str, Any]:
-  """The ModelConfig fields a saved run's task set (its head, LoRA adapters)."""
+  """The ModelConfig fields a saved run's task set (its head, LoRA adapters; the vocabulary
+  where it is not the tokenizer's)."""
   from lm.tasks import registry  # pylint: disable=g-import-not-at-top
   head = registry.task_class(config["task"]["kind"]).head_fields(config, workdir)
   return {**head, **lora_fields(config.get("finetune", {}))}
