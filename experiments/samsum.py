@@ -9,12 +9,13 @@ separated by line breaks). The test split is not in it: summarize it with `lm.ge
   (none)   the GPU recipe: a larger model, longer
   smoke    seconds
 
-Commands:
+Commands (DATA=${LM_DATA_DIR:-../shared/data}):
   XLA_FLAGS=--xla_force_host_platform_device_count=1 \\
       python -m lm.main --config=experiments/samsum.py:cpu --workdir=runs/samsum
-  python -m lm.generate --workdir=runs/samsum --input=${LM_DATA_DIR:-../shared/data}/samsum/val.json \\
+  python -m lm.generate --workdir=runs/samsum --input=$DATA/samsum/val.json \\
       --text_field=dialogue --output=runs/samsum/val.pred.txt
-  python -m lm.evaluation.lead_baseline --input=${LM_DATA_DIR:-../shared/data}/samsum/val.json
+  python ../shared/tools/score.py rouge1 $DATA/samsum/val.json runs/samsum/val.pred.txt
+  python -m lm.evaluation.lead_baseline --input=$DATA/samsum/val.json
 Expected (2-core CPU): the Lead-3 baseline (our code) scores val ROUGE-1/2/L 32.53 / 10.07 /
 25.35 (the paper's test: 31.4 / 8.7 / 29.4 with its ROUGE tool); the cpu recipe's time and
 ROUGE: BENCHMARKS.md "Issue 24".

@@ -77,6 +77,9 @@ from lm.data.prepare import run, stages
 
 # Ctrl-C taken by a thread started before the workers (its signal mask is its own), just after
 # a worker started and before its start-up data is written to it.
+# Python's own Ctrl-C handler, also where this process was started with SIGINT ignored (pytest
+# workers of pytest-xdist ignore it, and an ignored signal stays ignored in a child).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 spawned = threading.Event()
 tripped, wakeup = os.pipe()
 os.set_blocking(wakeup, False)
@@ -111,5 +114,8 @@ def test_ctrl_c_while_workers_start_reaches_no_worker_half_started(tmp_path):
   never wrote died with `EOFError: Ran out of input` and a traceback."""
   result = subprocess.run([sys.executable, "-c", CTRL_C_BETWEEN_SPAWN_AND_START_UP_DATA,
                            str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
-  assert result.returncode == 130, result.stderr
+  # No worker is left half-started: no traceback. (The main process exits 130 as a rule; once in
+  # a full parallel suite it finished its four tiny shards first, status 0, the interrupt not
+  # yet taken: Python runs a handler only at the main thread's next check.)
   assert result.stderr == "", result.stderr
+  assert result.returncode in (130, 0), result.returncode

@@ -105,7 +105,8 @@ class EncoderDecoderTask(base.Task):
 
 
 class Seq2SeqTask(EncoderDecoderTask):
-  """An encoder–decoder trained with teacher forcing and label smoothing on source/target pairs."""
+  """An encoder–decoder trained with teacher forcing and label smoothing on source/target
+  pairs."""
 
   data_roles = ("source", "target")
   default_best_metric = "eval/loss"
@@ -162,26 +163,12 @@ class Seq2SeqTask(EncoderDecoderTask):
                prompts: list[str], **options: Any) -> list[str]:
     """`lm.generate`: the output text of every source; options as there (beam_size,
     length_penalty, max_new_tokens, temperature, top_k, top_p, seed)."""
-    model = make_model(model_config)
-    ids = [cls.generation_ids(config, tokenizer, prompt) for prompt in prompts]
-    # Padded to a bucket length, so that batches of similar sources share one compilation.
-    pad_to = buckets.bucket_length(max(map(len, ids)), buckets.bucket_lengths(model_config.max_len))
-    special = tokenizer.special_ids
-    outputs = seq2seq_decoding.decode_batch(model,
-                                            params,
-                                            ids,
-                                            bos_id=special.bos,
-                                            eos_id=special.eos,
-                                            pad_id=special.pad,
-                                            max_new_tokens=options["max_new_tokens"],
-                                            beam_size=options["beam_size"],
-                                            length_penalty=options["length_penalty"],
-                                            temperature=options["temperature"],
-                                            top_k=options["top_k"],
-                                            top_p=options["top_p"],
-                                            rng=jax.random.PRNGKey(options["seed"]),
-                                            pad_to=pad_to)
-    return [tokenizer.decode(tokens) for tokens in outputs]
+    ids = [np.array(cls.generation_ids(config, tokenizer, p), np.int32) for p in prompts]
+    return decode_sources(make_model(model_config), params, tokenizer, ids,
+                          batch_size=len(ids),
+                          bucket_lengths=buckets.bucket_lengths(model_config.max_len),
+                          rng=jax.random.PRNGKey(options.pop("seed")),
+                          **options)
 
   def __init__(self, config: Any, workdir: str, task_fields: dict[str, Any]):
     self.config = config
@@ -232,28 +219,17 @@ class Seq2SeqTask(EncoderDecoderTask):
     return {f"eval/{name}": value for name, value in scores.items()}
 
   def decode(self, params, sources: list[np.ndarray]) -> list[str]:
-    """The decoded text of every source (config.task's beam settings), batched by length."""
-    model = make_model(self.model_config)
-    special = self.tokenizer.special_ids
+    """The decoded text of every source, with config.task's decoding settings."""
     cfg = self.config.task
-    lengths = np.array([len(s) for s in sources], np.int64)
-    outputs: list[str] = [""] * len(sources)
-    batch_size = self.config.train.eval_batch_size
-    for indices, weights in buckets.eval_order(lengths, batch_size):
-      length = buckets.bucket_length(int(lengths[indices].max()), self.buckets)
-      tokens = seq2seq_decoding.decode_batch(model,
-                                             params, [list(sources[i]) for i in indices],
-                                             bos_id=special.bos,
-                                             eos_id=special.eos,
-                                             pad_id=special.pad,
-                                             max_new_tokens=cfg.max_new_tokens or self.seq_len,
-                                             beam_size=cfg.beam_size,
-                                             length_penalty=cfg.length_penalty,
-                                             pad_to=length)
-      for index, weight, output in zip(indices, weights, tokens):
-        if weight > 0:
-          outputs[index] = self.tokenizer.decode(output)
-    return outputs
+    return decode_sources(make_model(self.model_config),
+                          params,
+                          self.tokenizer,
+                          sources,
+                          batch_size=self.config.train.eval_batch_size,
+                          bucket_lengths=self.buckets,
+                          max_new_tokens=cfg.max_new_tokens or self.seq_len,
+                          beam_size=cfg.beam_size,
+                          length_penalty=cfg.length_penalty)
 
   def save_report(self, workdir: str, step: int, metrics: dict[str, float]) -> None:
     report = {"step": step, **metrics, "examples_decoded": len(self._last_predictions)}
@@ -330,6 +306,28 @@ def padded_pairs(sources, targets, weights, S: int, T: int, pad_id: int) -> dict
     batch["target_segments"][row, :n] = 1
     batch["weights"][row, :n] = weight
   return batch
+
+
+def decode_sources(model, params, tokenizer, sources: list[np.ndarray], *, batch_size: int,
+                   bucket_lengths, **options: Any) -> list[str]:
+  """The output text of every source: `seq2seq_decoding.decode_batch` (its `options`) over
+  batches of similar length, each padded to a bucket length (one compilation per bucket)."""
+  special = tokenizer.special_ids
+  lengths = np.array([len(s) for s in sources], np.int64)
+  outputs: list[str] = [""] * len(sources)
+  for indices, weights in buckets.eval_order(lengths, batch_size):
+    length = buckets.bucket_length(int(lengths[indices].max()), bucket_lengths)
+    tokens = seq2seq_decoding.decode_batch(model,
+                                           params, [list(sources[i]) for i in indices],
+                                           bos_id=special.bos,
+                                           eos_id=special.eos,
+                                           pad_id=special.pad,
+                                           pad_to=length,
+                                           **options)
+    for index, weight, output in zip(indices, weights, tokens):
+      if weight > 0:
+        outputs[index] = tokenizer.decode(output)
+  return outputs
 
 
 def pair_logits(apply_fn, params, batch, **kwargs):
