@@ -148,3 +148,17 @@ def test_span_corruption_pretrains_an_encoder_decoder_that_seq2seq_fine_tunes(tm
   config.data.extra_ids = 100
   tuned = trainer.train_and_evaluate(config, str(tmp_path / "tuned"))
   assert "eval/bleu" in tuned
+
+
+def test_records_with_an_empty_field_are_skipped_and_counted(tmp_path):
+  """SAMSum's training split has a dialogue that is empty: the run skips it, as parallel text."""
+  pairs = tmp_path / "pairs.json"
+  records = [{"dialogue": f"a {i}", "summary": f"b {i}"} for i in range(6)]
+  records[2]["dialogue"] = ""
+  records[4]["summary"] = " "
+  pairs.write_text(json.dumps(records))
+  config = smoke_config(data__source=str(pairs), data__valid_source=str(pairs), data__target="",
+                        data__valid_target="", data__source_field="dialogue",
+                        data__target_field="summary")
+  task = registry.build_task(config, str(tmp_path / "run"), {})
+  assert task.num_skipped == 2 * 2 and len(task.train) == 4

@@ -370,7 +370,7 @@ def _read_pairs(config: Any) -> tuple[list, list, int]:
     train, valid = supervised.read_splits(config, {
         "source": data_cfg.source_field,
         "target": data_cfg.target_field
-    })
+    }, blank="keep")
   else:
     train = _parallel(data_cfg.source, data_cfg.target, data_cfg, "config.data.source",
                       "config.data.target")

@@ -19,16 +19,18 @@ SPLIT_SEED = 0
 CLEAN_STEPS = tuple(step for step in cleaning.STEPS if step != "stopwords")
 
 
-def read_splits(config: Any, fields: dict[str, str]) -> tuple[list, list]:
+def read_splits(config: Any, fields: dict[str, str], blank: str = "error") -> tuple[list, list]:
   """Training and validation records: config.data.valid_source, the TFDS valid_split, or a
-  held-out valid_fraction of the training records."""
+  held-out valid_fraction of the training records; a record with a blank field is an error, or
+  kept (`blank='keep'`, for a task that skips and counts them)."""
   data_cfg = config.data
   read = dict(fields=fields,
               encoding_errors=data_cfg.encoding_errors,
               tfds_data_dir=data_cfg.tfds_data_dir or None,
               required=tuple(fields),
               txt_unit=records_txt_unit(data_cfg.txt_unit),
-              entry_separator=data_cfg.entry_separator)
+              entry_separator=data_cfg.entry_separator,
+              blank=blank)
   train = reader.read_records(data_cfg.source, split=data_cfg.train_split, **read)
   if data_cfg.valid_source:
     valid = reader.read_records(data_cfg.valid_source,
