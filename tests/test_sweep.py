@@ -21,7 +21,7 @@ from scipy import stats as scipy_stats
 from lm import defaults, sampling
 from lm.data import tokenizers
 from lm.errors import UserError
-from lm.models import transformer
+from lm.models import architecture
 from lm.models.config import model_config_from
 from lm.sweep import outcome, plan, plots, report, runner, scaling, stats
 from lm.training import checkpoints, flops, metrics_log
@@ -279,7 +279,7 @@ def test_aggregation_statistics_tables_and_plots(tmp_path):
   tokens = config["train"]["steps"] * config["train"]["batch_size"] * config["model"]["max_len"]
   vocab_size = tokenizers.load_tokenizer(str(tmp_path / "a/seed0/tokenizer")).vocab_size
   model_cfg = model_config_from(config["model"], vocab_size)
-  params = sum(math.prod(s) for s in transformer.param_shapes(model_cfg).values())
+  params = sum(math.prod(s) for s in architecture.param_shapes(model_cfg).values())
   assert outcomes[0].params == params
   assert outcomes[0].flops == pytest.approx(tokens * flops.flops_per_token(model_cfg, 64))
   assert outcomes[0].curves["eval/loss"][0][0] == 1 and "perf/mfu" not in outcomes[0].metrics

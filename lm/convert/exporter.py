@@ -25,7 +25,7 @@ from lm.data import atomic
 from lm.errors import UserError
 from lm.models.config import ModelConfig
 from lm.models.lora import merge_lora
-from lm.models.transformer import param_shapes
+from lm.models.architecture import param_shapes
 from lm.training import checkpoints
 
 
@@ -35,9 +35,9 @@ def export_hf(workdir: str, target: str, which: str = "latest") -> str:
   directory excepted) or the model has no Hugging Face equivalent."""
   _check_new(target)
   cfg, params, tokenizer = checkpoints.load_for_inference(workdir, which)
-  if cfg.architecture != "transformer":
-    raise UserError(f"{workdir}: an {cfg.architecture.upper()} model has no Hugging Face "
-                    f"architecture to export to; only Transformers export")
+  if cfg.architecture == "lstm":
+    raise UserError(f"{workdir}: an LSTM model has no Hugging Face architecture to export to; "
+                    f"only Transformers export")
   params = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
   if cfg.lora_rank:
     params, cfg = merge_lora(params, cfg)
@@ -60,13 +60,17 @@ def export_hf(workdir: str, target: str, which: str = "latest") -> str:
       for name, value in tensor_map.to_tensors(params, rules).items()
   }
   special_ids = dataclasses.asdict(tokenizer.special_ids)
-  hf_config = {**family.hf_config(exported, special_ids), "torch_dtype": "float32"}
   config = checkpoints.load_config(workdir) or {}
+  if cfg.architecture == "encoder_decoder":
+    from lm.tasks import seq2seq  # pylint: disable=g-import-not-at-top
+    special_ids["decoder_start"] = seq2seq.decoder_start_id(config.get("task", {}), tokenizer)
+  hf_config = {**family.hf_config(exported, special_ids), "torch_dtype": "float32"}
   if cfg.num_classes:
     hf_config.update(_label_names(workdir))
   files = tokenizer_files(tokenizer,
                           max_len=cfg.max_len,
-                          prefix_ids=_prefix_ids(config, tokenizer),
+                          prefix_ids=(_prefix_ids(config, tokenizer)
+                                      if cfg.architecture == "transformer" else []),
                           encoder=bool(cfg.num_classes) and not cfg.causal)
 
   def write(directory: str) -> None:
@@ -137,7 +141,7 @@ def _complete(params: dict, cfg: ModelConfig, exported: ModelConfig, workdir: st
       continue
     if path == "lm_head/kernel" and cfg.tie_embeddings:
       value = np.asarray(flat["token_embed/embedding"]).T
-    elif path.endswith("/bias") or path.startswith("type_embed/"):
+    elif path.endswith("/bias") or path.startswith("type_embed/") or path == "output_bias":
       value = np.zeros(shape, np.float32)
     else:
       raise UserError(f"{workdir}: the checkpoint has no parameter {path}")
@@ -162,6 +166,8 @@ def _generation_config(cfg: ModelConfig, special_ids: dict) -> bytes:
   config = {"bos_token_id": special_ids.get("bos"), "eos_token_id": special_ids.get("eos"),
             "pad_token_id": special_ids.get("pad"), "max_length": cfg.max_len,
             "do_sample": False}
+  if "decoder_start" in special_ids:
+    config["decoder_start_token_id"] = special_ids["decoder_start"]
   return json.dumps(config, indent=2).encode()
 
 

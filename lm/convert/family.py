@@ -1,4 +1,5 @@
-"""What a model family (GPT-2, BERT, Llama, GPT-NeoX) tells the converter, and the lookup by name."""
+"""What a model family (GPT-2, BERT, Llama, GPT-NeoX; T5, BART, Marian) tells the converter, and
+the lookup by name."""
 
 import abc
 from typing import Any
@@ -18,14 +19,23 @@ class Family(abc.ABC):
   base_prefix: str = ""
   # Tensor name prefixes of the heads, which sit outside the base model.
   head_prefixes: tuple[str, ...] = ()
-  # Tensors that are buffers, not weights (causal masks, position ids): ignored on import.
+  # Tensors that are buffers, not weights (causal masks, position ids), or copies of tied
+  # weights: ignored on import.
   ignored_suffixes: tuple[str, ...] = ()
+  # The config.model.architecture this family holds.
+  architecture_kind: str = "transformer"
 
   @abc.abstractmethod
   def model_fields(self, hf: dict[str, Any], tensor_names: set[str],
                    source: str) -> dict[str, Any]:
     """config.model fields (and `vocab_size`) from a Hugging Face config.json; UserError naming
     `source` and the key for what this project cannot represent exactly."""
+
+  def task_fields(self, hf: dict[str, Any]) -> dict[str, Any]:
+    """config.task of an imported model beyond its kind: causal_lm / masked_lm by default;
+    encoder–decoders name 'seq2seq' and their decoder_start_id."""
+    del hf
+    return {}
 
   @abc.abstractmethod
   def rules(self, cfg: ModelConfig, param_paths: set[str]) -> list[Rule]:
@@ -37,7 +47,8 @@ class Family(abc.ABC):
 
   @abc.abstractmethod
   def hf_config(self, cfg: ModelConfig, special_ids: dict[str, int | None]) -> dict[str, Any]:
-    """The Hugging Face config.json of `cfg` (`architectures` names the head class)."""
+    """The Hugging Face config.json of `cfg` (`architectures` names the head class);
+    `special_ids` are the tokenizer's by role, and 'decoder_start' for an encoder–decoder."""
 
   def exported_as(self, cfg: ModelConfig) -> ModelConfig:
     """The config that is written: `cfg` with whatever the family always has (e.g. biases)."""
@@ -72,8 +83,9 @@ def mismatch(cfg: ModelConfig,
 
 
 def families() -> list[Family]:
-  from lm.convert import bert, gpt2, gpt_neox, llama  # pylint: disable=g-import-not-at-top
-  return [gpt2.GPT2(), bert.Bert(), llama.Llama(), gpt_neox.GPTNeoX()]
+  from lm.convert import bart, bert, gpt2, gpt_neox, llama, t5  # pylint: disable=g-import-not-at-top
+  return [gpt2.GPT2(), bert.Bert(), llama.Llama(), gpt_neox.GPTNeoX(), t5.T5(), bart.Bart(),
+          bart.Marian()]
 
 
 def family_for_hf(hf: dict[str, Any], source: str) -> Family:
@@ -92,6 +104,8 @@ def family_for_model(cfg: ModelConfig, workdir: str, classifier_hint: bool = Fal
   (`classifier_hint`) says which classifiers export."""
   problems = []
   for family in families():
+    if family.architecture_kind != cfg.architecture:
+      continue
     problem = family.export_problem(cfg)
     if problem is None:
       return family

@@ -18,7 +18,7 @@ from lm.convert.family import Family, family_for_hf
 from lm.data import hf_tokenizer, pipeline
 from lm.errors import UserError
 from lm.models.config import TASK_FIELDS, ModelConfig
-from lm.models.transformer import param_shapes
+from lm.models.architecture import param_shapes
 from lm.training import checkpoints
 
 # Heads that a checkpoint may lack (a bare BertModel has no masked-LM head): initialized fresh.
@@ -47,6 +47,7 @@ def import_hf(source: str, workdir: str) -> ModelConfig:
   config = defaults.base_config()
   config.model.update({k: v for k, v in dataclasses.asdict(cfg).items() if k not in TASK_FIELDS})
   config.task.kind = "causal_lm" if cfg.causal else "masked_lm"
+  config.task.update(family.task_fields(hf))
   config.data.tokenizer = "hf"
   saved = {**config.to_dict(), "converted_from": os.path.abspath(source)}
   tokenizer.save(os.path.join(workdir, pipeline.TOKENIZER_DIR))

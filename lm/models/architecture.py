@@ -1,5 +1,7 @@
 """The model class that config.model.architecture names, and parameter counts of a config."""
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -20,6 +22,12 @@ def make_model(cfg: ModelConfig) -> nn.Module:
 
 def count_params(cfg: ModelConfig) -> int:
   """Number of parameters of the model `cfg` describes, without allocating them."""
+  return sum(math.prod(shape) for shape in param_shapes(cfg).values())
+
+
+def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+  """{'/'-joined parameter path: shape} of the model `cfg` describes, without allocating it."""
   tokens_1x1 = jnp.zeros((1, 1), jnp.int32)
   abstract = jax.eval_shape(lambda: make_model(cfg).init(jax.random.key(0), tokens_1x1))
-  return sum(leaf.size for leaf in jax.tree.leaves(nn.meta.unbox(abstract["params"])))
+  leaves = jax.tree_util.tree_leaves_with_path(nn.meta.unbox(abstract["params"]))
+  return {"/".join(str(k.key) for k in path): tuple(leaf.shape) for path, leaf in leaves}

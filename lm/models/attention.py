@@ -13,6 +13,11 @@ from lm.models import attention_kernels, layers
 from lm.models.config import ModelConfig
 
 
+def attention_scale(cfg: ModelConfig) -> float | None:
+  """The scale of the scores: None (1 / sqrt(head_dim)) or 1 (config.scale_attention=False)."""
+  return None if cfg.scale_attention else 1.0
+
+
 class SelfAttention(nn.Module):
   """Self-attention over flat inputs x_NxD reshaped to [B, T, ...] for the attention itself.
 
@@ -33,7 +38,9 @@ class SelfAttention(nn.Module):
                rope: tuple[jax.Array, jax.Array] | None = None,
                segment_ids_BxT: jax.Array | None = None,
                *,
+               bias_BxHxTxS: jax.Array | None = None,
                decode: bool = False) -> jax.Array:
+    """`bias_BxHxTxS`: added to the scores (relative positions); S is max_len when decoding."""
     cfg = self.config
     dtype = jnp.dtype(cfg.dtype)
     B, T = positions_BxT.shape
@@ -68,6 +75,8 @@ class SelfAttention(nn.Module):
                                                              v_BxSxKxDh,
                                                              implementation="xla",
                                                              mask_BxTxS=mask_BxTxS,
+                                                             bias_BxHxTxS=bias_BxHxTxS,
+                                                             scale=attention_scale(cfg),
                                                              causal=False)
     else:
       out_BxTxHxDh = attention_kernels.dot_product_attention(q_BxTxHxDh,
@@ -75,6 +84,8 @@ class SelfAttention(nn.Module):
                                                              v_BxTxKxDh,
                                                              implementation=implementation,
                                                              segment_ids_BxT=segment_ids_BxT,
+                                                             bias_BxHxTxS=bias_BxHxTxS,
+                                                             scale=attention_scale(cfg),
                                                              causal=cfg.causal)
 
     out_NxHDh = nn.with_logical_constraint(out_BxTxHxDh, heads).reshape(B * T, H * Dh)
@@ -150,6 +161,7 @@ class CrossAttention(nn.Module):
                                                            v_BxSxKxDh,
                                                            implementation="xla",
                                                            mask_BxTxS=mask_BxTxS,
+                                                           scale=attention_scale(cfg),
                                                            causal=False)
     out_NxHDh = nn.with_logical_constraint(out_BxTxHxDh, heads).reshape(B * T, H * Dh)
     return layers.projection(cfg,

@@ -85,8 +85,10 @@ def dot_product_attention(q_BxTxHxDh: jax.Array,
                           implementation: str,
                           segment_ids_BxT: jax.Array | None = None,
                           mask_BxTxS: jax.Array | None = None,
+                          bias_BxHxTxS: jax.Array | None = None,
+                          scale: float | None = None,
                           causal: bool = True) -> jax.Array:
-  """softmax(q k^T / sqrt(Dh) + mask) v with grouped-query heads; returns out_BxTxHxDh.
+  """softmax(q k^T * scale + bias + mask) v with grouped-query heads; returns out_BxTxHxDh.
 
   Args:
     q_BxTxHxDh: queries; H must be a multiple of K.
@@ -96,14 +98,19 @@ def dot_product_attention(q_BxTxHxDh: jax.Array,
     segment_ids_BxT: packed sequences (T == S): query t sees key s only where the ids are equal.
     mask_BxTxS: boolean, True = attend. The KV-cache decode path: it always runs on XLA (few
       queries, an arbitrary mask that the fused kernels do not take).
+    bias_BxHxTxS: added to the scores (T5's relative positions; B and H may be 1); on XLA.
+    scale: of the scores; None is 1 / sqrt(Dh).
     causal: query t sees keys s <= t.
   """
   if segment_ids_BxT is not None and q_BxTxHxDh.shape[1] != k_BxSxKxDh.shape[1]:
     raise ValueError(f"segment ids need T == S, got q {q_BxTxHxDh.shape}, k {k_BxSxKxDh.shape}")
-  if implementation in ("xla", "cudnn") or mask_BxTxS is not None:
-    # A decode mask always runs on XLA (few queries, a mask the fused kernels do not take).
+  plain_xla = mask_BxTxS is not None or bias_BxHxTxS is not None
+  if implementation in ("xla", "cudnn") or plain_xla:
+    # A decode mask or a bias runs on XLA (few queries, or inputs the fused kernels do not take).
     return _jax_nn(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, segment_ids_BxT, mask_BxTxS, causal,
-                   "xla" if mask_BxTxS is not None else implementation)
+                   "xla" if plain_xla else implementation, bias_BxHxTxS, scale)
+  if scale is not None:  # Splash scales by 1/sqrt(Dh): fold the difference into the queries.
+    q_BxTxHxDh = q_BxTxHxDh * jnp.asarray(scale * q_BxTxHxDh.shape[-1]**0.5, q_BxTxHxDh.dtype)
   if implementation == "splash":
     return _splash(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, segment_ids_BxT, causal)
   raise ValueError(f"unknown attention implementation {implementation!r}; resolve it first")
@@ -115,7 +122,7 @@ def _segment_mask(segment_ids_BxT: jax.Array) -> jax.Array:
 
 
 def _jax_nn(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, segment_ids_BxT, mask_BxTxS, causal,
-            implementation):
+            implementation, bias_BxHxTxS=None, scale=None):
   """`jax.nn.dot_product_attention` with segments (and a decode mask) as a [B, 1, T, S] mask.
 
   On cuDNN, JAX turns the boolean mask into an additive bias (0 / -2^41 in bfloat16) added to
@@ -133,7 +140,9 @@ def _jax_nn(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, segment_ids_BxT, mask_BxTxS, cau
   return jax.nn.dot_product_attention(q_BxTxHxDh,
                                       k_BxSxKxDh,
                                       v_BxSxKxDh,
+                                      bias=bias_BxHxTxS,
                                       mask=mask_Bx1xTxS,
+                                      scale=scale,
                                       is_causal=causal,
                                       implementation=implementation)
 

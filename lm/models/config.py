@@ -10,8 +10,9 @@ from lm.errors import UserError
 
 ARCHITECTURES = ("transformer", "lstm", "encoder_decoder")  # lm.models.architecture.make_model
 NORMS = ("layernorm", "rmsnorm")
-MLPS = ("gelu", "gelu_exact", "swiglu")
-POSITIONS = ("learned", "rope", "sinusoidal")
+MLPS = ("gelu", "gelu_exact", "relu", "silu", "swiglu", "geglu")
+GATED_MLPS = ("swiglu", "geglu")  # act(x W_gate) * (x W_up), then W_out (Shazeer 2020).
+POSITIONS = ("learned", "rope", "sinusoidal", "relative")
 ATTENTIONS = ("auto", "xla", "cudnn", "splash")  # lm.models.attention_kernels
 REMATS = ("none", "full", "save_matmuls")
 POOLINGS = ("cls", "mean", "last", "none")
@@ -47,13 +48,23 @@ class ModelConfig:
   lstm_hidden_dim: int = 0
   # Longest sequence the model accepts (size of the learned position table, RoPE cache).
   max_len: int = 64
-  # 'learned' (a table), 'rope' (rotary) or 'sinusoidal' (fixed, Vaswani et al. 2017; Marian).
+  # 'learned' (a table), 'rope' (rotary), 'sinusoidal' (fixed, Vaswani et al. 2017; Marian) or
+  # 'relative' (T5: a learned bias per head and bucket of key-query distance added to the
+  # attention scores, relative_buckets buckets, logarithmic up to relative_max_distance).
   positions: str = "learned"
+  relative_buckets: int = 32
+  relative_max_distance: int = 128
   # architecture='encoder_decoder' (lm.models.encoder_decoder): num_layers encoder blocks and
   # num_decoder_layers decoder blocks (0 = num_layers).
   num_decoder_layers: int = 0
   # Token embeddings scaled by sqrt(embed_dim) (Vaswani et al. 2017, Marian, fairseq).
   scale_embeddings: bool = False
+  # Attention scores scaled by 1/sqrt(head_dim); False: unscaled (T5 folds it into the init).
+  scale_attention: bool = True
+  # Under norm_position='post': a norm on the embeddings (BERT, BART); Marian has none.
+  embed_norm: bool = True
+  # Final hidden states scaled by embed_dim^-0.5 before the tied output layer (T5 v1.0).
+  scale_tied_output: bool = False
   rope_theta: float = 10_000.0
   # Context extension of rotary positions (as in Hugging Face's rope_parameters): 'none';
   # 'linear' (frequencies / rope_factor); 'llama3' (Llama 3.1: long wavelengths / rope_factor,
@@ -72,8 +83,10 @@ class ModelConfig:
   norm: str = "layernorm"
   norm_eps: float = 1e-5
   # 'pre' (GPT-2, Llama): x + f(Norm(x)) and a final norm; 'post' (BERT): Norm(x + f(x)), a
-  # norm on the embeddings and none at the end.
+  # norm on the embeddings (embed_norm) and none at the end.
   norm_position: str = "pre"
+  # 'gelu' (tanh approximation), 'gelu_exact', 'relu' (T5 v1.0), 'silu' (Marian's swish), or
+  # gated: 'swiglu' (Llama), 'geglu' (T5 v1.1, tanh GELU).
   mlp: str = "gelu"
   # Biases on every projection and norm (GPT-2, BERT) ...
   use_bias: bool = False
@@ -140,6 +153,10 @@ class ModelConfig:
     return self.num_decoder_layers or self.num_layers
 
   @property
+  def gated_mlp(self) -> bool:
+    return self.mlp in GATED_MLPS
+
+  @property
   def head_dim(self) -> int:
     return self.attention_head_dim or self.embed_dim // self.num_heads
 
@@ -147,7 +164,7 @@ class ModelConfig:
   def hidden_dim(self) -> int:
     if self.mlp_dim:
       return self.mlp_dim
-    if self.mlp == "swiglu":
+    if self.gated_mlp:
       return 64 * ((8 * self.embed_dim // 3 + 63) // 64)
     return 4 * self.embed_dim
 
@@ -188,7 +205,7 @@ class ModelConfig:
             f"unknown projection(s) {', '.join(unknown)}; choose from {', '.join(PROJECTIONS)}")
     for field in ("num_kv_heads", "attention_head_dim", "mlp_dim", "rope_original_max_len",
                   "type_vocab_size", "init_std", "rope_attention_factor", "lstm_hidden_dim",
-                  "num_decoder_layers"):
+                  "num_decoder_layers", "relative_buckets", "relative_max_distance"):
       check(getattr(self, field) >= 0, field, f"must be >= 0, got {getattr(self, field)}")
     for field in ("rope_theta", "rope_factor", "rope_low_freq_factor", "rope_high_freq_factor",
                   "rope_beta_fast", "rope_beta_slow", "norm_eps"):
@@ -199,13 +216,16 @@ class ModelConfig:
         self.rope_scaling not in ("llama3", "yarn") or self.rope_original_max_len > 0,
         "rope_original_max_len", f"rope_scaling={self.rope_scaling!r} needs the original "
         "context length (> 0)")
-    check(not self.head_transform or self.mlp != "swiglu", "head_transform",
-          "the masked-LM head transform uses a GELU activation; mlp='swiglu' has none")
+    check(not self.head_transform or not self.gated_mlp, "head_transform",
+          f"the masked-LM head transform uses a GELU activation; mlp={self.mlp!r} is gated")
     check(self.positions != "sinusoidal" or self.embed_dim % 2 == 0, "positions",
           f"sinusoidal positions need an even embed_dim, got {self.embed_dim}")
-    check((self.positions == "sinusoidal") <= (self.architecture == "encoder_decoder"),
-          "positions", "'sinusoidal' positions are for architecture='encoder_decoder'; the "
+    check(self.positions not in ("sinusoidal", "relative") or
+          self.architecture == "encoder_decoder", "positions",
+          f"{self.positions!r} positions are for architecture='encoder_decoder'; the "
           "Transformer has 'learned' and 'rope'")
+    check(self.positions != "relative" or self.relative_buckets >= 4, "relative_buckets",
+          f"relative positions need at least 4 buckets, got {self.relative_buckets}")
     if self.architecture == "encoder_decoder":
       check(self.positions != "rope", "positions", "architecture='encoder_decoder' has "
             "'learned' or 'sinusoidal' positions")

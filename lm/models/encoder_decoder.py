@@ -4,8 +4,9 @@ The encoder is the Transformer's blocks with bidirectional attention over the so
 decoder block adds a cross-attention sublayer between its causal self-attention and its MLP:
 x + SelfAttn(Norm(x)), x + CrossAttn(Norm(x), memory), x + MLP(Norm(x)) (pre-norm, T5), or
 Norm(x + f(x)) after each (post-norm, BART and Marian). One token embedding serves source,
-target and (tied) output; positions are a learned table per side (BART) or fixed sinusoids
-(Marian). Blocks are `block_0 .. block_{L-1}` for the encoder's L = num_layers, then
+target and (tied) output; positions are a learned table per side (BART), fixed sinusoids
+(Marian), or T5's relative position buckets: a learned bias per bucket and head, one table per
+side shared by all its self-attention layers. Blocks are `block_0 .. block_{L-1}` for the encoder's L = num_layers, then
 `block_L ..` for the decoder's num_decoder_layers, bottom to top.
 
 Generation encodes the source once (`source` given, `decode=True`: the cross-attention keys and
@@ -31,12 +32,14 @@ class DecoderBlock(nn.Module):
   deterministic: bool = True
 
   @nn.compact
-  def __call__(self, x_NxD, positions_BxT, segment_ids_BxT, memory_BxSxD, source_mask_BxS):
+  def __call__(self, x_NxD, positions_BxT, segment_ids_BxT, memory_BxSxD, source_mask_BxS,
+               bias_BxHxTxS=None):
     cfg = self.config
     dropout = nn.Dropout(cfg.dropout, deterministic=self.deterministic)
     sublayers = (
         (SelfAttention(cfg, self.deterministic, name="attn"),
-         lambda f, h: f(h, positions_BxT, None, segment_ids_BxT, decode=self.decode)),
+         lambda f, h: f(h, positions_BxT, None, segment_ids_BxT, bias_BxHxTxS=bias_BxHxTxS,
+                        decode=self.decode)),
         (CrossAttention(cfg, self.deterministic, name="cross_attn"),
          lambda f, h: f(h, memory_BxSxD, source_mask_BxS, decode=self.decode)),
         (Mlp(cfg, self.deterministic, name="mlp"), lambda f, h: f(h)),
@@ -66,7 +69,8 @@ class EncoderDecoder(nn.Module):
     cfg = self.config
     return LayerGroups(embeddings=("token_embed", "source_position_embed",
                                    "target_position_embed", "source_embed_norm",
-                                   "target_embed_norm"),
+                                   "target_embed_norm", "source_relative_bias",
+                                   "target_relative_bias"),
                        block_prefix="block_",
                        head=("encoder_norm", "decoder_norm", "lm_head", "output_bias"),
                        num_layers=cfg.num_layers + cfg.decoder_layers)
@@ -77,7 +81,7 @@ class EncoderDecoder(nn.Module):
     cfg = self.config
     D, F, T = cfg.embed_dim, cfg.hidden_dim, seq_len
     q_out, kv_out = cfg.num_heads * cfg.head_dim, 2 * cfg.kv_heads * cfg.head_dim
-    mlp_in = 2 * F if cfg.mlp == "swiglu" else F
+    mlp_in = 2 * F if cfg.gated_mlp else F
     attention = D * (q_out + kv_out) + q_out * D
     mlp = D * mlp_in + F * D
     matmuls = (cfg.num_layers * (attention + mlp) + cfg.decoder_layers * (2 * attention + mlp) +
@@ -109,9 +113,10 @@ class EncoderDecoder(nn.Module):
       encoder_cfg = cfg.replace(causal=False)
       segments_BxS = source_mask_BxS.astype(jnp.int32)  # Padding (0) sees only padding.
       positions_BxS = jnp.broadcast_to(jnp.arange(S, dtype=jnp.int32), (B, S))
+      bias_BxHxSxS = self._relative_bias("source", positions_BxS, S)
       for i in range(cfg.num_layers):
         x_NxD = Block(encoder_cfg, deterministic=deterministic, name=f"block_{i}")(
-            x_NxD, positions_BxS, None, segments_BxS)
+            x_NxD, positions_BxS, None, segments_BxS, bias_BxHxSxS)
       if cfg.norm_position == "pre":
         x_NxD = layers.Norm(name="encoder_norm", **norm_options(cfg))(x_NxD)
       memory_BxSxD = x_NxD.reshape(B, S, -1)
@@ -126,21 +131,28 @@ class EncoderDecoder(nn.Module):
                      if target_positions_BxT is None else target_positions_BxT)
     x_NxD = dropout(self._embed(token_embed, target_BxT, positions_BxT, "target"))
     decoder_cfg = cfg.replace(causal=True)
+    # Decoding attends to the whole KV cache (max_len slots); initialization to the T tokens.
+    keys = cfg.max_len if decode and not self.is_initializing() else T
+    bias_BxHxTxS = self._relative_bias("target", positions_BxT, keys)
     for i in range(cfg.decoder_layers):
       x_NxD = DecoderBlock(decoder_cfg,
                            decode=decode,
                            deterministic=deterministic,
                            name=f"block_{cfg.num_layers + i}")(x_NxD, positions_BxT,
                                                                target_segments_BxT,
-                                                               memory_BxSxD, source_mask_BxS)
+                                                               memory_BxSxD, source_mask_BxS,
+                                                               bias_BxHxTxS)
     if cfg.norm_position == "pre":
       x_NxD = layers.Norm(name="decoder_norm", **norm_options(cfg))(x_NxD)
+    if cfg.scale_tied_output:
+      x_NxD = x_NxD * jnp.asarray(cfg.embed_dim**-0.5, x_NxD.dtype)
     logits_NxV = layers.vocabulary_logits(self, cfg, token_embed, x_NxD)
     return logits_NxV.reshape(B, T, -1)
 
   def _embed(self, token_embed, tokens_BxT, positions_BxT, side: str) -> jax.Array:
-    """Token embeddings (scaled by sqrt(D) with config.scale_embeddings) plus positions, and
-    a norm under post-norm (BART's layernorm_embedding): x_NxD."""
+    """Token embeddings (scaled by sqrt(D) with config.scale_embeddings) plus absolute
+    positions, and a norm under post-norm (BART's layernorm_embedding, config.embed_norm):
+    x_NxD."""
     cfg = self.config
     B, T = tokens_BxT.shape
     x_BxTxD = token_embed(tokens_BxT.reshape(B * T)).reshape(B, T, -1)
@@ -156,10 +168,34 @@ class EncoderDecoder(nn.Module):
                                        dtype=jnp.dtype(cfg.dtype),
                                        param_dtype=jnp.dtype(cfg.param_dtype),
                                        name=f"{side}_position_embed")(positions_BxT)
-    else:
+    elif cfg.positions == "sinusoidal":
       x_BxTxD = x_BxTxD + layers.sinusoidal_positions(positions_BxT,
                                                       cfg.embed_dim).astype(x_BxTxD.dtype)
     x_NxD = x_BxTxD.reshape(B * T, -1)
-    if cfg.norm_position == "post":
+    if cfg.norm_position == "post" and cfg.embed_norm:
       x_NxD = layers.Norm(name=f"{side}_embed_norm", **norm_options(cfg))(x_NxD)
     return x_NxD
+
+  def _relative_bias(self, side: str, query_positions_BxT: jax.Array,
+                     num_keys: int) -> jax.Array | None:
+    """T5's position bias [B, H, T, num_keys] of `side`'s self-attention (keys at 0 ..
+    num_keys-1; bidirectional on the source, causal on the target); None without
+    positions='relative'."""
+    cfg = self.config
+    if cfg.positions != "relative":
+      return None
+    span = max(cfg.max_len, num_keys, query_positions_BxT.shape[1])
+    buckets_R = jnp.asarray(layers.relative_position_buckets(span, side == "source",
+                                                             cfg.relative_buckets,
+                                                             cfg.relative_max_distance))
+    relative_BxTxS = (jnp.arange(num_keys, dtype=jnp.int32)[None, None, :] -
+                      query_positions_BxT[:, :, None])
+    table = layers.Embed(cfg.relative_buckets,
+                         cfg.num_heads,
+                         axes=(None, "heads"),
+                         init_std=cfg.init_std,
+                         dtype=jnp.dtype(cfg.dtype),
+                         param_dtype=jnp.dtype(cfg.param_dtype),
+                         name=f"{side}_relative_bias")
+    bias_BxTxSxH = table(buckets_R[relative_BxTxS + span])
+    return jnp.transpose(bias_BxTxSxH, (0, 3, 1, 2))

@@ -205,6 +205,31 @@ def sinusoidal_positions(positions_BxT: jax.Array, features: int) -> jax.Array:
   return jnp.concatenate([jnp.sin(angles_BxTxH), jnp.cos(angles_BxTxH)], axis=-1)
 
 
+def relative_position_buckets(max_distance_seen: int, bidirectional: bool, num_buckets: int,
+                               max_distance: int) -> np.ndarray:
+  """T5's bucket (Raffel et al. 2020) of every key-minus-query distance r in
+  [-max_distance_seen, max_distance_seen], at index r + max_distance_seen: |r| itself below half
+  a side's buckets, then logarithmically wider buckets up to `max_distance`, the last one
+  beyond. Bidirectional: keys after the query use the upper half of the buckets; otherwise
+  they share bucket 0 with r = 0 (the causal mask hides them). Computed in float32 as
+  Mesh TensorFlow and `transformers` do, so that the boundaries fall where theirs do."""
+  relative = np.arange(-max_distance_seen, max_distance_seen + 1)
+  buckets = np.zeros_like(relative)
+  if bidirectional:
+    num_buckets //= 2
+    buckets += (relative > 0) * num_buckets
+    distance = np.abs(relative)
+  else:
+    distance = np.maximum(-relative, 0)
+  exact = num_buckets // 2
+  with np.errstate(divide="ignore"):  # log(0) of the distances below `exact`, unused.
+    ratio = (np.log(distance.astype(np.float32) / np.float32(exact)) /
+             np.float32(math.log(max_distance / exact)) * np.float32(num_buckets - exact))
+  wide = exact + np.where(distance < exact, 0, ratio).astype(np.int64)
+  wide = np.minimum(wide, num_buckets - 1)
+  return (buckets + np.where(distance < exact, distance, wide)).astype(np.int32)
+
+
 def token_embedding(cfg) -> Embed:
   """The model's token table `token_embed` [vocab_size, embed_dim] (ModelConfig `cfg`), built
   inside the calling module's compact method."""

@@ -27,8 +27,19 @@ REMAT_POLICIES = {
 EMBED = ("act_batch", "act_embed")  # Logical axes of the residual stream x_NxD.
 
 
+ACTIVATIONS = {
+    "gelu": lambda x: nn.gelu(x, approximate=True),
+    "gelu_exact": lambda x: nn.gelu(x, approximate=False),
+    "relu": nn.relu,
+    "silu": nn.silu,
+    "swiglu": nn.silu,
+    "geglu": lambda x: nn.gelu(x, approximate=True),
+}
+
+
 class Mlp(nn.Module):
-  """GELU (tanh approximation as GPT-2, or exact erf) or SwiGLU feed-forward layer.
+  """Feed-forward layer: act(x W_i) W_o, or gated act(x W_gate) * (x W_up) W_o (SwiGLU,
+  GEGLU), the activation as config.mlp names it.
 
   Tensor parallel over the hidden units: the input projections are split by column and the
   output projection by row.
@@ -42,13 +53,14 @@ class Mlp(nn.Module):
     D, F = cfg.embed_dim, cfg.hidden_dim
     flags = dict(deterministic=self.deterministic)
     hidden = ("act_batch", "act_mlp")
-    if cfg.mlp == "swiglu":
+    activation = ACTIVATIONS[cfg.mlp]
+    if cfg.gated_mlp:
       gate_NxF = layers.projection(cfg, "wi_gate", (D, F), ("embed", "mlp"), **flags)(x_NxD)
       up_NxF = layers.projection(cfg, "wi_up", (D, F), ("embed", "mlp"), **flags)(x_NxD)
-      h_NxF = nn.silu(nn.with_logical_constraint(gate_NxF, hidden)) * up_NxF
+      h_NxF = activation(nn.with_logical_constraint(gate_NxF, hidden)) * up_NxF
     else:
       h_NxF = layers.projection(cfg, "wi", (D, F), ("embed", "mlp"), **flags)(x_NxD)
-      h_NxF = nn.gelu(nn.with_logical_constraint(h_NxF, hidden), approximate=cfg.mlp == "gelu")
+      h_NxF = activation(nn.with_logical_constraint(h_NxF, hidden))
     return layers.projection(cfg, "wo", (F, D), ("mlp", "embed"), residual=True, **flags)(h_NxF)
 
 
@@ -70,7 +82,7 @@ class Block(nn.Module):
   scanned: bool = False
 
   @nn.compact
-  def __call__(self, x_NxD, positions_BxT, rope=None, segment_ids_BxT=None):
+  def __call__(self, x_NxD, positions_BxT, rope=None, segment_ids_BxT=None, bias_BxHxTxS=None):
     cfg = self.config
     dropout = nn.Dropout(cfg.dropout, deterministic=self.deterministic)
     attention = SelfAttention(cfg, self.deterministic, name="attn")
@@ -79,11 +91,13 @@ class Block(nn.Module):
     mlp_norm = layers.Norm(name="mlp_norm", **norm_options(cfg))
     x_NxD = nn.with_logical_constraint(x_NxD, EMBED)
     if cfg.norm_position == "post":
-      h_NxD = attention(x_NxD, positions_BxT, rope, segment_ids_BxT, decode=self.decode)
+      h_NxD = attention(x_NxD, positions_BxT, rope, segment_ids_BxT, bias_BxHxTxS=bias_BxHxTxS,
+                        decode=self.decode)
       x_NxD = attn_norm(x_NxD + dropout(h_NxD))
       x_NxD = mlp_norm(x_NxD + dropout(mlp(x_NxD)))
     else:
-      h_NxD = attention(attn_norm(x_NxD), positions_BxT, rope, segment_ids_BxT, decode=self.decode)
+      h_NxD = attention(attn_norm(x_NxD), positions_BxT, rope, segment_ids_BxT,
+                        bias_BxHxTxS=bias_BxHxTxS, decode=self.decode)
       x_NxD = x_NxD + dropout(h_NxD)
       x_NxD = x_NxD + dropout(mlp(mlp_norm(x_NxD)))
     x_NxD = nn.with_logical_constraint(x_NxD, EMBED)
@@ -110,7 +124,7 @@ class Transformer(nn.Module):
     cfg = self.config
     D, L, F = cfg.embed_dim, cfg.num_layers, cfg.hidden_dim
     q_out, kv_out = cfg.num_heads * cfg.head_dim, 2 * cfg.kv_heads * cfg.head_dim
-    mlp_in = 2 * F if cfg.mlp == "swiglu" else F
+    mlp_in = 2 * F if cfg.gated_mlp else F
     per_layer = D * (q_out + kv_out) + q_out * D + D * mlp_in + F * D
     if cfg.num_classes:
       head = D * cfg.num_classes + (D * D if cfg.pooler and cfg.pooling != "none" else 0)
@@ -167,7 +181,7 @@ class Transformer(nn.Module):
                                 name="type_embed")
       types_BxT = (jnp.zeros((B, T), jnp.int32) if token_types_BxT is None else token_types_BxT)
       x_NxD = x_NxD + type_embed(types_BxT.reshape(B * T))
-    if cfg.norm_position == "post":
+    if cfg.norm_position == "post" and cfg.embed_norm:
       x_NxD = layers.Norm(name="embed_norm", **norm_options(cfg))(x_NxD)
     # Rotary tables once for all layers, not per layer.
     rope = layers.rope_tables(positions_bxT, cfg) if cfg.positions == "rope" else None
@@ -193,7 +207,7 @@ class Transformer(nn.Module):
       return self._dense(cfg.num_classes, "classifier")(pooled_BxD)
     if cfg.head_transform:
       x_NxD = self._dense(cfg.embed_dim, "head_transform")(x_NxD)
-      x_NxD = nn.gelu(x_NxD, approximate=cfg.mlp == "gelu")
+      x_NxD = ACTIVATIONS[cfg.mlp](x_NxD)
       x_NxD = layers.Norm(name="head_norm", **norm_options(cfg))(x_NxD)
     logits_NxV = layers.vocabulary_logits(self, cfg, token_embed, x_NxD)
     return logits_NxV.reshape(B, T, -1)
@@ -268,10 +282,3 @@ def unstack_layers(params: dict, num_layers: int) -> dict:
 def _groups(num_layers: int) -> LayerGroups:
   return Transformer(ModelConfig(vocab_size=1, num_layers=num_layers)).layer_groups()
 
-
-def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-  """{'/'-joined parameter path: shape} of a model `cfg`, computed without allocating it."""
-  tokens_1x1 = jnp.zeros((1, 1), jnp.int32)
-  abstract = jax.eval_shape(lambda: Transformer(cfg).init(jax.random.key(0), tokens_1x1))
-  leaves = jax.tree_util.tree_leaves_with_path(nn.meta.unbox(abstract["params"]))
-  return {"/".join(str(k.key) for k in path): tuple(leaf.shape) for path, leaf in leaves}

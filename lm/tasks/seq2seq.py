@@ -3,7 +3,8 @@
 Pairs come from line-aligned parallel files (config.data.source = the source side,
 config.data.target = the target side), or from one file with two fields (.tsv, .csv, .jsonl,
 .json; config.data.source_field / target_field), or TFDS. The encoder reads
-`task.source_prefix + source [EOS]`; the decoder is taught `[BOS] target` -> `target [EOS]`
+`task.source_prefix + source [EOS]`; the decoder is taught `[START] target` -> `target [EOS]`
+(START = config.task.decoder_start_id, by default the tokenizer's BOS)
 (the shift is `_pair_tokens`'s). Evaluation decodes the validation sources
 (the first config.train.eval_examples of them, 0 = all) and scores them with sacreBLEU / chrF
 (translation) or ROUGE (summarization); predictions go beside eval_report.json.
@@ -128,6 +129,9 @@ class Seq2SeqTask(EncoderDecoderTask):
     config.data.target_field = "target"
     # Seq2seq: text put before every source (T5: 'translate English to German: ').
     config.task.source_prefix = ""
+    # Seq2seq: the token the decoder starts from; -1 = the tokenizer's BOS (imported models
+    # keep theirs: T5 and Marian start from pad, BART from EOS).
+    config.task.decoder_start_id = -1
     # Seq2seq: 'translation' (eval/bleu and eval/chrf, sacreBLEU) or 'summarization'
     # (eval/rouge1, rouge2, rougeL, rougeLsum) of the decoded validation sources.
     config.task.seq2seq_metrics = "translation"
@@ -165,6 +169,7 @@ class Seq2SeqTask(EncoderDecoderTask):
     length_penalty, max_new_tokens, temperature, top_k, top_p, seed)."""
     ids = [np.array(cls.generation_ids(config, tokenizer, p), np.int32) for p in prompts]
     return decode_sources(make_model(model_config), params, tokenizer, ids,
+                          start_id=decoder_start_id(config["task"], tokenizer),
                           batch_size=len(ids),
                           bucket_lengths=buckets.bucket_lengths(model_config.max_len),
                           rng=jax.random.PRNGKey(options.pop("seed")),
@@ -180,8 +185,9 @@ class Seq2SeqTask(EncoderDecoderTask):
     self.seq_len = self.model_config.max_len
     self.buckets = buckets.bucket_lengths(self.seq_len)
     prefix = config.task.source_prefix
-    self.train = _tokenize(train, self.tokenizer, prefix, self.seq_len)
-    self.valid = _tokenize(valid, self.tokenizer, prefix, self.seq_len)
+    start = decoder_start_id(config.task, self.tokenizer)
+    self.train = _tokenize(train, self.tokenizer, prefix, start, self.seq_len)
+    self.valid = _tokenize(valid, self.tokenizer, prefix, start, self.seq_len)
     if not 0.0 <= config.task.label_smoothing < 1.0:
       raise UserError(f"config.task.label_smoothing={config.task.label_smoothing}: must be in "
                       f"[0, 1)")
@@ -225,6 +231,7 @@ class Seq2SeqTask(EncoderDecoderTask):
                           params,
                           self.tokenizer,
                           sources,
+                          start_id=decoder_start_id(cfg, self.tokenizer),
                           batch_size=self.config.train.eval_batch_size,
                           bucket_lengths=self.buckets,
                           max_new_tokens=cfg.max_new_tokens or self.seq_len,
@@ -308,8 +315,19 @@ def padded_pairs(sources, targets, weights, S: int, T: int, pad_id: int) -> dict
   return batch
 
 
-def decode_sources(model, params, tokenizer, sources: list[np.ndarray], *, batch_size: int,
-                   bucket_lengths, **options: Any) -> list[str]:
+def decoder_start_id(task_cfg: Any, tokenizer) -> int:
+  """config.task.decoder_start_id, or the tokenizer's BOS (-1); UserError if out of range."""
+  start = task_cfg.get("decoder_start_id", -1)
+  if start == -1:
+    return tokenizer.special_ids.bos
+  if not 0 <= start < tokenizer.vocab_size:
+    raise UserError(f"config.task.decoder_start_id={start}: not a token id of the tokenizer "
+                    f"(0 .. {tokenizer.vocab_size - 1}, or -1 for its BOS)")
+  return start
+
+
+def decode_sources(model, params, tokenizer, sources: list[np.ndarray], *, start_id: int,
+                   batch_size: int, bucket_lengths, **options: Any) -> list[str]:
   """The output text of every source: `seq2seq_decoding.decode_batch` (its `options`) over
   batches of similar length, each padded to a bucket length (one compilation per bucket)."""
   special = tokenizer.special_ids
@@ -319,7 +337,7 @@ def decode_sources(model, params, tokenizer, sources: list[np.ndarray], *, batch
     length = buckets.bucket_length(int(lengths[indices].max()), bucket_lengths)
     tokens = seq2seq_decoding.decode_batch(model,
                                            params, [list(sources[i]) for i in indices],
-                                           bos_id=special.bos,
+                                           bos_id=start_id,
                                            eos_id=special.eos,
                                            pad_id=special.pad,
                                            pad_to=length,
@@ -421,7 +439,7 @@ def _source_ids(tokenizer, text: str, max_len: int) -> tuple[list[int], bool]:
   return ids[:max_len - 1] + [tokenizer.special_ids.eos], len(ids) > max_len - 1
 
 
-def _tokenize(records: list, tokenizer, prefix: str, max_len: int) -> Pairs:
+def _tokenize(records: list, tokenizer, prefix: str, start_id: int, max_len: int) -> Pairs:
   special = tokenizer.special_ids
   pairs = Pairs([], [], [])
   for record in records:
@@ -429,7 +447,7 @@ def _tokenize(records: list, tokenizer, prefix: str, max_len: int) -> Pairs:
     target = list(tokenizer.encode(record.values["target"]))
     cut_target = len(target) > max_len - 1
     pairs.sources.append(np.array(source, np.int32))
-    pairs.targets.append(np.array([special.bos, *target[:max_len - 1], special.eos], np.int32))
+    pairs.targets.append(np.array([start_id, *target[:max_len - 1], special.eos], np.int32))
     pairs.references.append(record.values["target"])
     pairs.num_truncated += int(cut_source or cut_target)
   return pairs
