@@ -155,7 +155,7 @@ def _rules(values: dict) -> list[Rule]:
       _between("data.character_coverage", 0, 1, "(]"),
       _at_least("data.seq_len", 0),
       _one_of("data.sampling", batches.MODES),
-      _at_least("train.steps", 1),
+      _at_least("train.steps", 0),
       _at_least("train.batch_size", 1),
       _at_least("train.grad_accum_steps", 1),
       _at_least("train.steps_per_call", 1),
@@ -214,6 +214,9 @@ def _check_cross_fields(values: dict) -> None:
   if train["batch_size"] % train["grad_accum_steps"]:
     raise UserError(f"config.train.grad_accum_steps={train['grad_accum_steps']} does not divide "
                     f"config.train.batch_size={train['batch_size']}")
+  if train["steps"] == 0 and not values["init_from"]:
+    raise UserError("config.train.steps=0 evaluates config.init_from's model without training: "
+                    "set --config.init_from, or train at least one step")
   if train["warmup_steps"] > train["steps"]:
     raise UserError(f"config.train.warmup_steps={train['warmup_steps']}: must be <= "
                     f"config.train.steps={train['steps']}; for a shorter run lower both, e.g. "

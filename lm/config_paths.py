@@ -13,10 +13,16 @@ SOURCE_KEYS = ("data.source", "data.valid_source", "data.test_source")
 DIRECTORY_KEYS = ("init_from", "data.prepared", "data.tfds_data_dir")
 
 
+# Replaced by config.seed in config.init_from: each seed of a sweep reads its own run.
+SEED_FIELD = "{seed}"
+
+
 def absolute_paths(config: Any) -> Any:
   """A copy of `config` (a ConfigDict) with every path of SOURCE_KEYS and DIRECTORY_KEYS
-  absolute (relative ones are taken from the working directory, as the command meant them)."""
+  absolute (relative ones are taken from the working directory, as the command meant them),
+  and `{seed}` in config.init_from replaced by config.seed."""
   config = copy.deepcopy(config)
+  config.init_from = config.init_from.replace(SEED_FIELD, str(config.seed))
   for key in SOURCE_KEYS + DIRECTORY_KEYS:
     section, _, name = key.rpartition(".")
     node = config[section] if section else config

@@ -26,8 +26,8 @@ def smoke_config(**overrides):
   config.train.update(batch_size=8, eval_batch_size=8)
   config.model.dropout = 0.0
   for key, value in overrides.items():
-    section, name = key.split("__")
-    config[section][name] = value
+    section, _, name = key.rpartition("__")
+    (config[section] if section else config)[name] = value
   return config
 
 
@@ -162,3 +162,27 @@ def test_records_with_an_empty_field_are_skipped_and_counted(tmp_path):
                         data__target_field="summary")
   task = registry.build_task(config, str(tmp_path / "run"), {})
   assert task.num_skipped == 2 * 2 and len(task.train) == 4
+
+
+def test_zero_steps_evaluate_the_init_from_run_of_the_same_seed(tmp_path):
+  """train.steps=0 with init_from (`{seed}` = config.seed) only evaluates: the decoding
+  ablation's runs. Same settings, same metrics; nothing is trained or checkpointed."""
+  trained = trainer.train_and_evaluate(smoke_config(seed=1), str(tmp_path / "train" / "seed1"))
+  config = smoke_config(seed=1)
+  config.init_from = str(tmp_path / "train" / "seed{seed}")
+  config.train.update(steps=0, warmup_steps=0)
+  evaluated = trainer.train_and_evaluate(config, str(tmp_path / "eval"))
+  for key in ("eval/loss", "eval/bleu", "eval/chrf"):
+    assert evaluated[key] == pytest.approx(trained[key], rel=1e-5), key
+  final = json.loads((tmp_path / "eval" / "final_metrics.json").read_text())
+  assert final["step"] == 0 and final["metrics"]["eval/bleu"] == pytest.approx(trained["eval/bleu"])
+  assert (tmp_path / "eval" / "eval_predictions.txt").exists()
+  assert checkpoints.Checkpointer(str(tmp_path / "eval"), read_only=True).latest_step() is None
+
+
+def test_zero_steps_without_init_from_is_refused(tmp_path):
+  config = smoke_config()
+  config.train.update(steps=0, warmup_steps=0)
+  with pytest.raises(UserError, match=r"config\.train\.steps=0 .*init_from"):
+    trainer.train_and_evaluate(config, str(tmp_path / "run"))
+  assert_nothing_written(tmp_path / "run")

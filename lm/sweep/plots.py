@@ -48,7 +48,8 @@ def _draw_curves(path: str, lines: list[tuple[str | None, int, dict]]) -> str:
                    marker="o" if len(points) < 10 else None, markersize=3, label=label)
     panel.set(title=name, xlabel="step", ylabel=name)
     panel.grid(alpha=0.3)
-  axes[0][0].legend(fontsize="small")
+  if axes[0][0].get_legend_handles_labels()[0]:  # An evaluation-only run has no train curve.
+    axes[0][0].legend(fontsize="small")
   figure.tight_layout()
   figure.savefig(path, dpi=120)
   plt.close(figure)

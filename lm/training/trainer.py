@@ -25,6 +25,8 @@ TrainingDiverged = nonfinite.TrainingDiverged
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains config.model on config.task for config.train.steps; returns the final metrics.
+  With steps=0 it only evaluates config.init_from's parameters (e.g. other decoding settings)
+  and writes the report and final metrics, no checkpoint.
 
   Running it again on the same workdir resumes from the latest checkpoint (same parameters,
   optimizer state, data stream and best-checkpoint record), so an interrupted run ends exactly
@@ -82,6 +84,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   preempted = False
   first_call = True
   try:
+    if train_cfg.steps == 0:  # Evaluation only.
+      final_metrics = task.evaluate(layout, state.params, train_cfg.final_eval_batches)
+      final_metrics.update(task.evaluate_test(layout, state.params))
+      if is_main:
+        task.save_report(workdir, 0, final_metrics)
+      log.write(0, final_metrics)
     # A resumed run may have stopped early already.
     while step < train_cfg.steps and not tracker.should_stop():
       num_steps = _steps_this_call(step, train_cfg)
