@@ -53,7 +53,12 @@ def make(name: str, seed: int = 0):
     model.final_logits_bias.copy_(0.3 * torch.randn(model.final_logits_bias.shape,
                                                     generator=generator))
     model.final_logits_bias[0, EOS] += 2.0  # Some hypotheses end before the limit.
-  for module in model.modules():  # Marian's sinusoids are fixed, not weights.
+  return restore_sinusoids(model)
+
+
+def restore_sinusoids(model):
+  """Marian's sinusoids, which are fixed, not weights, as `randomized` left them."""
+  for module in model.modules():
     if isinstance(module, transformers.models.marian.modeling_marian.
                   MarianSinusoidalPositionalEmbedding):
       with torch.no_grad():

@@ -65,7 +65,9 @@ class Bart(Family):
                 causal=True)
 
   def task_fields(self, hf: dict[str, Any]) -> dict[str, Any]:
-    return dict(kind="seq2seq", decoder_start_id=hf.get("decoder_start_token_id", 2))
+    # BART's tokenizer wraps a source as <s> text </s>.
+    return dict(kind="seq2seq", decoder_start_id=hf.get("decoder_start_token_id", 2),
+                source_bos=True)
 
   def rules(self, cfg: ModelConfig, param_paths: set[str]) -> list[tm.Rule]:
     rules = [

@@ -44,6 +44,9 @@ def tokenizer_files(tokenizer: Tokenizer, *, max_len: int, prefix_ids: list[int]
   elif tokenizer.name == "hf_sentencepiece":
     files = {"tokenizer.model": payload[sentencepiece_tokenizer.MODEL_FILE]}
     class_name = "LlamaTokenizer"
+  elif tokenizer.name == "hf_marian":
+    files = tokenizer.hf_files()
+    class_name = "MarianTokenizer"
   else:
     backend = _own_tokenizer(tokenizer)
     backend.add_special_tokens(list(SPECIAL_TOKENS))

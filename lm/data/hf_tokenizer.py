@@ -1,8 +1,10 @@
 """Hugging Face tokenizers behind the project's `Tokenizer` interface, for `lm.convert --from_hf`.
 
 `import_tokenizer(DIR)` reads a Hugging Face model directory: `tokenizer.json` (any model of the
-`tokenizers` library), else `tokenizer.model` (SentencePiece, e.g. Llama), else `vocab.txt` (BERT
-WordPiece), else `vocab.json` + `merges.txt` (GPT-2 byte-level BPE). Imported tokenizers keep
+`tokenizers` library), else Marian's `source.spm` + `target.spm` + `vocab.json`
+(`marian_tokenizer.py`), else `tokenizer.model` or `spiece.model` (SentencePiece, e.g. Llama,
+T5), else `vocab.txt` (BERT WordPiece), else `vocab.json` + `merges.txt` (GPT-2 byte-level
+BPE). Imported tokenizers keep
 their own ids, special ones included (`Tokenizer.special_ids`): BERT's [CLS] is 101, GPT-2's
 <|endoftext|> is 50256. Texts are encoded without the post-processor's special tokens; the
 tasks add [CLS]/[SEP]/EOS themselves.
@@ -25,7 +27,7 @@ import sentencepiece as spm
 import tokenizers
 from tokenizers import implementations, pre_tokenizers
 
-from lm.data import tokenizer_base
+from lm.data import marian_tokenizer, tokenizer_base
 from lm.data.sentencepiece_tokenizer import MODEL_FILE, SPACE_MARKER, SentencePieceTokenizer
 from lm.data.tokenizer_base import SpecialIds, Tokenizer
 from lm.errors import UserError
@@ -33,7 +35,8 @@ from lm.errors import UserError
 HF_FILE = "hf_tokenizer.json"  # The base class's metadata file is `tokenizer.json`.
 SETTINGS_FILE = "hf_settings.json"  # Padded vocab_size and the resolved special ids.
 CONFIG_FILES = ("tokenizer_config.json", "special_tokens_map.json")  # Later files win.
-SOURCE_FILES = ("tokenizer.json", "tokenizer.model", "vocab.txt", "vocab.json + merges.txt")
+SOURCE_FILES = ("tokenizer.json", "source.spm + target.spm + vocab.json", "tokenizer.model",
+                "spiece.model", "vocab.txt", "vocab.json + merges.txt")
 
 ROLES = tuple(field.name for field in dataclasses.fields(SpecialIds))
 # Token names tried for a role that the config does not mention.
@@ -205,8 +208,12 @@ def import_tokenizer(src_dir: str | os.PathLike, vocab_size: int | None = None) 
   config = _read_config(src_dir)
   if os.path.isfile(path("tokenizer.json")):
     tokenizer = _load_json(path("tokenizer.json"))
+  elif marian_tokenizer.is_marian(src_dir):
+    return marian_tokenizer.import_marian(src_dir, config, vocab_size, resolve_special_ids)
   elif os.path.isfile(path("tokenizer.model")):
     return _import_sentencepiece(path("tokenizer.model"), config, vocab_size)
+  elif os.path.isfile(path("spiece.model")):
+    return _import_sentencepiece(path("spiece.model"), config, vocab_size)
   elif os.path.isfile(path("vocab.txt")):
     tokenizer = _build(path("vocab.txt"), lambda: implementations.BertWordPieceTokenizer(
         path("vocab.txt"),

@@ -56,7 +56,7 @@ DEFAULT_SPECIAL_IDS = SpecialIds(pad=PAD_ID, bos=BOS_ID, eos=EOS_ID, unk=UNK_ID,
 class Tokenizer(abc.ABC):
   """Text <-> token ids, with the special ids in `special_ids` (by default 0..6 above)."""
 
-  name: str  # "char" | "byte" | "sentencepiece" | "hf" | "hf_sentencepiece"
+  name: str  # "char" | "byte" | "sentencepiece" | "hf" | "hf_sentencepiece" | "hf_marian"
 
   @property
   @abc.abstractmethod

@@ -2,8 +2,8 @@
 
 A trained tokenizer is saved in the run's workdir (e.g. `WORKDIR/tokenizer/`): `tokenizer.json`
 says which kind it is; `chars.json` or `sentencepiece.model` holds the vocabulary. Tokenizers
-imported from Hugging Face (`hf_tokenizer.py`, kinds "hf" and "hf_sentencepiece") load the
-same way but cannot be trained.
+imported from Hugging Face (`hf_tokenizer.py`, kinds "hf" and "hf_sentencepiece";
+`marian_tokenizer.py`, "hf_marian") load the same way but cannot be trained.
 """
 
 import json
@@ -14,6 +14,7 @@ import numpy as np
 
 from lm.data import tokenizer_base
 from lm.data.hf_tokenizer import HFTokenizer, ImportedSentencePieceTokenizer
+from lm.data.marian_tokenizer import MarianTokenizer
 from lm.data.sentencepiece_tokenizer import SentencePieceTokenizer
 from lm.data.word_tokenizer import WordTokenizer
 from lm.data.tokenizer_base import (  # pylint: disable=unused-import  # Re-exported.
@@ -22,7 +23,7 @@ from lm.data.tokenizer_base import (  # pylint: disable=unused-import  # Re-expo
 from lm.errors import UserError
 
 KINDS = ("char", "byte", "word", "sentencepiece")  # Trainable.
-IMPORTED_KINDS = ("hf", "hf_sentencepiece")  # Made by `python -m lm.convert --from_hf`.
+IMPORTED_KINDS = ("hf", "hf_sentencepiece", "hf_marian")  # Made by `python -m lm.convert --from_hf`.
 CHARS_FILE = "chars.json"
 _NUM_BYTES = 256
 
@@ -240,6 +241,8 @@ def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:
     tokenizer = HFTokenizer.load(directory)
   elif kind == "hf_sentencepiece":
     tokenizer = ImportedSentencePieceTokenizer.load(directory)
+  elif kind == "hf_marian":
+    tokenizer = MarianTokenizer.load(directory)
   else:
     raise UserError(
         f"{os.path.join(directory, tokenizer_base.METADATA_FILE)}: unknown tokenizer kind {kind!r}")

@@ -3,9 +3,9 @@
 Pairs come from line-aligned parallel files (config.data.source = the source side,
 config.data.target = the target side), or from one file with two fields (.tsv, .csv, .jsonl,
 .json; config.data.source_field / target_field), or TFDS. The encoder reads
-`task.source_prefix + source [EOS]`; the decoder is taught `[START] target` -> `target [EOS]`
-(START = config.task.decoder_start_id, by default the tokenizer's BOS)
-(the shift is `_pair_tokens`'s). Evaluation decodes the validation sources
+`task.source_prefix + source [EOS]` (after a BOS with task.source_bos); the decoder is taught
+`[START] target` -> `target [EOS]` (START = config.task.decoder_start_id, by default the
+tokenizer's BOS; the shift is `pair_batch`'s). Evaluation decodes the validation sources
 (the first config.train.eval_examples of them, 0 = all) and scores them with sacreBLEU / chrF
 (translation) or ROUGE (summarization); predictions go beside eval_report.json.
 
@@ -129,6 +129,8 @@ class Seq2SeqTask(EncoderDecoderTask):
     config.data.target_field = "target"
     # Seq2seq: text put before every source (T5: 'translate English to German: ').
     config.task.source_prefix = ""
+    # Seq2seq: the encoder's input starts with the tokenizer's BOS (BART's does).
+    config.task.source_bos = False
     # Seq2seq: the token the decoder starts from; -1 = the tokenizer's BOS (imported models
     # keep theirs: T5 and Marian start from pad, BART from EOS).
     config.task.decoder_start_id = -1
@@ -159,8 +161,7 @@ class Seq2SeqTask(EncoderDecoderTask):
   def generation_ids(cls, config: dict, tokenizer: Any, prompt: str) -> list[int]:
     """The encoder's input for a source text, as training built it (prefix, EOS, cut to the
     context)."""
-    return _source_ids(tokenizer, config["task"]["source_prefix"] + prompt,
-                       config["model"]["max_len"])[0]
+    return _source_ids(tokenizer, config["task"], prompt, config["model"]["max_len"])[0]
 
   @classmethod
   def generate(cls, config: dict, model_config: Any, params: Any, tokenizer: Any,
@@ -184,10 +185,9 @@ class Seq2SeqTask(EncoderDecoderTask):
     self.model_config = self._model_config(config, task_fields)
     self.seq_len = self.model_config.max_len
     self.buckets = buckets.bucket_lengths(self.seq_len)
-    prefix = config.task.source_prefix
     start = decoder_start_id(config.task, self.tokenizer)
-    self.train = _tokenize(train, self.tokenizer, prefix, start, self.seq_len)
-    self.valid = _tokenize(valid, self.tokenizer, prefix, start, self.seq_len)
+    self.train = _tokenize(train, self.tokenizer, config.task, start, self.seq_len)
+    self.valid = _tokenize(valid, self.tokenizer, config.task, start, self.seq_len)
     if not 0.0 <= config.task.label_smoothing < 1.0:
       raise UserError(f"config.task.label_smoothing={config.task.label_smoothing}: must be in "
                       f"[0, 1)")
@@ -433,17 +433,20 @@ def _parallel(source: str, target: str, data_cfg: Any, source_key: str, target_k
   ]
 
 
-def _source_ids(tokenizer, text: str, max_len: int) -> tuple[list[int], bool]:
-  """`text [EOS]` cut to max_len; and whether it was cut."""
-  ids = list(tokenizer.encode(text))
-  return ids[:max_len - 1] + [tokenizer.special_ids.eos], len(ids) > max_len - 1
+def _source_ids(tokenizer, task_cfg: Any, text: str, max_len: int) -> tuple[list[int], bool]:
+  """`[BOS] source_prefix + text [EOS]` (BOS with config.task.source_bos) cut to max_len; and
+  whether it was cut."""
+  bos = [tokenizer.special_ids.bos] if task_cfg.get("source_bos", False) else []
+  room = max_len - 1 - len(bos)
+  ids = list(tokenizer.encode(task_cfg["source_prefix"] + text))
+  return bos + ids[:room] + [tokenizer.special_ids.eos], len(ids) > room
 
 
-def _tokenize(records: list, tokenizer, prefix: str, start_id: int, max_len: int) -> Pairs:
+def _tokenize(records: list, tokenizer, task_cfg: Any, start_id: int, max_len: int) -> Pairs:
   special = tokenizer.special_ids
   pairs = Pairs([], [], [])
   for record in records:
-    source, cut_source = _source_ids(tokenizer, prefix + record.values["source"], max_len)
+    source, cut_source = _source_ids(tokenizer, task_cfg, record.values["source"], max_len)
     target = list(tokenizer.encode(record.values["target"]))
     cut_target = len(target) > max_len - 1
     pairs.sources.append(np.array(source, np.int32))
