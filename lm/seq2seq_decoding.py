@@ -131,6 +131,9 @@ def decode_batch(model: nn.Module,
     raise UserError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
   cfg = model.config
   max_new_tokens = min(max_new_tokens, cfg.max_len - 1)
+  # A cache of the positions fed (BOS and the new tokens), not max_len: less to attend to and,
+  # in beam search, to reorder every step.
+  model = type(model)(cfg.replace(cache_len=max_new_tokens + 1))
   S = max(pad_to, max(len(s) for s in sources))
   source_BxS = np.full((len(sources), S), pad_id, np.int32)
   segments_BxS = np.zeros((len(sources), S), np.int32)

@@ -62,9 +62,16 @@ def _unique_tokens(S, T):
                                                                    dtype=jnp.int32)[None])
 
 
-@pytest.mark.parametrize("norm_position", ["pre", "post"])
-def test_decoder_sees_the_past_and_the_whole_source_through_gradients(norm_position):
-  model, params = make_model(tie_embeddings=False, norm_position=norm_position)
+T5_LIKE = dict(positions="relative", relative_buckets=8, relative_max_distance=10, norm="rmsnorm",
+               mlp="geglu", scale_attention=False, scale_tied_output=True)
+MARIAN_LIKE = dict(norm_position="post", positions="sinusoidal", embed_norm=False, mlp="silu",
+                   scale_embeddings=True, use_bias=True, output_bias=True)
+
+
+@pytest.mark.parametrize("fields", [dict(norm_position="pre"), dict(norm_position="post"), T5_LIKE],
+                         ids=["pre", "post", "t5"])
+def test_decoder_sees_the_past_and_the_whole_source_through_gradients(fields):
+  model, params = make_model(**{"tie_embeddings": False, **fields})
   S, T = 5, 4
   source, target = _unique_tokens(S, T)
   for t in range(T):
@@ -112,6 +119,9 @@ def test_padding_on_either_side_changes_no_real_position(norm_position):
     dict(norm_position="pre", positions="learned"),
     dict(norm_position="post", positions="sinusoidal", scale_embeddings=True),
     dict(norm_position="pre", positions="learned", tie_embeddings=False, num_kv_heads=1),
+    dict(T5_LIKE, cache_len=6),
+    dict(T5_LIKE, relative_max_distance=4, mlp="relu"),
+    MARIAN_LIKE,
 ])
 def test_decoding_with_the_cache_equals_the_full_forward_pass(fields):
   model, params = make_model(**fields)

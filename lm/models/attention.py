@@ -24,9 +24,9 @@ class SelfAttention(nn.Module):
   Causal (a decoder) or bidirectional (an encoder) as config.causal says; segment ids keep
   packed sequences, and padding (segment 0), apart.
 
-  With `decode=True` keys and values are appended to a cache of `max_len` positions held in the
-  `cache` collection, so generation processes only new tokens (the prompt once, then one token
-  per step).
+  With `decode=True` keys and values are appended to a cache of `cache_slots` positions (max_len
+  unless config.cache_len says fewer) held in the `cache` collection, so generation processes
+  only new tokens (the prompt once, then one token per step).
   """
   config: ModelConfig
   deterministic: bool = True  # No dropout (of LoRA adapters' inputs).
@@ -40,7 +40,7 @@ class SelfAttention(nn.Module):
                *,
                bias_BxHxTxS: jax.Array | None = None,
                decode: bool = False) -> jax.Array:
-    """`bias_BxHxTxS`: added to the scores (relative positions); S is max_len when decoding."""
+    """`bias_BxHxTxS`: added to the scores (relative positions); S is the cache's slots when decoding."""
     cfg = self.config
     dtype = jnp.dtype(cfg.dtype)
     B, T = positions_BxT.shape
@@ -96,7 +96,7 @@ class SelfAttention(nn.Module):
                              **flags)(out_NxHDh)
 
   def _cache_variables(self, B, K, Dh, dtype):
-    S = self.config.max_len
+    S = self.config.cache_slots
     return (self.variable("cache", "key", jnp.zeros, (B, S, K, Dh),
                           dtype), self.variable("cache", "value", jnp.zeros, (B, S, K, Dh), dtype),
             self.variable("cache", "index", lambda: jnp.array(0, jnp.int32)))
@@ -105,7 +105,7 @@ class SelfAttention(nn.Module):
     """Writes the new keys/values at the cache index; returns the whole cache and its mask."""
     cached_k, cached_v, index = cache
     B, T = k_BxTxKxDh.shape[:2]
-    S = self.config.max_len
+    S = self.config.cache_slots
     start = index.value
     cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k_BxTxKxDh, (0, start, 0, 0))
     cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v_BxTxKxDh, (0, start, 0, 0))

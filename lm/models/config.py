@@ -21,7 +21,7 @@ ROPE_SCALINGS = ("none", "linear", "llama3", "yarn")
 PROJECTIONS = ("query", "key_value", "out", "wi", "wi_gate", "wi_up", "wo")
 # Set by the task (classifier head, LoRA fine-tuning), not in config.model.
 TASK_FIELDS = ("vocab_size", "num_classes", "pooling", "lora_rank", "lora_alpha", "lora_dropout",
-               "lora_targets")
+               "lora_targets", "cache_len")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -133,6 +133,9 @@ class ModelConfig:
   lora_alpha: float = 16.0
   lora_dropout: float = 0.0
   lora_targets: str = "query,key_value,out"
+  # Slots of the decoding KV cache (0 = max_len): set by the encoder–decoder's decoding to the
+  # tokens it feeds, so that each step attends to, and beam search reorders, only those.
+  cache_len: int = 0
 
   def replace(self, **changes: Any) -> "ModelConfig":
     return dataclasses.replace(self, **changes)
@@ -151,6 +154,10 @@ class ModelConfig:
   @property
   def decoder_layers(self) -> int:
     return self.num_decoder_layers or self.num_layers
+
+  @property
+  def cache_slots(self) -> int:
+    return self.cache_len or self.max_len
 
   @property
   def gated_mlp(self) -> bool:
@@ -205,7 +212,8 @@ class ModelConfig:
             f"unknown projection(s) {', '.join(unknown)}; choose from {', '.join(PROJECTIONS)}")
     for field in ("num_kv_heads", "attention_head_dim", "mlp_dim", "rope_original_max_len",
                   "type_vocab_size", "init_std", "rope_attention_factor", "lstm_hidden_dim",
-                  "num_decoder_layers", "relative_buckets", "relative_max_distance"):
+                  "num_decoder_layers", "relative_buckets", "relative_max_distance",
+                  "cache_len"):
       check(getattr(self, field) >= 0, field, f"must be >= 0, got {getattr(self, field)}")
     for field in ("rope_theta", "rope_factor", "rope_low_freq_factor", "rope_high_freq_factor",
                   "rope_beta_fast", "rope_beta_slow", "norm_eps"):

@@ -131,8 +131,8 @@ class EncoderDecoder(nn.Module):
                      if target_positions_BxT is None else target_positions_BxT)
     x_NxD = dropout(self._embed(token_embed, target_BxT, positions_BxT, "target"))
     decoder_cfg = cfg.replace(causal=True)
-    # Decoding attends to the whole KV cache (max_len slots); initialization to the T tokens.
-    keys = cfg.max_len if decode and not self.is_initializing() else T
+    # Decoding attends to the whole KV cache; initialization to the T tokens.
+    keys = cfg.cache_slots if decode and not self.is_initializing() else T
     bias_BxHxTxS = self._relative_bias("target", positions_BxT, keys)
     for i in range(cfg.decoder_layers):
       x_NxD = DecoderBlock(decoder_cfg,
