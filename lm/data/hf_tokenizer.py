@@ -29,7 +29,7 @@ from tokenizers import implementations, pre_tokenizers
 
 from lm.data import marian_tokenizer, tokenizer_base
 from lm.data.sentencepiece_tokenizer import MODEL_FILE, SPACE_MARKER, SentencePieceTokenizer
-from lm.data.tokenizer_base import SpecialIds, Tokenizer
+from lm.data.tokenizer_base import ImportedIds, SpecialIds, Tokenizer
 from lm.errors import UserError
 
 HF_FILE = "hf_tokenizer.json"  # The base class's metadata file is `tokenizer.json`.
@@ -62,21 +62,7 @@ _STAND_INS = {
 _BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")  # SentencePiece-style byte fallback.
 
 
-class _ImportedIds:
-  """The padded vocabulary size and the special ids of an imported tokenizer."""
-  _vocab_size: int
-  _special_ids: SpecialIds
-
-  @property
-  def vocab_size(self) -> int:
-    return self._vocab_size
-
-  @property
-  def special_ids(self) -> SpecialIds:
-    return self._special_ids
-
-
-class HFTokenizer(_ImportedIds, Tokenizer):
+class HFTokenizer(ImportedIds, Tokenizer):
   """A `tokenizers.Tokenizer` (from its tokenizer.json text) with resolved special ids.
 
   `vocab_size` may pad the vocabulary to a model's embedding rows; ids past the tokenizer's own
@@ -163,7 +149,7 @@ class HFTokenizer(_ImportedIds, Tokenizer):
     return cls(text, special_ids, vocab_size=vocab_size, source=os.path.join(directory, HF_FILE))
 
 
-class ImportedSentencePieceTokenizer(_ImportedIds, SentencePieceTokenizer):
+class ImportedSentencePieceTokenizer(ImportedIds, SentencePieceTokenizer):
   """A foreign SentencePiece model (e.g. Llama's tokenizer.model), ids as they are.
 
   Unlike the project's own models it encodes lines together and keeps its own normalization

@@ -19,7 +19,7 @@ import sentencepiece as spm
 
 from lm.data import tokenizer_base
 from lm.data.sentencepiece_tokenizer import SPACE_MARKER
-from lm.data.tokenizer_base import SpecialIds, Tokenizer
+from lm.data.tokenizer_base import ImportedIds, SpecialIds, Tokenizer
 from lm.errors import UserError
 
 FILES = ("source.spm", "target.spm", "vocab.json")
@@ -27,7 +27,7 @@ SETTINGS_FILE = "marian_settings.json"  # Padded vocab_size and the resolved spe
 _LANGUAGE_CODE = re.compile(r">>.+?<<")
 
 
-class MarianTokenizer(Tokenizer):
+class MarianTokenizer(ImportedIds, Tokenizer):
   """Pieces of `source.spm` (encode) and `target.spm` (decode), ids from `vocab.json`."""
 
   name = "hf_marian"
@@ -53,14 +53,6 @@ class MarianTokenizer(Tokenizer):
     self._special_V = np.zeros(own_size, dtype=bool)
     self._special_V[[i for i in special_ids.all if i < own_size]] = True
     self._unk = special_ids.unk
-
-  @property
-  def vocab_size(self) -> int:
-    return self._vocab_size
-
-  @property
-  def special_ids(self) -> SpecialIds:
-    return self._special_ids
 
   def special_mask(self) -> np.ndarray:
     return tokenizer_base.pad_special_mask(self._special_V, self.vocab_size)

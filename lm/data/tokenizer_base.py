@@ -132,6 +132,20 @@ class Tokenizer(abc.ABC):
     return f"{type(self).__name__}(vocab_size={self.vocab_size})"
 
 
+class ImportedIds:
+  """The padded vocabulary size and the special ids of an imported tokenizer (a mixin)."""
+  _vocab_size: int
+  _special_ids: SpecialIds
+
+  @property
+  def vocab_size(self) -> int:
+    return self._vocab_size
+
+  @property
+  def special_ids(self) -> SpecialIds:
+    return self._special_ids
+
+
 def unk_rate(tokenizer: Tokenizer, texts: Iterable[str]) -> float:
   """Share of the tokens of `texts` that are the unknown token (0.0 for lossless tokenizers)."""
   unk, total = 0, 0
