@@ -82,34 +82,39 @@ def test_train_step_reduces_loss_on_a_repeated_batch():
   assert losses[-1] < 0.5 * losses[0]
 
 
-def _float64_nll(logits_BxTxV, targets_BxT):
-  """NLL and its gradient d(sum of NLL * cotangent)/d logits, in float64 NumPy."""
+def _float64_nll(logits_BxTxV, targets_BxT, smoothing=0.0):
+  """Cross-entropy against (1 - smoothing) one_hot + smoothing / V and its gradient
+  d(sum of loss * cotangent)/d logits, in float64 NumPy."""
   logits = np.asarray(logits_BxTxV, np.float64)
   shifted = logits - logits.max(-1, keepdims=True)
   log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-  nll = -np.take_along_axis(log_probs, targets_BxT[..., None], -1)[..., 0]
-  one_hot = np.eye(logits.shape[-1])[targets_BxT]
-  return nll, np.exp(log_probs) - one_hot
+  V = logits.shape[-1]
+  labels = (1 - smoothing) * np.eye(V)[targets_BxT] + smoothing / V
+  return -(labels * log_probs).sum(-1), np.exp(log_probs) - labels
 
 
-@pytest.mark.parametrize("dtype, tolerance", [(jnp.float32, 1e-5), (jnp.bfloat16, 1e-2)])
-def test_token_nll_and_its_gradient_match_float64(dtype, tolerance):
+@pytest.mark.parametrize("dtype, tolerance, smoothing", [(jnp.float32, 1e-5, 0.0),
+                                                         (jnp.bfloat16, 1e-2, 0.0),
+                                                         (jnp.float32, 1e-5, 0.1)])
+def test_token_nll_and_its_gradient_match_float64(dtype, tolerance, smoothing):
   rng = np.random.default_rng(0)
   logits = (4 * rng.normal(size=(3, 5, 67))).astype(dtype)
   targets = rng.integers(0, 67, size=(3, 5))
   cotangent = rng.normal(size=(3, 5)).astype(np.float32)
-  nll, vjp = jax.vjp(lambda x: steps.token_nll(x, jnp.asarray(targets)), jnp.asarray(logits))
+  nll, vjp = jax.vjp(lambda x: steps.token_nll(x, jnp.asarray(targets), smoothing),
+                     jnp.asarray(logits))
   (grad,) = vjp(jnp.asarray(cotangent))
-  want_nll, want_dlogits = _float64_nll(logits, targets)
+  want_nll, want_dlogits = _float64_nll(logits, targets, smoothing)
   assert nll.dtype == jnp.float32 and grad.dtype == dtype
   np.testing.assert_allclose(nll, want_nll, rtol=1e-6, atol=1e-5)  # Float32 math throughout.
   np.testing.assert_allclose(np.asarray(grad, np.float64), want_dlogits * cotangent[..., None],
                              atol=tolerance * np.abs(cotangent).max(), rtol=tolerance)
   # Under jit, and as the optax formula it replaces.
-  optax_nll = optax.softmax_cross_entropy_with_integer_labels(
-      jnp.asarray(logits, jnp.float32), targets)
-  np.testing.assert_allclose(jax.jit(steps.token_nll)(logits, targets), optax_nll, rtol=1e-6,
-                             atol=1e-6)
+  optax_nll = optax.softmax_cross_entropy(
+      jnp.asarray(logits, jnp.float32),
+      optax.smooth_labels(jax.nn.one_hot(targets, 67), smoothing))
+  np.testing.assert_allclose(jax.jit(steps.token_nll, static_argnums=2)(logits, targets, smoothing),
+                             optax_nll, rtol=1e-6, atol=1e-5)
 
 
 def test_a_loss_with_params_rng_and_metrics_reports_them_per_step():

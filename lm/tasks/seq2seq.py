@@ -86,13 +86,8 @@ class EncoderDecoderTask(base.Task):
   def loss_fn(self, logits_BxTxV, batch):
     """Per-token cross-entropy against targets smoothed by config.task.label_smoothing (1 - s
     on the target, s spread evenly over the vocabulary)."""
-    nll_BxT = steps.token_nll(logits_BxTxV, batch["targets"])
-    smoothing = self.config.task.label_smoothing
-    if not smoothing:
-      return nll_BxT
-    logits_BxTxV = logits_BxTxV.astype(jnp.float32)
-    uniform_BxT = (jax.nn.logsumexp(logits_BxTxV, axis=-1) - jnp.mean(logits_BxTxV, axis=-1))
-    return (1.0 - smoothing) * nll_BxT + smoothing * uniform_BxT
+    return steps.token_nll(logits_BxTxV, batch["targets"],
+                           float(self.config.task.label_smoothing))
 
   def pair_loss(self, layout, params, batches) -> float:
     """Mean target-token NLL (no smoothing) over this process's `batches` of global batches of

@@ -1,5 +1,6 @@
 """The pure, jitted step functions: one optimizer update, and one evaluation batch."""
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -19,32 +20,43 @@ class TrainState(train_state.TrainState):
   """Optax train state: step, params, optimizer state, and the model's apply function."""
 
 
-@jax.custom_vjp
-def token_nll(logits_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.Array:
-  """Negative log-likelihood of each target token, in float32 (logits in any float dtype).
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def token_nll(logits_BxTxV: jax.Array,
+              targets_BxT: jax.Array,
+              label_smoothing: float = 0.0) -> jax.Array:
+  """Negative log-likelihood of each target token, in float32 (logits in any float dtype); with
+  `label_smoothing` s the cross-entropy against (1 - s) one_hot + s / V instead:
+  (1 - s) NLL + s (logsumexp - mean logit).
 
   The same function as `optax.softmax_cross_entropy_with_integer_labels` on float32 logits,
-  with a hand-written gradient: softmax - one_hot computed straight from the logits in their
-  own dtype. Differentiating the float32 formula instead makes XLA keep a float32 copy of the
-  [B, T, V] logits for the backward pass: for GPT-2's 50k vocabulary in bfloat16 that copy and
-  its reads were ~9% of a training step on an H100 (BENCHMARKS.md).
+  with a hand-written gradient: softmax - (1 - s) one_hot - s / V computed straight from the
+  logits in their own dtype, one pass over [B, T, V] each way. Differentiating the float32
+  formula instead makes XLA keep a float32 copy of the [B, T, V] logits for the backward pass:
+  for GPT-2's 50k vocabulary in bfloat16 that copy and its reads were ~9% of a training step on
+  an H100 (BENCHMARKS.md); and smoothing by autodiff doubles the softmax passes.
   """
-  return _token_nll_forward(logits_BxTxV, targets_BxT)[0]
+  return _token_nll_forward(logits_BxTxV, targets_BxT, label_smoothing)[0]
 
 
-def _token_nll_forward(logits_BxTxV, targets_BxT):
+def _token_nll_forward(logits_BxTxV, targets_BxT, label_smoothing):
   logits_BxTxV32 = logits_BxTxV.astype(jnp.float32)
   max_BxTx1 = jax.lax.stop_gradient(jnp.max(logits_BxTxV32, axis=-1, keepdims=True))
   logsumexp_BxTx1 = max_BxTx1 + jnp.log(
       jnp.sum(jnp.exp(logits_BxTxV32 - max_BxTx1), axis=-1, keepdims=True))
   target_BxT = jnp.take_along_axis(logits_BxTxV32, targets_BxT[..., None], axis=-1)[..., 0]
+  if label_smoothing:
+    target_BxT = ((1.0 - label_smoothing) * target_BxT +
+                  label_smoothing * jnp.mean(logits_BxTxV32, axis=-1))
   return logsumexp_BxTx1[..., 0] - target_BxT, (logits_BxTxV, targets_BxT, logsumexp_BxTx1)
 
 
-def _token_nll_backward(residuals, nll_cotangent_BxT):
+def _token_nll_backward(label_smoothing, residuals, nll_cotangent_BxT):
   logits_BxTxV, targets_BxT, logsumexp_BxTx1 = residuals
+  V = logits_BxTxV.shape[-1]
   probs_BxTxV = jnp.exp(logits_BxTxV.astype(jnp.float32) - logsumexp_BxTx1)
-  one_hot_BxTxV = jax.nn.one_hot(targets_BxT, logits_BxTxV.shape[-1], dtype=jnp.float32)
+  one_hot_BxTxV = jax.nn.one_hot(targets_BxT, V, dtype=jnp.float32)
+  if label_smoothing:
+    one_hot_BxTxV = (1.0 - label_smoothing) * one_hot_BxTxV + label_smoothing / V
   grad_BxTxV = (probs_BxTxV - one_hot_BxTxV) * nll_cotangent_BxT[..., None]
   return grad_BxTxV.astype(logits_BxTxV.dtype), None
 
