@@ -40,23 +40,14 @@ class SelfAttention(nn.Module):
                *,
                bias_BxHxTxS: jax.Array | None = None,
                decode: bool = False) -> jax.Array:
-    """`bias_BxHxTxS`: added to the scores (relative positions); S is the cache's slots when decoding."""
+    """`bias_BxHxTxS`: added to the scores (relative positions); S is the cache's slots when
+    decoding."""
     cfg = self.config
     dtype = jnp.dtype(cfg.dtype)
     B, T = positions_BxT.shape
-    H, K, Dh, D = cfg.num_heads, cfg.kv_heads, cfg.head_dim, cfg.embed_dim
-    heads = ("act_batch", None, "act_heads", None)
-    flags = dict(deterministic=self.deterministic)
-
-    q_NxHDh = layers.projection(cfg, "query", (D, H, Dh), ("embed", "heads", "head_dim"),
-                                **flags)(x_NxD)
-    # Keys and values in one matmul; heads outermost, so a split over heads stays contiguous.
-    kv_NxK2Dh = layers.projection(cfg, "key_value", (D, K, 2, Dh),
-                                  ("embed", "kv_heads", None, "head_dim"), **flags)(x_NxD)
-    q_BxTxHxDh = nn.with_logical_constraint(q_NxHDh.reshape(B, T, H, Dh), heads)
-    kv_BxTxKx2xDh = kv_NxK2Dh.reshape(B, T, K, 2, Dh)
-    k_BxTxKxDh = nn.with_logical_constraint(kv_BxTxKx2xDh[:, :, :, 0], heads)
-    v_BxTxKxDh = nn.with_logical_constraint(kv_BxTxKx2xDh[:, :, :, 1], heads)
+    K, Dh = cfg.kv_heads, cfg.head_dim
+    q_BxTxHxDh = _queries(cfg, x_NxD, B, self.deterministic)
+    k_BxTxKxDh, v_BxTxKxDh = _keys_values(cfg, x_NxD, B, self.deterministic)
 
     if cfg.positions == "rope":
       # The Transformer passes tables computed once for all layers (`rope`).
@@ -87,13 +78,7 @@ class SelfAttention(nn.Module):
                                                              bias_BxHxTxS=bias_BxHxTxS,
                                                              scale=attention_scale(cfg),
                                                              causal=cfg.causal)
-
-    out_NxHDh = nn.with_logical_constraint(out_BxTxHxDh, heads).reshape(B * T, H * Dh)
-    return layers.projection(cfg,
-                             "out", (H, Dh, D), ("heads", "head_dim", "embed"),
-                             num_input_axes=2,
-                             residual=True,
-                             **flags)(out_NxHDh)
+    return _output(cfg, out_BxTxHxDh, self.deterministic)
 
   def _cache_variables(self, B, K, Dh, dtype):
     S = self.config.cache_slots
@@ -137,18 +122,10 @@ class CrossAttention(nn.Module):
     cfg = self.config
     B, S = source_mask_BxS.shape
     T = x_NxD.shape[0] // B
-    H, K, Dh, D = cfg.num_heads, cfg.kv_heads, cfg.head_dim, cfg.embed_dim
-    heads = ("act_batch", None, "act_heads", None)
-    flags = dict(deterministic=self.deterministic)
-    q_NxHDh = layers.projection(cfg, "query", (D, H, Dh), ("embed", "heads", "head_dim"),
-                                **flags)(x_NxD)
-    q_BxTxHxDh = nn.with_logical_constraint(q_NxHDh.reshape(B, T, H, Dh), heads)
-    key_value = layers.projection(cfg, "key_value", (D, K, 2, Dh),
-                                  ("embed", "kv_heads", None, "head_dim"), **flags)
+    q_BxTxHxDh = _queries(cfg, x_NxD, B, self.deterministic)
     if memory_BxSxD is not None:
-      kv_BxSxKx2xDh = key_value(memory_BxSxD.reshape(B * S, D)).reshape(B, S, K, 2, Dh)
-      k_BxSxKxDh = nn.with_logical_constraint(kv_BxSxKx2xDh[:, :, :, 0], heads)
-      v_BxSxKxDh = nn.with_logical_constraint(kv_BxSxKx2xDh[:, :, :, 1], heads)
+      k_BxSxKxDh, v_BxSxKxDh = _keys_values(cfg, memory_BxSxD.reshape(B * S, -1), B,
+                                            self.deterministic)
     if decode:
       cached_k = self.variable("cache", "key", lambda: k_BxSxKxDh)
       cached_v = self.variable("cache", "value", lambda: v_BxSxKxDh)
@@ -163,9 +140,40 @@ class CrossAttention(nn.Module):
                                                            mask_BxTxS=mask_BxTxS,
                                                            scale=attention_scale(cfg),
                                                            causal=False)
-    out_NxHDh = nn.with_logical_constraint(out_BxTxHxDh, heads).reshape(B * T, H * Dh)
-    return layers.projection(cfg,
-                             "out", (H, Dh, D), ("heads", "head_dim", "embed"),
-                             num_input_axes=2,
-                             residual=True,
-                             **flags)(out_NxHDh)
+    return _output(cfg, out_BxTxHxDh, self.deterministic)
+
+
+# Logical axes of per-head activations [B, T, heads, Dh].
+_HEADS = ("act_batch", None, "act_heads", None)
+
+
+def _queries(cfg: ModelConfig, x_NxD: jax.Array, B: int, deterministic: bool) -> jax.Array:
+  """The `query` projection of x_NxD as q_BxTxHxDh (built in the calling module)."""
+  H, Dh = cfg.num_heads, cfg.head_dim
+  q_NxHDh = layers.projection(cfg, "query", (cfg.embed_dim, H, Dh),
+                              ("embed", "heads", "head_dim"), deterministic=deterministic)(x_NxD)
+  return nn.with_logical_constraint(q_NxHDh.reshape(B, -1, H, Dh), _HEADS)
+
+
+def _keys_values(cfg: ModelConfig, x_NxD: jax.Array, B: int,
+                 deterministic: bool) -> tuple[jax.Array, jax.Array]:
+  """Keys and values [B, T, K, Dh] of x_NxD in one matmul (`key_value`); heads outermost, so a
+  split over heads stays contiguous."""
+  K, Dh = cfg.kv_heads, cfg.head_dim
+  kv_NxK2Dh = layers.projection(cfg, "key_value", (cfg.embed_dim, K, 2, Dh),
+                                ("embed", "kv_heads", None, "head_dim"),
+                                deterministic=deterministic)(x_NxD)
+  kv_BxTxKx2xDh = kv_NxK2Dh.reshape(B, -1, K, 2, Dh)
+  return (nn.with_logical_constraint(kv_BxTxKx2xDh[:, :, :, 0], _HEADS),
+          nn.with_logical_constraint(kv_BxTxKx2xDh[:, :, :, 1], _HEADS))
+
+
+def _output(cfg: ModelConfig, out_BxTxHxDh: jax.Array, deterministic: bool) -> jax.Array:
+  """The `out` projection of the heads' outputs: [N, D]."""
+  B, T, H, Dh = out_BxTxHxDh.shape
+  out_NxHDh = nn.with_logical_constraint(out_BxTxHxDh, _HEADS).reshape(B * T, H * Dh)
+  return layers.projection(cfg,
+                           "out", (H, Dh, cfg.embed_dim), ("heads", "head_dim", "embed"),
+                           num_input_axes=2,
+                           residual=True,
+                           deterministic=deterministic)(out_NxHDh)
