@@ -29,7 +29,7 @@ def _prefill(model, params, source_BxS, segments_BxS, bos_id):
                                         jnp.zeros((B, 1), jnp.int32),
                                         decode=True,
                                         mutable=["cache"])
-  return jax.nn.log_softmax(logits_Bx1xV[:, 0].astype(jnp.float32)), variables["cache"]
+  return beam_search.log_probs(logits_Bx1xV[:, 0]), variables["cache"]
 
 
 def _step(model, params, cache, tokens_N, position):
@@ -43,7 +43,7 @@ def _step(model, params, cache, tokens_N, position):
                                         jnp.full((N, 1), position, jnp.int32),
                                         decode=True,
                                         mutable=["cache"])
-  return jax.nn.log_softmax(logits_Nx1xV[:, 0].astype(jnp.float32)), variables["cache"]
+  return beam_search.log_probs(logits_Nx1xV[:, 0]), variables["cache"]
 
 
 def _rows(cache, rows_N):

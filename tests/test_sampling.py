@@ -242,7 +242,7 @@ def test_init_cache_is_empty():
   model, _ = model_named("rope-gqa")
   cache = sampling.init_cache(model, 3)
   attn = cache["block_0"]["attn"]
-  assert attn["key"].shape == attn["value"].shape == (3, 16, 2, 8)
+  assert attn["key"].shape == attn["value"].shape == (3, 2, 16, 8)  # [B, K, S, Dh]
   assert int(attn["index"]) == 0 and not np.any(attn["key"])
 
 

@@ -60,15 +60,13 @@ class SelfAttention(nn.Module):
       cache = self._cache_variables(B, K, Dh, k_BxTxKxDh.dtype)
     # Init (creating an empty cache of the batch's shape) takes the plain causal path.
     if decode and not self.is_initializing():
-      k_BxSxKxDh, v_BxSxKxDh, mask_BxTxS = self._append_to_cache(cache, k_BxTxKxDh, v_BxTxKxDh)
-      out_BxTxHxDh = attention_kernels.dot_product_attention(q_BxTxHxDh,
-                                                             k_BxSxKxDh,
-                                                             v_BxSxKxDh,
-                                                             implementation="xla",
-                                                             mask_BxTxS=mask_BxTxS,
-                                                             bias_BxHxTxS=bias_BxHxTxS,
-                                                             scale=attention_scale(cfg),
-                                                             causal=False)
+      k_BxKxSxDh, v_BxKxSxDh, mask_BxTxS = self._append_to_cache(cache, k_BxTxKxDh, v_BxTxKxDh)
+      out_BxTxHxDh = attention_kernels.cached_attention(q_BxTxHxDh,
+                                                        k_BxKxSxDh,
+                                                        v_BxKxSxDh,
+                                                        mask_BxTxS,
+                                                        bias_BxHxTxS=bias_BxHxTxS,
+                                                        scale=attention_scale(cfg))
     else:
       out_BxTxHxDh = attention_kernels.dot_product_attention(q_BxTxHxDh,
                                                              k_BxTxKxDh,
@@ -81,9 +79,10 @@ class SelfAttention(nn.Module):
     return _output(cfg, out_BxTxHxDh, self.deterministic)
 
   def _cache_variables(self, B, K, Dh, dtype):
+    """Keys and values [B, K, S, Dh] (heads-major: no decoding step transposes the cache)."""
     S = self.config.cache_slots
-    return (self.variable("cache", "key", jnp.zeros, (B, S, K, Dh),
-                          dtype), self.variable("cache", "value", jnp.zeros, (B, S, K, Dh), dtype),
+    return (self.variable("cache", "key", jnp.zeros, (B, K, S, Dh),
+                          dtype), self.variable("cache", "value", jnp.zeros, (B, K, S, Dh), dtype),
             self.variable("cache", "index", lambda: jnp.array(0, jnp.int32)))
 
   def _append_to_cache(self, cache, k_BxTxKxDh, v_BxTxKxDh):
@@ -92,8 +91,10 @@ class SelfAttention(nn.Module):
     B, T = k_BxTxKxDh.shape[:2]
     S = self.config.cache_slots
     start = index.value
-    cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k_BxTxKxDh, (0, start, 0, 0))
-    cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v_BxTxKxDh, (0, start, 0, 0))
+    for cached, new_BxTxKxDh in ((cached_k, k_BxTxKxDh), (cached_v, v_BxTxKxDh)):
+      cached.value = jax.lax.dynamic_update_slice(cached.value,
+                                                  jnp.swapaxes(new_BxTxKxDh, 1, 2),
+                                                  (0, 0, start, 0))
     index.value = start + T
     # Query t (at absolute position start + t) sees cache slots 0 .. start + t.
     query_pos_T = start + jnp.arange(T)
@@ -126,20 +127,24 @@ class CrossAttention(nn.Module):
     if memory_BxSxD is not None:
       k_BxSxKxDh, v_BxSxKxDh = _keys_values(cfg, memory_BxSxD.reshape(B * S, -1), B,
                                             self.deterministic)
-    if decode:
-      cached_k = self.variable("cache", "key", lambda: k_BxSxKxDh)
-      cached_v = self.variable("cache", "value", lambda: v_BxSxKxDh)
-      if memory_BxSxD is not None:
-        cached_k.value, cached_v.value = k_BxSxKxDh, v_BxSxKxDh
-      k_BxSxKxDh, v_BxSxKxDh = cached_k.value, cached_v.value
     mask_BxTxS = jnp.broadcast_to(source_mask_BxS[:, None, :], (B, T, S))
-    out_BxTxHxDh = attention_kernels.dot_product_attention(q_BxTxHxDh,
-                                                           k_BxSxKxDh,
-                                                           v_BxSxKxDh,
-                                                           implementation="xla",
-                                                           mask_BxTxS=mask_BxTxS,
-                                                           scale=attention_scale(cfg),
-                                                           causal=False)
+    if decode:  # The memory's keys and values, heads-major [B, K, S, Dh], computed once.
+      cached_k = self.variable("cache", "key", lambda: jnp.swapaxes(k_BxSxKxDh, 1, 2))
+      cached_v = self.variable("cache", "value", lambda: jnp.swapaxes(v_BxSxKxDh, 1, 2))
+      if memory_BxSxD is not None:
+        cached_k.value = jnp.swapaxes(k_BxSxKxDh, 1, 2)
+        cached_v.value = jnp.swapaxes(v_BxSxKxDh, 1, 2)
+      out_BxTxHxDh = attention_kernels.cached_attention(q_BxTxHxDh, cached_k.value,
+                                                        cached_v.value, mask_BxTxS,
+                                                        scale=attention_scale(cfg))
+    else:
+      out_BxTxHxDh = attention_kernels.dot_product_attention(q_BxTxHxDh,
+                                                             k_BxSxKxDh,
+                                                             v_BxSxKxDh,
+                                                             implementation="xla",
+                                                             mask_BxTxS=mask_BxTxS,
+                                                             scale=attention_scale(cfg),
+                                                             causal=False)
     return _output(cfg, out_BxTxHxDh, self.deterministic)
 
 

@@ -116,6 +116,38 @@ def dot_product_attention(q_BxTxHxDh: jax.Array,
   raise ValueError(f"unknown attention implementation {implementation!r}; resolve it first")
 
 
+def cached_attention(q_BxTxHxDh: jax.Array,
+                     k_BxKxSxDh: jax.Array,
+                     v_BxKxSxDh: jax.Array,
+                     mask_BxTxS: jax.Array,
+                     *,
+                     bias_BxHxTxS: jax.Array | None = None,
+                     scale: float | None = None) -> jax.Array:
+  """Attention of a few new queries to a decoding cache laid out heads-major [B, K, S, Dh], as
+  `dot_product_attention` with `mask_BxTxS` (True = attend) computes it: the products are batched
+  over (B, K) in that layout, so no step copies the cache into another one (transposing every
+  layer's cache was most of a beam-search step's memory traffic); scores and softmax in float32.
+  Returns out_BxTxHxDh."""
+  B, T, H, Dh = q_BxTxHxDh.shape
+  K, S = k_BxKxSxDh.shape[1:3]
+  G = H // K
+  scale = Dh**-0.5 if scale is None else scale
+  q_BxKxGxTxDh = jnp.transpose(q_BxTxHxDh.reshape(B, T, K, G, Dh), (0, 2, 3, 1, 4))
+  scores_BxKxGxTxS = jnp.einsum("bkgtd,bksd->bkgts", q_BxKxGxTxDh, k_BxKxSxDh,
+                                preferred_element_type=jnp.float32) * scale
+  if bias_BxHxTxS is not None:
+    bias_BxKxGxTxS = bias_BxHxTxS.reshape(bias_BxHxTxS.shape[0], K, G, T, S)
+    scores_BxKxGxTxS = scores_BxKxGxTxS + bias_BxKxGxTxS.astype(jnp.float32)
+  scores_BxKxGxTxS = jnp.where(mask_BxTxS[:, None, None], scores_BxKxGxTxS, _MASKED)
+  probs_BxKxGxTxS = jax.nn.softmax(scores_BxKxGxTxS, axis=-1).astype(v_BxKxSxDh.dtype)
+  out_BxKxGxTxDh = jnp.einsum("bkgts,bksd->bkgtd", probs_BxKxGxTxS, v_BxKxSxDh)
+  return jnp.transpose(out_BxKxGxTxDh, (0, 3, 1, 2, 4)).reshape(B, T, H, Dh)
+
+
+# The score of a masked key: exp() of it is 0 next to any real score, and finite.
+_MASKED = -1e30
+
+
 def _segment_mask(segment_ids_BxT: jax.Array) -> jax.Array:
   """[B, 1, T, T]: True where query and key belong to the same segment."""
   return (segment_ids_BxT[:, :, None] == segment_ids_BxT[:, None, :])[:, None]
