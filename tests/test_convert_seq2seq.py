@@ -7,11 +7,13 @@ import pytest
 import torch
 import transformers
 
+from experiments import multi30k
 from lm import seq2seq_decoding
 from lm.convert.exporter import export_hf
 from lm.convert.importer import import_hf
 from lm.models.encoder_decoder import EncoderDecoder
-from lm.training import checkpoints
+from lm.tasks import registry
+from lm.training import checkpoints, init_from, trainer
 from tests.test_convert import TOLERANCE, VOCAB, randomized, save_hf
 
 PAD, EOS = 0, 6  # The ids of [PAD] and </s> in test_convert's tokenizer.
@@ -145,3 +147,27 @@ def test_generation_matches_transformers_generate(imported, beam_size):
     generated = row[1:]
     expected.append(generated[:generated.index(EOS)] if EOS in generated else generated)
   assert ours == expected
+
+
+def test_fine_tuning_an_imported_bart_keeps_its_token_layout(imported, tmp_path):
+  """init_architecture='adopt' takes BART's layout along: sources <s> ... </s>, targets that
+  start from </s>; the run trains, and lm.generate's settings come with it."""
+  name, _, workdir = imported
+  if name != "bart":
+    pytest.skip("BART's layout")
+  lines = [" ".join(f"w{(i * 7 + j) % 40}" for j in range(1 + i % 5)) for i in range(24)]
+  (tmp_path / "s.txt").write_text("\n".join(lines) + "\n")
+  (tmp_path / "t.txt").write_text("\n".join(reversed(lines)) + "\n")
+  config = multi30k.get_config("cpu,smoke")
+  config.init_from = str(workdir)
+  config.init_architecture = "adopt"
+  config.data.update(source=str(tmp_path / "s.txt"), target=str(tmp_path / "t.txt"),
+                     valid_source=str(tmp_path / "s.txt"), valid_target=str(tmp_path / "t.txt"))
+  config.train.update(steps=2, warmup_steps=0, batch_size=8, eval_batch_size=8)
+  task = registry.build_task(init_from.adopt_architecture(config), str(tmp_path / "probe"), {})
+  assert all(s[0] == 5 and s[-1] == EOS for s in task.train.sources)
+  assert all(t[0] == EOS for t in task.train.targets)
+  final = trainer.train_and_evaluate(config, str(tmp_path / "run"))
+  assert np.isfinite(final["eval/loss"])
+  saved = checkpoints.load_config(str(tmp_path / "run"))["task"]
+  assert (saved["decoder_start_id"], saved["source_bos"]) == (EOS, True)

@@ -26,10 +26,14 @@ _LENGTH_KEY = "max_len"
 _ADAPTERS = ("lora_a", "lora_b")
 # config.init_architecture: check config.model against init_from's, or adopt init_from's.
 ARCHITECTURE_MODES = ("check", "adopt")
+# config.task keys that belong to the model's token layout (an imported BART starts decoding
+# from EOS after a source wrapped in BOS ... EOS): adopted with the architecture.
+_LAYOUT_TASK_KEYS = ("decoder_start_id", "source_bos")
 
 
 def adopt_architecture(config: Any) -> Any:
-  """`config` with config.model's architecture keys from config.init_from's saved config when
+  """`config` with config.model's architecture keys (and the task's token layout keys, e.g. an
+  encoder–decoder's decoder_start_id) from config.init_from's saved config when
   config.init_architecture is 'adopt' (the free keys stay); else `config` itself."""
   mode = config.get("init_architecture", "check")
   if mode not in ARCHITECTURE_MODES:
@@ -45,6 +49,9 @@ def adopt_architecture(config: Any) -> Any:
     for key, value in saved["model"].items():
       if key not in _FREE_KEYS:
         config.model[key] = value
+    for key in _LAYOUT_TASK_KEYS:
+      if key in saved.get("task", {}) and key in config.task:
+        config.task[key] = saved["task"][key]
   return config
 
 
