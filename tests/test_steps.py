@@ -114,7 +114,7 @@ def test_token_nll_and_its_gradient_match_float64(dtype, tolerance, smoothing):
       jnp.asarray(logits, jnp.float32),
       optax.smooth_labels(jax.nn.one_hot(targets, 67), smoothing))
   np.testing.assert_allclose(jax.jit(steps.token_nll, static_argnums=2)(logits, targets, smoothing),
-                             optax_nll, rtol=1e-6, atol=1e-5)
+                             optax_nll, rtol=1e-6, atol=1e-6)
 
 
 def test_a_loss_with_params_rng_and_metrics_reports_them_per_step():
