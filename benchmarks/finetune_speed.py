@@ -1,11 +1,13 @@
 """Fine-tuning speed of all-MiniLM-L6-v2: this trainer against transformers (PyTorch, CPU), side
 by side in one run, on the same batches and padding.
 
-Tasks: SST-2 sentence classification (experiments/sst2_minilm.py, batch 32) and WNUT-17 token
-classification (experiments/wnut17.py:minilm, batch 16). Both sides take the batches the lm task
-makes (length-bucketed, padded to 16, 32, 64, ...), the same checkpoint and AdamW; transformers
-runs BertForSequenceClassification / BertForTokenClassification (labels -100 off the first
-pieces) with an attention mask. The VM's speed drifts, so the sides alternate in chunks of
+Tasks: SST-2 sentence classification (experiments/sst2_minilm.py, batch 32), WNUT-17 token
+classification (experiments/wnut17.py:minilm, batch 16) and extractive QA (CMRC 2018 questions,
+experiments/cmrc2018.py's reader on the imported model: windows of up to 512 tokens, batch 16).
+Both sides take the batches the lm task makes (length-bucketed, padded to 16, 32, 64, ...), the
+same checkpoint and AdamW; transformers runs BertForSequenceClassification /
+BertForTokenClassification (labels -100 off the first pieces) / BertForQuestionAnswering
+(start and end positions) with an attention mask. The VM's speed drifts, so the sides alternate in chunks of
 `--chunk_steps` steps (lm, transformers, lm, ...) after a warm-up that compiles every bucket;
 the table gives the median ms/step over chunks, the ratio, and the model FLOP/s each side
 achieves (lm/training/flops.py's count for the batches' shapes: both sides do the same work), to
@@ -42,11 +44,13 @@ from lm.models import architecture  # pylint: disable=g-import-not-at-top,wrong-
 from lm.tasks import registry  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lm.training import flops, init_from, parallel  # pylint: disable=g-import-not-at-top
 
-TASKS = {  # name -> experiment file, its argument, the transformers model class
+TASKS = {  # name -> experiment file, its argument, the transformers model class, batch size
     "sst2 (batch 32)":
-        ("experiments/sst2_minilm.py", None, transformers.BertForSequenceClassification),
+        ("experiments/sst2_minilm.py", None, transformers.BertForSequenceClassification, 32),
     "wnut17 (batch 16)":
-        ("experiments/wnut17.py", "minilm", transformers.BertForTokenClassification),
+        ("experiments/wnut17.py", "minilm", transformers.BertForTokenClassification, 16),
+    "cmrc2018 QA (batch 16)":
+        ("experiments/cmrc2018.py", "finetune", transformers.BertForQuestionAnswering, 16),
 }
 
 
@@ -95,12 +99,16 @@ class TorchSide:
   def step(self, batch) -> None:
     inputs = torch.from_numpy(batch["inputs"].astype(np.int64))
     mask = torch.from_numpy((batch["segment_ids"] > 0).astype(np.int64))
-    if "targets" in batch:  # Token classification: -100 where the loss ignores a position.
-      labels = np.where(batch["weights"] > 0, batch["targets"], -100)
+    as_torch = lambda x: torch.from_numpy(np.asarray(x).astype(np.int64))
+    if "starts" in batch:  # Extractive QA: the answer's first and last token.
+      targets = dict(start_positions=as_torch(batch["starts"]),
+                     end_positions=as_torch(batch["ends"]),
+                     token_type_ids=as_torch(batch["token_types"]))
+    elif "targets" in batch:  # Token classification: -100 where the loss ignores a position.
+      targets = dict(labels=as_torch(np.where(batch["weights"] > 0, batch["targets"], -100)))
     else:
-      labels = batch["labels"]
-    loss = self.model(input_ids=inputs, attention_mask=mask,
-                      labels=torch.from_numpy(labels.astype(np.int64))).loss
+      targets = dict(labels=as_torch(batch["labels"]))
+    loss = self.model(input_ids=inputs, attention_mask=mask, **targets).loss
     loss.backward()
     self.optimizer.step()
     self.optimizer.zero_grad(set_to_none=True)
@@ -129,8 +137,9 @@ def main() -> None:
         f"torch {torch.__version__} ({torch.get_num_threads()} threads); transformers "
         f"{transformers.__version__}")
   rows = []
-  for name, (path, arg, model_class) in TASKS.items():
+  for name, (path, arg, model_class, batch_size) in TASKS.items():
     config = load_config(path, arg, args.init_from)
+    config.train.batch_size = batch_size
     with tempfile.TemporaryDirectory() as workdir:
       lm_side = LmSide(config, workdir)
     sampler = lm_side.task.train_batches(lm_side.layout.rows(config.train.batch_size))

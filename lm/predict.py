@@ -1,4 +1,4 @@
-"""Predicts with a fine-tuned classifier or tagger, as its task does it.
+"""Predicts with a fine-tuned classifier, tagger or QA reader, as its task does it.
 
   python -m lm.predict --workdir=DIR --input=FILE --output=FILE [--text_column=text] \\
       [--checkpoint=best] [--batch_size=64]
@@ -17,6 +17,11 @@ line, with or without a tag column) or JSONL (`tokens`, optional `tags`); the ou
 input's format, line for line, with the predicted tag in place of the tag column (or appended).
 Where the input has tags, they are scored (entity precision, recall, F1) and the metrics are
 printed and written to OUTPUT.metrics.json.
+
+QA readers (config.task.kind='extractive_qa'): the input is SQuAD v1.1 JSON (CMRC 2018's
+format) or JSONL (`question`, `context`, optional `id` and `answers`); the output is a .json
+object {id: answer}, as the official evaluation scripts read it. Where the input has answers,
+exact match and F1 are printed and written to OUTPUT.metrics.json.
 """
 
 from lm import runtime
@@ -34,9 +39,11 @@ from lm.errors import UserError  # pylint: disable=g-import-not-at-top
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of a classifier or tagger.")
 _INPUT = flags.DEFINE_string("input", None, "Classifiers: .csv, .tsv, .jsonl or lines of text; "
-                             "taggers: a CoNLL-style or .jsonl token file.")
+                             "taggers: a CoNLL-style or .jsonl token file; QA readers: SQuAD "
+                             ".json or .jsonl questions.")
 _OUTPUT = flags.DEFINE_string("output", None, "Where to write the predictions (classifiers: "
-                              ".csv/.tsv/.jsonl; taggers: the input's format).")
+                              ".csv/.tsv/.jsonl; taggers: the input's format; QA readers: "
+                              ".json).")
 _TEXT_COLUMN = flags.DEFINE_string("text_column", "text", "Column or JSONL key of the text.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Texts per forward pass.")

@@ -91,7 +91,7 @@ class Task(abc.ABC):
     against labels found in the input (else {})."""
     del input_path, output_path, options
     raise UserError(f"--workdir={workdir}: lm.predict has no predictions for a "
-                    f"{cls.__name__}; it predicts with classifiers and taggers")
+                    f"{cls.__name__}; it predicts with classifiers, taggers and QA readers")
 
   @classmethod
   def generation_ids(cls, config: dict, tokenizer: Tokenizer, prompt: str) -> list[int]:
