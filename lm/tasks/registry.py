@@ -19,6 +19,7 @@ TASKS = {
     "token_classification": "lm.tasks.token_classification:TokenClassificationTask",
     "seq2seq": "lm.tasks.seq2seq:Seq2SeqTask",
     "span_corruption": "lm.tasks.span_corruption:SpanCorruptionTask",
+    "extractive_qa": "lm.tasks.extractive_qa:ExtractiveQATask",
 }
 KINDS = tuple(TASKS)
 
