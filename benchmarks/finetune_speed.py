@@ -13,7 +13,7 @@ the table gives the median ms/step over chunks, the ratio, and the model FLOP/s 
 achieves (lm/training/flops.py's count for the batches' shapes: both sides do the same work), to
 compare with the CPU's matmul peak (benchmarks/peak_flops.py).
 
-  .venv/bin/python benchmarks/finetune_speed.py [--chunks=6 --chunk_steps=10]
+  .venv/bin/python benchmarks/finetune_speed.py [--chunks=6 --chunk_steps=10 --tasks=cmrc2018]
   XLA_FLAGS=--xla_force_host_platform_device_count=1 .venv/bin/python benchmarks/finetune_speed.py
       (lm on one XLA device that threads each op over the cores, instead of one per core)
 
@@ -131,13 +131,18 @@ def main() -> None:
   parser.add_argument("--init_from", default=os.path.join(REPO, "runs", "minilm"))
   parser.add_argument("--chunks", type=int, default=6)
   parser.add_argument("--chunk_steps", type=int, default=10)
+  parser.add_argument("--tasks", default="", help="comma-separated name prefixes (e.g. cmrc2018)"
+                      "; default all")
   args = parser.parse_args()
   torch.set_num_threads(os.cpu_count() or 1)
   print(f"{os.cpu_count()} CPU cores; jax {jax.__version__} on {len(jax.devices())} devices; "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads); transformers "
         f"{transformers.__version__}")
   rows = []
+  chosen = [prefix for prefix in args.tasks.split(",") if prefix]
   for name, (path, arg, model_class, batch_size) in TASKS.items():
+    if chosen and not any(name.startswith(prefix) for prefix in chosen):
+      continue
     config = load_config(path, arg, args.init_from)
     config.train.batch_size = batch_size
     with tempfile.TemporaryDirectory() as workdir:
