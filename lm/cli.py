@@ -50,6 +50,16 @@ def run(main: Callable[[list[str]], None],
   app.run(guarded, flags_parser=flags_parser or parse_flags)
 
 
+def define_sampling_flags() -> dict[str, flags.FlagHolder]:
+  """The sampling flags that `lm.generate` and `lm.chat` share, by option name."""
+  return dict(
+      max_new_tokens=flags.DEFINE_integer("max_new_tokens", 200, "Tokens generated per prompt."),
+      temperature=flags.DEFINE_float("temperature", 0.8, "Softmax temperature; 0 is greedy."),
+      top_k=flags.DEFINE_integer("top_k", 0, "Sample among the k most likely tokens; 0: all."),
+      top_p=flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass; 1: all tokens."),
+      seed=flags.DEFINE_integer("seed", 0, "Random seed of the sampler."))
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing; a bad flag is reported like any user mistake (absl would print "FATAL
   Flags parsing error" and exit 1)."""

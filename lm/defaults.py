@@ -53,6 +53,8 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   #   masked_lm       BERT's masked-token prediction on text windows (encoder, causal=False)
   #   classification  a label per text, from a CSV/TSV/JSONL/TFDS/tar source (config.data.*)
   #   sft             causal LM on prompt/response pairs, loss on the response only
+  #   chat            causal LM on conversations through a chat template, loss on the
+  #                   assistant's turns only (lm/tasks/chat.py)
   c.task = ml_collections.ConfigDict()
   c.task.kind = "causal_lm"
   # Classifier input: 'cls' (first token; encoders put [CLS] there), 'mean' (of non-padding

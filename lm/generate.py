@@ -6,11 +6,19 @@
 
   python -m lm.generate --workdir=DIR --input=prompts.jsonl --output=generations.txt \
       --text_field=prompt --temperature=0 [--batch_size=32]
+  python -m lm.generate --workdir=CHAT_RUN --chat --input=conversations.jsonl --output=replies.txt
 
 Several `--prompt`s are decoded together in one batch (see `lm.sampling`); without `--prompt`
 the model starts from a newline. `--beam_size` > 1 returns the best beam of a beam search
 (`lm.beam_search`) instead of a sample. `lm.sampling.generate_text` is the same thing as a
 function.
+
+`--chat` (with `--input` and `--output`) reads conversations instead, one a record as training
+reads them (a `messages` list of {role, content}, or a prompt/response pair), and writes the
+assistant's reply to each, one a line, built with the run's chat template exactly as training
+built its conversations (`lm.chat` holds one interactively). A conversation that ends with an
+assistant message (a validation file's reference reply, a pair's response) is answered from
+the messages before it.
 
 `--input` reads prompts from a file, as `lm.predict` reads texts: plain text (every line is one
 prompt, blank or not), or .json (a list of objects), .jsonl, .csv or .tsv with the prompt in
@@ -39,11 +47,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory with a c
 _PROMPT = flags.DEFINE_multi_string(
     "prompt", None, "Text to continue; repeat for a batch. "
     "Default: a single newline.")
-_MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 200, "Tokens generated per prompt.")
-_TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "Softmax temperature; 0 is greedy.")
-_TOP_K = flags.DEFINE_integer("top_k", 0, "Sample among the k most likely tokens; 0: all.")
-_TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass; 1: all tokens.")
-_SEED = flags.DEFINE_integer("seed", 0, "Random seed of the sampler.")
+_SAMPLING = cli.define_sampling_flags()  # max_new_tokens, temperature, top_k, top_p, seed.
 _INPUT = flags.DEFINE_string(
     "input", None, "A file of prompts (plain text: one a line; .json list, .jsonl, .csv or .tsv: "
     "the prompt in --text_field), instead of --prompt. Needs --output.")
@@ -59,6 +63,10 @@ _BEAM_SIZE = flags.DEFINE_integer(
 _LENGTH_PENALTY = flags.DEFINE_float(
     "length_penalty", 0.6, "Beam search: alpha of the GNMT length penalty ((5 + length) / 6) ** "
     "alpha that beam scores are divided by; 0: raw log-probabilities (favours short outputs).")
+_CHAT = flags.DEFINE_bool(
+    "chat", False, "--input holds conversations (a list of {role, content} messages per record, "
+    "under the key 'messages' or --text_field): --output gets the assistant's reply to each, "
+    "through the run's chat template.")
 
 
 def _run(argv: list[str]) -> None:
@@ -73,6 +81,10 @@ def _run(argv: list[str]) -> None:
                     "written to --output")
   if _BATCH_SIZE.value < 1:
     raise UserError(f"--batch_size must be >= 1, got {_BATCH_SIZE.value}")
+  if _CHAT.value:
+    logging.set_verbosity(logging.WARNING)
+    _chat_replies()
+    return
   prompts = _PROMPT.value or ["\n"]
   for i, prompt in enumerate(prompts):
     if not prompt:
@@ -120,13 +132,8 @@ def _run(argv: list[str]) -> None:
 def _options(config: dict, task) -> dict:
   """The decoding options of the flags; a seq2seq run's own (config.task: beam_size,
   length_penalty, max_new_tokens; greedy) stand for the flags not given."""
-  options = dict(max_new_tokens=_MAX_NEW_TOKENS.value,
-                 temperature=_TEMPERATURE.value,
-                 top_k=_TOP_K.value,
-                 top_p=_TOP_P.value,
-                 seed=_SEED.value,
-                 beam_size=_BEAM_SIZE.value,
-                 length_penalty=_LENGTH_PENALTY.value)
+  options = {name: holder.value for name, holder in _SAMPLING.items()}
+  options.update(beam_size=_BEAM_SIZE.value, length_penalty=_LENGTH_PENALTY.value)
   if task.continues_prompt:
     return options
   task_cfg = config["task"]
@@ -137,6 +144,46 @@ def _options(config: dict, task) -> dict:
                   temperature=0.0)
   options.update({name: value for name, value in defaults.items() if not given(name)})
   return options
+
+
+def _chat_replies() -> None:
+  """--chat: the reply to every conversation of --input, batched as --input's prompts; a
+  conversation too long for the context, less --max_new_tokens, loses its oldest messages."""
+  if not _INPUT.value:
+    raise UserError("--chat reads conversations from --input and writes the replies to --output")
+  import jax  # pylint: disable=g-import-not-at-top
+  from lm import sampling  # pylint: disable=g-import-not-at-top
+  from lm.data import chat_template, conversations, reader  # pylint: disable=g-import-not-at-top
+  from lm.models.architecture import make_model  # pylint: disable=g-import-not-at-top
+  from lm.training.checkpoints import load_for_inference  # pylint: disable=g-import-not-at-top
+  field = _TEXT_FIELD.value if flags.FLAGS["text_field"].present else "messages"
+  records = reader.read_records(_INPUT.value, fields={}, keep_columns=True, config_key="--input")
+  fields = {"messages": field, "prompt": "prompt", "response": "response"}
+  chats = [conversations.from_record(r, fields, "strict") for r in records]
+  model_config, params, tokenizer = load_for_inference(_WORKDIR.value)
+  template = chat_template.of(tokenizer, f"--workdir={_WORKDIR.value}")
+  options = {name: holder.value for name, holder in _SAMPLING.items()}
+  budget = model_config.max_len - options["max_new_tokens"]
+  if budget < 1:
+    raise UserError(f"--max_new_tokens={options['max_new_tokens']} leaves no room for a prompt "
+                    f"in the model's context of {model_config.max_len} tokens")
+  # A final assistant message (a reference reply, or a pair's response) is what is predicted.
+  histories = [c.messages[:-1] if c.messages[-1]["role"] == "assistant" else c.messages
+               for c in chats]
+  fitted = [chat_template.fit_prompt(template, history, budget, c.where)
+            for history, c in zip(histories, chats)]
+  shortened = sum(1 for _, dropped, cut in fitted if dropped or cut)
+  if shortened:
+    print(f"note: {shortened:,} conversations were longer than the context less --max_new_tokens"
+          f" ({budget} tokens): their oldest messages were dropped", file=sys.stderr)
+  model, rng = make_model(model_config), jax.random.PRNGKey(options.pop("seed"))
+  prompts, replies, batch = [ids for ids, _, _ in fitted], [], _BATCH_SIZE.value
+  for start in range(0, len(prompts), batch):
+    tokens = sampling.generate_tokens(model, params, prompts[start:start + batch], rng=rng,
+                                      eos_id=template.end_id, **options)
+    replies += [template.decode(t) for t in tokens]
+  _write_generations(_OUTPUT.value, replies)
+  print(f"Wrote {len(replies):,} replies to {_OUTPUT.value}")
 
 
 def _read_prompts(path: str) -> list:

@@ -12,7 +12,7 @@ length, S context (config.max_len), V vocabulary.
 """
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import flax.linen as nn
 import jax
@@ -139,6 +139,17 @@ def check_prompts(prompts: list[list[int]],
       raise UserError(f"{name} has token ids outside the vocabulary [0, {cfg.vocab_size})")
 
 
+def _check_settings(max_new_tokens: int, temperature: float, top_k: int, top_p: float) -> None:
+  if max_new_tokens < 0:
+    raise UserError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+  if temperature < 0:
+    raise UserError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
+  if top_k < 0:
+    raise UserError(f"top_k must be >= 0 (0 keeps every token), got {top_k}")
+  if not 0 < top_p <= 1:
+    raise UserError(f"top_p must be in (0, 1] (1 keeps every token), got {top_p}")
+
+
 def generate_tokens(model: nn.Module,
                     params: Any,
                     prompts: list[list[int]],
@@ -157,14 +168,7 @@ def generate_tokens(model: nn.Module,
   Raises UserError for an empty prompt or one longer than `max_len`, and for bad settings.
   """
   check_prompts(prompts, model.config)
-  if max_new_tokens < 0:
-    raise UserError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-  if temperature < 0:
-    raise UserError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
-  if top_k < 0:
-    raise UserError(f"top_k must be >= 0 (0 keeps every token), got {top_k}")
-  if not 0 < top_p <= 1:
-    raise UserError(f"top_p must be in (0, 1] (1 keeps every token), got {top_p}")
+  _check_settings(max_new_tokens, temperature, top_k, top_p)
   if max_new_tokens == 0:
     return [[] for _ in prompts]
 
@@ -214,13 +218,15 @@ def generate_continuations(model_config: ModelConfig,
                            seed: int,
                            encode: Callable[[str], list[int]] | None = None,
                            beam_size: int = 1,
-                           length_penalty: float = 0.6) -> list[str]:
-  """The continuation of each prompt, which ends early at EOS: sampled, or with `beam_size` > 1
-  the best beam (lm.beam_search; temperature, top_k, top_p and seed unused). `encode` builds a
-  prompt's ids as the run's task trained (`base.Task.generation_ids`; default: the plain
-  encoding)."""
+                           length_penalty: float = 0.6,
+                           eos_id: int | None = None) -> list[str]:
+  """The continuation of each prompt, which ends early at `eos_id` (default: the tokenizer's
+  EOS; a chat template's end of turn): sampled, or with `beam_size` > 1 the best beam
+  (lm.beam_search; temperature, top_k, top_p and seed unused). `encode` builds a prompt's ids as
+  the run's task trained (`base.Task.generation_ids`; default: the plain encoding)."""
   encode = encode or tokenizer.encode
   model, ids = make_model(model_config), [list(encode(p)) for p in prompts]
+  eos_id = tokenizer.special_ids.eos if eos_id is None else eos_id
   if beam_size > 1:
     from lm import beam_search  # pylint: disable=g-import-not-at-top  # It imports this module.
     new_tokens = beam_search.beam_search_tokens(model,
@@ -229,7 +235,7 @@ def generate_continuations(model_config: ModelConfig,
                                                 max_new_tokens=max_new_tokens,
                                                 beam_size=beam_size,
                                                 length_penalty=length_penalty,
-                                                eos_id=tokenizer.special_ids.eos)
+                                                eos_id=eos_id)
   else:
     new_tokens = generate_tokens(model,
                                  params,
@@ -239,5 +245,51 @@ def generate_continuations(model_config: ModelConfig,
                                  temperature=temperature,
                                  top_k=top_k,
                                  top_p=top_p,
-                                 eos_id=tokenizer.special_ids.eos)
+                                 eos_id=eos_id)
   return [tokenizer.decode(tokens) for tokens in new_tokens]
+
+
+# Streaming feeds a prompt in chunks of this many tokens, then one at a time: two compiled
+# programs serve every prompt length.
+_STREAM_CHUNK = 32
+_feed = jax.jit(forward, static_argnames=("model",))
+_sample = jax.jit(sample_logits, static_argnames=("temperature", "top_k", "top_p"))
+
+
+def stream_tokens(model: nn.Module,
+                  params: Any,
+                  prompt: list[int],
+                  *,
+                  max_new_tokens: int,
+                  rng: jax.Array,
+                  temperature: float = 1.0,
+                  top_k: int = 0,
+                  top_p: float = 1.0,
+                  eos_id: int | None = None) -> Iterator[int]:
+  """Yields the continuation of one prompt token by token as each is sampled (`lm.chat`), with
+  the KV cache; it ends before `eos_id` or after `max_new_tokens`. The prompt and the new tokens
+  must fit the context (UserError otherwise). Greedy (temperature 0) gives `generate_tokens`'
+  tokens."""
+  check_prompts([prompt], model.config)
+  _check_settings(max_new_tokens, temperature, top_k, top_p)
+  if len(prompt) + max_new_tokens > model.config.max_len:
+    raise UserError(f"a prompt of {len(prompt)} tokens plus max_new_tokens={max_new_tokens} is "
+                    f"more than the model's context ({model.config.max_len} tokens)")
+  params, cache = nn.meta.unbox(params), init_cache(model, 1)
+  settings = dict(temperature=float(temperature), top_k=int(top_k), top_p=float(top_p))
+  position = 0
+  while position < len(prompt):
+    size = _STREAM_CHUNK if len(prompt) - position >= _STREAM_CHUNK else 1
+    chunk_1xT = jnp.asarray([prompt[position:position + size]], jnp.int32)
+    logits_1xTxV, cache = _feed(model, params, cache, chunk_1xT, position)
+    position += size
+  for step in range(max_new_tokens):
+    key = jax.random.fold_in(rng, position)
+    token = int(_sample(logits_1xTxV[:, -1], key, **settings)[0])
+    if token == eos_id:
+      return
+    yield token
+    if step + 1 < max_new_tokens:
+      logits_1xTxV, cache = _feed(model, params, cache, jnp.asarray([[token]], jnp.int32),
+                                  position)
+      position += 1

@@ -8,8 +8,8 @@ import sysconfig
 
 from tests.conftest import REPO
 
-COMMANDS = ("lm-train", "lm-generate", "lm-predict", "lm-convert", "lm-sweep", "lm-prepare",
-            "lm-download")
+COMMANDS = ("lm-train", "lm-generate", "lm-chat", "lm-predict", "lm-score", "lm-convert",
+            "lm-sweep", "lm-prepare", "lm-download")
 
 
 def run(*args, **kwargs):

@@ -38,6 +38,9 @@ def export_hf(workdir: str, target: str, which: str = "latest") -> str:
   if cfg.architecture == "lstm":
     raise UserError(f"{workdir}: an LSTM model has no Hugging Face architecture to export to; "
                     f"only Transformers export")
+  if tokenizer.chat_template is not None and tokenizer.chat_template.kind == "roles":
+    raise UserError(f"{workdir}: a chat run with this project's chat template has role tokens "
+                    f"after its tokenizer's vocabulary, which an exported tokenizer cannot hold")
   params = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
   if cfg.lora_rank:
     params, cfg = merge_lora(params, cfg)
@@ -153,7 +156,7 @@ def _prefix_ids(config: dict, tokenizer) -> list[int]:
   """The ids the run's task puts before a prompt (BOS for `sft`), as `lm.generate` does."""
   from lm.tasks import registry  # pylint: disable=g-import-not-at-top
   kind = config.get("task", {}).get("kind")
-  if not kind:
+  if not kind or tokenizer.chat_template is not None:  # A chat model's prompt is its template's.
     return []
   try:
     return list(registry.task_class(kind).generation_ids(config, tokenizer, ""))

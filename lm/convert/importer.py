@@ -1,7 +1,9 @@
 """A Hugging Face model directory -> a workdir of this project (checkpoint, config, tokenizer).
 
 The workdir looks like a finished training run: `init_from` fine-tunes or continues pretraining
-from it, and `lm.generate` / `lm.predict` read it.
+from it, and `lm.generate` / `lm.predict` read it. A chat template in the model's
+tokenizer_config.json (or chat_template.jinja) is saved with the tokenizer, for `lm.chat` and
+chat fine-tuning (lm/data/chat_template.py).
 """
 
 import dataclasses
@@ -15,7 +17,7 @@ from absl import logging
 from lm import defaults
 from lm.convert import checkpoint_files, tensor_map
 from lm.convert.family import Family, family_for_hf
-from lm.data import hf_tokenizer, pipeline
+from lm.data import chat_template, hf_tokenizer, pipeline
 from lm.errors import UserError
 from lm.models.config import TASK_FIELDS, ModelConfig
 from lm.models.architecture import param_shapes
@@ -51,6 +53,7 @@ def import_hf(source: str, workdir: str) -> ModelConfig:
   config.data.tokenizer = "hf"
   saved = {**config.to_dict(), "converted_from": os.path.abspath(source)}
   tokenizer.save(os.path.join(workdir, pipeline.TOKENIZER_DIR))
+  chat_template.import_hf(source, tokenizer, os.path.join(workdir, pipeline.TOKENIZER_DIR))
   checkpointer = checkpoints.Checkpointer(workdir)
   try:
     checkpointer.save(0, {"params": params}, {}, saved)

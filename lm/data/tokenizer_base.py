@@ -57,6 +57,8 @@ class Tokenizer(abc.ABC):
   """Text <-> token ids, with the special ids in `special_ids` (by default 0..6 above)."""
 
   name: str  # "char" | "byte" | "sentencepiece" | "hf" | "hf_sentencepiece" | "hf_marian"
+  # The chat template saved beside it (lm/data/chat_template.py), set by `load_tokenizer`.
+  chat_template: Any = None
 
   @property
   @abc.abstractmethod

@@ -3,7 +3,8 @@
 A trained tokenizer is saved in the run's workdir (e.g. `WORKDIR/tokenizer/`): `tokenizer.json`
 says which kind it is; `chars.json` or `sentencepiece.model` holds the vocabulary. Tokenizers
 imported from Hugging Face (`hf_tokenizer.py`, kinds "hf" and "hf_sentencepiece";
-`marian_tokenizer.py`, "hf_marian") load the same way but cannot be trained.
+`marian_tokenizer.py`, "hf_marian") load the same way but cannot be trained. A chat template
+saved beside a tokenizer (`chat_template.py`) is loaded with it.
 """
 
 import json
@@ -12,7 +13,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from lm.data import tokenizer_base
+from lm.data import chat_template, tokenizer_base
 from lm.data.hf_tokenizer import HFTokenizer, ImportedSentencePieceTokenizer
 from lm.data.marian_tokenizer import MarianTokenizer
 from lm.data.sentencepiece_tokenizer import SentencePieceTokenizer
@@ -250,4 +251,5 @@ def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:
     raise UserError(
         f"{directory}: tokenizer.json says vocab_size {metadata.get('vocab_size')} but the saved"
         f" vocabulary has {tokenizer.vocab_size}; the tokenizer directory is inconsistent")
+  tokenizer.chat_template = chat_template.load(directory, tokenizer)
   return tokenizer

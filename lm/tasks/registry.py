@@ -16,10 +16,12 @@ TASKS = {
     "masked_lm": "lm.tasks.language_model:LanguageModelTask",
     "classification": "lm.tasks.classification:ClassificationTask",
     "sft": "lm.tasks.sft:SftTask",
+    "chat": "lm.tasks.chat:ChatTask",
     "token_classification": "lm.tasks.token_classification:TokenClassificationTask",
     "seq2seq": "lm.tasks.seq2seq:Seq2SeqTask",
     "span_corruption": "lm.tasks.span_corruption:SpanCorruptionTask",
     "extractive_qa": "lm.tasks.extractive_qa:ExtractiveQATask",
+    "fewshot": "lm.tasks.fewshot:FewShotTask",
 }
 KINDS = tuple(TASKS)
 

@@ -133,11 +133,13 @@ class Seq2SeqTask(EncoderDecoderTask):
     # (eval/rouge1, rouge2, rougeL, rougeLsum) of the decoded validation sources.
     config.task.seq2seq_metrics = "translation"
     # Seq2seq decoding (evaluation, and lm.generate unless its flags say otherwise): beams
-    # (1 = greedy), GNMT length penalty alpha, and the most tokens per output (0 = max_len - 1).
+    # (1 = greedy), GNMT length penalty alpha, and the most tokens per output (0 = max_len - 1;
+    # for SFT and chat evaluation, config.task.eval_generation: 0 = to the end of the context).
     config.task.beam_size = 1
     config.task.length_penalty = 0.6
     config.task.max_new_tokens = 0
-    # Seq2seq: validation sources decoded and scored at each evaluation (0 = all).
+    # Seq2seq (and SFT and chat with config.task.eval_generation): validation sources (prompts)
+    # decoded and scored at each evaluation (0 = all).
     config.train.eval_examples = 0
 
   @classmethod

@@ -19,12 +19,15 @@ SPLIT_SEED = 0
 CLEAN_STEPS = tuple(step for step in cleaning.STEPS if step != "stopwords")
 
 
-def read_splits(config: Any, fields: dict[str, str], blank: str = "error") -> tuple[list, list]:
+def read_splits(config: Any, fields: dict[str, str], blank: str = "error",
+                keep_columns: bool = False) -> tuple[list, list]:
   """Training and validation records: config.data.valid_source, the TFDS valid_split, or a
   held-out valid_fraction of the training records; a record with a blank field is an error, or
-  kept (`blank='keep'`, for a task that skips and counts them)."""
+  kept (`blank='keep'`, for a task that skips and counts them); with `keep_columns`, each
+  record's columns / JSON keys as read too (values that are not text: chat messages)."""
   data_cfg = config.data
   read = dict(fields=fields,
+              keep_columns=keep_columns,
               encoding_errors=data_cfg.encoding_errors,
               tfds_data_dir=data_cfg.tfds_data_dir or None,
               required=tuple(fields),

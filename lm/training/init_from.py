@@ -55,13 +55,15 @@ def adopt_architecture(config: Any) -> Any:
   return config
 
 
-def pretrained_params(config: Any, fresh_params: Any,
-                      groups: LayerGroups | None) -> tuple[Any, str]:
+def pretrained_params(config: Any, fresh_params: Any, groups: LayerGroups | None,
+                      vocab_size: int | None = None) -> tuple[Any, str]:
   """`fresh_params` (the new model's initial parameters) with every parameter that the
   checkpoint in config.init_from holds replaced by the pretrained value (on the host), and a
   note for the run's log: which step, what was loaded, what started fresh, what was left out.
   The model family's layer `groups` convert between its scanned and unrolled block layouts (a
-  checkpoint saved with the other config.model.scan_layers)."""
+  checkpoint saved with the other config.model.scan_layers). A model whose vocabulary
+  (`vocab_size`) has ids after the checkpoint's (a chat template's role tokens) keeps the
+  pretrained rows of its embedding and output layers; the others start fresh."""
   directory = config.init_from
   checkpointer = checkpoints.Checkpointer(directory, read_only=True)
   try:
@@ -74,7 +76,7 @@ def pretrained_params(config: Any, fresh_params: Any,
   if groups is not None:
     loaded = groups.stacked(loaded) if groups.scanned in fresh_params else groups.unstacked(loaded)
   flat = {_path(p): v for p, v in jax.tree_util.tree_leaves_with_path(loaded)}
-  taken, fresh_names = [], []
+  taken, fresh_names, grown = [], [], []
 
   def take(path, fresh):
     name = _path(path)
@@ -85,6 +87,11 @@ def pretrained_params(config: Any, fresh_params: Any,
       raise UserError(f"config.init_from={directory}: the checkpoint has no parameter {name}; "
                       f"it was trained with a different architecture")
     value = flat[name]
+    axis = _grown_vocab_axis(np.shape(value), np.shape(fresh), vocab_size)
+    if axis is not None:
+      grown.append(f"{name} ({np.shape(value)[axis]:,} -> {vocab_size:,})")
+      value = np.concatenate([value, np.take(fresh, np.arange(np.shape(value)[axis],
+                                                              vocab_size), axis)], axis)
     if np.shape(value) != np.shape(fresh):
       raise UserError(f"config.init_from={directory}: parameter {name} has shape "
                       f"{np.shape(value)} there but {np.shape(fresh)} here")
@@ -98,7 +105,19 @@ def pretrained_params(config: Any, fresh_params: Any,
           f"parameter arrays loaded ({values:,} values); started fresh: "
           f"{_names(fresh_names) or 'none'}; not used from the checkpoint: "
           f"{_names(unused) or 'none'}")
+  if grown:
+    note += f"; vocabulary grown, the new ids start fresh: {_names(grown)}"
   return params, note
+
+
+def _grown_vocab_axis(saved: tuple, fresh: tuple, vocab_size: int | None) -> int | None:
+  """The one axis along which a parameter grew from a smaller vocabulary to `vocab_size`."""
+  if vocab_size is None or len(saved) != len(fresh):
+    return None
+  differ = [axis for axis, (a, b) in enumerate(zip(saved, fresh)) if a != b]
+  if len(differ) == 1 and fresh[differ[0]] == vocab_size and saved[differ[0]] < vocab_size:
+    return differ[0]
+  return None
 
 
 def _starts_fresh(name: str, groups: LayerGroups | None) -> bool:

@@ -300,7 +300,8 @@ def _initial_state(config: Any, layout, rng: jax.Array) -> tuple[Any, str]:
   if not config.init_from:
     return state, f"Initialized: random weights (seed {config.seed}; config.init_from is empty)"
   fresh = jax.device_get(layout.to_checkpoint(state).params)
-  params, note = init_from.pretrained_params(config, fresh, layout.groups)
+  params, note = init_from.pretrained_params(config, fresh, layout.groups,
+                                             layout.model.config.vocab_size)
   return layout.with_params(state, params), note
 
 
