@@ -25,7 +25,9 @@ Commands (2-core CPU):
   python -m lm.predict --workdir=runs/cmrc2018 \\
       --input=${LM_DATA_DIR:-../shared/data}/cmrc2018/cmrc2018_dev.json \\
       --output=runs/cmrc2018/dev_predictions.json
-Expected (2-core CPU): see BENCHMARKS.md "Issue 25" for the measured times and dev EM/F1.
+Expected (2-core CPU): pretrain 32 min (masked-LM loss 5.57), finetune 19 min; dev (all 3,219
+questions, lm.predict) EM 30.6 +- 1.3, F1 53.1 +- 1.3 over seeds 0-2 (54.6, 52.8, 52.0);
+BENCHMARKS.md "Issue 25" (with the from-scratch reader).
 """
 
 from lm import defaults

@@ -288,3 +288,17 @@ def test_question_match_marks_context_tokens_that_occur_in_the_question(tmp_path
   # "Where is the Eiffel Tower?", case-insensitive.
   assert words == {"The", "the", "Eiffel", "Tower", "is"}
   assert set(types[chars[:, 0] >= 0]) == {1, 2} and types[-1] == 1
+
+
+def test_training_skips_and_names_answers_missing_from_the_context(tmp_path):
+  from lm.tasks import registry  # pylint: disable=g-import-not-at-top
+  items = ENGLISH + [{**ENGLISH[1], "id": "absent",
+                      "answers": [{"text": "London", "answer_start": 3}]}]
+  config = smoke_config()
+  config.data.source = write_jsonl(tmp_path / "train.jsonl", items)
+  config.data.valid_source = write_jsonl(tmp_path / "valid.jsonl", ENGLISH)
+  task = registry.build_task(config, str(tmp_path / "run"), {})
+  assert set(task.train.question.tolist()) == {0, 1}  # Only the answerable questions train.
+  assert "1 training questions skipped" in task.describe()
+  assert "train.jsonl: absent" in task.describe()
+  assert task.style == "squad"

@@ -277,8 +277,8 @@ class ExtractiveQATask(base.Task):
             f" in {len(self.valid):,}; answers away from their answer_start relocated: "
             f"{len(train.relocated):,} train, {len(valid.relocated):,} validation; "
             f"{len(skipped):,} training questions skipped, their answer not in the context"
-            + (f" ({', '.join(skipped[:5])}{', ...' if len(skipped) > 5 else ''})"
-               if skipped else "") +
+            + (f" ({self.config.data.source}: {', '.join(skipped[:5])}"
+               f"{', ...' if len(skipped) > 5 else ''})" if skipped else "") +
             f"; {self.train.num_cut_questions + self.valid.num_cut_questions:,} questions cut "
             f"to {self.config.task.max_question_tokens} tokens; metric {self.style}")
 
