@@ -145,6 +145,7 @@ def main() -> None:
       continue
     config = load_config(path, arg, args.init_from)
     config.train.batch_size = batch_size
+    config.task.question_match = False  # BERT's two token types, as transformers reads them.
     with tempfile.TemporaryDirectory() as workdir:
       lm_side = LmSide(config, workdir)
     sampler = lm_side.task.train_batches(lm_side.layout.rows(config.train.batch_size))
