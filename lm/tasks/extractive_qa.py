@@ -124,8 +124,8 @@ def extract_answers(questions: list[qa_examples.Question], windows: qa_examples.
     question = questions[index]
     ranked = sorted(found.items(), key=lambda item: -item[1])[:n_best]
     scores = np.array([score for _, score in ranked], np.float64)
-    probabilities = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum() if len(
-        ranked) else scores
+    weights = np.exp(scores - scores.max()) if len(ranked) else scores
+    probabilities = weights / weights.sum() if len(ranked) else weights
     nbest[question.id] = [{
         "text": question.context[begin:end],
         "probability": float(p),
