@@ -24,7 +24,7 @@ from lm.data import chat_template, tokenizers
 from lm.errors import UserError
 from lm.experiment_args import shrink_to_smoke
 from lm.models.architecture import make_model
-from lm.tasks import registry
+from lm.tasks import chat, registry
 from lm.training import checkpoints, trainer
 from tests.conftest import REPO
 from tests.test_chat_template import write_hf_chat_tokenizer
@@ -252,6 +252,19 @@ def test_bad_conversations_are_named_before_anything_is_written(tmp_path, messag
   with pytest.raises(UserError, match=f"chats.jsonl: line 2: {error}"):
     trainer.train_and_evaluate(chat_config(source), str(tmp_path / "run"))
   assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+def test_transcripts_without_the_played_speaker_are_skipped_and_counted(tmp_path):
+  """SAMSum's training file holds an empty dialogue: skipped and counted, as a monologue."""
+  rows = [{"dialogue": "Anna: hi\nHugo: hello"}, {"dialogue": ""},
+          {"dialogue": "Anna: talking alone"}, {"dialogue": "Hugo: hey\nAnna: yes?"}]
+  source = tmp_path / "dialogues.json"
+  source.write_text(json.dumps(rows))
+  config = chat_config(str(source))
+  config.data.dialogue_field = "dialogue"
+  train, valid, num_unplayed = chat.read_conversations(config)
+  assert [c.messages[-1]["content"] for c in train] == ["hello", "yes?"]
+  assert len(valid) == 2 and num_unplayed == 4  # The same file read as both splits.
 
 
 def test_chat_from_a_pretrained_model_grows_its_vocabulary(tmp_path, data):

@@ -9,7 +9,7 @@ A record holds one of (checked in this order):
              (SAMSum's `dialogue`); the model plays the second speaker (`from_dialogue`)
 A training conversation ends with an assistant message, the reply the model learns; one that
 does not is an error naming its file and line (a transcript in which the played speaker never
-talks is skipped and counted instead).
+talks, or an empty one, is skipped and counted instead).
 """
 
 import dataclasses

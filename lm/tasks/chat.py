@@ -124,10 +124,13 @@ class ChatTask(sft.SftTask):
 
 def read_conversations(config: Any) -> tuple[list, list, int]:
   """Training and validation conversations of config.data (`supervised.read_splits`), cleaned
-  and lowercased as it says; and how many transcripts had no line of the played speaker."""
+  and lowercased as it says; and how many transcripts (empty ones too) had no line of the
+  played speaker."""
   data = config.data
-  if data.dialogue_field:  # Cleaned and lowercased as read, as every text value is.
-    train, valid = supervised.read_splits(config, {"dialogue": data.dialogue_field})
+  if data.dialogue_field:  # Cleaned and lowercased as read, as every text value is; an empty
+    # transcript (SAMSum train has one) has no played speaker: skipped and counted.
+    train, valid = supervised.read_splits(config, {"dialogue": data.dialogue_field},
+                                          blank="keep")
     convert = lambda r: conversations.from_dialogue(r.values["dialogue"], r.where)
   else:
     train, valid = supervised.read_splits(config, {}, keep_columns=True)
