@@ -19,6 +19,7 @@ import torch
 import transformers
 
 from lm import chat_session, defaults, sampling
+from lm.convert.exporter import export_hf
 from lm.convert.importer import import_hf
 from lm.data import chat_template, tokenizers
 from lm.errors import UserError
@@ -336,3 +337,8 @@ def test_imported_qwen2_chat_template_generates_and_lora_fine_tunes(qwen2, tmp_p
   assert np.abs(np.asarray(tuned_params["block_1"]["attn"]["query"]["lora_b"])).max() > 0
   result = generate(f"--workdir={tuned}", "--prompt=hello", "--max_new_tokens=4")
   assert result.returncode == 0, result.stderr
+  exported = str(tmp_path / "exported")
+  export_hf(tuned, exported)
+  reloaded = transformers.AutoTokenizer.from_pretrained(exported)
+  assert reloaded.apply_chat_template(messages, tokenize=True,
+                                      return_dict=True)["input_ids"] == list(theirs)

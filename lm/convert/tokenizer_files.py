@@ -35,8 +35,8 @@ _BYTE_PIECES = [f"<0x{b:02X}>" for b in range(256)]
 
 def tokenizer_files(tokenizer: Tokenizer, *, max_len: int, prefix_ids: list[int],
                     encoder: bool) -> dict[str, bytes]:
-  """{file name: content}: tokenizer.json (or tokenizer.model), tokenizer_config.json and
-  special_tokens_map.json."""
+  """{file name: content}: tokenizer.json (or tokenizer.model), tokenizer_config.json (with an
+  imported model's Jinja chat template) and special_tokens_map.json."""
   payload = tokenizer._payload()  # pylint: disable=protected-access
   if hf_tokenizer.HF_FILE in payload:
     files = {"tokenizer.json": payload[hf_tokenizer.HF_FILE]}
@@ -62,6 +62,9 @@ def tokenizer_files(tokenizer: Tokenizer, *, max_len: int, prefix_ids: list[int]
   }
   config = {"tokenizer_class": class_name, "add_bos_token": False, "add_eos_token": False,
             "model_max_length": max_len, "clean_up_tokenization_spaces": False, **special}
+  template = tokenizer.chat_template
+  if template is not None and template.kind == "jinja":  # An imported model's, as it came.
+    config["chat_template"] = template.template
   files["tokenizer_config.json"] = json.dumps(config, indent=2, ensure_ascii=False).encode()
   files["special_tokens_map.json"] = json.dumps(special, indent=2, ensure_ascii=False).encode()
   return files
