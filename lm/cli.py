@@ -50,6 +50,15 @@ def run(main: Callable[[list[str]], None],
   app.run(guarded, flags_parser=flags_parser or parse_flags)
 
 
+def check_arguments(argv: list[str], *required: flags.FlagHolder) -> None:
+  """UserError for positional arguments after the command, or a `required` flag left empty."""
+  if len(argv) > 1:
+    raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+  for flag in required:
+    if not flag.value:
+      raise UserError(f"--{flag.name} is required")
+
+
 def define_sampling_flags() -> dict[str, flags.FlagHolder]:
   """The sampling flags that `lm.generate` and `lm.chat` share, by option name."""
   return dict(

@@ -84,6 +84,10 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   # Layer-wise learning-rate decay (ELECTRA): block i learns at decay^(L - i) of the rate, the
   # embeddings at decay^(L + 1), the head at 1. 1.0 = off.
   c.finetune.layer_lr_decay = 1.0
+  # Where the vocabulary grew from config.init_from's (a chat template's role tokens): the new
+  # ids' rows of the embedding and output layers train even where the method freezes those
+  # layers ('lora', 'linear_probe', freeze_embeddings), as PEFT's trainable_token_indices.
+  c.finetune.train_new_tokens = True
   # LoRA (Hu et al. 2021): rank, scale alpha / rank, dropout on the adapter input, and the
   # projections that get adapters (query, key_value, out, wi, wi_gate, wi_up, wo).
   c.finetune.lora_rank = 8

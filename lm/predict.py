@@ -97,11 +97,7 @@ def predict_file(workdir: str,
 
 def main(argv: list[str]) -> None:
   try:
-    if len(argv) > 1:
-      raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-    for flag in (_WORKDIR, _INPUT, _OUTPUT):
-      if not flag.value:
-        raise UserError(f"--{flag.name} is required")
+    cli.check_arguments(argv, _WORKDIR, _INPUT, _OUTPUT)
     logging.set_verbosity(logging.WARNING)
     metrics = predict_file(_WORKDIR.value,
                            _INPUT.value,

@@ -41,11 +41,7 @@ _BEST_BY = flags.DEFINE_enum("best_by", "sum", ["sum", "mean"],
 
 def main(argv: list[str]) -> None:
   try:
-    if len(argv) > 1:
-      raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-    for flag in (_WORKDIR, _INPUT, _OUTPUT):
-      if not flag.value:
-        raise UserError(f"--{flag.name} is required")
+    cli.check_arguments(argv, _WORKDIR, _INPUT, _OUTPUT)
     logging.set_verbosity(logging.WARNING)  # Orbax logs every restore step at INFO.
     from lm.score_files import score_file  # pylint: disable=g-import-not-at-top  # Loads JAX.
     summary = score_file(_WORKDIR.value, _INPUT.value, _OUTPUT.value,

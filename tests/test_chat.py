@@ -289,6 +289,16 @@ def test_chat_from_a_pretrained_model_grows_its_vocabulary(tmp_path, data):
   assert embedding.shape[0] == V + 4 and np.isfinite(embedding).all()
   # Trained from the pretrained rows: still close to them after 4 steps, unlike fresh ones.
   assert np.abs(embedding[:V] - before["token_embed"]["embedding"]).max() < 0.05
+  # LoRA freezes the embeddings but the role tokens' rows (config.finetune.train_new_tokens).
+  role_rows = {}
+  for train_new_tokens in (True, False):
+    config.finetune.update(method="lora", lora_rank=4, train_new_tokens=train_new_tokens)
+    lora_dir = str(tmp_path / f"lora_{train_new_tokens}")
+    trainer.train_and_evaluate(config, lora_dir)
+    tuned = checkpoints.load_for_inference(lora_dir)[1]["token_embed"]["embedding"]
+    np.testing.assert_array_equal(tuned[:V], before["token_embed"]["embedding"])
+    role_rows[train_new_tokens] = tuned[V:]
+  assert (role_rows[True] != role_rows[False]).all()
 
 
 @pytest.fixture(scope="module")

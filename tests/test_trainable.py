@@ -192,6 +192,30 @@ def test_lora_changes_only_adapters_and_classifier():
     assert _changed(params, new_params) == expected
 
 
+@pytest.mark.parametrize("method", ["lora", "linear_probe"])
+def test_new_token_rows_train_where_their_layers_are_frozen(method):
+  """A vocabulary grown from the pretrained one (ids 8.. of V = 11: a chat template's role
+  tokens): those rows of the embedding and the output layer train, the pretrained rows stay
+  bit-identical."""
+  params = _params(lora=True)
+  tx = trainable.restrict(_adamw(), params, _cfg(method=method), GROUPS, new_tokens=(8, V))
+  new_params, _ = _train(tx, params, jit=False)
+  assert {"token_embed/embedding", "lm_head/kernel"} <= _changed(params, new_params)
+  assert "position_embed/embedding" not in _changed(params, new_params)
+  for name, rows in (("token_embed", lambda x: x), ("lm_head", lambda x: x.T)):
+    leaf = "embedding" if name == "token_embed" else "kernel"
+    before, after = rows(params[name][leaf]), rows(new_params[name][leaf])
+    assert _same_bytes(before[:8], after[:8])
+    assert all(not _same_bytes(before[i], after[i]) for i in range(8, V))
+  mask = trainable.trainable_mask(params, method=method, freeze_embeddings=False,
+                                  freeze_layers=0, groups=GROUPS, new_tokens=(8, V))
+  trained, _ = trainable.count_parameters(params, mask)
+  baseline, _ = trainable.count_parameters(
+      params, trainable.trainable_mask(params, method=method, freeze_embeddings=False,
+                                       freeze_layers=0, groups=GROUPS))
+  assert trained == baseline + 2 * 3 * D  # Three new rows of D in each of the two layers.
+
+
 @pytest.mark.parametrize("freeze_layers", [1, 2])
 def test_scanned_partial_freezing_freezes_the_bottom_layers(freeze_layers):
   params = _params(scanned=True)

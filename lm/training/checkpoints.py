@@ -330,6 +330,17 @@ def load_for_inference(workdir: str, which: str = "latest"):
   return cfg, jax.tree.map(jax.numpy.asarray, params), tokenizer
 
 
+def vocab_size(workdir: str) -> int:
+  """The vocabulary size (embedding rows) of the model trained in `workdir`: its tokenizer's,
+  or its task's (a chat template's role tokens after it), without reading the parameters."""
+  from lm.data import pipeline, tokenizers  # pylint: disable=g-import-not-at-top
+  config = load_config(workdir)
+  if config is None:
+    raise UserError(f"{workdir}: no {CONFIG_FILE}; is this a training run directory?")
+  tokenizer = tokenizers.load_tokenizer(os.path.join(workdir, pipeline.TOKENIZER_DIR))
+  return task_fields(config, workdir).get("vocab_size", tokenizer.vocab_size)
+
+
 def task_fields(config: dict, workdir: str) -> dict[str, Any]:
   """The ModelConfig fields a saved run's task set (its head, LoRA adapters; the vocabulary
   where it is not the tokenizer's)."""

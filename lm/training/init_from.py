@@ -55,6 +55,18 @@ def adopt_architecture(config: Any) -> Any:
   return config
 
 
+def new_tokens(config: Any, vocab_size: int) -> tuple[int, int] | None:
+  """(config.init_from's vocabulary size, `vocab_size`) where the new model's vocabulary grew
+  from it, config.finetune freezes the embeddings and its train_new_tokens is on; else None."""
+  finetune = config.finetune
+  freezes = finetune.method != "full" or finetune.freeze_embeddings
+  if (not config.init_from or not freezes or not finetune.get("train_new_tokens", True) or
+      checkpoints.load_config(config.init_from) is None):
+    return None
+  first = checkpoints.vocab_size(config.init_from)
+  return (first, vocab_size) if first < vocab_size else None
+
+
 def pretrained_params(config: Any, fresh_params: Any, groups: LayerGroups | None,
                       vocab_size: int | None = None) -> tuple[Any, str]:
   """`fresh_params` (the new model's initial parameters) with every parameter that the

@@ -46,21 +46,24 @@ def make_optimizer(train_cfg: Any,
                    params: Any,
                    finetune_cfg: Any = None,
                    groups: Any = None,
+                   new_tokens: tuple[int, int] | None = None,
                    lr_scale: Any = None) -> tuple[optax.GradientTransformation, Any]:
   """AdamW as config.train says, restricted to the parameters config.finetune trains (with its
-  layer-wise learning-rate decay, over the model's layer `groups`, `LayerGroups`); returns it
-  and the trainable mask (None: all train).
+  layer-wise learning-rate decay, over the model's layer `groups`, `LayerGroups`; the rows of
+  `new_tokens`, see `trainable.trainable_mask`); returns it and the trainable mask (None: all
+  train).
   `lr_scale` (a number or traced scalar) multiplies the schedule; the state is the same."""
   adamw = _adamw(train_cfg, params, lr_scale)
   if finetune_cfg is None or _trains_everything(finetune_cfg):
     return adamw, None
   from lm.training import trainable  # pylint: disable=g-import-not-at-top
-  tx = trainable.restrict(adamw, params, finetune_cfg, groups)  # Refuses groups=None.
+  tx = trainable.restrict(adamw, params, finetune_cfg, groups, new_tokens)  # Refuses no groups.
   mask = trainable.trainable_mask(params,
                                   method=finetune_cfg.method,
                                   freeze_embeddings=finetune_cfg.freeze_embeddings,
                                   freeze_layers=finetune_cfg.freeze_layers,
-                                  groups=groups)
+                                  groups=groups,
+                                  new_tokens=new_tokens)
   return tx, mask
 
 

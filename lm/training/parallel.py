@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from lm.errors import UserError
-from lm.training import optimizer, partitioning, steps
+from lm.training import init_from, optimizer, partitioning, steps
 
 Batch = dict[str, np.ndarray]
 # The train step's controls (steps.train_step) when the trainer sets none.
@@ -47,7 +47,8 @@ class _Layout:
     # One optimizer object, so that every state built from it has the same tree structure.
     # The model family's layer groups, which fine-tuning acts on (None: it states none).
     self.groups = model.layer_groups() if hasattr(model, "layer_groups") else None
-    optimizer_args = (train_cfg, nn.meta.unbox(self.boxed_params), config.finetune, self.groups)
+    optimizer_args = (train_cfg, nn.meta.unbox(self.boxed_params), config.finetune, self.groups,
+                      init_from.new_tokens(config, model.config.vocab_size))
     self.tx, self.trainable = optimizer.make_optimizer(*optimizer_args)
     # The same optimizer (same state) with its learning rate scaled inside the step.
     scaled_tx = lambda scale: optimizer.make_optimizer(*optimizer_args, lr_scale=scale)[0]

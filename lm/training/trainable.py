@@ -25,12 +25,15 @@ LORA_LEAVES = ("lora_a", "lora_b")
 
 
 def trainable_mask(params: Any, *, method: str, freeze_embeddings: bool, freeze_layers: int,
-                   groups: LayerGroups) -> Any:
-  """Per leaf: True (trains), False (frozen) or, for scanned leaves, a float32 [L, 1, ...] 0/1.
+                   groups: LayerGroups, new_tokens: tuple[int, int] | None = None) -> Any:
+  """Per leaf: True (trains), False (frozen) or a float32 0/1 array that broadcasts against it:
+  [L, 1, ...] for a scanned leaf, one value per token id for the rows of `new_tokens`.
 
   'full' trains everything but the embeddings (if `freeze_embeddings`) and the bottom
   `freeze_layers` blocks; 'linear_probe' trains only the classifier; 'lora' only the LoRA
   factors (lora_a, lora_b) and the classifier. The freeze options apply to 'full' only.
+  `new_tokens` = (first, vocab_size): ids first.. are new (the pretrained vocabulary had
+  `first`); their rows of frozen embedding and head leaves (the one axis of vocab_size) train.
   """
   num_layers = groups.num_layers
   if method not in METHODS:
@@ -42,6 +45,13 @@ def trainable_mask(params: Any, *, method: str, freeze_embeddings: bool, freeze_
   frozen = int(freeze_layers) if method == "full" else 0
 
   def leaf_mask(path, leaf):
+    trains = frozen_or_not(path, leaf)
+    group, _ = groups.group_of(_key(path[0]))
+    if new_tokens and trains is False and group in (lg.EMBEDDINGS, lg.HEAD):
+      return _token_rows(leaf, *new_tokens)
+    return trains
+
+  def frozen_or_not(path, leaf):
     top, name = _key(path[0]), _key(path[-1])
     group, layer = groups.group_of(top)
     if group == lg.SCANNED:
@@ -67,6 +77,17 @@ def trainable_mask(params: Any, *, method: str, freeze_embeddings: bool, freeze_
   return mask
 
 
+def _token_rows(leaf: Any, first: int, vocab_size: int) -> Any:
+  """float32 0/1 per token id along `leaf`'s one axis of `vocab_size` (1 for ids >= `first`),
+  broadcastable to it; False if it has no such axis."""
+  shape = np.shape(leaf)
+  axes = [axis for axis, size in enumerate(shape) if size == vocab_size]
+  if len(axes) != 1 or not 0 <= first < vocab_size:
+    return False
+  rows = (np.arange(vocab_size) >= first).astype(np.float32)
+  return rows.reshape([vocab_size if axis == axes[0] else 1 for axis in range(len(shape))])
+
+
 def layer_lr_scales(params: Any, *, groups: LayerGroups, decay: float) -> Any:
   """Layer-wise learning-rate decay (Clark et al. 2020, ELECTRA): a multiplier per leaf.
 
@@ -89,7 +110,8 @@ def layer_lr_scales(params: Any, *, groups: LayerGroups, decay: float) -> Any:
 
 
 def restrict(tx: optax.GradientTransformation, params: Any, finetune_cfg: Any,
-             groups: LayerGroups | None) -> optax.GradientTransformation:
+             groups: LayerGroups | None,
+             new_tokens: tuple[int, int] | None = None) -> optax.GradientTransformation:
   """`tx` limited to the trainable parameters, with layer-wise LR decay.
 
   chain(zero frozen gradients, tx, scale updates): `tx` (clipping, Adam moments) sees no
@@ -98,7 +120,8 @@ def restrict(tx: optax.GradientTransformation, params: Any, finetune_cfg: Any,
   turns -0.0 into +0.0). The optimizer state keeps the parameters' tree structure (frozen
   leaves hold zero moments), so `optax.tree_map_params` shards it like the parameters.
   `finetune_cfg` has method, freeze_embeddings, freeze_layers and layer_lr_decay (1.0 = off).
-  `groups` are the model's layer groups (None: the family states none, which is refused).
+  `groups` are the model's layer groups (None: the family states none, which is refused);
+  `new_tokens` as in `trainable_mask`.
   """
   decay = finetune_cfg.layer_lr_decay
   _check_decay(decay)
@@ -115,7 +138,8 @@ def restrict(tx: optax.GradientTransformation, params: Any, finetune_cfg: Any,
                         method=finetune_cfg.method,
                         freeze_embeddings=finetune_cfg.freeze_embeddings,
                         freeze_layers=finetune_cfg.freeze_layers,
-                        groups=groups)
+                        groups=groups,
+                        new_tokens=new_tokens)
   scales = layer_lr_scales(params, groups=groups, decay=decay)
   grad_multipliers = jax.tree.map(_as_float, mask)
   update_multipliers = jax.tree.map(lambda m, scale: _simplify(scale * _as_float(m)), mask, scales)
