@@ -2,11 +2,13 @@
 only), generation ids equal to the training ids up to each reply, imported Jinja templates equal
 to transformers' apply_chat_template, dropping the oldest turns, transcripts, and bad input."""
 
+import io
 import json
 import os
 
 import numpy as np
 import pytest
+import sentencepiece
 import transformers
 from tokenizers.implementations import ByteLevelBPETokenizer
 
@@ -126,6 +128,37 @@ def test_imported_jinja_template_ids_equal_transformers(family, tmp_path):
   assert template.end_id == reference.convert_tokens_to_ids(end)
   ids, mask = template.encode(CHAT[1:3])
   assert reference.decode(ids[mask]).startswith("HELLO" + end)  # Reply, end of turn (and "\n").
+
+
+def test_a_sentencepiece_model_alone_imports_no_chat_template(tmp_path, capsys):
+  """Its template text would not tokenize as transformers' converted tokenizer does (`<s>` in
+  the text, line breaks): the template is left out with a note, never imported wrongly."""
+  with open(REPO / "data" / "tinyshakespeare" / "input.txt", encoding="utf-8") as f:
+    lines = [line for line in f.read().splitlines()[:1000] if line.strip()]
+  model = io.BytesIO()
+  sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=model,
+                                           vocab_size=400, model_type="bpe", byte_fallback=True,
+                                           minloglevel=2)
+  source = tmp_path / "llama"
+  source.mkdir()
+  (source / "tokenizer.model").write_bytes(model.getvalue())
+  llama2 = ("{% for message in messages %}{% if message['role'] == 'user' %}{{ bos_token + "
+            "'[INST] ' + message['content'] + ' [/INST]' }}{% else %}{{ ' ' + message['content']"
+            " + ' ' + eos_token }}{% endif %}{% endfor %}")
+  (source / "tokenizer_config.json").write_text(json.dumps(
+      {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>",
+       "chat_template": llama2}))
+  tokenizer = hf_tokenizer.import_tokenizer(str(source))
+  assert tokenizer.name == "hf_sentencepiece"
+  saved = str(tmp_path / "saved")
+  tokenizer.save(saved)
+  assert not chat_template.import_hf(str(source), tokenizer, saved)
+  assert "its chat template is not imported" in capsys.readouterr().err
+  assert tokenizers.load_tokenizer(saved).chat_template is None
+  # Why: transformers keeps <s> one token and the line break a byte; the model alone does not.
+  reference = transformers.AutoTokenizer.from_pretrained(str(source))
+  text = "<s>[INST] be\nbrief [/INST]"
+  assert reference.encode(text, add_special_tokens=False) != tokenizer.encode(text)
 
 
 def test_fit_prompt_drops_the_oldest_messages_but_keeps_the_system_one(own):

@@ -28,6 +28,7 @@ import abc
 import functools
 import json
 import os
+import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -288,7 +289,9 @@ def of(tokenizer: Tokenizer, where: str) -> ChatTemplate:
 def import_hf(src_dir: str, tokenizer: Tokenizer, directory: str) -> bool:
   """Saves the chat template of Hugging Face model directory `src_dir` (chat_template.jinja,
   else tokenizer_config.json's `chat_template`: a string, or a list of named templates of which
-  'default' is taken) into tokenizer `directory`; False if it has none."""
+  'default' is taken) into tokenizer `directory`; False if it has none, or (with a note) if
+  the tokenizer is a SentencePiece model alone, which would tokenize the template's text
+  otherwise than transformers does (measured: `<s>` as characters, line breaks as spaces)."""
   path = os.path.join(src_dir, HF_TEMPLATE_FILE)
   config = _read_json(os.path.join(src_dir, HF_CONFIG_FILE))
   if os.path.isfile(path):
@@ -300,6 +303,12 @@ def import_hf(src_dir: str, tokenizer: Tokenizer, directory: str) -> bool:
       named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
       template = named.get("default")
   if not isinstance(template, str) or not template.strip():
+    return False
+  if tokenizer.name == "hf_sentencepiece":
+    print(f"note: {src_dir}: its chat template is not imported: with a SentencePiece model alone "
+          f"(no tokenizer.json) the template's text would not tokenize as in transformers "
+          f"(special tokens such as <s> written in it, line breaks); add the model's "
+          f"tokenizer.json to import it", file=sys.stderr)
     return False
   special = {key: _token_text(config[key]) for key in SPECIAL_TOKEN_KEYS if config.get(key)}
   JinjaTemplate(tokenizer, template, special).save(directory)
