@@ -10,11 +10,13 @@ import tarfile
 
 import pytest
 
+from lm import defaults
 from lm.data import labels as labels_lib
 from lm.data.labels import LabelSet
 from lm.data.reader import Record, read_records
-from lm.data.splits import held_out_split
+from lm.data.splits import first_examples, held_out_split
 from lm.errors import UserError
+from lm.tasks import supervised
 from tests.conftest import FIXTURES
 
 SST2_DEV = os.path.join(FIXTURES, "sst2", "dev.tsv")
@@ -348,3 +350,30 @@ def test_held_out_split_sizes_and_errors():
       held_out_split(records, fraction)
   with pytest.raises(UserError, match=r"config.data.valid_fraction"):
     held_out_split(records[:1], 0.5)
+
+
+def test_first_examples_are_nested_in_file_order_and_checked():
+  records = [Record({"text": str(i)}, f"line {i}") for i in range(50)]
+  chosen = {n: first_examples(records, n) for n in (5, 20, 50)}
+  assert [len(c) for c in chosen.values()] == [5, 20, 50]
+  assert set(map(id, chosen[5])) <= set(map(id, chosen[20]))  # Learning-curve subsets nest.
+  assert [int(r.values["text"]) for r in chosen[20]] == sorted(int(r.values["text"])
+                                                               for r in chosen[20])
+  assert chosen[5] != records[:5] and chosen[5] == first_examples(records, 5)
+  assert first_examples(records, 0) == records
+  with pytest.raises(UserError, match=r"config.data.train_examples=51 but the training split "
+                     r"has only 50 examples"):
+    first_examples(records, 51)
+  for bad in (-1, 2.5, True):
+    with pytest.raises(UserError, match="config.data.train_examples must be an integer"):
+      first_examples(records, bad)
+
+
+def test_train_examples_leave_the_held_out_validation_split_alone():
+  config = defaults.base_config()
+  config.data.update(source=SST2_DEV, text_field="sentence", label_field="label")
+  train, valid = supervised.read_splits(config, TEXT_LABEL)
+  config.data.train_examples = 30
+  few, same_valid = supervised.read_splits(config, TEXT_LABEL)
+  assert len(few) == 30 and {r.where for r in few} < {r.where for r in train}
+  assert [r.where for r in same_valid] == [r.where for r in valid]

@@ -1,4 +1,5 @@
-"""Validation data split off the training data: the tail of a text corpus, or held-out records."""
+"""Validation data split off the training data (the tail of a text corpus, or held-out records),
+and the first N training records of a fixed shuffle (low-resource runs)."""
 
 import bisect
 from typing import Sequence
@@ -61,3 +62,20 @@ def held_out_split(records: Sequence[Record],
   train = [r for r, v in zip(records, is_valid) if not v]
   valid = [r for r, v in zip(records, is_valid) if v]
   return train, valid
+
+
+def first_examples(records: Sequence[Record], num: int, seed: int = 0) -> list[Record]:
+  """The records at the first `num` places of `np.random.default_rng(seed).permutation(n)`, in
+  file order (all for num=0): every variant and seed of a learning curve trains on the same
+  examples, and a smaller N's examples are among a larger one's. UserError (config key
+  config.data.train_examples) for a num that is not an integer in [0, n]."""
+  n = len(records)
+  if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 0:
+    raise UserError(f"config.data.train_examples must be an integer >= 0 (0: all), got {num!r}")
+  if num > n:
+    raise UserError(f"config.data.train_examples={num} but the training split has only {n:,} "
+                    f"examples")
+  if not num:
+    return list(records)
+  chosen = np.sort(np.random.default_rng(seed).permutation(n)[:num])
+  return [records[i] for i in chosen]

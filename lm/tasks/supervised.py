@@ -22,7 +22,8 @@ CLEAN_STEPS = tuple(step for step in cleaning.STEPS if step != "stopwords")
 def read_splits(config: Any, fields: dict[str, str], blank: str = "error",
                 keep_columns: bool = False) -> tuple[list, list]:
   """Training and validation records: config.data.valid_source, the TFDS valid_split, or a
-  held-out valid_fraction of the training records; a record with a blank field is an error, or
+  held-out valid_fraction of the training records (then config.data.train_examples of the
+  rest, `splits.first_examples`); a record with a blank field is an error, or
   kept (`blank='keep'`, for a task that skips and counts them); with `keep_columns`, each
   record's columns / JSON keys as read too (values that are not text: chat messages)."""
   data_cfg = config.data
@@ -47,6 +48,7 @@ def read_splits(config: Any, fields: dict[str, str], blank: str = "error",
   if not train or not valid:
     raise UserError(f"config.data.source: no {'training' if not train else 'validation'} "
                     f"examples were read from {data_cfg.source!r}")
+  train = splits.first_examples(train, data_cfg.get("train_examples", 0), SPLIT_SEED)
   return (as_trained(train, data_cfg.clean, data_cfg.lowercase),
           as_trained(valid, data_cfg.clean, data_cfg.lowercase))
 
