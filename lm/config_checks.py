@@ -19,6 +19,7 @@ from lm.data import augment, batches, reader, text_files, tokenizers
 from lm.data.sentencepiece_tokenizer import MODEL_TYPES
 from lm.errors import UserError
 from lm.models import config as model_config
+from lm.models import tfidf
 from lm.tasks import registry, supervised
 from lm.training import checkpoints, init_from, optimizer, partitioning, trainable
 
@@ -264,7 +265,11 @@ def _check_cross_fields(values: dict) -> None:
 
 
 def _check_model(values: dict) -> None:
-  """config.model as a ModelConfig (its own checks), unless init_from's replaces it."""
+  """config.model as a ModelConfig (its own checks), unless init_from's replaces it; a TF-IDF
+  baseline's config.tfidf."""
+  if values["model"]["architecture"] == tfidf.ARCHITECTURE:
+    tfidf.check_config(values)
+    return
   if values["init_architecture"] == "adopt" and values["init_from"]:
     return
   fields = checkpoints.lora_fields(values["finetune"])

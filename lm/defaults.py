@@ -95,6 +95,19 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c.finetune.lora_dropout = 0.0
   c.finetune.lora_targets = "query,key_value,out"
 
+  # The classic baseline, config.model.architecture='tfidf' (classification; lm/models/tfidf.py):
+  # TF-IDF of 1..ngram_max-grams of `analyzer` units ('word'; 'char' or 'char_wb' for Chinese)
+  # seen in >= min_df training texts (the max_features most frequent; 0 = all), sublinear tf,
+  # then an L2 logistic regression (inverse strength C, lbfgs for max_iter iterations).
+  c.tfidf = ml_collections.ConfigDict()
+  c.tfidf.analyzer = "word"
+  c.tfidf.ngram_max = 2
+  c.tfidf.min_df = 2
+  c.tfidf.max_features = 0
+  c.tfidf.sublinear_tf = True
+  c.tfidf.C = 1.0
+  c.tfidf.max_iter = 2000
+
   # EDA-style augmentation of classification training texts (Wei & Zou 2019, without synonyms):
   # `copies` extra copies of every example with about rate x words swapped, deleted or inserted
   # (operations, comma-separated), reproducible from config.seed. rate 0 = off.

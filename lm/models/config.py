@@ -8,7 +8,8 @@ import numpy as np
 
 from lm.errors import UserError
 
-ARCHITECTURES = ("transformer", "lstm", "encoder_decoder")  # lm.models.architecture.make_model
+# lm.models.architecture.make_model; and 'tfidf', the scikit-learn baseline (lm/models/tfidf.py).
+ARCHITECTURES = ("transformer", "lstm", "encoder_decoder", "tfidf")
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "gelu_exact", "relu", "silu", "swiglu", "geglu")
 GATED_MLPS = ("swiglu", "geglu")  # act(x W_gate) * (x W_up), then W_out (Shazeer 2020).

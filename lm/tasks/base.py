@@ -74,6 +74,9 @@ class Task(abc.ABC):
     if architecture == "transformer" or (values["init_architecture"] == "adopt" and
                                          values["init_from"]):
       return
+    if architecture == "tfidf":  # lm/models/tfidf.py; ClassificationTask lets it through.
+      raise UserError(f"config.model.architecture='tfidf' fits text classifiers only "
+                      f"(config.task.kind='classification'), not {values['task']['kind']!r}")
     raise UserError(f"config.model.architecture={architecture!r} is a causal language model: it"
                     f" needs config.task.kind='causal_lm', not {values['task']['kind']!r}")
 

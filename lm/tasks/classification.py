@@ -27,6 +27,8 @@ class ClassificationTask(base.Task):
 
   @classmethod
   def check_config(cls, values: dict) -> None:
+    if values["model"]["architecture"] == "tfidf":
+      return  # The scikit-learn baseline: lm/models/tfidf.py checks config.tfidf.
     super().check_config(values)
     if values["task"]["pooling"] == "none":
       raise UserError("config.task.pooling='none' is a label per token: use "
@@ -100,24 +102,10 @@ class ClassificationTask(base.Task):
     probs_NxC = predict_probs(run, self.valid, batch_size, self.buckets, layout.rows(batch_size))
     labels_N = self.valid.labels
     self._last_eval = (labels_N, probs_NxC)
-    metrics = cm.classification_metrics(labels_N, probs_NxC, self.labels.names)
-    nll_N = -np.log(np.maximum(probs_NxC[np.arange(len(labels_N)), labels_N], 1e-30))
-    metrics["eval/loss"] = float(np.mean(nll_N))
-    return metrics
+    return validation_metrics(labels_N, probs_NxC, self.labels.names)
 
   def save_report(self, workdir: str, step: int, metrics: dict[str, float]) -> None:
-    labels_N, probs_NxC = self._last_eval
-    names = self.labels.names
-    confusion = cm.confusion_matrix(labels_N, probs_NxC.argmax(-1), len(names))
-    cm.write_eval_report(os.path.join(workdir, REPORT_FILE),
-                         metrics,
-                         confusion,
-                         names,
-                         extra={"step": step})
-    cm.write_confusion_png(os.path.join(workdir, CONFUSION_FILE),
-                           confusion,
-                           names,
-                           title=f"validation, step {step}")
+    write_report(workdir, step, metrics, *self._last_eval, self.labels.names)
 
   def describe(self) -> str:
     counts = np.bincount(self.train.labels, minlength=len(self.labels.names))
@@ -125,6 +113,30 @@ class ClassificationTask(base.Task):
     return (f"Data: {len(self.train):,} training examples ({share}), {len(self.valid):,} "
             f"validation; {self.train.num_truncated + self.valid.num_truncated:,} truncated to "
             f"{self.seq_len} tokens; padded to buckets {', '.join(map(str, self.buckets))}")
+
+
+def validation_metrics(labels_N: np.ndarray, probs_NxC: np.ndarray,
+                       names: list[str]) -> dict[str, float]:
+  """Accuracy, P/R/F1, ROC AUC (`classification_metrics`) and eval/loss (mean NLL)."""
+  metrics = cm.classification_metrics(labels_N, probs_NxC, names)
+  nll_N = -np.log(np.maximum(probs_NxC[np.arange(len(labels_N)), labels_N], 1e-30))
+  metrics["eval/loss"] = float(np.mean(nll_N))
+  return metrics
+
+
+def write_report(workdir: str, step: int, metrics: dict[str, float], labels_N: np.ndarray,
+                 probs_NxC: np.ndarray, names: list[str]) -> None:
+  """eval_report.json (metrics, confusion matrix) and confusion_matrix.png in `workdir`."""
+  confusion = cm.confusion_matrix(labels_N, probs_NxC.argmax(-1), len(names))
+  cm.write_eval_report(os.path.join(workdir, REPORT_FILE),
+                       metrics,
+                       confusion,
+                       names,
+                       extra={"step": step})
+  cm.write_confusion_png(os.path.join(workdir, CONFUSION_FILE),
+                         confusion,
+                         names,
+                         title=f"validation, step {step}")
 
 
 def predict_probs(run_batch,

@@ -31,11 +31,9 @@ def predict_file(workdir: str,
   (`'error'`). With `label_column`, returns (and writes beside the output) the metrics against
   those labels, else {}. A classifier of sentence pairs reads the second text from
   `text_pair_column` ('' = the column it trained on, config.data.text_pair_field)."""
-  import jax  # pylint: disable=g-import-not-at-top  # Heavy imports after flag checks.
-  from lm.data import atomic, buckets, examples, labels as label_files, reader, text_files  # pylint: disable=g-import-not-at-top
-  from lm.models.transformer import Transformer  # pylint: disable=g-import-not-at-top
-  from lm.tasks import classification, supervised  # pylint: disable=g-import-not-at-top
-  from lm.training import checkpoints, steps  # pylint: disable=g-import-not-at-top
+  from lm.data import atomic, labels as label_files, reader, text_files  # pylint: disable=g-import-not-at-top  # Heavy imports after flag checks.
+  from lm.tasks import supervised  # pylint: disable=g-import-not-at-top
+  from lm.training import checkpoints  # pylint: disable=g-import-not-at-top
 
   extension = os.path.splitext(output_path)[1].lower()
   if extension not in OUTPUT_FORMATS:
@@ -43,7 +41,6 @@ def predict_file(workdir: str,
   text_files.check_choice(empty_text, EMPTY_TEXT_CHOICES, "--empty_text")
   config = checkpoints.load_config(workdir)  # lm.predict checked it exists, and batch_size.
   labels = label_files.load(workdir)
-  model_cfg, params, tokenizer = checkpoints.load_for_inference(workdir, checkpoint)
   fields = {"text": text_column, **({"label": label_column} if label_column else {})}
   text_pair_column = text_pair_column or config["data"].get("text_pair_field", "")
   if text_pair_column:
@@ -64,23 +61,22 @@ def predict_file(workdir: str,
   found = supervised.as_trained([r for r, e in zip(rows, empty) if not e],
                                 config["data"].get("clean", ""),
                                 config["data"].get("lowercase", False))
-  data = examples.classification_examples(found,
-                                          tokenizer,
-                                          labels if label_column else None,
-                                          max_len=model_cfg.max_len,
-                                          causal=model_cfg.causal)
-  forward = jax.jit(functools.partial(steps.predict_step, apply_fn=Transformer(model_cfg).apply))
-  probs_NxC = classification.predict_probs(lambda batch: forward(params, batch), data, batch_size,
-                                           buckets.bucket_lengths(model_cfg.max_len))
+  gold = labels if label_column else None
+  if config["model"].get("architecture") == "tfidf":
+    probs_NxC, gold_N = _tfidf_probabilities(workdir, found, labels, gold)
+    num_truncated, max_len = 0, None
+  else:
+    probs_NxC, gold_N, num_truncated, max_len = _model_probabilities(workdir, checkpoint, found,
+                                                                     gold, batch_size)
   atomic.atomic_write_text(output_path,
                            _format(_output_rows(rows, empty, probs_NxC, labels.names, text_column),
                                    extension))
-  _report(len(rows), sum(empty), data.num_truncated, model_cfg.max_len)
+  _report(len(rows), sum(empty), num_truncated, max_len)
   if not label_column:
     return {}
   from lm.evaluation import classification_metrics as cm  # pylint: disable=g-import-not-at-top
-  metrics = cm.classification_metrics(data.labels, probs_NxC, labels.names)
-  confusion = cm.confusion_matrix(data.labels, probs_NxC.argmax(-1), len(labels.names))
+  metrics = cm.classification_metrics(gold_N, probs_NxC, labels.names)
+  confusion = cm.confusion_matrix(gold_N, probs_NxC.argmax(-1), len(labels.names))
   cm.write_eval_report(output_path + ".metrics.json",
                        metrics,
                        confusion,
@@ -91,6 +87,34 @@ def predict_file(workdir: str,
                            "rows_with_empty_text_not_scored": sum(empty),
                        })
   return metrics
+
+
+def _model_probabilities(workdir, checkpoint, records, gold, batch_size):
+  """[N, C] probabilities of a trained classifier's checkpoint, the gold label ids (with
+  `gold`, the label set), how many texts were cut to the context, and the context."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from lm.data import buckets, examples  # pylint: disable=g-import-not-at-top
+  from lm.models.transformer import Transformer  # pylint: disable=g-import-not-at-top
+  from lm.tasks import classification  # pylint: disable=g-import-not-at-top
+  from lm.training import checkpoints, steps  # pylint: disable=g-import-not-at-top
+  model_cfg, params, tokenizer = checkpoints.load_for_inference(workdir, checkpoint)
+  data = examples.classification_examples(records, tokenizer, gold, max_len=model_cfg.max_len,
+                                          causal=model_cfg.causal)
+  forward = jax.jit(functools.partial(steps.predict_step, apply_fn=Transformer(model_cfg).apply))
+  probs_NxC = classification.predict_probs(lambda batch: forward(params, batch), data, batch_size,
+                                           buckets.bucket_lengths(model_cfg.max_len))
+  return probs_NxC, data.labels, data.num_truncated, model_cfg.max_len
+
+
+def _tfidf_probabilities(workdir, records, labels, gold):
+  """The same for a TF-IDF baseline's fitted pipeline (lm/models/tfidf.py)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from lm.models import tfidf  # pylint: disable=g-import-not-at-top
+  texts = [tfidf.text_of(r.values["text"], r.values.get("text_pair")) for r in records]
+  probs_NxC = tfidf.probabilities(tfidf.load(workdir), texts, len(labels.names))
+  gold_N = None if gold is None else np.array(
+      [gold.index(r.values["label"], r.where) for r in records], np.int32)
+  return probs_NxC, gold_N
 
 
 def _output_rows(rows, empty: list[bool], probs_NxC, names: tuple[str, ...],

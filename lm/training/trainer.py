@@ -13,7 +13,7 @@ import numpy as np
 from lm import config_checks, config_paths, defaults
 from lm.errors import UserError
 from lm.models.config import ModelConfig
-from lm.models import architecture, attention_kernels
+from lm.models import architecture, attention_kernels, tfidf
 from lm.tasks import registry
 from lm.training import (checkpoints, flops, init_from, metrics_log, nonfinite, parallel,
                          preemption)
@@ -38,6 +38,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   config = init_from.adopt_architecture(config_paths.absolute_paths(config))
   config_dict = config.to_dict()
   _prepare_workdir(workdir, config_dict)
+  if config.model.architecture == tfidf.ARCHITECTURE:  # Fitted in closed form: no steps.
+    return tfidf.fit_and_evaluate(config, workdir)
   train_cfg = config.train
   task = registry.build_task(config, workdir,
                              checkpoints.lora_fields(config.finetune.to_dict()))
