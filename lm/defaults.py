@@ -212,12 +212,19 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   # After warmup: 'cosine' or 'linear' decay to min_learning_rate at the last step, or 'constant'.
   c.train.schedule = "cosine"
   c.train.min_learning_rate = 1e-4
-  # AdamW moments and epsilon.
+  # The optimizer, from optax: 'adamw', 'adam' (weight decay as an L2 gradient term, as
+  # PyTorch's Adam), 'sgd' (momentum, nesterov; L2 as PyTorch's SGD), 'adafactor' or 'lion'
+  # (b1, b2; a 3-10x smaller learning rate than AdamW's).
+  c.train.optimizer = "adamw"
+  # Adam/AdamW/Lion moments and epsilon.
   c.train.b1 = 0.9
   c.train.b2 = 0.99
   c.train.eps = 1e-8
-  # Decoupled weight decay, applied to matrices only: never to norms and biases, and to the
-  # embedding tables only if decay_embeddings.
+  # SGD's momentum (0 = plain SGD) and Nesterov momentum.
+  c.train.momentum = 0.9
+  c.train.nesterov = False
+  # Weight decay (decoupled for adamw, adafactor and lion), applied to matrices only: never to
+  # norms and biases, and to the embedding tables only if decay_embeddings.
   c.train.weight_decay = 0.1
   c.train.decay_embeddings = False
   # Clip gradients to this global norm (0 disables clipping).

@@ -1,6 +1,7 @@
-"""AdamW with decoupled weight decay on matrices, a learning-rate schedule and clipping."""
+"""The optimizer (AdamW by default; Adam, SGD, Adafactor, Lion) with weight decay on matrices, a
+learning-rate schedule and clipping."""
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import optax
@@ -73,18 +74,61 @@ def _trains_everything(finetune_cfg: Any) -> bool:
 
 
 def _adamw(train_cfg: Any, params: Any, lr_scale: Any = None) -> optax.GradientTransformation:
+  """config.train.optimizer (`OPTIMIZERS`) on the schedule, after gradient clipping."""
   for key in ("learning_rate", "weight_decay", "grad_clip"):
     if train_cfg[key] < 0:
       raise UserError(f"config.train.{key} must be >= 0, got {train_cfg[key]}")
+  name = train_cfg.get("optimizer", "adamw")
+  if name not in OPTIMIZERS:
+    raise UserError(f"config.train.optimizer={name!r}: choose one of {', '.join(OPTIMIZERS)}")
   schedule = learning_rate_schedule(train_cfg)
   if lr_scale is not None:
     schedule = lambda count, unscaled=schedule: unscaled(count) * lr_scale
-  adamw = optax.adamw(schedule,
-                      b1=train_cfg.b1,
-                      b2=train_cfg.b2,
-                      eps=train_cfg.eps,
-                      weight_decay=train_cfg.weight_decay,
-                      mask=weight_decay_mask(params, train_cfg.decay_embeddings))
+  tx = OPTIMIZERS[name](train_cfg, schedule, weight_decay_mask(params, train_cfg.decay_embeddings))
   if train_cfg.grad_clip:
-    return optax.chain(optax.clip_by_global_norm(train_cfg.grad_clip), adamw)
-  return adamw
+    return optax.chain(optax.clip_by_global_norm(train_cfg.grad_clip), tx)
+  return tx
+
+
+def _adamw_tx(cfg: Any, schedule: optax.Schedule, mask: Any) -> optax.GradientTransformation:
+  return optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay,
+                     mask=mask)
+
+
+def _adam_tx(cfg: Any, schedule: optax.Schedule, mask: Any) -> optax.GradientTransformation:
+  """Adam, weight decay as an L2 term added to the gradient (PyTorch's Adam(weight_decay))."""
+  return optax.chain(_l2(cfg, mask), optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps))
+
+
+def _sgd_tx(cfg: Any, schedule: optax.Schedule, mask: Any) -> optax.GradientTransformation:
+  """SGD with config.train.momentum (0: none) and nesterov, L2 weight decay as PyTorch's SGD."""
+  return optax.chain(
+      _l2(cfg, mask),
+      optax.sgd(schedule, momentum=cfg.momentum or None, nesterov=cfg.nesterov))
+
+
+def _adafactor_tx(cfg: Any, schedule: optax.Schedule, mask: Any) -> optax.GradientTransformation:
+  """Adafactor (Shazeer & Stern 2018) as optax has it: factored second moments, updates scaled
+  by the parameters' RMS; decoupled weight decay on `mask`."""
+  return optax.adafactor(schedule, weight_decay_rate=cfg.weight_decay or None,
+                         weight_decay_mask=mask)
+
+
+def _lion_tx(cfg: Any, schedule: optax.Schedule, mask: Any) -> optax.GradientTransformation:
+  """Lion (Chen et al. 2023): sign updates from b1/b2 interpolations; wants a 3-10x smaller
+  learning rate and a larger weight decay than AdamW."""
+  return optax.lion(schedule, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay, mask=mask)
+
+
+def _l2(cfg: Any, mask: Any) -> optax.GradientTransformation:
+  return optax.add_decayed_weights(cfg.weight_decay, mask) if cfg.weight_decay else optax.identity()
+
+
+# config.train.optimizer -> (train config, schedule, weight-decay mask) -> the optax optimizer.
+OPTIMIZERS: dict[str, Callable[[Any, optax.Schedule, Any], optax.GradientTransformation]] = {
+    "adamw": _adamw_tx,
+    "adam": _adam_tx,
+    "sgd": _sgd_tx,
+    "adafactor": _adafactor_tx,
+    "lion": _lion_tx,
+}

@@ -134,11 +134,15 @@ class MeshParallel(_Layout):
     replicated = partitioning.replicated(mesh)
     param_shardings = partitioning.param_shardings(mesh, rules, self.boxed_params)
     abstract = jax.eval_shape(self._init_state, jax.random.PRNGKey(0))
-    opt_shardings = optax.tree_map_params(self.tx,
-                                          lambda _, sharding: sharding,
-                                          abstract.opt_state,
-                                          param_shardings,
-                                          transform_non_params=lambda _: replicated)
+    # Optimizer state shaped like its parameter is sharded like it; other per-parameter state
+    # (Adafactor's factored row and column moments) is replicated.
+    opt_shardings = optax.tree_map_params(
+        self.tx,
+        lambda leaf, sharding, param: sharding if leaf.shape == param.shape else replicated,
+        abstract.opt_state,
+        param_shardings,
+        abstract.params,
+        transform_non_params=lambda _: replicated)
     self.state_shardings = abstract.replace(step=replicated,
                                             params=param_shardings,
                                             opt_state=opt_shardings)
