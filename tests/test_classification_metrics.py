@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 from lm.evaluation import classification_metrics as cm
+from lm.evaluation import curves
 
 
 def _check_against_sklearn(labels_N, probs_NxC):
@@ -43,12 +44,20 @@ def _check_against_sklearn(labels_N, probs_NxC):
   np.testing.assert_array_equal(cm.confusion_matrix(labels_N, preds_N, num_classes),
                                 skm.confusion_matrix(labels_N, preds_N, labels=classes))
 
-  has_both = num_classes == 2 and 0 < labels_N.sum() < len(labels_N)
-  assert ("eval/roc_auc" in got) == has_both
-  if has_both:
-    assert got["eval/roc_auc"] == pytest.approx(skm.roc_auc_score(labels_N, probs_NxC[:, 1]),
-                                                abs=1e-12)
-  expected_keys = 4 + 3 * num_classes + has_both
+  # One-vs-rest AUC of each class that is both present and absent somewhere (class 1 for C=2).
+  positive = [1] if num_classes == 2 else classes
+  aucs = [skm.roc_auc_score(labels_N == c, probs_NxC[:, c]) for c in positive
+          if 0 < np.sum(labels_N == c) < len(labels_N)]
+  has_auc = bool(aucs)
+  assert ("eval/roc_auc" in got) == has_auc
+  if has_auc:
+    assert got["eval/roc_auc"] == pytest.approx(np.mean(aucs), abs=1e-12)
+  if num_classes > 2 and len(set(labels_N)) == num_classes:
+    normalized = probs_NxC / probs_NxC.sum(1, keepdims=True) if probs_NxC.min() > 0 else None
+    if normalized is not None:  # sklearn's own multi-class AUC needs probabilities.
+      assert cm.classification_metrics(labels_N, normalized, names)["eval/roc_auc"] == (
+          pytest.approx(skm.roc_auc_score(labels_N, normalized, multi_class="ovr"), abs=1e-12))
+  expected_keys = 4 + 3 * num_classes + has_auc
   assert len(got) == expected_keys
 
 
@@ -102,7 +111,7 @@ def test_known_values_and_zero_division():
   assert got["eval/recall/a"] == pytest.approx(2 / 3)
   assert got["eval/f1/a"] == pytest.approx(0.8)
   assert got["eval/f1"] == pytest.approx((0.8 + 1.0) / 4)
-  assert "eval/roc_auc" not in got
+  assert got["eval/roc_auc"] == pytest.approx(np.mean([5 / 6, 1.0]))  # Classes a and d.
 
 
 def test_roc_auc_perfect_inverted_and_all_tied():
@@ -158,3 +167,20 @@ def test_confusion_png_is_a_png(tmp_path, num_classes):
   assert data[12:16] == b"IHDR" and data[-8:-4] == b"IEND"
   width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
   assert width > 200 and height > 200
+
+
+def test_binary_curves_are_sklearns_and_their_area_is_the_auc(tmp_path):
+  rng = np.random.default_rng(1)
+  labels_N = rng.integers(0, 2, size=80)
+  p1_N = np.clip(0.3 * labels_N + rng.random(80) * 0.7, 0, 1)
+  probs_NxC = np.stack([1 - p1_N, p1_N], axis=1)
+  got = curves.binary_curves(labels_N, probs_NxC)
+  precision, recall, _ = skm.precision_recall_curve(labels_N, p1_N)
+  np.testing.assert_array_equal(got["pr"]["precision"], precision)
+  np.testing.assert_array_equal(got["pr"]["recall"], recall)
+  assert got["roc"]["auc"] == pytest.approx(cm.roc_auc(labels_N == 1, p1_N), abs=1e-12)
+  assert got["pr"]["average_precision"] == skm.average_precision_score(labels_N, p1_N)
+  curves.write_curves_png(tmp_path / "curves.png", got, title="test")
+  assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
+  assert curves.binary_curves(np.zeros(5, int), probs_NxC[:5]) is None  # One class only.
+  assert curves.binary_curves(labels_N, np.eye(3)[labels_N]) is None  # Three classes.

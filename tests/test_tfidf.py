@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score
+from sklearn.metrics import accuracy_score, roc_curve
 
 from lm import defaults
 from lm.errors import UserError
@@ -60,6 +60,11 @@ def test_predictions_equal_scikit_learns_pipeline(fitted):
   with open(os.path.join(workdir, "eval_report.json"), encoding="utf-8") as f:
     report = json.load(f)
   assert np.sum(report["confusion_matrix"]["matrix"]) == len(valid_y) == report["num_examples"]
+  fpr, tpr, _ = roc_curve(valid_y, probs[:, 1])
+  np.testing.assert_allclose(report["curves"]["roc"]["fpr"], fpr, rtol=1e-9)
+  np.testing.assert_allclose(report["curves"]["roc"]["tpr"], tpr, rtol=1e-9)
+  assert report["curves"]["roc"]["auc"] == pytest.approx(metrics["eval/roc_auc"], rel=1e-9)
+  assert os.path.getsize(os.path.join(workdir, "curves.png")) > 0
   with open(os.path.join(workdir, "final_metrics.json"), encoding="utf-8") as f:
     assert json.load(f)["metrics"]["eval/accuracy"] == metrics["eval/accuracy"]
 

@@ -28,12 +28,13 @@ def confusion_matrix(labels_N: np.ndarray, preds_N: np.ndarray, num_classes: int
 
 def classification_metrics(labels_N: np.ndarray, probs_NxC: np.ndarray,
                            label_names: Sequence[str]) -> dict[str, float]:
-  """Accuracy, macro and per-class precision/recall/F1, and ROC AUC for binary tasks.
+  """Accuracy, macro and per-class precision/recall/F1, and ROC AUC.
 
   Predictions are the argmax of `probs_NxC` (the first class on ties). Keys: `eval/accuracy`,
-  `eval/{precision,recall,f1}` (macro), `eval/{precision,recall,f1}/<name>` and, when C == 2,
-  `eval/roc_auc` with class 1 as the positive class (left out when the labels hold only one
-  class, where it is undefined).
+  `eval/{precision,recall,f1}` (macro), `eval/{precision,recall,f1}/<name>` and `eval/roc_auc`:
+  when C == 2 with class 1 as the positive class (left out when the labels hold only one class,
+  where it is undefined); when C > 2 one-vs-rest, averaged over the classes for which it is
+  defined (sklearn's multi_class='ovr', average='macro' when every class is present).
   """
   probs_NxC = np.asarray(probs_NxC)
   if probs_NxC.ndim != 2 or probs_NxC.shape[0] == 0:
@@ -64,8 +65,12 @@ def classification_metrics(labels_N: np.ndarray, probs_NxC: np.ndarray,
     metrics[f"eval/f1/{name}"] = float(f1)
   if num_classes == 2:
     auc = roc_auc(labels_N == 1, probs_NxC[:, 1])
-    if auc is not None:
-      metrics["eval/roc_auc"] = auc
+  else:  # One-vs-rest, the macro average over the classes both present and absent somewhere.
+    defined = [a for c in range(num_classes)
+               if (a := roc_auc(labels_N == c, probs_NxC[:, c])) is not None]
+    auc = float(np.mean(defined)) if defined else None
+  if auc is not None:
+    metrics["eval/roc_auc"] = auc
   return metrics
 
 

@@ -10,12 +10,14 @@ import numpy as np
 from lm.data import augment, buckets, examples, labels
 from lm.errors import UserError
 from lm.evaluation import classification_metrics as cm
+from lm.evaluation import curves
 from lm.models.config import model_config_from
 from lm.tasks import base, supervised
 from lm.training import steps
 
 REPORT_FILE = "eval_report.json"
 CONFUSION_FILE = "confusion_matrix.png"
+CURVES_FILE = "curves.png"  # ROC and precision–recall, for two classes.
 
 
 class ClassificationTask(base.Task):
@@ -126,17 +128,20 @@ def validation_metrics(labels_N: np.ndarray, probs_NxC: np.ndarray,
 
 def write_report(workdir: str, step: int, metrics: dict[str, float], labels_N: np.ndarray,
                  probs_NxC: np.ndarray, names: list[str]) -> None:
-  """eval_report.json (metrics, confusion matrix) and confusion_matrix.png in `workdir`."""
+  """eval_report.json (metrics, confusion matrix; for two classes the ROC and precision–recall
+  curves of the second), confusion_matrix.png and (two classes) curves.png in `workdir`."""
   confusion = cm.confusion_matrix(labels_N, probs_NxC.argmax(-1), len(names))
+  binary = curves.binary_curves(labels_N, probs_NxC)
   cm.write_eval_report(os.path.join(workdir, REPORT_FILE),
                        metrics,
                        confusion,
                        names,
-                       extra={"step": step})
-  cm.write_confusion_png(os.path.join(workdir, CONFUSION_FILE),
-                         confusion,
-                         names,
-                         title=f"validation, step {step}")
+                       extra={"step": step, **({"curves": binary} if binary else {})})
+  title = f"validation, step {step}"
+  cm.write_confusion_png(os.path.join(workdir, CONFUSION_FILE), confusion, names, title=title)
+  if binary:
+    curves.write_curves_png(os.path.join(workdir, CURVES_FILE), binary,
+                            title=f"{title}, positive class {names[1]!r}")
 
 
 def predict_probs(run_batch,
