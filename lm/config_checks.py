@@ -140,6 +140,8 @@ def _rules(values: dict) -> list[Rule]:
       ("finetune.lora_alpha", lambda v: v > 0, "must be > 0"),
       _between("finetune.lora_dropout", 0, 1),
       _some_of("finetune.lora_targets", model_config.PROJECTIONS),
+      _between("distill.alpha", 0, 1, "[]"),
+      ("distill.temperature", lambda v: v > 0, "must be > 0"),
       _between("augment.rate", 0, 1),
       _at_least("augment.copies", 0),
       _some_of("augment.operations", augment.OPERATIONS),

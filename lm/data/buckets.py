@@ -134,8 +134,9 @@ def eval_order(lengths: np.ndarray, batch_size: int) -> list[tuple[np.ndarray, n
 
 def classification_batch(examples: ClassificationExamples, indices: np.ndarray,
                          row_weights: np.ndarray, buckets: Sequence[int]) -> dict[str, np.ndarray]:
-  """`inputs`, `segment_ids` int32 [B, L], `labels` int32 [B], `weights` float32 [B], and
-  `token_types` int32 [B, L] for sentence pairs.
+  """`inputs`, `segment_ids` int32 [B, L], `labels` int32 [B], `weights` float32 [B],
+  `token_types` int32 [B, L] for sentence pairs, and `teacher_log_probs` float32 [B, C] under
+  distillation.
 
   L is the smallest bucket >= the longest real row; weight-0 rows are all padding (label 0,
   inputs `examples.pad_id`).
@@ -153,6 +154,10 @@ def classification_batch(examples: ClassificationExamples, indices: np.ndarray,
   if examples.token_types is not None:
     types = [examples.token_types[i] for i in indices]
     batch["token_types"] = pad_rows(types, row_weights, buckets, 0)[0]
+  if examples.teacher_log_probs is not None:
+    teacher_BxC = examples.teacher_log_probs[np.asarray(indices)]
+    batch["teacher_log_probs"] = np.where(row_weights[:, None] > 0, teacher_BxC, 0.0).astype(
+        np.float32)
   return batch
 
 

@@ -12,7 +12,7 @@ from lm.errors import UserError
 from lm.evaluation import classification_metrics as cm
 from lm.evaluation import curves
 from lm.models.config import model_config_from
-from lm.tasks import base, supervised
+from lm.tasks import base, distillation, supervised
 from lm.training import steps
 
 REPORT_FILE = "eval_report.json"
@@ -78,6 +78,9 @@ class ClassificationTask(base.Task):
     encode = dict(max_len=self.seq_len, causal=self.model_config.causal)
     self.train = examples.classification_examples(train, self.tokenizer, self.labels, **encode)
     self.valid = examples.classification_examples(valid, self.tokenizer, self.labels, **encode)
+    if config.distill.teacher:  # Its outputs over the training texts, once (cached).
+      self.train.teacher_log_probs = distillation.teacher_log_probs(config, workdir, train,
+                                                                    self.labels)
     self.class_weights = _class_weights(config.task, len(self.labels.names))
     if not 0.0 <= config.task.label_smoothing < 1.0:
       raise UserError(f"config.task.label_smoothing={config.task.label_smoothing}: must be in "
@@ -86,10 +89,15 @@ class ClassificationTask(base.Task):
 
   def loss_fn(self, logits_BxC, batch):
     weights = None if self.class_weights is None else jnp.asarray(self.class_weights)
-    return steps.classification_loss(logits_BxC,
-                                     batch,
-                                     label_smoothing=self.config.task.label_smoothing,
-                                     class_weights_C=weights)
+    loss_B = steps.classification_loss(logits_BxC,
+                                       batch,
+                                       label_smoothing=self.config.task.label_smoothing,
+                                       class_weights_C=weights)
+    if "teacher_log_probs" not in batch:
+      return loss_B
+    return distillation.distillation_loss(logits_BxC, batch["teacher_log_probs"], loss_B,
+                                          alpha=self.config.distill.alpha,
+                                          temperature=self.config.distill.temperature)
 
   def train_batches(self, rows: np.ndarray) -> base.Batches:
     make = lambda indices, weights, lengths: buckets.classification_batch(

@@ -66,8 +66,8 @@ def predict_file(workdir: str,
     probs_NxC, gold_N = _tfidf_probabilities(workdir, found, labels, gold)
     num_truncated, max_len = 0, None
   else:
-    probs_NxC, gold_N, num_truncated, max_len = _model_probabilities(workdir, checkpoint, found,
-                                                                     gold, batch_size)
+    probs_NxC, gold_N, num_truncated, max_len = model_probabilities(workdir, checkpoint, found,
+                                                                    gold, batch_size)
   atomic.atomic_write_text(output_path,
                            _format(_output_rows(rows, empty, probs_NxC, labels.names, text_column),
                                    extension))
@@ -89,9 +89,10 @@ def predict_file(workdir: str,
   return metrics
 
 
-def _model_probabilities(workdir, checkpoint, records, gold, batch_size):
-  """[N, C] probabilities of a trained classifier's checkpoint, the gold label ids (with
-  `gold`, the label set), how many texts were cut to the context, and the context."""
+def model_probabilities(workdir, checkpoint, records, gold, batch_size, log=False):
+  """[N, C] probabilities (`log`: log-probabilities) of a trained classifier's checkpoint for
+  `records` (texts as it trains on them), the gold label ids (with `gold`, the label set), how
+  many texts were cut to the context, and the context."""
   import jax  # pylint: disable=g-import-not-at-top
   from lm.data import buckets, examples  # pylint: disable=g-import-not-at-top
   from lm.models.transformer import Transformer  # pylint: disable=g-import-not-at-top
@@ -100,7 +101,8 @@ def _model_probabilities(workdir, checkpoint, records, gold, batch_size):
   model_cfg, params, tokenizer = checkpoints.load_for_inference(workdir, checkpoint)
   data = examples.classification_examples(records, tokenizer, gold, max_len=model_cfg.max_len,
                                           causal=model_cfg.causal)
-  forward = jax.jit(functools.partial(steps.predict_step, apply_fn=Transformer(model_cfg).apply))
+  forward = jax.jit(functools.partial(steps.predict_step, apply_fn=Transformer(model_cfg).apply,
+                                      log=log))
   probs_NxC = classification.predict_probs(lambda batch: forward(params, batch), data, batch_size,
                                            buckets.bucket_lengths(model_cfg.max_len))
   return probs_NxC, data.labels, data.num_truncated, model_cfg.max_len

@@ -1,0 +1,125 @@
+"""Knowledge distillation into a classifier: the loss against a float64 reference (and plain
+cross-entropy at alpha = 1), teacher outputs computed once and reused by a resumed run, a
+teacher with another tokenizer, and bad teachers."""
+
+import os
+import shutil
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import sst2
+from lm.errors import UserError
+from lm.tasks import distillation
+from lm.training import steps, trainer
+from tests.conftest import FIXTURES
+
+
+def test_loss_equals_a_float64_reference_and_alpha_one_is_cross_entropy():
+  rng = np.random.default_rng(0)
+  student_BxC = rng.normal(size=(5, 3)) * 3
+  teacher_BxC = np.log(rng.dirichlet(np.ones(3), size=5))
+  labels_B = rng.integers(0, 3, size=5)
+  hard_B = steps.classification_loss(jnp.asarray(student_BxC, jnp.float32),
+                                     {"labels": jnp.asarray(labels_B)})
+  for alpha, t in ((0.5, 2.0), (0.1, 4.0), (1.0, 2.0), (0.0, 1.0)):
+    got = distillation.distillation_loss(jnp.asarray(student_BxC, jnp.float32),
+                                         jnp.asarray(teacher_BxC, jnp.float32), hard_B,
+                                         alpha=alpha, temperature=t)
+
+    def log_softmax(x):
+      x = x - x.max(-1, keepdims=True)
+      return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+    p_teacher = np.exp(log_softmax(teacher_BxC / t))
+    kl = (p_teacher * (log_softmax(teacher_BxC / t) - log_softmax(student_BxC / t))).sum(-1)
+    ce = -log_softmax(student_BxC)[np.arange(5), labels_B]
+    np.testing.assert_allclose(got, alpha * ce + (1 - alpha) * t * t * kl, rtol=2e-5, atol=1e-6)
+  np.testing.assert_array_equal(
+      distillation.distillation_loss(jnp.asarray(student_BxC, jnp.float32),
+                                     jnp.asarray(teacher_BxC, jnp.float32), hard_B, alpha=1.0,
+                                     temperature=3.0), hard_B)
+
+
+def classifier_config(workdir_files, **distill):
+  config = sst2.get_config("no_pretrain,smoke")
+  config.data.update(source=workdir_files["train"], valid_source=workdir_files["valid"])
+  config.train.sample_prompt = ""
+  config.distill.update(distill)
+  return config
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+  with open(FIXTURES / "sst2" / "train.tsv", encoding="utf-8") as f:
+    lines = f.read().splitlines()
+  directory = tmp_path_factory.mktemp("sst2")
+  (directory / "train.tsv").write_text("\n".join(lines[:301]) + "\n", encoding="utf-8")
+  (directory / "valid.tsv").write_text("\n".join(lines[:1] + lines[301:361]) + "\n",
+                                       encoding="utf-8")
+  return {"train": str(directory / "train.tsv"), "valid": str(directory / "valid.tsv"),
+          "dir": directory}
+
+
+@pytest.fixture(scope="module")
+def teacher(files):
+  """A character-level classifier: the students below use SentencePiece or words."""
+  config = classifier_config(files)
+  config.data.tokenizer = "char"
+  workdir = str(files["dir"] / "teacher")
+  trainer.train_and_evaluate(config, workdir)
+  return workdir
+
+
+def test_teacher_outputs_are_cached_and_a_resumed_student_reuses_them(files, teacher, tmp_path,
+                                                                       monkeypatch):
+  config = classifier_config(files, teacher=teacher, alpha=0.3, temperature=2.0)
+  config.train.update(steps=4, checkpoint_every=2)
+  workdir = str(tmp_path / "student")
+  calls = []
+  run_teacher = distillation.run_teacher
+  monkeypatch.setattr(distillation, "run_teacher",
+                      lambda *args: calls.append(1) or run_teacher(*args))
+  straight = trainer.train_and_evaluate(config, workdir)
+  assert len(calls) == 1 and np.isfinite(straight["train/loss"])
+  with np.load(os.path.join(workdir, distillation.OUTPUTS_FILE)) as cached:
+    log_probs = cached["log_probs"]
+  assert log_probs.shape == (300, 2) and np.allclose(np.exp(log_probs).sum(1), 1, atol=1e-5)
+  # The teacher's own predictions of those texts (lm.predict's path).
+  from lm.tasks import classification_predict  # pylint: disable=g-import-not-at-top
+  from lm.tasks import supervised  # pylint: disable=g-import-not-at-top
+  train, _ = supervised.read_splits(config, {"text": "sentence", "label": "label"})
+  probs, *_ = classification_predict.model_probabilities(teacher, "best", train[:8], None, 4)
+  np.testing.assert_allclose(np.exp(log_probs[:8]), probs, rtol=1e-5, atol=1e-6)
+
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "4"))
+  resumed = trainer.train_and_evaluate(config, workdir)
+  assert len(calls) == 1  # The cache, not the teacher.
+  assert resumed["train/loss"] == straight["train/loss"]
+
+  undistilled = classifier_config(files, alpha=1.0)
+  undistilled.train.update(steps=4, checkpoint_every=2)
+  plain = trainer.train_and_evaluate(undistilled, str(tmp_path / "plain"))
+  assert plain["train/loss"] != straight["train/loss"]  # The soft targets changed training.
+
+
+def test_bad_teachers_are_named(files, teacher, tmp_path):
+  other_labels = tmp_path / "labels.tsv"
+  rows = open(files["train"], encoding="utf-8").read().replace("\t1\n", "\tpos\n")
+  other_labels.write_text(rows.replace("\t0\n", "\tneg\n"), encoding="utf-8")
+  config = classifier_config(files, teacher=teacher)
+  config.data.update(source=str(other_labels), valid_source="", labels="")
+  with pytest.raises(UserError, match=r"its labels \(0, 1\) differ from the student's \(neg, "
+                     r"pos"):
+    trainer.train_and_evaluate(config, str(tmp_path / "a"))
+  language_model = str(files["dir"] / "lm")
+  lm_config = sst2.get_config("pretrain,smoke")
+  lm_config.data.source = files["train"]
+  trainer.train_and_evaluate(lm_config, language_model)
+  with pytest.raises(UserError, match="'masked_lm' run, not a trained classifier"):
+    trainer.train_and_evaluate(classifier_config(files, teacher=language_model),
+                               str(tmp_path / "b"))
+  with pytest.raises(UserError, match="config.distill.alpha"):
+    trainer.train_and_evaluate(classifier_config(files, teacher=teacher, alpha=1.5),
+                               str(tmp_path / "c"))
