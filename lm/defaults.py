@@ -118,9 +118,10 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c.tfidf.C = 1.0
   c.tfidf.max_iter = 2000
 
-  # EDA-style augmentation of classification training texts (Wei & Zou 2019, without synonyms):
-  # `copies` extra copies of every example with about rate x words swapped, deleted or inserted
-  # (operations, comma-separated), reproducible from config.seed. rate 0 = off.
+  # Augmentation of classification training texts (lm/data/augment.py): `copies` extra copies
+  # of every example, each by one of `operations` (comma-separated): EDA's swap, delete, insert
+  # (Wei & Zou 2019, without synonyms) and Tang et al.'s mask, replace, ngram, on about rate x
+  # the units (words; Chinese characters), reproducible from config.seed. rate 0 = off.
   c.augment = ml_collections.ConfigDict()
   c.augment.rate = 0.0
   c.augment.copies = 1

@@ -1,14 +1,22 @@
-"""EDA-style text augmentation (Wei & Zou 2019, "EDA") without synonyms.
+"""Text augmentation: EDA's operations (Wei & Zou 2019) without synonyms, and the masking, word
+replacement and n-gram sampling of Tang et al. 2019 (a transfer set for distillation).
 
-An augmented text applies one randomly chosen operation to the whitespace-separated words
-(joined back with single spaces):
-  swap    n times, swap two words at distinct random positions
-  delete  drop each word with probability `rate`, never all of them
-  insert  n times, insert a random word of the sentence at a random position
-with n = max(1, round(rate * num_words)). EDA's synonym replacement and synonym insertion need
-a thesaurus; here insertion copies a word of the same sentence instead.
+A text is a sequence of units: a CJK character is a unit of its own (Chinese has no spaces
+between words), any other run of non-space characters is one. Units are joined back with a
+space, except next to a CJK character. An augmented text applies one randomly chosen operation:
+  swap     n times, swap two units at distinct random positions
+  delete   drop each unit with probability `rate`, never all of them
+  insert   n times, insert a random unit of the text at a random position
+  mask     replace each unit with probability `rate` by MASK_TOKEN, at least one
+  replace  replace each unit with probability `rate` by a unit drawn from the training texts
+           (by frequency; Tang et al. draw one of the same part of speech, which needs a tagger)
+  ngram    keep one random n-gram of the text, n uniform in 1..5 (Tang et al.'s n-gram sampling)
+with n = max(1, round(rate * num_units)). EDA's synonym replacement and insertion need a
+thesaurus; `insert` copies a unit of the same text instead.
 """
 
+import collections
+import re
 from typing import Sequence
 
 import numpy as np
@@ -16,21 +24,48 @@ import numpy as np
 from lm.data.reader import Record
 from lm.errors import UserError
 
-OPERATIONS = ("swap", "delete", "insert")
+EDA_OPERATIONS = ("swap", "delete", "insert")
+OPERATIONS = EDA_OPERATIONS + ("mask", "replace", "ngram")
+MASK_TOKEN = "[MASK]"  # BERT's: what a teacher labeling a masked text recognizes.
+MAX_NGRAM = 5
+# CJK ideographs (with extension A and compatibility ideographs), kana and Hangul syllables.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_UNIT_RE = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
+_CJK_RE = re.compile(f"[{_CJK}]")
+
+
+def units(text: str) -> list[str]:
+  """The text's units: each CJK character, and each other run of non-space characters."""
+  return _UNIT_RE.findall(text)
+
+
+def join(units_: Sequence[str]) -> str:
+  """Units joined with single spaces, without a space next to a CJK character."""
+  out = []
+  for unit in units_:
+    if out and not (_CJK_RE.match(out[-1][-1]) or _CJK_RE.match(unit[0])):
+      out.append(" ")
+    out.append(unit)
+  return "".join(out)
 
 
 def augment_text(text: str,
                  rng: np.random.Generator,
                  *,
                  rate: float,
-                 operations: Sequence[str] = OPERATIONS) -> str:
-  """One augmented variant of `text` (see module doc); rate 0 returns `text` unchanged."""
+                 operations: Sequence[str] = EDA_OPERATIONS,
+                 vocabulary: Sequence[str] = (),
+                 operation: str | None = None) -> str:
+  """One augmented variant of `text` (see module doc) by `operation`, or one chosen at random
+  from `operations`; rate 0 or a blank text returns `text` unchanged. `vocabulary`: units
+  (repeated by frequency) that 'replace' draws from; without one it draws the text's own."""
   _check_rate(rate)
   operations = _check_operations(operations)
-  words = text.split()
+  words = units(text)
   if rate == 0 or not words:
     return text
-  operation = operations[rng.integers(len(operations))]
+  if operation is None:
+    operation = operations[rng.integers(len(operations))]
   n = max(1, round(rate * len(words)))
   if operation == "swap":
     if len(words) >= 2:
@@ -43,18 +78,31 @@ def augment_text(text: str,
     if not keep.any():
       keep[rng.integers(len(words))] = True
     words = [word for word, kept in zip(words, keep) if kept]
-  else:  # insert
+  elif operation == "insert":
     for _ in range(n):
       word = words[rng.integers(len(words))]
       words.insert(int(rng.integers(len(words) + 1)), word)
-  return " ".join(words)
+  elif operation in ("mask", "replace"):
+    chosen = rng.random(len(words)) < rate
+    if not chosen.any():
+      chosen[rng.integers(len(words))] = True
+    pool = vocabulary or words
+    for i in np.flatnonzero(chosen):
+      words[i] = MASK_TOKEN if operation == "mask" else pool[rng.integers(len(pool))]
+  else:  # ngram
+    size = min(int(rng.integers(1, MAX_NGRAM + 1)), len(words))
+    start = int(rng.integers(len(words) - size + 1))
+    words = words[start:start + size]
+  return join(words)
 
 
 def augment_records(records: Sequence[Record], *, rate: float, copies: int,
-                    operations: Sequence[str], seed: int) -> list[Record]:
-  """`records` followed by `copies` rounds of augmented copies of each (other roles kept).
+                    operations: Sequence[str], seed: int) -> tuple[list[Record], dict[str, int]]:
+  """`records` followed by `copies` rounds of augmented copies of each (other roles kept), and
+  how many copies each operation made.
 
-  Reproducible from `seed`; rate 0 or copies 0 returns the records unchanged.
+  Reproducible from `seed`; rate 0 or copies 0 returns the records unchanged. 'replace' draws
+  from the units of all the records' texts, by frequency.
   """
   _check_rate(rate)
   operations = _check_operations(operations)
@@ -62,18 +110,24 @@ def augment_records(records: Sequence[Record], *, rate: float, copies: int,
     raise UserError(f"config.augment.copies must be an integer >= 0, got {copies!r}")
   records = list(records)
   if rate == 0 or copies == 0:
-    return records
+    return records, {}
+  for record in records:
+    if "text" not in record.values:
+      raise UserError(f"{record.where}: no text to augment (config.augment applies to the"
+                      " text of classification examples)")
+  vocabulary = ([u for r in records for u in units(r.values["text"])]
+                if "replace" in operations else [])
   rng = np.random.default_rng(seed)
-  augmented = []
+  augmented, counts = [], collections.Counter()
   for copy in range(1, copies + 1):
     for record in records:
-      if "text" not in record.values:
-        raise UserError(f"{record.where}: no text to augment (config.augment applies to the"
-                        " text of classification examples)")
-      text = augment_text(record.values["text"], rng, rate=rate, operations=operations)
+      operation = operations[rng.integers(len(operations))]
+      text = augment_text(record.values["text"], rng, rate=rate, operations=operations,
+                          vocabulary=vocabulary, operation=operation)
+      counts[operation] += 1
       values = {**record.values, "text": text}
       augmented.append(Record(values, f"{record.where} (augmented copy {copy})"))
-  return records + augmented
+  return records + augmented, dict(counts)
 
 
 def _check_rate(rate: float) -> None:

@@ -60,12 +60,14 @@ class ClassificationTask(base.Task):
     for record in valid:  # Before anything is saved: a bad validation label writes nothing.
       self.labels.index(record.values["label"], record.where)
     labels.save(workdir, self.labels)
+    self.augmented: dict[str, int] = {}  # Augmented copies per operation.
     if config.augment.rate and config.augment.copies:
-      train = augment.augment_records(train,
-                                      rate=config.augment.rate,
-                                      copies=config.augment.copies,
-                                      operations=_operations(config.augment.operations),
-                                      seed=config.seed)
+      train, self.augmented = augment.augment_records(
+          train,
+          rate=config.augment.rate,
+          copies=config.augment.copies,
+          operations=_operations(config.augment.operations),
+          seed=config.seed)
     self.tokenizer = base.prepare_tokenizer(config, workdir,
                                             lambda: [r.values["text"] for r in train])
     self.model_config = model_config_from(config.model,
@@ -120,7 +122,9 @@ class ClassificationTask(base.Task):
   def describe(self) -> str:
     counts = np.bincount(self.train.labels, minlength=len(self.labels.names))
     share = ", ".join(f"{n}: {c:,}" for n, c in zip(self.labels.names, counts))
-    return (f"Data: {len(self.train):,} training examples ({share}), {len(self.valid):,} "
+    augmented = ", ".join(f"{op} {n:,}" for op, n in sorted(self.augmented.items()))
+    return (f"Data: {len(self.train):,} training examples ({share}"
+            f"{'; augmented copies: ' + augmented if augmented else ''}), {len(self.valid):,} "
             f"validation; {self.train.num_truncated + self.valid.num_truncated:,} truncated to "
             f"{self.seq_len} tokens; padded to buckets {', '.join(map(str, self.buckets))}")
 
