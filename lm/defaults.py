@@ -143,6 +143,11 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   # of a fixed shuffle (the same for every seed and variant; a smaller N's are among a larger
   # N's): low-resource learning curves. Validation is unchanged.
   c.data.train_examples = 0
+  # k-fold cross-validation of supervised tasks: with folds = k >= 2, validation is fold `fold`
+  # (0..k-1) of the training records and training the other k-1 (stratified by label, the same
+  # split in every run; valid_source is not read). `lm.sweep --folds=k` runs every fold.
+  c.data.folds = 0
+  c.data.fold = 0
   # TFDS splits read for training and validation (ignored for local files).
   c.data.train_split = "train"
   c.data.valid_split = "validation"

@@ -14,7 +14,7 @@ from lm import defaults
 from lm.data import labels as labels_lib
 from lm.data.labels import LabelSet
 from lm.data.reader import Record, read_records
-from lm.data.splits import first_examples, held_out_split
+from lm.data.splits import first_examples, fold_split, held_out_split
 from lm.errors import UserError
 from lm.tasks import supervised
 from tests.conftest import FIXTURES
@@ -377,3 +377,35 @@ def test_train_examples_leave_the_held_out_validation_split_alone():
   few, same_valid = supervised.read_splits(config, TEXT_LABEL)
   assert len(few) == 30 and {r.where for r in few} < {r.where for r in train}
   assert [r.where for r in same_valid] == [r.where for r in valid]
+
+
+def test_folds_are_disjoint_cover_the_split_are_stratified_and_fixed():
+  labels = ["pos"] * 13 + ["neg"] * 7 + ["neu"] * 5
+  records = [Record({"text": str(i), "label": label}, f"line {i}")
+             for i, label in enumerate(labels)]
+  valid_parts = []
+  for fold in range(5):
+    train, valid = fold_split(records, 5, fold)
+    assert len(train) + len(valid) == 25 and not {id(r) for r in train} & {id(r) for r in valid}
+    assert [r.where for r in valid] == sorted((r.where for r in valid), key=lambda w: int(w[5:]))
+    counts = collections.Counter(r.values["label"] for r in valid)
+    assert counts["neu"] == 1 and counts["neg"] in (1, 2) and counts["pos"] in (2, 3)
+    assert fold_split(records, 5, fold) == (train, valid)  # The same split in every run.
+    valid_parts.append({r.where for r in valid})
+  assert set().union(*valid_parts) == {r.where for r in records}
+  assert sorted(map(len, valid_parts)) == [5, 5, 5, 5, 5]
+  with pytest.raises(UserError, match=r"config.data.fold=5: must be an integer in \[0, 5\)"):
+    fold_split(records, 5, 5)
+  with pytest.raises(UserError, match="config.data.folds must be an integer >= 2"):
+    fold_split(records, 1, 0)
+  with pytest.raises(UserError, match="config.data.folds=6: label 'neu' has only 5 examples"):
+    fold_split(records, 6, 0)
+
+
+def test_cross_validation_reads_folds_of_the_training_file():
+  config = defaults.base_config()
+  config.data.update(source=SST2_DEV, valid_source=SST2_DEV, text_field="sentence",
+                     label_field="label", folds=4, fold=3)
+  train, valid = supervised.read_splits(config, TEXT_LABEL)
+  everything = read_records(SST2_DEV, fields=TEXT_LABEL, required=("text", "label"))
+  assert len(train) + len(valid) == len(everything) and abs(len(valid) - len(everything) / 4) < 2

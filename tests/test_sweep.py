@@ -441,3 +441,37 @@ def test_smoke_sweep_end_to_end(tmp_path, shakespeare_path, monkeypatch):
   text, = sampling.generate_text(model_cfg, params, tokenizer, ["ROMEO:"], max_new_tokens=24,
                                  temperature=0.8, top_k=0, top_p=1.0, seed=0)
   assert text.startswith("ROMEO:") and len(text) > len("ROMEO:")
+
+
+def test_folds_run_every_fold_and_aggregate_over_folds_and_seeds(tmp_path):
+  variants = [plan.Variant("a", {}), plan.Variant("b", {"model.norm": "rmsnorm"})]
+  runs = plan.make_runs(variants, [0, 1], str(tmp_path), "exp.py", folds=3)
+  assert [r.name for r in runs[:4]] == ["a/seed0/fold0", "a/seed0/fold1", "a/seed0/fold2",
+                                        "b/seed0/fold0"]
+  assert runs[4].main_args()[-3:] == ["--config.model.norm=rmsnorm", "--config.data.folds=3",
+                                      "--config.data.fold=1"]
+  assert runs[4].workdir == str(tmp_path / "b" / "seed0" / "fold1")
+  with pytest.raises(UserError, match="--folds=3 and config.data.fold in variant 'c'"):
+    plan.make_runs([plan.Variant("c", {"data.fold": 1})], [0], "DIR", "exp.py", folds=3)
+  with pytest.raises(UserError, match="--folds=1: must be >= 2"):
+    plan.make_runs(variants, [0], "DIR", "exp.py", folds=1)
+  rng = np.random.default_rng(0)
+  accuracy = {}
+  for run in runs:
+    accuracy[run.name] = float(rng.uniform(0.6, 0.9))
+    fake_finished_run(run, {"eval/accuracy": accuracy[run.name]}, losses=[1.0, 0.9])
+  results = report.summarize_variants(variants, [outcome.read_outcome(r) for r in runs])
+  values = np.array([accuracy[f"b/seed{s}/fold{f}"] for s in (0, 1) for f in range(3)])
+  summary = results[1].summaries["eval/accuracy"]
+  half = scipy_stats.t.ppf(0.975, df=5) * np.std(values, ddof=1) / np.sqrt(6)
+  assert (summary.n, summary.mean, summary.std) == (6, pytest.approx(values.mean()),
+                                                    pytest.approx(np.std(values, ddof=1)))
+  assert summary.ci95 == pytest.approx(half)
+  report.write_markdown(str(tmp_path), results, "eval/accuracy", [0, 1], "python -m lm.sweep",
+                        [], folds=3)
+  markdown = (tmp_path / report.RESULTS_MD).read_text()
+  assert "(2 per variant x 3 folds of cross-validation)" in markdown
+  assert "over seeds and folds" in markdown
+  report.write_runs_csv(str(tmp_path), [outcome.read_outcome(r) for r in runs], "eval/accuracy")
+  with open(tmp_path / report.RUNS_CSV, encoding="utf-8") as f:
+    assert [row["fold"] for row in csv.DictReader(f)][:4] == ["0", "1", "2", "0"]

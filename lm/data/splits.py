@@ -79,3 +79,37 @@ def first_examples(records: Sequence[Record], num: int, seed: int = 0) -> list[R
     return list(records)
   chosen = np.sort(np.random.default_rng(seed).permutation(n)[:num])
   return [records[i] for i in chosen]
+
+
+def fold_split(records: Sequence[Record], folds: int, fold: int,
+               seed: int = 0) -> tuple[list[Record], list[Record]]:
+  """(train, valid) of k-fold cross-validation: fold `fold` of `folds` is the validation part.
+
+  Records with a "label" are stratified: each label's records, shuffled by
+  `np.random.default_rng(seed)`, are dealt round-robin to the folds, so every fold holds a
+  label's share within one record; the others are shuffled and dealt the same way. The folds
+  are disjoint, cover the records, and are the same in every run; both parts keep file order.
+  UserError (config.data.folds / fold) for bad numbers or a label with fewer records than folds.
+  """
+  if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+    raise UserError(f"config.data.folds must be an integer >= 2 (0: no cross-validation), got "
+                    f"{folds!r}")
+  if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < folds:
+    raise UserError(f"config.data.fold={fold!r}: must be an integer in [0, {folds}) "
+                    f"(config.data.folds={folds})")
+  groups: dict[str, list[int]] = {}
+  for i, record in enumerate(records):
+    groups.setdefault(record.values.get("label", ""), []).append(i)
+  rng = np.random.default_rng(seed)
+  fold_of = np.empty(len(records), np.int64)
+  dealt = 0  # Continue the round-robin across labels, so fold sizes differ by at most one.
+  for label, indices in sorted(groups.items()):
+    if len(indices) < folds:
+      what = f"label {label!r}" if label else "the training split"
+      raise UserError(f"config.data.folds={folds}: {what} has only {len(indices)} examples, "
+                      f"fewer than the folds")
+    fold_of[rng.permutation(indices)] = (dealt + np.arange(len(indices))) % folds
+    dealt += len(indices)
+  train = [r for r, f in zip(records, fold_of) if f != fold]
+  valid = [r for r, f in zip(records, fold_of) if f == fold]
+  return train, valid

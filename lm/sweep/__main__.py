@@ -2,12 +2,14 @@
 
   python -m lm.sweep --config=experiments/NAME.py[:ARGS] --workdir=DIR --seeds=3 \
       [--parallel=N] [--launcher=local|print] [--aggregate_only] [--metric=eval/loss] [--scaling]
-      [--config.KEY=VALUE ...]
+      [--folds=K] [--config.KEY=VALUE ...]
 
 Each variant x seed trains as `python -m lm.main ... --workdir=DIR/<variant>/seed<k>
 --config.seed=k --config.KEY=VALUE ...` (log in its log.txt): the command line's own
 --config.KEY=VALUE overrides (e.g. --config.train.steps=200 for a short sweep) go to every run,
-then the variant's (a key both set is an error). Finished runs are skipped, so
+then the variant's (a key both set is an error). With --folds=K every variant x seed runs the
+K folds of k-fold cross-validation (DIR/<variant>/seed<k>/fold<i>, config.data.folds/fold), and
+the tables state mean, spread and CI over folds and seeds. Finished runs are skipped, so
 the same command resumes an interrupted sweep. Then DIR/results.md, results.csv, runs.csv,
 curves.png and bars.png are written from every finished run (with --scaling, for sweeps over
 model sizes, also a power law of the metric against training compute and scaling.png).
@@ -34,6 +36,8 @@ _CONFIG = flags.DEFINE_string("config", None, "Experiment file[:ARGS] that defin
 _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory: DIR/<variant>/seed<k>, tables.")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 of every variant.")
 _SEED_LIST = flags.DEFINE_string("seed_list", "", "Comma-separated seeds (instead of --seeds).")
+_FOLDS = flags.DEFINE_integer("folds", 0, "k-fold cross-validation: every variant x seed runs "
+                              "folds 0..k-1 (config.data.folds/fold); 0: off.")
 _PARALLEL = flags.DEFINE_integer("parallel", 1, "Runs at once (local launcher).")
 _LAUNCHER = flags.DEFINE_enum("launcher", "local", ["local", "print"],
                               "local: run here; print: print one lm.main command per run.")
@@ -61,14 +65,15 @@ def _run() -> int:
                     f" eval/perplexity, eval/accuracy or test/perplexity")
   variants = plan.load_variants(_CONFIG.value, _OVERRIDES)
   seeds = plan.parse_seeds(_SEEDS.value, _SEED_LIST.value)
-  runs = plan.make_runs(variants, seeds, _WORKDIR.value, _CONFIG.value)
+  runs = plan.make_runs(variants, seeds, _WORKDIR.value, _CONFIG.value, _FOLDS.value)
   if _LAUNCHER.value == "print":
     runner.print_commands(runs)
     return 0
   failed, interrupted = [], False
   if not _AGGREGATE_ONLY.value:
-    print(f"Sweep: {len(variants)} variant(s) x {len(seeds)} seed(s) = {len(runs)} runs in "
-          f"{_WORKDIR.value}, {_PARALLEL.value} at a time")
+    folds = f" x {_FOLDS.value} folds" if _FOLDS.value else ""
+    print(f"Sweep: {len(variants)} variant(s) x {len(seeds)} seed(s){folds} = {len(runs)} runs "
+          f"in {_WORKDIR.value}, {_PARALLEL.value} at a time")
     cache_dir = os.path.join(_WORKDIR.value, COMPILATION_CACHE)
     failed, interrupted = runner.run_local(runs, _PARALLEL.value, cache_dir)
   if interrupted:
@@ -96,7 +101,8 @@ def _aggregate(variants, seeds, runs, failed) -> None:
   results = report.summarize_variants(variants, outcomes)
   command = shlex.join(["python", "-m", "lm.sweep", *sys.argv[1:]])
   directory = _WORKDIR.value
-  table = report.write_markdown(directory, results, metric, seeds, command, missing)
+  table = report.write_markdown(directory, results, metric, seeds, command, missing,
+                                folds=_FOLDS.value)
   report.write_csv(directory, results, metric)
   report.write_runs_csv(directory, outcomes, metric)
   plots.plot_curves(directory, results)

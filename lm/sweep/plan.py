@@ -38,15 +38,19 @@ class Variant:
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-  """One lm.main process: a variant at a seed, in DIR/<variant>/seed<k>."""
+  """One lm.main process: a variant at a seed, in DIR/<variant>/seed<k> (with --folds, one
+  fold of it, in DIR/<variant>/seed<k>/fold<i>)."""
   variant: Variant
   seed: int
   workdir: str
   config_arg: str  # --config=PATH[:ARGS], as given to lm.sweep.
+  fold: int | None = None  # Cross-validation: config.data.fold of `folds`.
+  folds: int = 0
 
   @property
   def name(self) -> str:
-    return f"{self.variant.name}/seed{self.seed}"
+    return f"{self.variant.name}/seed{self.seed}" + (
+        f"/fold{self.fold}" if self.fold is not None else "")
 
   @property
   def log_path(self) -> str:
@@ -54,9 +58,10 @@ class Run:
 
   def main_args(self) -> list[str]:
     """The arguments of `python` that train it: -m lm.main --config=... --config.KEY=VALUE."""
+    folds = {} if self.fold is None else {"data.folds": self.folds, "data.fold": self.fold}
     overrides = [
         f"--config.{k}={flag_value(v)}"
-        for k, v in {**self.variant.common, **self.variant.overrides}.items()
+        for k, v in {**self.variant.common, **self.variant.overrides, **folds}.items()
     ]
     return ["-m", "lm.main", f"--config={self.config_arg}", f"--workdir={self.workdir}",
             f"--config.seed={self.seed}", *overrides]
@@ -191,12 +196,25 @@ def parse_seeds(count: int, seed_list: str) -> list[int]:
   return seeds
 
 
-def make_runs(variants: list[Variant], seeds: list[int], workdir: str,
-              config_arg: str) -> list[Run]:
+def make_runs(variants: list[Variant], seeds: list[int], workdir: str, config_arg: str,
+              folds: int = 0) -> list[Run]:
   """Seed-major: the first seed of every variant, then the next, so that every variant has a
-  result early and the later seeds find their programs in the compilation cache."""
+  result early and the later seeds find their programs in the compilation cache. With
+  `folds` = k >= 2, every variant x seed runs each of the k folds (config.data.folds/fold)."""
+  if folds:
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+      raise UserError(f"--folds={folds}: must be >= 2 (0: no cross-validation)")
+    for v in variants:
+      clash = sorted({"data.folds", "data.fold"} & set({**v.common, **v.overrides}))
+      if clash:
+        raise UserError(f"--folds={folds} and config.{clash[0]} in variant {v.name!r}: "
+                        f"--folds sets the folds of every run; leave it out of sweep() and "
+                        f"--config")
   return [
-      Run(v, seed, os.path.join(workdir, v.name, f"seed{seed}"), config_arg)
+      Run(v, seed, os.path.join(workdir, v.name, f"seed{seed}", f"fold{fold}"), config_arg,
+          fold, folds) if folds else Run(v, seed, os.path.join(workdir, v.name, f"seed{seed}"),
+                                         config_arg)
       for seed in seeds
       for v in variants
+      for fold in (range(folds) if folds else [None])
   ]

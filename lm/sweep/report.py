@@ -49,13 +49,17 @@ def metric_columns(results: list[VariantResult], headline: str) -> list[str]:
 
 
 def write_markdown(directory: str, results: list[VariantResult], headline: str,
-                   seeds: list[int], command: str, missing: list[tuple[Run, str]]) -> str:
-  """results.md: the command, the seeds, how the spread is stated, and the table."""
+                   seeds: list[int], command: str, missing: list[tuple[Run, str]],
+                   folds: int = 0) -> str:
+  """results.md: the command, the seeds (and folds), how the spread is stated, and the table."""
   columns = metric_columns(results, headline)
+  over = "seeds and folds" if folds else "seeds"
+  per_variant = f" x {folds} folds of cross-validation" if folds else ""
   lines = [
       "# Sweep results", "", f"Command: `{command}`", "",
-      f"Seeds: {', '.join(map(str, seeds))} ({len(seeds)} per variant). Each cell: mean ± "
-      f"standard deviation over seeds (sample, ddof=1) and in brackets the half-width of the "
+      f"Seeds: {', '.join(map(str, seeds))} ({len(seeds)} per variant{per_variant}). Each "
+      f"cell: mean ± standard deviation over {over} (sample, ddof=1) and in brackets the "
+      f"half-width of the "
       f"{stats.CONFIDENCE:.0%} confidence interval of the mean (Student's t, n-1 degrees of "
       f"freedom); n = finished runs. Metrics of each run's final evaluation; {columns[0]} is "
       f"the headline metric (--metric). Training FLOPs: tokens seen x FLOPs per token "
@@ -110,8 +114,9 @@ def write_runs_csv(directory: str, outcomes: list[Outcome], headline: str) -> st
   """runs.csv: one row per finished run with its step, parameters, FLOPs and metrics (the
   points of a loss-vs-compute plot)."""
   columns = [headline] + sorted({m for o in outcomes for m in o.metrics} - {headline})
-  rows = [["variant", "seed", "workdir", "step", "params", "train_flops"] + columns]
-  rows += [[o.run.variant.name, o.run.seed, o.run.workdir, o.step, o.params, o.flops] +
+  rows = [["variant", "seed", "fold", "workdir", "step", "params", "train_flops"] + columns]
+  rows += [[o.run.variant.name, o.run.seed, "" if o.run.fold is None else o.run.fold,
+            o.run.workdir, o.step, o.params, o.flops] +
            [o.metrics.get(m, "") for m in columns] for o in outcomes]
   return _write_csv(os.path.join(directory, RUNS_CSV), rows)
 

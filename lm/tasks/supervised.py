@@ -21,9 +21,10 @@ CLEAN_STEPS = tuple(step for step in cleaning.STEPS if step != "stopwords")
 
 def read_splits(config: Any, fields: dict[str, str], blank: str = "error",
                 keep_columns: bool = False) -> tuple[list, list]:
-  """Training and validation records: config.data.valid_source, the TFDS valid_split, or a
-  held-out valid_fraction of the training records (then config.data.train_examples of the
-  rest, `splits.first_examples`); a record with a blank field is an error, or
+  """Training and validation records: fold config.data.fold of config.data.folds of the
+  training records (cross-validation, `splits.fold_split`), config.data.valid_source, the TFDS
+  valid_split, or a held-out valid_fraction of the training records (then
+  config.data.train_examples of the rest, `splits.first_examples`); a record with a blank field is an error, or
   kept (`blank='keep'`, for a task that skips and counts them); with `keep_columns`, each
   record's columns / JSON keys as read too (values that are not text: chat messages)."""
   data_cfg = config.data
@@ -36,7 +37,9 @@ def read_splits(config: Any, fields: dict[str, str], blank: str = "error",
               entry_separator=data_cfg.entry_separator,
               blank=blank)
   train = reader.read_records(data_cfg.source, split=data_cfg.train_split, **read)
-  if data_cfg.valid_source:
+  if data_cfg.get("folds", 0):  # Cross-validation: fold `fold` of the training records.
+    train, valid = splits.fold_split(train, data_cfg.folds, data_cfg.fold, SPLIT_SEED)
+  elif data_cfg.valid_source:
     valid = reader.read_records(data_cfg.valid_source,
                                 split=data_cfg.valid_split,
                                 config_key="config.data.valid_source",
