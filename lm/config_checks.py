@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from lm import defaults
-from lm.data import augment, batches, reader, text_files, tokenizers
+from lm.data import augment, batches, reader, segmenter, text_files, tokenizers
 from lm.data.sentencepiece_tokenizer import MODEL_TYPES
 from lm.errors import UserError
 from lm.models import config as model_config
@@ -153,6 +153,7 @@ def _rules(values: dict) -> list[Rule]:
       _one_of("data.encoding_errors", text_files.ENCODING_ERRORS),
       _some_of("data.clean", supervised.CLEAN_STEPS),
       _one_of("data.tokenizer", tokenizers.KINDS + tokenizers.IMPORTED_KINDS),
+      _one_of("data.word_segmenter", segmenter.SEGMENTERS),
       _at_least("data.vocab_size", 1),
       _one_of("data.model_type", MODEL_TYPES),
       _between("data.character_coverage", 0, 1, "(]"),

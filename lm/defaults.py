@@ -195,6 +195,9 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   # Vocabulary size, special tokens included: SentencePiece's, or the word tokenizer's cap (the
   # most frequent words; the others become <unk>). SentencePiece model type: 'bpe' or 'unigram'.
   c.data.vocab_size = 8000
+  # The word tokenizer's words (and the TF-IDF baseline's with config.tfidf.analyzer='word'):
+  # '' splits at whitespace, 'jieba' segments Chinese with jieba (lm/data/segmenter.py).
+  c.data.word_segmenter = ""
   c.data.model_type = "bpe"
   # SentencePiece character coverage (1.0 for small alphabets, ~0.9995 for CJK).
   c.data.character_coverage = 1.0

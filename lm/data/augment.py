@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from lm.data.reader import Record
+from lm.data.segmenter import join
 from lm.errors import UserError
 
 EDA_OPERATIONS = ("swap", "delete", "insert")
@@ -31,22 +32,11 @@ MAX_NGRAM = 5
 # CJK ideographs (with extension A and compatibility ideographs), kana and Hangul syllables.
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _UNIT_RE = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
-_CJK_RE = re.compile(f"[{_CJK}]")
 
 
 def units(text: str) -> list[str]:
   """The text's units: each CJK character, and each other run of non-space characters."""
   return _UNIT_RE.findall(text)
-
-
-def join(units_: Sequence[str]) -> str:
-  """Units joined with single spaces, without a space next to a CJK character."""
-  out = []
-  for unit in units_:
-    if out and not (_CJK_RE.match(out[-1][-1]) or _CJK_RE.match(unit[0])):
-      out.append(" ")
-    out.append(unit)
-  return "".join(out)
 
 
 def augment_text(text: str,

@@ -196,7 +196,7 @@ def build_tokenizer(kind: str,
   if kind == "byte":
     return ByteTokenizer()
   if kind == "word":
-    return WordTokenizer.train(train_texts, options["vocab_size"])
+    return WordTokenizer.train(train_texts, options["vocab_size"], options.get("segmenter", ""))
   if kind == "sentencepiece":
     if "vocab_size" not in options:
       raise UserError(f"{config_section}.vocab_size must be set for the sentencepiece tokenizer")
@@ -221,7 +221,7 @@ def tokenizer_options(kind: str, section: Any, seed: int = 0) -> dict[str, Any]:
   if kind == "char":
     return dict(byte_fallback=section.byte_fallback)
   if kind == "word":
-    return dict(vocab_size=section.vocab_size)
+    return dict(vocab_size=section.vocab_size, segmenter=section.get("word_segmenter", ""))
   return {}
 
 

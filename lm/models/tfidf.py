@@ -4,8 +4,8 @@
 instead of training steps, on the same records as a neural classifier (config.data: sources,
 fields, sentence pairs, train_examples, cleaning, lowercasing) and reports the same validation
 metrics, eval_report.json and confusion matrix. config.tfidf sets it:
-  analyzer      'word' (scikit-learn's word tokens: for spaced languages), 'char' or 'char_wb'
-                (character n-grams: Chinese, or words' spelling)
+  analyzer      'word' (scikit-learn's word tokens, or config.data.word_segmenter's: 'jieba'
+                for Chinese words), 'char' or 'char_wb' (character n-grams)
   ngram_max     n-grams of 1..ngram_max units
   min_df        a feature is kept if seen in at least this many training texts
   max_features  keep the most frequent ones (0: all)
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from lm.data import atomic, labels
+from lm.data import atomic, labels, segmenter
 from lm.errors import UserError
 from lm.tasks import classification, supervised
 from lm.training import checkpoints, metrics_log
@@ -62,7 +62,7 @@ def fit_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
   targets = [np.array([label_set.index(r.values["label"], r.where) for r in records], np.int32)
              for records in (train, valid)]
   start = time.perf_counter()
-  pipeline = _pipeline(config.tfidf)
+  pipeline = _pipeline(config.tfidf, config.data.word_segmenter)
   try:
     pipeline.fit([_text(r) for r in train], targets[0])
   except ValueError as e:  # An empty vocabulary, or one class only.
@@ -128,11 +128,17 @@ def _text(record: Any) -> str:
   return text_of(record.values["text"], record.values.get("text_pair"))
 
 
-def _pipeline(cfg: Any) -> Any:
+def _pipeline(cfg: Any, word_segmenter: str) -> Any:
+  """The vectorizer and the classifier; 'word' units are config.data.word_segmenter's (jieba:
+  Chinese words), else scikit-learn's word pattern."""
   from sklearn.feature_extraction.text import TfidfVectorizer  # pylint: disable=g-import-not-at-top
   from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
   from sklearn.pipeline import Pipeline  # pylint: disable=g-import-not-at-top
+  words = {}
+  if cfg.analyzer == "word" and word_segmenter:
+    words = dict(tokenizer=segmenter.splitter(word_segmenter), token_pattern=None)
   vectorizer = TfidfVectorizer(analyzer=cfg.analyzer,
+                               **words,
                                ngram_range=(1, cfg.ngram_max),
                                min_df=cfg.min_df,
                                max_features=cfg.max_features or None,

@@ -7,7 +7,8 @@ The steps run in this order (a step that is off is skipped):
               character references (&amp;, &#233;) decoded
   nfkc        Unicode NFKC normalization (full-width forms to ASCII, ligatures split, ...)
   control     control characters (category Cc but tab, LF and CR; lone surrogates) removed
-  stopwords   words of a stop-word list removed, case-insensitively (classic baselines only)
+  stopwords   words of a stop-word list removed, case-insensitively (classic baselines only;
+              Chinese ones as whole jieba words)
   lowercase   str.lower()
   whitespace  CR/CRLF to LF, runs of spaces/tabs to one space, spaces at line ends dropped,
               more than one blank line to one, the text stripped
@@ -25,6 +26,8 @@ import html
 import re
 import unicodedata
 from typing import Iterable
+
+from lm.data import segmenter
 
 STEPS = ("escapes", "markup", "nfkc", "control", "stopwords", "lowercase", "whitespace")
 # Passes over the steps before giving up on a fixed point (in practice 2 suffice: the second
@@ -58,6 +61,18 @@ while who whom why will with would you your yours yourself yourselves
 """.split())
 
 
+# A short Chinese stop-word list (particles, pronouns, conjunctions, prepositions; the
+# negations 不, 没, 没有 are left in, as sentiment needs them). Chinese is written without
+# spaces, so these are removed as whole jieba words (lm/data/segmenter.py): 的 goes from
+# 我的书, 目的 stays.
+CHINESE_STOPWORDS = tuple("""
+的 地 得 了 着 过 是 在 和 与 及 或 而 并 也 都 就 还 又 把 被 让 给 对 从 向 往 以 于 为
+因为 所以 但是 但 可是 如果 虽然 这 那 这个 那个 这些 那些 这样 那样 之 其 此 我 你 他 她 它
+我们 你们 他们 她们 它们 自己 什么 怎么 哪 哪里 谁 吗 呢 吧 啊 呀 哦 嗯 很 太 更 最 一个
+一些 个 等 等等
+""".split())
+
+
 @dataclasses.dataclass(frozen=True)
 class Cleaner:
   """The cleaning steps of the module doc; each flag switches its step."""
@@ -73,6 +88,10 @@ class Cleaner:
   def __post_init__(self):
     words = tuple(w.strip() for w in self.stopwords if w.strip())
     object.__setattr__(self, "stopwords", words)
+    # Words with a CJK character are removed as jieba words; the others by pattern.
+    cjk = frozenset(w for w in words if any(segmenter.is_cjk(c) for c in w))
+    object.__setattr__(self, "_cjk_stopwords", cjk)
+    words = tuple(w for w in words if w not in cjk)
     pattern = None
     if words:
       # Longest first, so "the" never shadows "them"; \b keeps "a" from matching inside words.
@@ -133,7 +152,14 @@ class Cleaner:
     return _CONTROL_RE.subn("", text)
 
   def _stopwords(self, text: str) -> tuple[str, int]:
-    return self._stopword_re.subn("", text)
+    removed = 0
+    if self._stopword_re is not None:
+      text, removed = self._stopword_re.subn("", text)
+    if self._cjk_stopwords and any(map(segmenter.is_cjk, text)):
+      pieces = segmenter.pieces(text)
+      kept = [p for p in pieces if p not in self._cjk_stopwords]
+      text, removed = "".join(kept), removed + len(pieces) - len(kept)
+    return text, removed
 
   def _lowercase(self, text: str) -> tuple[str, int]:
     lowered = text.lower()
@@ -160,12 +186,13 @@ def clean(text: str, **steps) -> tuple[str, collections.Counter]:
 
 
 def parse_stopwords(spec: str) -> tuple[str, ...]:
-  """'' (none), 'english' (ENGLISH_STOPWORDS) or comma-separated words."""
+  """'' (none), 'english' (ENGLISH_STOPWORDS), 'chinese' (CHINESE_STOPWORDS) or
+  comma-separated words."""
   spec = spec.strip()
   if not spec:
     return ()
-  if spec == "english":
-    return ENGLISH_STOPWORDS
+  if spec in ("english", "chinese"):
+    return ENGLISH_STOPWORDS if spec == "english" else CHINESE_STOPWORDS
   return tuple(w.strip() for w in spec.split(",") if w.strip())
 
 

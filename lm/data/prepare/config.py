@@ -55,8 +55,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.clean.control = True
   # Spaces and blank lines collapsed, the text stripped.
   c.clean.whitespace = True
-  # Lower-casing and stop-word removal ('' = none, 'english' or comma-separated words): for
-  # classic bag-of-words baselines, not for language-model pretraining.
+  # Lower-casing and stop-word removal ('' = none, 'english', 'chinese' (removed as whole
+  # jieba words) or comma-separated words): for classic bag-of-words baselines, not for
+  # language-model pretraining.
   c.clean.lowercase = False
   c.clean.stopwords = ""
 

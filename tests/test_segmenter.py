@@ -1,0 +1,68 @@
+"""Chinese word segmentation (jieba): round trips, the word tokenizer and the TF-IDF baseline on
+jieba's words, and Chinese stop words removed as whole words."""
+
+import numpy as np
+import pytest
+
+from lm.data import segmenter, tokenizers
+from lm.data.prepare import cleaning
+from lm.data.word_tokenizer import WordTokenizer, normalize
+from lm.errors import UserError
+
+TEXTS = ["我们今天在公园里散步，天气很好。", "北京大学的学生在图书馆学习 JAX 和 Flax",
+         "我不喜欢这部电影\n但是演员的表演很精彩"]
+
+
+def test_jieba_pieces_round_trip_and_words_are_chinese_words():
+  for text in TEXTS:
+    assert "".join(segmenter.pieces(text)) == text
+  assert segmenter.words(TEXTS[0], "jieba")[:6] == ["我们", "今天", "在", "公园", "里", "散步"]
+  assert segmenter.words("a  b\tc", "") == ["a", "b", "c"]
+  assert segmenter.join(["北京大学", "的", "JAX", "和", "Flax", "rocks"]) == "北京大学的JAX和Flax rocks"
+  with pytest.raises(UserError, match="config.data.word_segmenter='thulac'"):
+    segmenter.words("x", "thulac")
+
+
+def test_word_tokenizer_on_jieba_words_round_trips_and_saves_its_segmenter(tmp_path):
+  tokenizer = WordTokenizer.train(TEXTS, vocab_size=100, segmenter="jieba")
+  assert "北京大学" in tokenizer.words and "我们今天在公园里散步" not in tokenizer.words
+  for text in TEXTS:
+    ids = tokenizer.encode(text)
+    assert tokenizer.decode(ids) == normalize(text, "jieba")
+    assert len(ids) < len(text.replace(" ", "")) * 0.8  # Words, not characters.
+  assert normalize(TEXTS[1], "jieba") == "北京大学的学生在图书馆学习JAX和Flax"
+  tokenizer.save(str(tmp_path / "tok"))
+  loaded = tokenizers.load_tokenizer(str(tmp_path / "tok"))
+  assert loaded.segmenter == "jieba" and loaded.encode(TEXTS[0]) == tokenizer.encode(TEXTS[0])
+  # A segmented CJK word is not followed by a space: its bytes alone.
+  word = "北京大学"
+  assert tokenizer.token_bytes()[tokenizer.encode(word)[0]] == len(word.encode())
+  spaced = WordTokenizer.train(TEXTS, vocab_size=100)
+  assert "我们今天在公园里散步，天气很好。" in spaced.words
+
+
+def test_chinese_stop_words_go_as_whole_words():
+  cleaner = cleaning.Cleaner(stopwords=cleaning.parse_stopwords("chinese"))
+  cleaned, counts = cleaner.clean("我的书和他的目的")
+  assert cleaned == "书目的" and counts["stopwords"] == 5  # 我, 的, 和, 他, 的; 目的 stays.
+  assert cleaner.clean("我不喜欢")[0] == "不喜欢"  # Negations are kept.
+  mixed = cleaning.Cleaner(stopwords=("the", "的"))
+  assert mixed.clean("the book 的 书")[0] == "book 书"
+
+
+def test_tfidf_uses_jieba_words(tmp_path):
+  from lm.models import tfidf  # pylint: disable=g-import-not-at-top
+  from tests.test_tfidf import tfidf_config  # pylint: disable=g-import-not-at-top
+  from lm.training import trainer  # pylint: disable=g-import-not-at-top
+  rows = [("这部电影很好看", "pos"), ("演员的表演非常精彩", "pos"), ("我很喜欢这个故事", "pos"),
+          ("剧情无聊又拖沓", "neg"), ("浪费时间，很难看", "neg"), ("我不喜欢这部电影", "neg")] * 2
+  source = tmp_path / "zh.tsv"
+  source.write_text("text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows), encoding="utf-8")
+  config = tfidf_config()
+  config.data.update(source=str(source), valid_source=str(source), text_field="text",
+                     word_segmenter="jieba")
+  config.tfidf.update(min_df=1, ngram_max=1)
+  metrics = trainer.train_and_evaluate(config, str(tmp_path / "run"))
+  vocabulary = tfidf.load(str(tmp_path / "run"))[0].vocabulary_
+  assert {"电影", "演员", "喜欢"} <= set(vocabulary) and metrics["eval/accuracy"] == 1.0
+  assert np.isfinite(metrics["eval/loss"])
