@@ -115,6 +115,12 @@ class Task(abc.ABC):
     return sampling.generate_continuations(model_config, params, tokenizer, prompts,
                                            encode=encode, **options)
 
+  def make_model(self) -> Any:
+    """The Flax module the trainer trains: config.model's architecture for this task's
+    `model_config`; a task with a model of its own (ELECTRA's pair) overrides this."""
+    from lm.models import architecture  # pylint: disable=g-import-not-at-top
+    return architecture.make_model(self.model_config)
+
   def loss(self, apply_fn: Any, params: Any, batch: dict, rng: Any) -> tuple[Any, dict]:
     """The training loss (`steps.LossFn`): the per-item loss (per token or per example, weighed
     by batch['weights']) and scalar metrics logged as train/<name>. By default, `loss_fn` of

@@ -28,9 +28,10 @@ class LanguageModelTask(base.Task):
   @classmethod
   def from_config(cls, config: Any, workdir: str, model_fields: dict[str, Any]) -> base.Task:
     kind = config.task.kind
-    if (kind == "masked_lm") == config.model.causal:
+    if (kind != "causal_lm") == config.model.causal:
       raise UserError(f"config.task.kind={kind!r} needs config.model.causal="
-                      f"{kind == 'causal_lm'} (masked LM trains an encoder, causal LM a decoder)")
+                      f"{kind == 'causal_lm'} (masked LM and ELECTRA train an encoder, causal LM "
+                      f"a decoder)")
     base.copy_init_tokenizer(config, workdir)
     return cls(config, prepare_data_once(config.data, workdir), model_fields)
 
@@ -42,13 +43,13 @@ class LanguageModelTask(base.Task):
   @classmethod
   def generation_ids(cls, config: dict, tokenizer: Any, prompt: str) -> list[int]:
     """The prompt's ids, as the training stream encodes text; a masked LM is refused."""
-    if config["task"]["kind"] == "masked_lm":
+    if config["task"]["kind"] != "causal_lm":
       return super().generation_ids(config, tokenizer, prompt)
     return tokenizer.encode(prompt)
 
   def __init__(self, config: Any, data: pipeline.PreparedData, task_fields: dict[str, Any]):
     self.config = config
-    self.masked = config.task.kind == "masked_lm"
+    self.masked = config.task.kind != "causal_lm"  # masked_lm, electra.
     self.tokenizer = data.tokenizer
     self.data = data
     self.model_config = model_config_from(config.model, data.tokenizer.vocab_size, **task_fields)

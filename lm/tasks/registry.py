@@ -14,6 +14,7 @@ from lm.errors import UserError
 TASKS = {
     "causal_lm": "lm.tasks.language_model:LanguageModelTask",
     "masked_lm": "lm.tasks.language_model:LanguageModelTask",
+    "electra": "lm.tasks.electra:ElectraTask",
     "classification": "lm.tasks.classification:ClassificationTask",
     "sft": "lm.tasks.sft:SftTask",
     "chat": "lm.tasks.chat:ChatTask",

@@ -24,6 +24,9 @@ _LENGTH_KEY = "max_len"
 # BertModel's missing masked-LM head), LoRA adapters start fresh where the checkpoint lacks them;
 # a pretraining run's unused LM head is dropped. Both are listed in the run's log.
 _ADAPTERS = ("lora_a", "lora_b")
+# A checkpoint holding a model under this key (ELECTRA's pair, lm/models/electra.py) gives
+# that model as the backbone of a run whose own parameters lack the key.
+BACKBONE = "discriminator"
 # config.init_architecture: check config.model against init_from's, or adopt init_from's.
 ARCHITECTURE_MODES = ("check", "adopt")
 # config.task keys that belong to the model's token layout (an imported BART starts decoding
@@ -85,6 +88,10 @@ def pretrained_params(config: Any, fresh_params: Any, groups: LayerGroups | None
     checkpointer.close()
   check_architecture(saved_config.get("model", {}), config.model.to_dict(), directory)
   loaded = nn.meta.unbox(loaded)
+  backbone = ""
+  if BACKBONE in loaded and BACKBONE not in fresh_params:  # ELECTRA: its discriminator.
+    others = _names(sorted(set(loaded) - {BACKBONE}))
+    loaded, backbone = loaded[BACKBONE], f" (its {BACKBONE}; {others} left out)"
   if groups is not None:
     loaded = groups.stacked(loaded) if groups.scanned in fresh_params else groups.unstacked(loaded)
   flat = {_path(p): v for p, v in jax.tree_util.tree_leaves_with_path(loaded)}
@@ -113,8 +120,8 @@ def pretrained_params(config: Any, fresh_params: Any, groups: LayerGroups | None
   params = jax.tree_util.tree_map_with_path(take, fresh_params)
   values = sum(int(np.size(flat[name])) for name in taken)
   unused = sorted(set(flat) - set(taken))
-  note = (f"Initialized from config.init_from={directory} (step {step}): {len(taken)} "
-          f"parameter arrays loaded ({values:,} values); started fresh: "
+  note = (f"Initialized from config.init_from={directory} (step {step}){backbone}: "
+          f"{len(taken)} parameter arrays loaded ({values:,} values); started fresh: "
           f"{_names(fresh_names) or 'none'}; not used from the checkpoint: "
           f"{_names(unused) or 'none'}")
   if grown:

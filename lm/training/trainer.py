@@ -13,7 +13,7 @@ import numpy as np
 from lm import config_checks, config_paths, defaults
 from lm.errors import UserError
 from lm.models.config import ModelConfig
-from lm.models import architecture, attention_kernels, tfidf
+from lm.models import attention_kernels, tfidf
 from lm.tasks import registry
 from lm.training import (checkpoints, flops, init_from, metrics_log, nonfinite, parallel,
                          preemption)
@@ -43,7 +43,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   train_cfg = config.train
   task = registry.build_task(config, workdir,
                              checkpoints.lora_fields(config.finetune.to_dict()))
-  model = architecture.make_model(task.model_config)
+  model = task.make_model()
   layout = parallel.make_parallel(model, config, task.seq_len, task.loss)
   checkpoints.check_free_space(workdir, layout.abstract_state)
   is_main = jax.process_index() == 0
