@@ -134,7 +134,7 @@ class Scorer:
                for (context, candidates), name in zip(items, names)]
     params = nn.meta.unbox(params)
     scores: list[list[Any]] = [[None] * len(item.candidates) for item in encoded]
-    shared = share_prefix and self.model_config.architecture != "lstm"
+    shared = share_prefix and self.model_config.architecture not in ("lstm", "gru")
     rows = []  # (item, candidate) pairs scored as whole sequences.
     for i, item in enumerate(encoded):
       if not (shared and len(item.candidates) > 1):

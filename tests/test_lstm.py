@@ -116,10 +116,10 @@ def test_flops_per_token_counts_every_matmul():
 
 
 @pytest.mark.parametrize("fields, message", [
-    (dict(num_classes=2), "num_classes"),
+    (dict(bidirectional=True), "a bidirectional recurrent network needs causal=False"),
     (dict(causal=False), "causal"),
     (dict(lora_rank=4), "lora_rank"),
-    (dict(architecture="gru"), "choose one of transformer, lstm"),
+    (dict(architecture="rnn"), "choose one of transformer, lstm, gru"),
     (dict(lstm_hidden_dim=-1), "lstm_hidden_dim"),
 ])
 def test_unsupported_settings_are_user_errors(fields, message):
@@ -127,16 +127,16 @@ def test_unsupported_settings_are_user_errors(fields, message):
     lstm_config(**fields)
 
 
-def test_only_causal_lm_and_unbroken_rows():
+def test_no_masked_lm_and_no_transformer_inputs():
   config = shakespeare_char.get_config("cpu,smoke")
-  config.model.architecture = "lstm"
-  config.task.kind = "classification"
-  with pytest.raises(UserError, match="architecture='lstm'.*causal_lm"):
+  config.model.update(architecture="lstm", causal=False, bidirectional=True)
+  config.task.kind = "masked_lm"
+  with pytest.raises(UserError, match="architecture='lstm' .*trains causal_lm, classification"):
     config_checks.validate_config(config)
   cfg = lstm_config()
   tokens = random_tokens(cfg, (1, 4))
-  with pytest.raises(UserError, match="segment ids"):
-    lstm.LSTM(cfg).init(jax.random.key(0), tokens, None, jnp.ones_like(tokens))
+  with pytest.raises(UserError, match="output positions"):
+    lstm.LSTM(cfg).init(jax.random.key(0), tokens, None, None, jnp.ones_like(tokens))
 
 
 def test_decoding_with_carried_state_matches_the_full_forward():

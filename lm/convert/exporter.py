@@ -35,9 +35,9 @@ def export_hf(workdir: str, target: str, which: str = "latest") -> str:
   directory excepted) or the model has no Hugging Face equivalent."""
   _check_new(target)
   cfg, params, tokenizer = checkpoints.load_for_inference(workdir, which)
-  if cfg.architecture == "lstm":
-    raise UserError(f"{workdir}: an LSTM model has no Hugging Face architecture to export to; "
-                    f"only Transformers export")
+  if cfg.architecture in ("lstm", "gru"):
+    raise UserError(f"{workdir}: a recurrent model ({cfg.architecture}) has no Hugging Face "
+                    f"architecture to export to; only Transformers export")
   if tokenizer.chat_template is not None and tokenizer.chat_template.kind == "roles":
     raise UserError(f"{workdir}: a chat run with this project's chat template has role tokens "
                     f"after its tokenizer's vocabulary, which an exported tokenizer cannot hold")

@@ -11,11 +11,13 @@ from lm.models.encoder_decoder import EncoderDecoder
 from lm.models.lstm import LSTM
 from lm.models.transformer import Transformer
 
-_CLASSES = {"transformer": Transformer, "lstm": LSTM, "encoder_decoder": EncoderDecoder}
+_CLASSES = {"transformer": Transformer, "lstm": LSTM, "gru": LSTM,
+            "encoder_decoder": EncoderDecoder}
 
 
 def make_model(cfg: ModelConfig) -> nn.Module:
-  """Transformer(cfg) or LSTM(cfg), which map tokens [B, T] to logits [B, T, V] (or [B, C]), or
+  """Transformer(cfg) or LSTM(cfg) (an LSTM or GRU), which map tokens [B, T] to logits
+  [B, T, V] (or [B, C]), or
   EncoderDecoder(cfg): source [B, S] and target [B, T] tokens to logits [B, T, V]."""
   return _CLASSES[cfg.architecture](cfg)
 

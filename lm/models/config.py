@@ -9,7 +9,7 @@ import numpy as np
 from lm.errors import UserError
 
 # lm.models.architecture.make_model; and 'tfidf', the scikit-learn baseline (lm/models/tfidf.py).
-ARCHITECTURES = ("transformer", "lstm", "encoder_decoder", "tfidf")
+ARCHITECTURES = ("transformer", "lstm", "gru", "encoder_decoder", "tfidf")
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "gelu_exact", "relu", "silu", "swiglu", "geglu")
 GATED_MLPS = ("swiglu", "geglu")  # act(x W_gate) * (x W_up), then W_out (Shazeer 2020).
@@ -33,7 +33,8 @@ class ModelConfig:
   (`lm.models.lstm`), which reads num_layers, embed_dim, lstm_hidden_dim, dropout,
   tie_embeddings, init_std, the dtypes and max_len (the longest training window)."""
   vocab_size: int
-  # 'transformer', or 'lstm': the classic recurrent language model (causal LM only).
+  # 'transformer'; 'lstm' or 'gru': recurrent networks (lm.models.lstm: language models,
+  # classifiers, taggers); 'encoder_decoder'; 'tfidf' (a scikit-learn classifier).
   architecture: str = "transformer"
   num_layers: int = 4
   num_heads: int = 4
@@ -47,6 +48,9 @@ class ModelConfig:
   # LSTM units per layer; 0 means embed_dim. With tie_embeddings the last layer has embed_dim
   # units, so that its output meets the tied embedding (AWD-LSTM, Merity et al. 2017).
   lstm_hidden_dim: int = 0
+  # Recurrent networks: a second recurrence per layer reading each row backwards, states
+  # concatenated (needs causal=False: for classifiers and taggers, not language models).
+  bidirectional: bool = False
   # Longest sequence the model accepts (size of the learned position table, RoPE cache).
   max_len: int = 64
   # 'learned' (a table), 'rope' (rotary), 'sinusoidal' (fixed, Vaswani et al. 2017; Marian) or
@@ -244,14 +248,18 @@ class ModelConfig:
                                  ("head_transform", self.head_transform)):
         check(not unsupported, field, f"{getattr(self, field)!r} is not supported by "
               f"architecture='encoder_decoder' (a sequence-to-sequence model)")
-    if self.architecture == "lstm":
-      for field, unsupported in (("causal", not self.causal), ("num_classes", self.num_classes),
-                                 ("lora_rank", self.lora_rank),
+    if self.architecture in ("lstm", "gru"):
+      check(self.bidirectional != self.causal, "bidirectional",
+            f"a {'bidirectional' if self.bidirectional else 'unidirectional'} recurrent network "
+            f"needs causal={not self.bidirectional}, got causal={self.causal}")
+      for field, unsupported in (("lora_rank", self.lora_rank),
                                  ("type_vocab_size", self.type_vocab_size),
                                  ("head_transform", self.head_transform),
                                  ("output_bias", self.output_bias)):
         check(not unsupported, field, f"{getattr(self, field)!r} is not supported by "
-              f"architecture='lstm' (a causal language model); use the Transformer")
+              f"architecture={self.architecture!r} (a recurrent network); use the Transformer")
+    else:
+      check(not self.bidirectional, "bidirectional", "is for architecture='lstm' or 'gru'")
     return self
 
 

@@ -67,6 +67,9 @@ class Task(abc.ABC):
     """Adds this task's own keys, with their defaults and a comment each, to the base config
     (lm/defaults.py); keys that several tasks read live there instead."""
 
+  # Whether recurrent networks (config.model.architecture='lstm' or 'gru') can train it.
+  recurrent_models = False
+
   @classmethod
   def check_config(cls, values: dict) -> None:
     """Raises UserError for config values (a dict) that this task cannot train with."""
@@ -77,8 +80,14 @@ class Task(abc.ABC):
     if architecture == "tfidf":  # lm/models/tfidf.py; ClassificationTask lets it through.
       raise UserError(f"config.model.architecture='tfidf' fits text classifiers only "
                       f"(config.task.kind='classification'), not {values['task']['kind']!r}")
-    raise UserError(f"config.model.architecture={architecture!r} is a causal language model: it"
-                    f" needs config.task.kind='causal_lm', not {values['task']['kind']!r}")
+    if architecture in ("lstm", "gru") and cls.recurrent_models:
+      return
+    if architecture in ("lstm", "gru"):
+      raise UserError(f"config.model.architecture={architecture!r} (a recurrent network) trains "
+                      f"causal_lm, classification and token_classification, not "
+                      f"{values['task']['kind']!r}")
+    raise UserError(f"config.model.architecture={architecture!r} does not train "
+                    f"config.task.kind={values['task']['kind']!r}")
 
   @classmethod
   def head_fields(cls, config: dict, workdir: str) -> dict[str, Any]:

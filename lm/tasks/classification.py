@@ -25,6 +25,7 @@ class ClassificationTask(base.Task):
   layer; cross-entropy with config.task.label_smoothing and class_weights."""
 
   default_best_metric = "eval/accuracy"
+  recurrent_models = True
   data_roles = ("text", "label")
 
   @classmethod

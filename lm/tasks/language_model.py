@@ -37,7 +37,7 @@ class LanguageModelTask(base.Task):
 
   @classmethod
   def check_config(cls, values: dict) -> None:
-    if values["task"]["kind"] != "causal_lm":  # The LSTM is a causal language model only.
+    if values["task"]["kind"] != "causal_lm":  # Recurrent networks: causal LM, not masked.
       super().check_config(values)
 
   @classmethod

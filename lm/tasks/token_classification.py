@@ -169,6 +169,7 @@ class TokenClassificationTask(base.Task):
   sentences); a linear classifier at every position; entity F1 (seqeval) as eval/f1."""
 
   default_best_metric = "eval/f1"
+  recurrent_models = True
 
   @classmethod
   def add_config_keys(cls, config) -> None:

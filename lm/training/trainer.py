@@ -377,8 +377,9 @@ def _describe_run(task: Any, layout, workdir: str) -> str:
   attention_line = attention_kernels.describe(model_cfg.attention, attention, dtype,
                                               jax.default_backend()) + "\n"
   layers = model_cfg.num_layers
-  if model_cfg.architecture == "lstm":
-    kind, attention_line = "LSTM", ""
+  if model_cfg.architecture in ("lstm", "gru"):
+    direction = "bidirectional " if model_cfg.bidirectional else ""
+    kind, attention_line = direction + model_cfg.architecture.upper(), ""
   elif model_cfg.architecture == "encoder_decoder":
     kind, layers = "encoder–decoder", f"{model_cfg.num_layers} + {model_cfg.decoder_layers}"
   head = (f"{model_cfg.num_classes}-way classifier ({model_cfg.pooling} pooling)"
