@@ -44,6 +44,14 @@ _LAUNCHER = flags.DEFINE_enum("launcher", "local", ["local", "print"],
 _AGGREGATE_ONLY = flags.DEFINE_boolean("aggregate_only", False,
                                        "Run nothing; build the tables from finished runs.")
 _METRIC = flags.DEFINE_string("metric", "eval/loss", "Headline metric of the table and bars.")
+_SEARCH = flags.DEFINE_string("search", "", "Hyper-parameter search over the experiment's "
+                              "search_space(): grid, random or tpe (Optuna); '' runs sweep().")
+_TRIALS = flags.DEFINE_integer("trials", 20, "Search: finished (complete or pruned) trials to "
+                               "reach, over every worker sharing the study.")
+_DIRECTION = flags.DEFINE_string("direction", "", "Search: minimize or maximize --metric; '': "
+                                 "minimize losses, perplexity and bpb, maximize the rest.")
+_STORAGE = flags.DEFINE_string("storage", "", "Search: the Optuna storage URL the workers share "
+                               "(e.g. postgresql://user:pass@host/db); '': DIR/study.db.")
 _SCALING = flags.DEFINE_boolean("scaling", False,
                                 "Also fit metric = a C^-b to the runs' training FLOPs C: the fit "
                                 "in results.md, the plot in scaling.png.")
@@ -63,6 +71,8 @@ def _run() -> int:
   if not _METRIC.value.startswith(("eval/", "test/", "train/")):
     raise UserError(f"--metric={_METRIC.value}: name a final metric such as eval/loss, eval/bpb,"
                     f" eval/perplexity, eval/accuracy or test/perplexity")
+  if _SEARCH.value:
+    return _search()
   variants = plan.load_variants(_CONFIG.value, _OVERRIDES)
   seeds = plan.parse_seeds(_SEEDS.value, _SEED_LIST.value)
   runs = plan.make_runs(variants, seeds, _WORKDIR.value, _CONFIG.value, _FOLDS.value)
@@ -82,6 +92,41 @@ def _run() -> int:
   if failed:
     print(f"{len(failed)} run(s) failed: {', '.join(r.name for r in failed)}", file=sys.stderr)
   return 1 if failed else 0
+
+
+def _search() -> int:
+  """--search: Optuna trials over search_space() (lm/sweep/search.py), then the report."""
+  from lm.sweep import plan, search, search_report  # pylint: disable=g-import-not-at-top
+  if _TRIALS.value < 1:
+    raise UserError(f"--trials={_TRIALS.value}: must be >= 1")
+  common = plan.typed_overrides(_CONFIG.value, _OVERRIDES)
+  space = search.load_space(_CONFIG.value, common)
+  # One seed per trial unless --seeds / --seed_list ask for more.
+  explicit = flags.FLAGS["seeds"].present or flags.FLAGS["seed_list"].present
+  seeds = plan.parse_seeds(_SEEDS.value, _SEED_LIST.value) if explicit else [0]
+  direction = search.direction_of(_METRIC.value, _DIRECTION.value)
+  study = search.open_study(_WORKDIR.value, _STORAGE.value, _SEARCH.value, space, direction)
+  trials = search.Trials(config_arg=_CONFIG.value, workdir=_WORKDIR.value, space=space,
+                         common=common, seeds=seeds, folds=_FOLDS.value,
+                         metric=_METRIC.value, parallel=_PARALLEL.value,
+                         cache_dir=os.path.join(_WORKDIR.value, COMPILATION_CACHE))
+  if not _AGGREGATE_ONLY.value:
+    print(f"Search: {_SEARCH.value}, {_TRIALS.value} trials of {len(seeds)} seed(s)"
+          f"{f' x {_FOLDS.value} folds' if _FOLDS.value else ''}, {direction} {_METRIC.value}, "
+          f"{_PARALLEL.value} at a time, study in {_STORAGE.value or _WORKDIR.value}")
+    try:
+      search.run_search(study, trials, _TRIALS.value)
+    except KeyboardInterrupt:
+      print("Stopped: run the same command to go on (finished trials are kept)",
+            file=sys.stderr)
+      return 130
+  command = shlex.join(["python", "-m", "lm.sweep", *sys.argv[1:]])
+  table = search_report.write_all(_WORKDIR.value, study, _METRIC.value, command, _CONFIG.value)
+  with open(table, encoding="utf-8") as f:
+    print(f.read())
+  print(f"Wrote {table}, {search_report.PLOT} and {search_report.BEST_CONFIG} in "
+        f"{_WORKDIR.value}")
+  return 0
 
 
 def _aggregate(variants, seeds, runs, failed) -> None:

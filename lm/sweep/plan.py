@@ -87,9 +87,7 @@ def load_variants(config_arg: str, common: dict[str, str] | None = None) -> list
   if not variants:
     raise UserError(f"--config={path}: sweep() returned no variants")
   base = config_file.load(config_arg)
-  common = {key: _typed(base, key, text) for key, text in (common or {}).items()}
-  for key in common:
-    _set(copy.deepcopy(base), key, common[key], f"--config.{key}")
+  common = typed_overrides(config_arg, common or {}, base)
   checked = []
   for i, v in enumerate(variants):
     clash = sorted(set(common) & set(v))
@@ -107,6 +105,17 @@ def load_variants(config_arg: str, common: dict[str, str] | None = None) -> list
       raise UserError(f"--config={path}: sweep() has {names.count(name)} variants named "
                       f"{name!r}; give them distinct {NAME_KEY!r} entries")
   return checked
+
+
+def typed_overrides(config_arg: str, overrides: dict[str, str],
+                    base: ml_collections.ConfigDict | None = None) -> dict[str, Any]:
+  """The command line's --config.KEY=VALUE `overrides` typed by their keys' defaults in the
+  experiment's config, each checked; UserError names the first bad one."""
+  base = base if base is not None else config_file.load(config_arg)
+  typed = {key: _typed(base, key, text) for key, text in overrides.items()}
+  for key, value in typed.items():
+    set_key(copy.deepcopy(base), key, value, f"--config.{key}")
+  return typed
 
 
 def _check_variant(base: ml_collections.ConfigDict, overrides: dict, index: int,
@@ -127,7 +136,7 @@ def _check_variant(base: ml_collections.ConfigDict, overrides: dict, index: int,
     if not isinstance(value, _VALUE_TYPES):
       raise UserError(f"{where}: config.{key}={value!r}: a value must be a bool, int, float or "
                       f"str")
-    _set(config, key, value, where)
+    set_key(config, key, value, where)
   try:
     config_checks.validate_config(config)
   except UserError as e:
@@ -135,7 +144,7 @@ def _check_variant(base: ml_collections.ConfigDict, overrides: dict, index: int,
   return Variant(name or derived_name(overrides), overrides)
 
 
-def _set(config: ml_collections.ConfigDict, key: str, value: Any, where: str) -> None:
+def set_key(config: ml_collections.ConfigDict, key: str, value: Any, where: str) -> None:
   """config.KEY = value, with an unknown key or a value of the wrong type as a UserError."""
   *sections, leaf = key.split(".")
   node = config

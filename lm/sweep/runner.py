@@ -107,7 +107,7 @@ def run_local(runs: list[Run],
         run = todo.pop(0)
         started += 1
         report(f"[{started}/{total}] start {run.name} (log: {run.log_path})")
-        running[slot] = (run, _launch(run, slot, parallel, cache_dir, python), time.monotonic())
+        running[slot] = (run, launch(run, slot, parallel, cache_dir, python), time.monotonic())
       if stop.count > signalled:
         signalled = stop.count
         _signal_all(running, signal.SIGTERM if stop.count == 1 else signal.SIGKILL)
@@ -122,7 +122,7 @@ def run_local(runs: list[Run],
           report(f"stopped {run.name} (exit {process.returncode}); it resumes from its last "
                  f"checkpoint next time")
         else:
-          report(f"FAILED {run.name} (exit {process.returncode}): {_last_error(run.log_path)} "
+          report(f"FAILED {run.name} (exit {process.returncode}): {last_error(run.log_path)} "
                  f"(log: {run.log_path})")
           failed.append(run)
     interrupted = bool(stop.count)
@@ -131,7 +131,7 @@ def run_local(runs: list[Run],
   return failed, interrupted
 
 
-def _launch(run: Run, slot: int, parallel: int, cache_dir: str | None,
+def launch(run: Run, slot: int, parallel: int, cache_dir: str | None,
             python: str) -> subprocess.Popen:
   os.makedirs(run.workdir, exist_ok=True)
   env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -179,7 +179,7 @@ def _signal_all(running: dict, signum: int) -> None:
         pass
 
 
-def _last_error(log_path: str) -> str:
+def last_error(log_path: str) -> str:
   """The `error: ...` line lm.main ends with on a user mistake, else the log's last line."""
   try:
     with open(log_path, encoding="utf-8", errors="replace") as f:
