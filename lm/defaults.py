@@ -67,7 +67,8 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
 
   # Masked-LM corruption (BERT, Devlin et al. 2019): share of tokens predicted, and of those the
   # shares replaced by [MASK] and by a random token (the rest stay unchanged). whole_word masks
-  # all pieces of a word together (needs the sentencepiece tokenizer).
+  # all pieces of a word together (the sentencepiece tokenizer's words, or with
+  # data.word_segmenter='jieba' jieba's Chinese words, for char or sentencepiece tokens).
   c.mlm = ml_collections.ConfigDict()
   c.mlm.mask_rate = 0.15
   c.mlm.mask_token_fraction = 0.8

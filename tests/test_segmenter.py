@@ -66,3 +66,31 @@ def test_tfidf_uses_jieba_words(tmp_path):
   vocabulary = tfidf.load(str(tmp_path / "run"))[0].vocabulary_
   assert {"电影", "演员", "喜欢"} <= set(vocabulary) and metrics["eval/accuracy"] == 1.0
   assert np.isfinite(metrics["eval/loss"])
+
+
+def test_whole_word_masking_on_chinese_masks_whole_jieba_words():
+  from lm.data import masking  # pylint: disable=g-import-not-at-top
+  from lm.tasks.language_model import Masker  # pylint: disable=g-import-not-at-top
+  from lm import defaults  # pylint: disable=g-import-not-at-top
+  text = "北京大学的学生在图书馆学习，我们今天在公园里散步"
+  tokenizer = tokenizers.CharTokenizer.train([text])
+  tokens_BxT = np.array([tokenizer.encode(text)] * 4, np.int32)
+  starts = masking.segment_starts(tokens_BxT[:1], masking.token_texts(tokenizer))[0]
+  words = segmenter.words(text, "jieba")
+  assert starts.sum() == len(words) and list(np.cumsum([len(w) for w in words]) - [
+      len(w) for w in words]) == list(np.flatnonzero(starts))
+  mlm = defaults.base_config().mlm
+  mlm.update(whole_word=True, mask_rate=0.25)
+  masker = Masker(mlm, tokenizer, seq_len=len(text), word_segmenter="jieba")
+  span_of = np.cumsum(starts) - 1  # Each character's word.
+  masked_any = False
+  for step in range(10):
+    batch = masker.windows(tokens_BxT, seed=0, step=step, rows=np.arange(4))
+    for b in range(4):
+      chosen = set(batch["output_positions"][b][batch["weights"][b] > 0].tolist())
+      masked_any |= bool(chosen)
+      for word in set(span_of[sorted(chosen)].tolist()):
+        assert set(np.flatnonzero(span_of == word).tolist()) <= chosen  # Whole words.
+  assert masked_any
+  with pytest.raises(UserError, match="whole_word needs a sentencepiece tokenizer"):
+    Masker(mlm, tokenizer, seq_len=len(text))  # Characters without a segmenter: no words.

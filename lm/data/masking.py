@@ -30,7 +30,8 @@ def mask_tokens(tokens_BxT: np.ndarray,
                 random_token_fraction: float = 0.1,
                 word_starts_V: np.ndarray | None = None,
                 special_V: np.ndarray | None = None,
-                mask_id: int | None = MASK_ID) -> dict[str, np.ndarray]:
+                mask_id: int | None = MASK_ID,
+                word_starts_BxT: np.ndarray | None = None) -> dict[str, np.ndarray]:
   """Corrupts a batch for masked-LM training.
 
   Special tokens (True in `special_V`, bool [vocab_size]; by default the ids < NUM_SPECIAL:
@@ -38,7 +39,9 @@ def mask_tokens(tokens_BxT: np.ndarray,
   `mask_id` None (a tokenizer without [MASK]) only works with mask_token_fraction 0.
   With `word_starts_V` (bool [vocab_size], True for ids that begin a word) a word is a
   word-start token and the non-start tokens after it (a non-start token right after a
-  special token or at the row start begins a word too). Words are then taken in random order,
+  special token or at the row start begins a word too); `word_starts_BxT` (bool [B, T]) gives
+  the starts per position instead (words found by segmenting the text: `segment_starts`).
+  Words are then taken in random order,
   skipping any that would overshoot the row's budget (as in BERT's whole-word masking); if no
   word fits, the first word in that order is taken so that every row with maskable tokens has
   at least one target.
@@ -70,15 +73,22 @@ def mask_tokens(tokens_BxT: np.ndarray,
 
   # Unit = what is selected and decided on together: a word, or else each maskable token.
   # unit_BxT is the unit's index in its row (< T), -1 at special tokens.
-  if word_starts_V is None:
+  whole_words = word_starts_V is not None or word_starts_BxT is not None
+  if not whole_words:
     unit_BxT = np.where(maskable_BxT, np.arange(T)[None, :], -1)
   else:
-    word_starts_V = np.asarray(word_starts_V, dtype=bool)
-    if word_starts_V.shape != (vocab_size,):
-      raise ValueError(f"word_starts must have shape ({vocab_size},), got {word_starts_V.shape}")
+    if word_starts_BxT is None:
+      word_starts_V = np.asarray(word_starts_V, dtype=bool)
+      if word_starts_V.shape != (vocab_size,):
+        raise ValueError(f"word_starts must have shape ({vocab_size},), got "
+                         f"{word_starts_V.shape}")
+      word_starts_BxT = word_starts_V[tokens_BxT]
+    elif np.shape(word_starts_BxT) != (B, T):
+      raise ValueError(f"word_starts_BxT must have shape ({B}, {T}), got "
+                       f"{np.shape(word_starts_BxT)}")
     follows_special_BxT = np.ones((B, T), dtype=bool)
     follows_special_BxT[:, 1:] = ~maskable_BxT[:, :-1]
-    begins_BxT = maskable_BxT & (word_starts_V[tokens_BxT] | follows_special_BxT)
+    begins_BxT = maskable_BxT & (np.asarray(word_starts_BxT, bool) | follows_special_BxT)
     unit_BxT = np.where(maskable_BxT, np.cumsum(begins_BxT, axis=1) - 1, -1)
   # Tokens per unit; units are numbered 0..T-1 in each row.
   flat_unit = (np.arange(B)[:, None] * T + unit_BxT)[maskable_BxT]
@@ -88,7 +98,7 @@ def mask_tokens(tokens_BxT: np.ndarray,
   keys_BxU = np.where(size_BxU > 0, rng.random((B, T)), np.inf)
   order_BxU = np.argsort(keys_BxU, axis=1, kind="stable")
   sizes_in_order_BxU = np.take_along_axis(size_BxU, order_BxU, axis=1)
-  if word_starts_V is None:  # All sizes are 1: the first `budget` units, vectorized.
+  if not whole_words:  # All sizes are 1: the first `budget` units, vectorized.
     taken_in_order_BxU = np.arange(T)[None, :] < budget_B[:, None]
   else:
     taken_in_order_BxU = _take_greedily(sizes_in_order_BxU, budget_B)
@@ -134,6 +144,42 @@ def word_starts(tokenizer: Any) -> np.ndarray | None:
   return starts_V
 
 
+def token_texts(tokenizer: Any) -> list[str]:
+  """The text of every id: its character (char tokenizers) or its piece with "▁" as a space
+  (SentencePiece); '' for special ids and byte pieces (a byte is not a character)."""
+  special_V = tokenizer.special_mask()
+  if isinstance(tokenizer, SentencePieceTokenizer):
+    piece = lambda i: tokenizer.id_to_piece(i)
+    text_of = lambda i: "" if _is_byte_piece(piece(i)) else piece(i).replace(SPACE_MARKER, " ")
+  else:
+    text_of = lambda i: tokenizer.decode([i])
+  return ["" if special_V[i] else text_of(i) for i in range(tokenizer.vocab_size)]
+
+
+def segment_starts(tokens_BxT: np.ndarray, texts_V: list[str]) -> np.ndarray:
+  """bool [B, T]: the tokens that begin a word of the row's text as jieba segments it (Chinese
+  BERT-wwm's whole words; lm/data/segmenter.py), or that begin with a space. A token spanning
+  the start of a word begins it; tokens without text (special ids, bytes) never do."""
+  from lm.data import segmenter  # pylint: disable=g-import-not-at-top  # Loads jieba lazily.
+  starts_BxT = np.zeros(np.shape(tokens_BxT), dtype=bool)
+  for b, row in enumerate(np.asarray(tokens_BxT).tolist()):
+    texts = [texts_V[i] for i in row]
+    lengths = np.array([len(t) for t in texts])
+    begins_T = np.cumsum(lengths) - lengths
+    text = "".join(texts)
+    word_start_C = np.zeros(len(text) + 1, dtype=np.int64)  # 1 where a word begins.
+    position = 0
+    for piece in segmenter.pieces(text):
+      if piece.strip():
+        word_start_C[position + len(piece) - len(piece.lstrip())] = 1
+      position += len(piece)
+    before_C = np.concatenate([[0], np.cumsum(word_start_C)])  # Word starts before each offset.
+    spans_start_T = before_C[begins_T + lengths] > before_C[begins_T]
+    spaced_T = np.array([bool(t) and t[0].isspace() for t in texts])
+    starts_BxT[b] = (lengths > 0) & (spans_start_T | spaced_T)
+  return starts_BxT
+
+
 def require_word_starts(tokenizer: Any) -> np.ndarray:
   """`word_starts(tokenizer)`, or a UserError when whole-word masking is impossible."""
   starts_V = word_starts(tokenizer)
@@ -161,6 +207,10 @@ def _take_greedily(sizes_BxU: np.ndarray, budget_B: np.ndarray) -> np.ndarray:
   none_fit_B = (total_B == 0) & (budget_B > 0)
   taken_BxU[none_fit_B, 0] = True  # Unit 0 in order is a real word when the budget is > 0.
   return taken_BxU
+
+
+def _is_byte_piece(piece: str) -> bool:
+  return len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">")
 
 
 def _is_punctuation(char: str) -> bool:

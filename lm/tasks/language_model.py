@@ -56,7 +56,7 @@ class LanguageModelTask(base.Task):
     self.seq_len = base.check_seq_len(config, self.model_config)
     self.token_bytes_V = jnp.asarray(self.tokenizer.token_bytes(), jnp.float32)
     if self.masked:
-      self.mask = Masker(config.mlm, self.tokenizer, self.seq_len)
+      self.mask = Masker(config.mlm, self.tokenizer, self.seq_len, config.data.word_segmenter)
     self._check_sample_prompt(config.train)
 
   def _check_sample_prompt(self, train_cfg: Any) -> None:
@@ -153,10 +153,14 @@ class MaskedWindows:
 class Masker:
   """config.mlm's corruption of token windows, reproducible per (seed, step, global row)."""
 
-  def __init__(self, mlm_cfg: Any, tokenizer, seq_len: int):
+  def __init__(self, mlm_cfg: Any, tokenizer, seq_len: int, word_segmenter: str = ""):
     # Predictions per row: the mask budget, plus room for whole words that overshoot it.
     self.max_predictions = min(seq_len, math.ceil(mlm_cfg.mask_rate * seq_len) + 8)
     special_V = tokenizer.special_mask()
+    # Whole words of Chinese text: jieba's words of each window (config.data.word_segmenter),
+    # else the tokenizer's word-initial pieces.
+    segmented = mlm_cfg.whole_word and word_segmenter == "jieba"
+    self._texts_V = masking.token_texts(tokenizer) if segmented else None
     self._options = dict(
         vocab_size=tokenizer.vocab_size,
         special_V=special_V,
@@ -164,7 +168,8 @@ class Masker:
         mask_rate=mlm_cfg.mask_rate,
         mask_token_fraction=mlm_cfg.mask_token_fraction,
         random_token_fraction=mlm_cfg.random_token_fraction,
-        word_starts_V=(masking.require_word_starts(tokenizer) if mlm_cfg.whole_word else None))
+        word_starts_V=(masking.require_word_starts(tokenizer)
+                       if mlm_cfg.whole_word and not segmented else None))
     # Checks the options now: one window of the first non-special id.
     self.windows(np.full((1, 2), np.argmin(special_V), np.int32), 0, 0, np.arange(1))
 
@@ -176,9 +181,13 @@ class Masker:
     inputs = np.empty_like(tokens_BxT, dtype=np.int32)
     positions, targets = np.zeros((B, M), np.int32), np.zeros((B, M), np.int32)
     weights = np.zeros((B, M), np.float32)
+    starts_BxT = (masking.segment_starts(tokens_BxT, self._texts_V)
+                  if self._texts_V is not None else None)
     for i, row in enumerate(rows):
+      starts = {} if starts_BxT is None else {"word_starts_BxT": starts_BxT[i:i + 1]}
       masked = masking.mask_tokens(tokens_BxT[i:i + 1],
-                                   np.random.default_rng([seed, step, int(row)]), **self._options)
+                                   np.random.default_rng([seed, step, int(row)]), **self._options,
+                                   **starts)
       inputs[i] = masked["inputs"][0]
       where = np.flatnonzero(masked["weights"][0])[:M]
       positions[i, :len(where)] = where
