@@ -52,15 +52,10 @@ def test_chinese_stop_words_go_as_whole_words():
 
 def test_tfidf_uses_jieba_words(tmp_path):
   from lm.models import tfidf  # pylint: disable=g-import-not-at-top
-  from tests.test_tfidf import tfidf_config  # pylint: disable=g-import-not-at-top
+  from tests.test_tfidf import chinese_reviews_config  # pylint: disable=g-import-not-at-top
   from lm.training import trainer  # pylint: disable=g-import-not-at-top
-  rows = [("这部电影很好看", "pos"), ("演员的表演非常精彩", "pos"), ("我很喜欢这个故事", "pos"),
-          ("剧情无聊又拖沓", "neg"), ("浪费时间，很难看", "neg"), ("我不喜欢这部电影", "neg")] * 2
-  source = tmp_path / "zh.tsv"
-  source.write_text("text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows), encoding="utf-8")
-  config = tfidf_config()
-  config.data.update(source=str(source), valid_source=str(source), text_field="text",
-                     word_segmenter="jieba")
+  config = chinese_reviews_config(tmp_path)
+  config.data.word_segmenter = "jieba"
   config.tfidf.update(min_df=1, ngram_max=1)
   metrics = trainer.train_and_evaluate(config, str(tmp_path / "run"))
   vocabulary = tfidf.load(str(tmp_path / "run"))[0].vocabulary_

@@ -90,13 +90,19 @@ def test_train_examples_fit_on_the_subset(tmp_path):
     trainer.train_and_evaluate(tfidf_config(train_examples=401), str(tmp_path / "too_many"))
 
 
-def test_chinese_texts_with_character_ngrams(tmp_path):
+def chinese_reviews_config(tmp_path):
+  """A TF-IDF run that trains and validates on a few short Chinese reviews."""
   rows = [("这部电影很好看", "pos"), ("演员的表演非常精彩", "pos"), ("我很喜欢这个故事", "pos"),
           ("剧情无聊又拖沓", "neg"), ("浪费时间，很难看", "neg"), ("我不喜欢这部电影", "neg")] * 3
   source = tmp_path / "zh.tsv"
   source.write_text("text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows), encoding="utf-8")
   config = tfidf_config()
   config.data.update(source=str(source), valid_source=str(source), text_field="text")
+  return config
+
+
+def test_chinese_texts_with_character_ngrams(tmp_path):
+  config = chinese_reviews_config(tmp_path)
   config.tfidf.update(analyzer="char", min_df=1)
   metrics = trainer.train_and_evaluate(config, str(tmp_path / "zh"))
   assert metrics["eval/accuracy"] == 1.0  # Its own training texts.
