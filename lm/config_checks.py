@@ -142,6 +142,7 @@ def _rules(values: dict) -> list[Rule]:
       _some_of("finetune.lora_targets", model_config.PROJECTIONS),
       _between("distill.alpha", 0, 1, "[]"),
       ("distill.temperature", lambda v: v > 0, "must be > 0"),
+      _one_of("distill.loss", ("kl", "mse")),
       _between("augment.rate", 0, 1),
       _at_least("augment.copies", 0),
       _some_of("augment.operations", augment.OPERATIONS),

@@ -98,13 +98,15 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
 
   # Knowledge distillation into a classifier (lm/tasks/distillation.py): the workdir of a
   # trained classifier with the same labels ('' = off), its checkpoint ('best', 'latest' or a
-  # step), the weight alpha of the labels' cross-entropy against (1 - alpha) of T^2 * KL to the
-  # teacher at temperature T. Teacher outputs are cached in the workdir.
+  # step), the weight alpha of the labels' cross-entropy against (1 - alpha) of the soft loss:
+  # 'kl' (T^2 * KL to the teacher at temperature T) or 'mse' (on the logits, Tang et al. 2019).
+  # Teacher outputs are cached in the workdir.
   c.distill = ml_collections.ConfigDict()
   c.distill.teacher = ""
   c.distill.teacher_checkpoint = "best"
   c.distill.alpha = 0.5
   c.distill.temperature = 2.0
+  c.distill.loss = "kl"
 
   # The classic baseline, config.model.architecture='tfidf' (classification; lm/models/tfidf.py):
   # TF-IDF of 1..ngram_max-grams of `analyzer` units ('word'; 'char' or 'char_wb' for Chinese)

@@ -1,5 +1,5 @@
-"""Knowledge distillation into a classifier: the loss against a float64 reference (and plain
-cross-entropy at alpha = 1), teacher outputs computed once and reused by a resumed run, a
+"""Knowledge distillation into a classifier: the KL and MSE losses against a float64 reference
+(and plain cross-entropy at alpha = 1), teacher outputs computed once and reused by a resumed run, a
 teacher with another tokenizer, and bad teachers."""
 
 import os
@@ -19,7 +19,7 @@ from tests.conftest import FIXTURES
 def test_loss_equals_a_float64_reference_and_alpha_one_is_cross_entropy():
   rng = np.random.default_rng(0)
   student_BxC = rng.normal(size=(5, 3)) * 3
-  teacher_BxC = np.log(rng.dirichlet(np.ones(3), size=5))
+  teacher_BxC = rng.normal(size=(5, 3)) * 2  # Logits.
   labels_B = rng.integers(0, 3, size=5)
   hard_B = steps.classification_loss(jnp.asarray(student_BxC, jnp.float32),
                                      {"labels": jnp.asarray(labels_B)})
@@ -36,6 +36,12 @@ def test_loss_equals_a_float64_reference_and_alpha_one_is_cross_entropy():
     kl = (p_teacher * (log_softmax(teacher_BxC / t) - log_softmax(student_BxC / t))).sum(-1)
     ce = -log_softmax(student_BxC)[np.arange(5), labels_B]
     np.testing.assert_allclose(got, alpha * ce + (1 - alpha) * t * t * kl, rtol=2e-5, atol=1e-6)
+    mse = distillation.distillation_loss(jnp.asarray(student_BxC, jnp.float32),
+                                         jnp.asarray(teacher_BxC, jnp.float32), hard_B,
+                                         alpha=alpha, temperature=t, loss="mse")
+    np.testing.assert_allclose(
+        mse, alpha * ce + (1 - alpha) * ((student_BxC - teacher_BxC)**2).mean(-1), rtol=2e-5,
+        atol=1e-6)
   np.testing.assert_array_equal(
       distillation.distillation_loss(jnp.asarray(student_BxC, jnp.float32),
                                      jnp.asarray(teacher_BxC, jnp.float32), hard_B, alpha=1.0,
@@ -84,14 +90,16 @@ def test_teacher_outputs_are_cached_and_a_resumed_student_reuses_them(files, tea
   straight = trainer.train_and_evaluate(config, workdir)
   assert len(calls) == 1 and np.isfinite(straight["train/loss"])
   with np.load(os.path.join(workdir, distillation.OUTPUTS_FILE)) as cached:
-    log_probs = cached["log_probs"]
-  assert log_probs.shape == (300, 2) and np.allclose(np.exp(log_probs).sum(1), 1, atol=1e-5)
+    logits = cached["logits"]
+  assert logits.shape == (300, 2)
   # The teacher's own predictions of those texts (lm.predict's path).
   from lm.tasks import classification_predict  # pylint: disable=g-import-not-at-top
   from lm.tasks import supervised  # pylint: disable=g-import-not-at-top
   train, _ = supervised.read_splits(config, {"text": "sentence", "label": "label"})
   probs, *_ = classification_predict.model_probabilities(teacher, "best", train[:8], None, 4)
-  np.testing.assert_allclose(np.exp(log_probs[:8]), probs, rtol=1e-5, atol=1e-6)
+  softmax = np.exp(logits[:8] - logits[:8].max(1, keepdims=True))
+  np.testing.assert_allclose(softmax / softmax.sum(1, keepdims=True), probs, rtol=1e-5,
+                             atol=1e-6)
 
   shutil.rmtree(os.path.join(workdir, "checkpoints", "4"))
   resumed = trainer.train_and_evaluate(config, workdir)

@@ -135,7 +135,7 @@ def eval_order(lengths: np.ndarray, batch_size: int) -> list[tuple[np.ndarray, n
 def classification_batch(examples: ClassificationExamples, indices: np.ndarray,
                          row_weights: np.ndarray, buckets: Sequence[int]) -> dict[str, np.ndarray]:
   """`inputs`, `segment_ids` int32 [B, L], `labels` int32 [B], `weights` float32 [B],
-  `token_types` int32 [B, L] for sentence pairs, and `teacher_log_probs` float32 [B, C] under
+  `token_types` int32 [B, L] for sentence pairs, and `teacher_logits` float32 [B, C] under
   distillation.
 
   L is the smallest bucket >= the longest real row; weight-0 rows are all padding (label 0,
@@ -154,9 +154,9 @@ def classification_batch(examples: ClassificationExamples, indices: np.ndarray,
   if examples.token_types is not None:
     types = [examples.token_types[i] for i in indices]
     batch["token_types"] = pad_rows(types, row_weights, buckets, 0)[0]
-  if examples.teacher_log_probs is not None:
-    teacher_BxC = examples.teacher_log_probs[np.asarray(indices)]
-    batch["teacher_log_probs"] = np.where(row_weights[:, None] > 0, teacher_BxC, 0.0).astype(
+  if examples.teacher_logits is not None:
+    teacher_BxC = examples.teacher_logits[np.asarray(indices)]
+    batch["teacher_logits"] = np.where(row_weights[:, None] > 0, teacher_BxC, 0.0).astype(
         np.float32)
   return batch
 

@@ -82,8 +82,8 @@ class ClassificationTask(base.Task):
     self.train = examples.classification_examples(train, self.tokenizer, self.labels, **encode)
     self.valid = examples.classification_examples(valid, self.tokenizer, self.labels, **encode)
     if config.distill.teacher:  # Its outputs over the training texts, once (cached).
-      self.train.teacher_log_probs = distillation.teacher_log_probs(config, workdir, train,
-                                                                    self.labels)
+      self.train.teacher_logits = distillation.teacher_logits(config, workdir, train,
+                                                              self.labels)
     self.class_weights = _class_weights(config.task, len(self.labels.names))
     if not 0.0 <= config.task.label_smoothing < 1.0:
       raise UserError(f"config.task.label_smoothing={config.task.label_smoothing}: must be in "
@@ -96,11 +96,12 @@ class ClassificationTask(base.Task):
                                        batch,
                                        label_smoothing=self.config.task.label_smoothing,
                                        class_weights_C=weights)
-    if "teacher_log_probs" not in batch:
+    if "teacher_logits" not in batch:
       return loss_B
-    return distillation.distillation_loss(logits_BxC, batch["teacher_log_probs"], loss_B,
-                                          alpha=self.config.distill.alpha,
-                                          temperature=self.config.distill.temperature)
+    distill = self.config.distill
+    return distillation.distillation_loss(logits_BxC, batch["teacher_logits"], loss_B,
+                                          alpha=distill.alpha, temperature=distill.temperature,
+                                          loss=distill.loss)
 
   def train_batches(self, rows: np.ndarray) -> base.Batches:
     make = lambda indices, weights, lengths: buckets.classification_batch(

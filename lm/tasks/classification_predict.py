@@ -89,8 +89,8 @@ def predict_file(workdir: str,
   return metrics
 
 
-def model_probabilities(workdir, checkpoint, records, gold, batch_size, log=False):
-  """[N, C] probabilities (`log`: log-probabilities) of a trained classifier's checkpoint for
+def model_probabilities(workdir, checkpoint, records, gold, batch_size, logits=False):
+  """[N, C] probabilities (with `logits`, the logits) of a trained classifier's checkpoint for
   `records` (texts as it trains on them), the gold label ids (with `gold`, the label set), how
   many texts were cut to the context, and the context."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -102,7 +102,7 @@ def model_probabilities(workdir, checkpoint, records, gold, batch_size, log=Fals
   data = examples.classification_examples(records, tokenizer, gold, max_len=model_cfg.max_len,
                                           causal=model_cfg.causal)
   forward = jax.jit(functools.partial(steps.predict_step, apply_fn=Transformer(model_cfg).apply,
-                                      log=log))
+                                      logits=logits))
   probs_NxC = classification.predict_probs(lambda batch: forward(params, batch), data, batch_size,
                                            buckets.bucket_lengths(model_cfg.max_len))
   return probs_NxC, data.labels, data.num_truncated, model_cfg.max_len

@@ -1,15 +1,17 @@
 """Knowledge distillation into a classifier (Hinton et al. 2015): config.distill.teacher.
 
 The teacher is another classifier's workdir with the same labels (any architecture and
-tokenizer: it reads the student's training texts, after augmentation, as text). Its outputs
+tokenizer: it reads the student's training texts, after augmentation, as text). Its logits
 over that transfer set are computed once and cached in the student's workdir
 (`teacher_outputs.npz`, keyed by the teacher checkpoint and the texts), so a resumed run or a
-rerun does not run the teacher again. The student's per-example loss:
+rerun does not run the teacher again. The student's per-example loss, config.distill.loss:
 
-  alpha * CE(label) + (1 - alpha) * T^2 * KL(teacher_T || student_T)
+  'kl'   alpha * CE(label) + (1 - alpha) * T^2 * KL(teacher_T || student_T)
+  'mse'  alpha * CE(label) + (1 - alpha) * mean over classes of (student - teacher logits)^2
 
-where x_T = softmax(logits / T), T = config.distill.temperature; the T^2 keeps the soft term's
-gradients on the scale of the hard one's. alpha = 1 is plain cross-entropy.
+where x_T = softmax(logits / T), T = config.distill.temperature (the T^2 keeps the soft term's
+gradients on the scale of the hard one's; Hinton et al. 2015), and 'mse' is Tang et al.'s
+(2019) loss on the logits. alpha = 1 is plain cross-entropy.
 """
 
 import hashlib
@@ -30,10 +32,10 @@ from lm.training import checkpoints
 OUTPUTS_FILE = "teacher_outputs.npz"
 
 
-def teacher_log_probs(config: Any, workdir: str, records: Sequence[Record],
-                      label_set: labels.LabelSet) -> np.ndarray:
-  """float32 [N, C]: the teacher's log-probabilities of each record's text, from the cache in
-  `workdir` when it holds this teacher's outputs for these texts, else computed and cached."""
+def teacher_logits(config: Any, workdir: str, records: Sequence[Record],
+                   label_set: labels.LabelSet) -> np.ndarray:
+  """float32 [N, C]: the teacher's logits of each record's text, from the cache in `workdir`
+  when it holds this teacher's outputs for these texts, else computed and cached."""
   teacher = config.distill.teacher
   saved = _check_teacher(teacher, label_set)
   step = _checkpoint_step(teacher, config.distill.teacher_checkpoint)
@@ -42,32 +44,40 @@ def teacher_log_probs(config: Any, workdir: str, records: Sequence[Record],
   if os.path.exists(path):
     with np.load(path) as cached:
       if str(cached["fingerprint"]) == key:
-        return cached["log_probs"]
+        return cached["logits"]
   texts = supervised.as_trained(records, saved["data"].get("clean", ""),
                                 saved["data"].get("lowercase", False))
-  log_probs = run_teacher(teacher, str(step), texts, config.train.eval_batch_size)
+  logits = run_teacher(teacher, str(step), texts, config.train.eval_batch_size)
   with atomic.atomic_writer(path) as f:
-    np.savez(f, log_probs=log_probs, fingerprint=np.array(key))
-  return log_probs
+    np.savez(f, logits=logits, fingerprint=np.array(key))
+  return logits
 
 
 def run_teacher(teacher: str, checkpoint: str, records: Sequence[Record],
                 batch_size: int) -> np.ndarray:
-  """float32 [N, C] log-probabilities of `teacher`'s checkpoint for `records`."""
+  """float32 [N, C] logits of `teacher`'s checkpoint for `records`."""
   from lm.tasks import classification_predict  # pylint: disable=g-import-not-at-top
-  log_probs, *_ = classification_predict.model_probabilities(teacher, checkpoint, records, None,
-                                                             batch_size, log=True)
-  return np.asarray(log_probs, np.float32)
+  logits, *_ = classification_predict.model_probabilities(teacher, checkpoint, records, None,
+                                                          batch_size, logits=True)
+  return np.asarray(logits, np.float32)
 
 
-def distillation_loss(logits_BxC: jax.Array, teacher_log_probs_BxC: jax.Array,
-                      hard_loss_B: jax.Array, *, alpha: float, temperature: float) -> jax.Array:
-  """Per-example alpha * `hard_loss_B` + (1 - alpha) * T^2 * KL(teacher_T || student_T)."""
-  t = temperature
-  student_BxC = jax.nn.log_softmax(logits_BxC.astype(jnp.float32) / t, axis=-1)
-  teacher_BxC = jax.nn.log_softmax(teacher_log_probs_BxC.astype(jnp.float32) / t, axis=-1)
-  kl_B = optax.losses.kl_divergence_with_log_targets(student_BxC, teacher_BxC)
-  return alpha * hard_loss_B + (1.0 - alpha) * t * t * kl_B
+LOSSES = ("kl", "mse")
+
+
+def distillation_loss(logits_BxC: jax.Array, teacher_logits_BxC: jax.Array,
+                      hard_loss_B: jax.Array, *, alpha: float, temperature: float,
+                      loss: str = "kl") -> jax.Array:
+  """Per-example alpha * `hard_loss_B` + (1 - alpha) * the soft loss (module doc)."""
+  student_BxC = logits_BxC.astype(jnp.float32)
+  teacher_BxC = teacher_logits_BxC.astype(jnp.float32)
+  if loss == "mse":
+    soft_B = jnp.mean(jnp.square(student_BxC - teacher_BxC), axis=-1)
+  else:
+    t = temperature
+    soft_B = t * t * optax.losses.kl_divergence_with_log_targets(
+        jax.nn.log_softmax(student_BxC / t, axis=-1), jax.nn.log_softmax(teacher_BxC / t, axis=-1))
+  return alpha * hard_loss_B + (1.0 - alpha) * soft_B
 
 
 def _check_teacher(teacher: str, label_set: labels.LabelSet) -> dict:

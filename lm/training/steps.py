@@ -276,11 +276,11 @@ def eval_step(params: Any,
   return sums if axis_name is None else jax.lax.psum(sums, axis_name)
 
 
-def predict_step(params: Any, batch: Batch, *, apply_fn, log: bool = False) -> jax.Array:
-  """Class probabilities (with `log`, log-probabilities) of one batch (float32): [B, C] of a
+def predict_step(params: Any, batch: Batch, *, apply_fn, logits: bool = False) -> jax.Array:
+  """Class probabilities (with `logits`, the logits) of one batch (float32): [B, C] of a
   classifier, [B, T, C] of a token classifier."""
   logits_BxC = batch_logits(apply_fn, params, batch, deterministic=True).astype(jnp.float32)
-  return jax.nn.log_softmax(logits_BxC, axis=-1) if log else jax.nn.softmax(logits_BxC, axis=-1)
+  return logits_BxC if logits else jax.nn.softmax(logits_BxC, axis=-1)
 
 
 def summarize_eval(sums: dict[str, float]) -> dict[str, float]:
