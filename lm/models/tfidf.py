@@ -55,8 +55,8 @@ def check_config(values: dict) -> None:
 
 def fit_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
   """Fits config.tfidf's pipeline on the training records, evaluates it on the validation ones,
-  writes the report, the model and the final metrics to `workdir`; returns the metrics."""
-  check_config(config.to_dict())
+  writes the report, the model and the final metrics to `workdir`; returns the metrics.
+  config.tfidf was checked with the rest of the config (lm.config_checks, `check_config`)."""
   train, valid = _records(config)
   label_set = labels.load_saved(workdir) or labels.LabelSet.from_config(config.data.labels, train)
   targets = [np.array([label_set.index(r.values["label"], r.where) for r in records], np.int32)

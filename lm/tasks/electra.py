@@ -91,6 +91,6 @@ class ElectraTask(LanguageModelTask):
 
   def describe(self) -> str:
     generator = electra.generator_config(self.model_config, self.config.task.generator_fraction)
-    return (super().describe().replace("masked-LM (bidirectional)", "ELECTRA") +
+    return (super().describe() +
             f"; generator {generator.num_layers} of {self.model_config.num_layers} layers, "
             f"discriminator loss x{self.config.task.discriminator_weight:g}")

@@ -14,6 +14,9 @@ from lm.models.config import model_config_from
 from lm.tasks import base
 from lm.training import steps
 
+# How the log names each kind's objective.
+_OBJECTIVES = {"causal_lm": "causal LM", "masked_lm": "masked-LM (bidirectional)",
+               "electra": "ELECTRA"}
 # Seed of the masks of the validation windows: the same positions are predicted in every run.
 _EVAL_MASK_SEED = 0
 
@@ -107,7 +110,7 @@ class LanguageModelTask(base.Task):
     return metrics
 
   def describe(self) -> str:
-    objective = "masked-LM (bidirectional)" if self.masked else "causal LM"
+    objective = _OBJECTIVES[self.config.task.kind]
     test = f" / {self.data.test.num_tokens:,} test" if self.data.test is not None else ""
     return (f"Data: {self.data.train.num_tokens:,} training / {self.data.valid.num_tokens:,} "
             f"validation{test} tokens; {objective} windows of {self.seq_len}")
