@@ -261,6 +261,10 @@ def _check_cross_fields(values: dict) -> None:
     if not data[f"{role}_field"].strip():
       raise UserError(f"config.data.{role}_field is empty: name the column / key / feature of "
                       f"the {role}")
+  if values["distill"]["teacher"] and not task.distills:
+    raise UserError(f"config.distill.teacher={values['distill']['teacher']!r}: distillation "
+                    f"trains classification and token_classification students, not "
+                    f"config.task.kind={values['task']['kind']!r}; set config.distill.teacher=''")
   task.check_config(values)
   _check_model(values)
   if train["steps_per_call"] > 1 and not task.token_stream:

@@ -96,8 +96,8 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c.finetune.lora_dropout = 0.0
   c.finetune.lora_targets = "query,key_value,out"
 
-  # Knowledge distillation into a classifier (lm/tasks/distillation.py): the workdir of a
-  # trained classifier with the same labels ('' = off), its checkpoint ('best', 'latest' or a
+  # Knowledge distillation into a classifier or a tagger (lm/tasks/distillation.py): the workdir
+  # of a trained run of the same kind and labels ('' = off), its checkpoint ('best', 'latest' or a
   # step), the weight alpha of the labels' cross-entropy against (1 - alpha) of the soft loss:
   # 'kl' (T^2 * KL to the teacher at temperature T) or 'mse' (on the logits, Tang et al. 2019).
   # Teacher outputs are cached in the workdir.

@@ -1,6 +1,6 @@
-"""Knowledge distillation into a classifier: the KL and MSE losses against a float64 reference
-(and plain cross-entropy at alpha = 1), teacher outputs computed once and reused by a resumed run, a
-teacher with another tokenizer, and bad teachers."""
+"""Knowledge distillation into a classifier and a tagger: the KL and MSE losses against a float64
+reference (and plain cross-entropy at alpha = 1), teacher outputs computed once and reused by a
+resumed run, teachers with another tokenizer, and bad teachers."""
 
 import os
 import shutil
@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import sst2
+from experiments import sst2, wnut17
+from lm.data import tagged, tokenizers
 from lm.errors import UserError
-from lm.tasks import distillation
+from lm.tasks import distillation, token_classification
 from lm.training import steps, trainer
 from tests.conftest import FIXTURES
 
@@ -131,3 +132,97 @@ def test_bad_teachers_are_named(files, teacher, tmp_path):
   with pytest.raises(UserError, match="config.distill.alpha"):
     trainer.train_and_evaluate(classifier_config(files, teacher=teacher, alpha=1.5),
                                str(tmp_path / "c"))
+
+
+@pytest.fixture(scope="module")
+def wnut(tmp_path_factory):
+  """100 WNUT-17 training sentences and 30 dev ones, and a character-level tagger
+  trained on them (the tagger students below use SentencePiece)."""
+  directory = tmp_path_factory.mktemp("wnut")
+  for name, source, count in (("train", "wnut17train.conll", 100),
+                              ("valid", "emerging.dev.conll", 30)):
+    blocks = (FIXTURES / "wnut17" / source).read_text(encoding="utf-8").split("\n\n")
+    (directory / f"{name}.conll").write_text("\n\n".join(blocks[:count]) + "\n",
+                                             encoding="utf-8")
+  files = {"train": str(directory / "train.conll"), "valid": str(directory / "valid.conll")}
+  config = tagger_config(files)
+  config.data.tokenizer = "char"
+  files["teacher"] = str(directory / "teacher")
+  trainer.train_and_evaluate(config, files["teacher"])
+  return files
+
+
+def tagger_config(files, **distill):
+  config = wnut17.get_config("scratch,smoke")
+  config.data.update(source=files["train"], valid_source=files["valid"])
+  config.distill.update(distill)
+  return config
+
+
+def test_word_rows_map_to_first_pieces_and_back_across_split_windows():
+  sentences = [("a", "bbbbbbb", "cc"), ("dddddd", "e", "ffffffff", "g", "hh")]
+  tokenizer = tokenizers.build_tokenizer("char", ["".join(s) for s in sentences],
+                                         byte_fallback=False)
+  per_word = [np.arange(len(s) * 3, dtype=np.float32).reshape(len(s), 3) + 10 * i
+              for i, s in enumerate(sentences)]
+  windows = token_classification.encode_windows(sentences, None, tokenizer, max_len=12,
+                                                causal=False)
+  assert windows.num_split == 1  # The second sentence takes two windows.
+  rows = token_classification.at_first_pieces(windows, per_word)
+  for row, weights in zip(rows, windows.weights):
+    assert row.shape == (len(weights), 3) and not row[weights == 0].any()
+  back = token_classification.word_probs(windows, rows, [len(s) for s in sentences])
+  for got, want in zip(back, per_word):
+    np.testing.assert_array_equal(got, want)
+
+
+def test_a_tagger_distills_from_a_tagger_with_another_tokenizer(wnut, tmp_path, monkeypatch):
+  config = tagger_config(wnut, teacher=wnut["teacher"], alpha=0.2, temperature=2.0)
+  config.train.update(steps=4, checkpoint_every=2)
+  workdir = str(tmp_path / "student")
+  calls = []
+  run_teacher = token_classification.teacher_word_logits
+  monkeypatch.setattr(token_classification, "teacher_word_logits",
+                      lambda *args: calls.append(1) or run_teacher(*args))
+  straight = trainer.train_and_evaluate(config, workdir)
+  assert len(calls) == 1 and np.isfinite(straight["train/loss"])
+  train = tagged.read_tagged(wnut["train"], config_key="test")
+  with np.load(os.path.join(workdir, distillation.OUTPUTS_FILE)) as cached:
+    logits = cached["logits"]
+  assert logits.shape == (sum(len(s.tokens) for s in train.sentences), len(wnut_tags(wnut)))
+  # The teacher's own tags of those words, as lm.predict writes them.
+  predicted = tmp_path / "train.pred.conll"
+  token_classification.predict_tags(wnut["teacher"], wnut["train"], str(predicted),
+                                    checkpoint="best", batch_size=8)
+  written = tagged.read_tagged(str(predicted), config_key="test")
+  names = wnut_tags(wnut)
+  assert [names[i] for i in logits.argmax(-1)] == [t for s in written.sentences for t in s.tags]
+
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "4"))
+  resumed = trainer.train_and_evaluate(config, workdir)
+  assert len(calls) == 1  # The cache, not the teacher.
+  assert resumed["train/loss"] == straight["train/loss"]
+  plain = tagger_config(wnut)
+  plain.train.update(steps=4, checkpoint_every=2)
+  assert trainer.train_and_evaluate(plain, str(tmp_path / "plain"))["train/loss"] != (
+      straight["train/loss"])
+
+
+def wnut_tags(wnut):
+  from lm.data import labels  # pylint: disable=g-import-not-at-top
+  return labels.load(wnut["teacher"]).names
+
+
+def test_bad_tagger_teachers_and_students_are_named(wnut, files, teacher, tmp_path):
+  with pytest.raises(UserError, match="'classification' run, not a trained tagger"):
+    trainer.train_and_evaluate(tagger_config(wnut, teacher=teacher), str(tmp_path / "a"))
+  reordered = tagger_config(wnut, teacher=wnut["teacher"])
+  reordered.data.labels = ",".join(reversed(list(wnut_tags(wnut))))
+  with pytest.raises(UserError, match="differ from the student's"):
+    trainer.train_and_evaluate(reordered, str(tmp_path / "b"))
+  language_model = sst2.get_config("pretrain,smoke")
+  language_model.data.source = files["train"]
+  language_model.distill.teacher = teacher
+  with pytest.raises(UserError, match="distillation trains classification and "
+                     "token_classification students, not config.task.kind='masked_lm'"):
+    trainer.train_and_evaluate(language_model, str(tmp_path / "c"))

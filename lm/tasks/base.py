@@ -69,6 +69,8 @@ class Task(abc.ABC):
 
   # Whether recurrent networks (config.model.architecture='lstm' or 'gru') can train it.
   recurrent_models = False
+  # Whether config.distill.teacher can teach it (lm/tasks/distillation.py).
+  distills = False
 
   @classmethod
   def check_config(cls, values: dict) -> None:

@@ -26,6 +26,7 @@ class ClassificationTask(base.Task):
 
   default_best_metric = "eval/accuracy"
   recurrent_models = True
+  distills = True
   data_roles = ("text", "label")
 
   @classmethod

@@ -1,10 +1,14 @@
-"""Knowledge distillation into a classifier (Hinton et al. 2015): config.distill.teacher.
+"""Knowledge distillation (Hinton et al. 2015): config.distill.teacher.
 
-The teacher is another classifier's workdir with the same labels (any architecture and
-tokenizer: it reads the student's training texts, after augmentation, as text). Its logits
-over that transfer set are computed once and cached in the student's workdir
-(`teacher_outputs.npz`, keyed by the teacher checkpoint and the texts), so a resumed run or a
-rerun does not run the teacher again. The student's per-example loss, config.distill.loss:
+The teacher is another run's workdir of the student's task kind with the same labels (any
+architecture and tokenizer: it reads the student's training data as text):
+  classification         a classifier; its logits of each training text (after augmentation)
+  token_classification   a tagger; its logits of each training word (read at the word's first
+                         piece in the teacher's tokenization, taught at the student's)
+The teacher's outputs over that transfer set are computed once and cached in the student's
+workdir (`teacher_outputs.npz`, keyed by the teacher checkpoint and the data), so a resumed run
+or a rerun does not run the teacher again. The student's loss per example (per word for a
+tagger), config.distill.loss:
 
   'kl'   alpha * CE(label) + (1 - alpha) * T^2 * KL(teacher_T || student_T)
   'mse'  alpha * CE(label) + (1 - alpha) * mean over classes of (student - teacher logits)^2
@@ -16,7 +20,7 @@ gradients on the scale of the hard one's; Hinton et al. 2015), and 'mse' is Tang
 
 import hashlib
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -34,20 +38,52 @@ OUTPUTS_FILE = "teacher_outputs.npz"
 
 def teacher_logits(config: Any, workdir: str, records: Sequence[Record],
                    label_set: labels.LabelSet) -> np.ndarray:
-  """float32 [N, C]: the teacher's logits of each record's text, from the cache in `workdir`
-  when it holds this teacher's outputs for these texts, else computed and cached."""
+  """float32 [N, C]: a classifier teacher's logits of each record's text (cached)."""
+  def compute(teacher: str, step: int, saved: dict) -> np.ndarray:
+    texts = supervised.as_trained(records, saved["data"].get("clean", ""),
+                                  saved["data"].get("lowercase", False))
+    return run_teacher(teacher, str(step), texts, config.train.eval_batch_size)
+
+  items = ((r.values["text"], r.values.get("text_pair", "")) for r in records)
+  return _cached(config, workdir, "classification", label_set, items, compute)
+
+
+def teacher_word_logits(config: Any, workdir: str, sentences: Sequence[Sequence[str]],
+                        word_types: Sequence[Sequence[int]] | None,
+                        label_set: labels.LabelSet) -> list[np.ndarray]:
+  """float32 [W_s, C] for each sentence: a tagger teacher's logits of each word (cached)."""
+  def compute(teacher: str, step: int, saved: dict) -> np.ndarray:
+    from lm.tasks import token_classification  # pylint: disable=g-import-not-at-top
+    digits = saved["data"].get("position_digits", "keep")
+    if digits != config.data.position_digits:
+      raise UserError(f"config.distill.teacher={teacher}: it read its words with "
+                      f"config.data.position_digits={digits!r}, the student with "
+                      f"{config.data.position_digits!r}; use the same")
+    per_word = token_classification.teacher_word_logits(teacher, str(step), sentences,
+                                                        word_types,
+                                                        config.train.eval_batch_size)
+    return np.concatenate(per_word) if per_word else np.zeros((0, len(label_set.names)))
+
+  items = ("\0".join(words) for words in sentences)
+  flat = _cached(config, workdir, "token_classification", label_set, items, compute)
+  return np.split(flat, np.cumsum([len(words) for words in sentences])[:-1])
+
+
+def _cached(config: Any, workdir: str, kind: str, label_set: labels.LabelSet,
+            items: Iterable[Any], compute: Callable[[str, int, dict], np.ndarray]) -> np.ndarray:
+  """The teacher's outputs over the transfer set `items` (strings or tuples of them): from the
+  cache in `workdir` when it holds this teacher checkpoint's outputs for these items, else
+  `compute(teacher, step, teacher's config)`, then cached."""
   teacher = config.distill.teacher
-  saved = _check_teacher(teacher, label_set)
+  saved = _check_teacher(teacher, kind, label_set)
   step = _checkpoint_step(teacher, config.distill.teacher_checkpoint)
-  key = _fingerprint(os.path.abspath(teacher), step, records)
+  key = _fingerprint(os.path.abspath(teacher), step, items)
   path = os.path.join(workdir, OUTPUTS_FILE)
   if os.path.exists(path):
     with np.load(path) as cached:
       if str(cached["fingerprint"]) == key:
         return cached["logits"]
-  texts = supervised.as_trained(records, saved["data"].get("clean", ""),
-                                saved["data"].get("lowercase", False))
-  logits = run_teacher(teacher, str(step), texts, config.train.eval_batch_size)
+  logits = np.asarray(compute(teacher, step, saved), np.float32)
   with atomic.atomic_writer(path) as f:
     np.savez(f, logits=logits, fingerprint=np.array(key))
   return logits
@@ -80,17 +116,19 @@ def distillation_loss(logits_BxC: jax.Array, teacher_logits_BxC: jax.Array,
   return alpha * hard_loss_B + (1.0 - alpha) * soft_B
 
 
-def _check_teacher(teacher: str, label_set: labels.LabelSet) -> dict:
-  """The teacher's saved config; UserError unless it is a classifier with the student's labels."""
+def _check_teacher(teacher: str, kind: str, label_set: labels.LabelSet) -> dict:
+  """The teacher's saved config; UserError unless it is a `kind` run (with a model) with the
+  student's labels."""
   saved = checkpoints.load_config(teacher)
+  what = "classifier" if kind == "classification" else "tagger"
   if saved is None:
     raise UserError(f"config.distill.teacher={teacher}: no config.json; name the workdir of a "
-                    f"trained classifier")
-  kind = saved.get("task", {}).get("kind")
-  if kind != "classification" or saved.get("model", {}).get("architecture") == "tfidf":
-    what = "a TF-IDF baseline" if kind == "classification" else f"a {kind!r} run"
-    raise UserError(f"config.distill.teacher={teacher}: {what}, not a trained classifier "
-                    f"(config.task.kind='classification' with a model) to distill from")
+                    f"trained {what}")
+  teacher_kind = saved.get("task", {}).get("kind")
+  if teacher_kind != kind or saved.get("model", {}).get("architecture") == "tfidf":
+    found = "a TF-IDF baseline" if teacher_kind == kind else f"a {teacher_kind!r} run"
+    raise UserError(f"config.distill.teacher={teacher}: {found}, not a trained {what} "
+                    f"(config.task.kind={kind!r} with a model) to distill from")
   teacher_labels = labels.load(teacher).names
   if tuple(teacher_labels) != tuple(label_set.names):
     raise UserError(f"config.distill.teacher={teacher}: its labels ({', '.join(teacher_labels)})"
@@ -107,9 +145,10 @@ def _checkpoint_step(teacher: str, which: str) -> int:
     checkpointer.close()
 
 
-def _fingerprint(teacher: str, step: int, records: Sequence[Record]) -> str:
+def _fingerprint(teacher: str, step: int, items: Iterable[Any]) -> str:
   digest = hashlib.sha256(f"{teacher}\0{step}\0".encode())
-  for record in records:
-    digest.update(record.values["text"].encode("utf-8", "surrogatepass") + b"\0")
-    digest.update(record.values.get("text_pair", "").encode("utf-8", "surrogatepass") + b"\1")
+  for item in items:
+    for part in (item,) if isinstance(item, str) else item:
+      digest.update(part.encode("utf-8", "surrogatepass") + b"\1")
+    digest.update(b"\2")
   return digest.hexdigest()

@@ -28,7 +28,7 @@ from lm.data.labels import LabelSet
 from lm.errors import UserError
 from lm.evaluation import entity_metrics
 from lm.models.config import model_config_from
-from lm.tasks import base, supervised
+from lm.tasks import base, distillation, supervised
 from lm.training import steps
 
 REPORT_FILE = "eval_report.json"
@@ -53,6 +53,9 @@ class Windows:
   num_cut_words: int  # Words that lost pieces past a window's length.
   pad_id: int
   token_types: list[np.ndarray] | None = None
+  # float32 [L_i, C]: a distillation teacher's logits of each word at its first piece (0
+  # elsewhere; lm/tasks/distillation.py).
+  teacher_logits: list[np.ndarray] | None = None
 
   def __len__(self) -> int:
     return len(self.tokens)
@@ -139,6 +142,11 @@ def windows_batch(windows: Windows, indices: np.ndarray, row_weights: np.ndarray
   if windows.token_types is not None:
     batch["token_types"] = buckets.pad_rows(pick(windows.token_types), row_weights,
                                             bucket_lengths, 0)[0]
+  if windows.teacher_logits is not None:
+    teacher = np.zeros(inputs.shape + windows.teacher_logits[0].shape[-1:], np.float32)
+    for row, i in enumerate(indices):
+      teacher[row, :len(windows.teacher_logits[i])] = windows.teacher_logits[i]
+    batch["teacher_logits"] = teacher
   return batch
 
 
@@ -152,8 +160,8 @@ def predict_window_probs(run_batch, windows: Windows, batch_size: int, bucket_le
 
 
 def word_probs(windows: Windows, probs: list[np.ndarray], lengths: list[int]) -> list[np.ndarray]:
-  """The probabilities [W_s, C] of every word of every sentence (of `lengths` words), read at
-  each word's first piece."""
+  """The probabilities (or logits) [W_s, C] of every word of every sentence (of `lengths`
+  words), read at each word's first piece."""
   out = [None] * len(lengths)
   for i, p in enumerate(probs):
     s, first = windows.sentence[i], windows.first_word[i]
@@ -164,12 +172,26 @@ def word_probs(windows: Windows, probs: list[np.ndarray], lengths: list[int]) ->
   return out
 
 
+def at_first_pieces(windows: Windows, per_word: list[np.ndarray]) -> list[np.ndarray]:
+  """word_probs' inverse: [L_i, C] of every window, each word's row of `per_word` (one [W_s, C]
+  per sentence) at its first piece, 0 elsewhere."""
+  out = []
+  for i, weights in enumerate(windows.weights):
+    words = per_word[windows.sentence[i]]
+    at = weights > 0
+    rows = np.zeros((len(weights), words.shape[-1]), np.float32)
+    rows[at] = words[windows.first_word[i]:windows.first_word[i] + int(at.sum())]
+    out.append(rows)
+  return out
+
+
 class TokenClassificationTask(base.Task):
   """Tags from config.data.source (and valid_source, or a held-out valid_fraction of the
   sentences); a linear classifier at every position; entity F1 (seqeval) as eval/f1."""
 
   default_best_metric = "eval/f1"
   recurrent_models = True
+  distills = True
 
   @classmethod
   def add_config_keys(cls, config) -> None:
@@ -239,6 +261,11 @@ class TokenClassificationTask(base.Task):
                                 word_types=word_types(train), **encode)
     self.valid = encode_windows([s.tokens for s in valid.sentences], valid_ids, self.tokenizer,
                                 word_types=word_types(valid), **encode)
+    if config.distill.teacher:  # Its outputs over the training words, once (cached).
+      per_word = distillation.teacher_word_logits(config, workdir,
+                                                  [s.tokens for s in train.sentences],
+                                                  word_types(train), self.labels)
+      self.train.teacher_logits = at_first_pieces(self.train, per_word)
     self.valid_ids = valid_ids
     self.valid_tags = valid_tags
     self.valid_lengths = [len(s.tokens) for s in valid.sentences]
@@ -253,7 +280,13 @@ class TokenClassificationTask(base.Task):
     return tags
 
   def loss_fn(self, logits_BxTxC, batch):
-    return steps.token_nll(logits_BxTxC, batch["targets"])
+    loss_BxT = steps.token_nll(logits_BxTxC, batch["targets"])
+    if "teacher_logits" not in batch:
+      return loss_BxT
+    distill = self.config.distill
+    return distillation.distillation_loss(logits_BxTxC, batch["teacher_logits"], loss_BxT,
+                                          alpha=distill.alpha, temperature=distill.temperature,
+                                          loss=distill.loss)
 
   def train_batches(self, rows: np.ndarray) -> base.Batches:
     make = lambda indices, weights, lengths: windows_batch(self.train, indices, weights, lengths)
@@ -367,8 +400,6 @@ def predict_tags(workdir: str, input_path: str, output_path: str, *, checkpoint:
                  batch_size: int, encoding_errors: str = "strict") -> dict[str, float]:
   """`lm.predict` for a tagger: writes `input_path` with predicted tags to `output_path` (the
   input's format, line for line); scores the input's own tags, if it has them."""
-  import functools  # pylint: disable=g-import-not-at-top
-  from lm.models.transformer import Transformer  # pylint: disable=g-import-not-at-top
   from lm.training import checkpoints  # pylint: disable=g-import-not-at-top
 
   config = checkpoints.load_config(workdir)
@@ -381,14 +412,9 @@ def predict_tags(workdir: str, input_path: str, output_path: str, *, checkpoint:
   if tagged.tagged_format(output_path) != found.format:
     raise UserError(f"--output={output_path}: write the input's format ({found.format}: "
                     f"{'.jsonl' if found.format == 'jsonl' else 'not .jsonl'})")
-  lengths = [len(s.tokens) for s in found.sentences]
-  windows = encode_windows([s.tokens for s in found.sentences], None, tokenizer,
-                           max_len=model_cfg.max_len, causal=model_cfg.causal,
-                           word_types=word_types(found))
-  forward = jax.jit(functools.partial(steps.predict_step, apply_fn=Transformer(model_cfg).apply))
-  probs = predict_window_probs(lambda batch: forward(params, batch), windows, batch_size,
-                               buckets.bucket_lengths(model_cfg.max_len))
-  predicted = [[names[i] for i in p.argmax(-1)] for p in word_probs(windows, probs, lengths)]
+  per_word = _word_outputs(model_cfg, params, tokenizer, [s.tokens for s in found.sentences],
+                          word_types(found), batch_size)
+  predicted = [[names[i] for i in p.argmax(-1)] for p in per_word]
   tagged.write_predictions(found, predicted, output_path)
   if not found.has_tags:
     return {}
@@ -404,3 +430,28 @@ def predict_tags(workdir: str, input_path: str, output_path: str, *, checkpoint:
       "checkpoint": checkpoint
   })
   return {f"eval/{k}": v for k, v in scores.items() if "/" not in k}
+
+
+def teacher_word_logits(workdir: str, checkpoint: str, sentences: list[tuple[str, ...]],
+                        types: list[list[int]] | None, batch_size: int) -> list[np.ndarray]:
+  """The logits [W_s, C] of a trained tagger's checkpoint for every word of `sentences` (with
+  their softword `types`, which it reads if it was trained on them)."""
+  from lm.training import checkpoints  # pylint: disable=g-import-not-at-top
+  model_cfg, params, tokenizer = checkpoints.load_for_inference(workdir, checkpoint)
+  return _word_outputs(model_cfg, params, tokenizer, sentences,
+                       types if model_cfg.type_vocab_size else None, batch_size, logits=True)
+
+
+def _word_outputs(model_cfg, params, tokenizer, sentences: list[tuple[str, ...]],
+                  types: list[list[int]] | None, batch_size: int,
+                  logits: bool = False) -> list[np.ndarray]:
+  """Tag probabilities (with `logits`, the logits) [W_s, C] of every word of `sentences`."""
+  import functools  # pylint: disable=g-import-not-at-top
+  from lm.models.transformer import Transformer  # pylint: disable=g-import-not-at-top
+  windows = encode_windows(sentences, None, tokenizer, max_len=model_cfg.max_len,
+                           causal=model_cfg.causal, word_types=types)
+  forward = jax.jit(functools.partial(steps.predict_step, apply_fn=Transformer(model_cfg).apply,
+                                      logits=logits))
+  outputs = predict_window_probs(lambda batch: forward(params, batch), windows, batch_size,
+                                 buckets.bucket_lengths(model_cfg.max_len))
+  return word_probs(windows, outputs, [len(words) for words in sentences])
