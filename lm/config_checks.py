@@ -263,7 +263,7 @@ def _check_cross_fields(values: dict) -> None:
                       f"the {role}")
   if values["distill"]["teacher"] and not task.distills:
     raise UserError(f"config.distill.teacher={values['distill']['teacher']!r}: distillation "
-                    f"trains classification and token_classification students, not "
+                    f"trains classification, token_classification and seq2seq students, not "
                     f"config.task.kind={values['task']['kind']!r}; set config.distill.teacher=''")
   task.check_config(values)
   _check_model(values)

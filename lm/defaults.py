@@ -96,11 +96,12 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c.finetune.lora_dropout = 0.0
   c.finetune.lora_targets = "query,key_value,out"
 
-  # Knowledge distillation into a classifier or a tagger (lm/tasks/distillation.py): the workdir
-  # of a trained run of the same kind and labels ('' = off), its checkpoint ('best', 'latest' or a
-  # step), the weight alpha of the labels' cross-entropy against (1 - alpha) of the soft loss:
-  # 'kl' (T^2 * KL to the teacher at temperature T) or 'mse' (on the logits, Tang et al. 2019).
-  # Teacher outputs are cached in the workdir.
+  # Knowledge distillation (lm/tasks/distillation.py) into a classifier, tagger or seq2seq: the
+  # workdir of a trained run of the same kind and labels ('' = off), its checkpoint ('best',
+  # 'latest' or a step), the weight alpha of the labels' cross-entropy against (1 - alpha) of
+  # the soft loss: 'kl' (T^2 * KL to the teacher at temperature T) or 'mse' (on the logits, Tang
+  # et al. 2019); seq2seq: of the teacher's decoded outputs as targets. Teacher outputs are
+  # cached in the workdir.
   c.distill = ml_collections.ConfigDict()
   c.distill.teacher = ""
   c.distill.teacher_checkpoint = "best"

@@ -1,4 +1,4 @@
-"""Knowledge distillation into a classifier and a tagger: the KL and MSE losses against a float64
+"""Knowledge distillation into a classifier, a tagger and an encoder–decoder: the KL and MSE losses against a float64
 reference (and plain cross-entropy at alpha = 1), teacher outputs computed once and reused by a
 resumed run, teachers with another tokenizer, and bad teachers."""
 
@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import sst2, wnut17
+from experiments import multi30k, sst2, wnut17
 from lm.data import tagged, tokenizers
 from lm.errors import UserError
-from lm.tasks import distillation, token_classification
-from lm.training import steps, trainer
+from lm.tasks import distillation, seq2seq, token_classification
+from lm.training import checkpoints, steps, trainer
 from tests.conftest import FIXTURES
 
 
@@ -223,6 +223,66 @@ def test_bad_tagger_teachers_and_students_are_named(wnut, files, teacher, tmp_pa
   language_model = sst2.get_config("pretrain,smoke")
   language_model.data.source = files["train"]
   language_model.distill.teacher = teacher
-  with pytest.raises(UserError, match="distillation trains classification and "
-                     "token_classification students, not config.task.kind='masked_lm'"):
+  with pytest.raises(UserError, match="distillation trains classification, token_classification"
+                     " and seq2seq students, not config.task.kind='masked_lm'"):
     trainer.train_and_evaluate(language_model, str(tmp_path / "c"))
+
+
+def translation_config(**overrides):
+  """Multi30k smoke on its 40 validation pairs (training and validation alike)."""
+  config = multi30k.get_config("cpu,smoke")
+  config.data.update(source=str(FIXTURES / "multi30k" / "val.en"),
+                     target=str(FIXTURES / "multi30k" / "val.de"))
+  config.data.update(valid_source=config.data.source, valid_target=config.data.target,
+                     tokenizer="char")
+  config.train.update(batch_size=8, eval_batch_size=8)
+  for key, value in overrides.items():
+    section, name = key.split("__")
+    config[section][name] = value
+  return config
+
+
+def test_a_seq2seq_student_trains_on_the_teacher_outputs(tmp_path, monkeypatch):
+  teacher = str(tmp_path / "teacher")
+  trainer.train_and_evaluate(translation_config(train__steps=10), teacher)
+  config = translation_config(data__tokenizer="byte", distill__teacher=teacher,
+                              distill__teacher_checkpoint="latest", distill__alpha=0.0)
+  config.train.update(steps=4, checkpoint_every=2)
+  calls = []
+  run_teacher = seq2seq.teacher_outputs
+  monkeypatch.setattr(seq2seq, "teacher_outputs",
+                      lambda *args: calls.append(1) or run_teacher(*args))
+  workdir = str(tmp_path / "student")
+  straight = trainer.train_and_evaluate(config, workdir)
+  assert len(calls) == 1
+  with np.load(os.path.join(workdir, distillation.OUTPUTS_FILE)) as cached:
+    outputs = [str(text) for text in cached["logits"]]
+  # What lm.generate writes for those sources with the teacher's decoding settings.
+  saved = checkpoints.load_config(teacher)
+  model_config, params, tokenizer = checkpoints.load_for_inference(teacher, "latest")
+  sources = (FIXTURES / "multi30k" / "val.en").read_text(encoding="utf-8").splitlines()
+  task_cfg = saved["task"]
+  assert outputs == seq2seq.Seq2SeqTask.generate(
+      saved, model_config, params, tokenizer, sources, beam_size=task_cfg["beam_size"],
+      length_penalty=task_cfg["length_penalty"],
+      max_new_tokens=task_cfg["max_new_tokens"] or model_config.max_len,
+      temperature=0.0, top_k=0, top_p=1.0, seed=0)
+  # alpha = 0: the student's targets are the teacher's (non-empty) outputs, and only those.
+  task = seq2seq.Seq2SeqTask(config, workdir, {})
+  assert task.train.references == [text for text in outputs if text.strip()]
+  assert np.all(task.train.weights == 1.0)
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "4"))
+  assert trainer.train_and_evaluate(config, workdir)["train/loss"] == straight["train/loss"]
+  assert len(calls) == 1  # The cache, not the teacher.
+  # alpha = 0.25: the gold pairs at weight 0.25 beside the teacher's at 0.75 (from the cache:
+  # it is keyed by the teacher and the sources, not by the student's workdir).
+  os.makedirs(tmp_path / "mixed")
+  shutil.copy(os.path.join(workdir, distillation.OUTPUTS_FILE), tmp_path / "mixed")
+  mixed = seq2seq.Seq2SeqTask(translation_config(distill__teacher=teacher, distill__alpha=0.25,
+                                                 distill__teacher_checkpoint="latest"),
+                              str(tmp_path / "mixed"), {})
+  gold = (FIXTURES / "multi30k" / "val.de").read_text(encoding="utf-8").splitlines()
+  assert mixed.train.references[:40] == gold
+  np.testing.assert_array_equal(mixed.train.weights,
+                                [0.25] * 40 + [0.75] * (len(mixed.train.references) - 40))
+  assert len(calls) == 1

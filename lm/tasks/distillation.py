@@ -5,6 +5,9 @@ architecture and tokenizer: it reads the student's training data as text):
   classification         a classifier; its logits of each training text (after augmentation)
   token_classification   a tagger; its logits of each training word (read at the word's first
                          piece in the teacher's tokenization, taught at the student's)
+  seq2seq                an encoder–decoder; its decoded output of each training source, with
+                         its own decoding settings (config.task.beam_size, length_penalty):
+                         sequence-level distillation (Kim and Rush 2016, below)
 The teacher's outputs over that transfer set are computed once and cached in the student's
 workdir (`teacher_outputs.npz`, keyed by the teacher checkpoint and the data), so a resumed run
 or a rerun does not run the teacher again. The student's loss per example (per word for a
@@ -16,6 +19,11 @@ tagger), config.distill.loss:
 where x_T = softmax(logits / T), T = config.distill.temperature (the T^2 keeps the soft term's
 gradients on the scale of the hard one's; Hinton et al. 2015), and 'mse' is Tang et al.'s
 (2019) loss on the logits. alpha = 1 is plain cross-entropy.
+
+A seq2seq student is taught sequence-level (which works whatever the two tokenizers): it trains
+on the pairs (source, teacher's output) with loss weight 1 - alpha beside the gold pairs with
+weight alpha (alpha = 0: the teacher's outputs alone, Kim and Rush's Seq-KD); temperature and
+config.distill.loss do not apply.
 """
 
 import hashlib
@@ -42,7 +50,8 @@ def teacher_logits(config: Any, workdir: str, records: Sequence[Record],
   def compute(teacher: str, step: int, saved: dict) -> np.ndarray:
     texts = supervised.as_trained(records, saved["data"].get("clean", ""),
                                   saved["data"].get("lowercase", False))
-    return run_teacher(teacher, str(step), texts, config.train.eval_batch_size)
+    return np.asarray(run_teacher(teacher, str(step), texts, config.train.eval_batch_size),
+                      np.float32)
 
   items = ((r.values["text"], r.values.get("text_pair", "")) for r in records)
   return _cached(config, workdir, "classification", label_set, items, compute)
@@ -62,18 +71,29 @@ def teacher_word_logits(config: Any, workdir: str, sentences: Sequence[Sequence[
     per_word = token_classification.teacher_word_logits(teacher, str(step), sentences,
                                                         word_types,
                                                         config.train.eval_batch_size)
-    return np.concatenate(per_word) if per_word else np.zeros((0, len(label_set.names)))
+    return np.concatenate(per_word).astype(np.float32)
 
   items = ("\0".join(words) for words in sentences)
   flat = _cached(config, workdir, "token_classification", label_set, items, compute)
   return np.split(flat, np.cumsum([len(words) for words in sentences])[:-1])
 
 
-def _cached(config: Any, workdir: str, kind: str, label_set: labels.LabelSet,
+def teacher_sequences(config: Any, workdir: str, sources: Sequence[str]) -> list[str]:
+  """A seq2seq teacher's decoded output of each source text (cached)."""
+  def compute(teacher: str, step: int, saved: dict) -> np.ndarray:
+    del saved
+    from lm.tasks import seq2seq  # pylint: disable=g-import-not-at-top
+    outputs = seq2seq.teacher_outputs(teacher, str(step), sources, config.train.eval_batch_size)
+    return np.array(outputs, dtype=str)
+
+  return [str(text) for text in _cached(config, workdir, "seq2seq", None, sources, compute)]
+
+
+def _cached(config: Any, workdir: str, kind: str, label_set: labels.LabelSet | None,
             items: Iterable[Any], compute: Callable[[str, int, dict], np.ndarray]) -> np.ndarray:
-  """The teacher's outputs over the transfer set `items` (strings or tuples of them): from the
-  cache in `workdir` when it holds this teacher checkpoint's outputs for these items, else
-  `compute(teacher, step, teacher's config)`, then cached."""
+  """The teacher's outputs (an array) over the transfer set `items` (strings or tuples of them):
+  from the cache in `workdir` when it holds this teacher checkpoint's outputs for these items,
+  else `compute(teacher, step, teacher's config)`, then cached."""
   teacher = config.distill.teacher
   saved = _check_teacher(teacher, kind, label_set)
   step = _checkpoint_step(teacher, config.distill.teacher_checkpoint)
@@ -83,10 +103,10 @@ def _cached(config: Any, workdir: str, kind: str, label_set: labels.LabelSet,
     with np.load(path) as cached:
       if str(cached["fingerprint"]) == key:
         return cached["logits"]
-  logits = np.asarray(compute(teacher, step, saved), np.float32)
+  outputs = compute(teacher, step, saved)
   with atomic.atomic_writer(path) as f:
-    np.savez(f, logits=logits, fingerprint=np.array(key))
-  return logits
+    np.savez(f, logits=outputs, fingerprint=np.array(key))
+  return outputs
 
 
 def run_teacher(teacher: str, checkpoint: str, records: Sequence[Record],
@@ -118,9 +138,9 @@ def distillation_loss(logits_BxC: jax.Array, teacher_logits_BxC: jax.Array,
 
 def _check_teacher(teacher: str, kind: str, label_set: labels.LabelSet) -> dict:
   """The teacher's saved config; UserError unless it is a `kind` run (with a model) with the
-  student's labels."""
+  student's labels (`label_set`; None: a task without labels)."""
   saved = checkpoints.load_config(teacher)
-  what = "classifier" if kind == "classification" else "tagger"
+  what = {"classification": "classifier", "token_classification": "tagger"}.get(kind, kind)
   if saved is None:
     raise UserError(f"config.distill.teacher={teacher}: no config.json; name the workdir of a "
                     f"trained {what}")
@@ -129,6 +149,8 @@ def _check_teacher(teacher: str, kind: str, label_set: labels.LabelSet) -> dict:
     found = "a TF-IDF baseline" if teacher_kind == kind else f"a {teacher_kind!r} run"
     raise UserError(f"config.distill.teacher={teacher}: {found}, not a trained {what} "
                     f"(config.task.kind={kind!r} with a model) to distill from")
+  if label_set is None:
+    return saved
   teacher_labels = labels.load(teacher).names
   if tuple(teacher_labels) != tuple(label_set.names):
     raise UserError(f"config.distill.teacher={teacher}: its labels ({', '.join(teacher_labels)})"

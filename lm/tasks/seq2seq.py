@@ -28,7 +28,7 @@ from lm.errors import UserError
 from lm.evaluation import generation_metrics
 from lm.models.architecture import make_model
 from lm.models.config import model_config_from
-from lm.tasks import base, supervised
+from lm.tasks import base, distillation, supervised
 from lm.training import steps
 
 REPORT_FILE = "eval_report.json"
@@ -43,6 +43,7 @@ class Pairs:
   targets: list[np.ndarray]
   references: list[str]  # The target texts as read (what predictions are scored against).
   num_truncated: int = 0
+  weights: np.ndarray | None = None  # float32 [N]: each pair's loss weight (default 1).
 
   def __len__(self) -> int:
     return len(self.sources)
@@ -107,6 +108,7 @@ class Seq2SeqTask(EncoderDecoderTask):
   data_roles = ("source", "target")
   default_best_metric = "eval/loss"
   continues_prompt = False
+  distills = True
 
   @classmethod
   def add_config_keys(cls, config) -> None:
@@ -179,11 +181,15 @@ class Seq2SeqTask(EncoderDecoderTask):
     train, valid, self.num_skipped = _read_pairs(config)
     self.tokenizer = base.prepare_tokenizer(
         config, workdir, lambda: [text for r in train for text in r.values.values()])
+    pair_weights = None
+    if config.distill.teacher:  # Its outputs of the training sources, once (cached).
+      train, pair_weights = _with_teacher_outputs(config, workdir, train)
     self.model_config = self._model_config(config, task_fields)
     self.seq_len = self.model_config.max_len
     self.buckets = buckets.bucket_lengths(self.seq_len)
     start = decoder_start_id(config.task, self.tokenizer)
     self.train = _tokenize(train, self.tokenizer, config.task, start, self.seq_len)
+    self.train.weights = pair_weights
     self.valid = _tokenize(valid, self.tokenizer, config.task, start, self.seq_len)
     if not 0.0 <= config.task.label_smoothing < 1.0:
       raise UserError(f"config.task.label_smoothing={config.task.label_smoothing}: must be in "
@@ -244,7 +250,10 @@ class Seq2SeqTask(EncoderDecoderTask):
     atomic.atomic_write_text(os.path.join(workdir, PREDICTIONS_FILE), "".join(lines))
 
   def describe(self) -> str:
-    return (f"Data: {len(self.train):,} training pairs, {len(self.valid):,} validation; "
+    taught = ("" if self.train.weights is None else
+              f" ({int(np.sum(self.train.weights < 1)):,} of them the teacher's outputs, "
+              f"config.distill.alpha={self.config.distill.alpha})")
+    return (f"Data: {len(self.train):,} training pairs{taught}, {len(self.valid):,} validation; "
             f"{self.num_skipped:,} with an empty side skipped; "
             f"{self.train.num_truncated + self.valid.num_truncated:,} cut to {self.seq_len} "
             f"tokens; padded to buckets {', '.join(map(str, self.buckets))}")
@@ -281,6 +290,8 @@ def pair_batch(pairs: Pairs, indices, weights, bucket_lengths, pad_id, rows=None
   T = buckets.bucket_length(max(len(pairs.targets[i]) - 1 for i in indices), bucket_lengths)
   if rows is not None:
     indices, weights = indices[rows], weights[rows]
+  if pairs.weights is not None:
+    weights = np.asarray(weights, np.float32) * pairs.weights[np.asarray(indices)]
   return padded_pairs([pairs.sources[i] for i in indices], [pairs.targets[i] for i in indices],
                       weights, S, T, pad_id)
 
@@ -428,6 +439,47 @@ def _parallel(source: str, target: str, data_cfg: Any, source_key: str, target_k
           "target": t.values["text"]
       }, f"{s.where} / {t.where}") for s, t in zip(sources, targets)
   ]
+
+
+def _with_teacher_outputs(config: Any, workdir: str,
+                          train: list) -> tuple[list, np.ndarray]:
+  """Sequence-level distillation (lm/tasks/distillation.py): the gold pairs (weight alpha) and
+  the pairs of each source with the teacher's output (weight 1 - alpha; an empty output is
+  skipped), without the side of weight 0."""
+  outputs = distillation.teacher_sequences(config, workdir, [r.values["source"] for r in train])
+  taught = [
+      reader.Record({"source": r.values["source"], "target": output},
+                    f"{r.where} (the teacher's output)")
+      for r, output in zip(train, outputs) if output.strip()
+  ]
+  alpha = config.distill.alpha
+  gold = train if alpha > 0 else []
+  taught = taught if alpha < 1 else []
+  if not gold and not taught:
+    raise UserError(f"config.distill.teacher={config.distill.teacher}: its outputs of the "
+                    f"training sources are all empty; with config.distill.alpha=0 there is "
+                    f"nothing to train on (a teacher that stops at once is untrained?)")
+  weights = np.array([alpha] * len(gold) + [1.0 - alpha] * len(taught), np.float32)
+  return gold + taught, weights
+
+
+def teacher_outputs(workdir: str, checkpoint: str, sources: list[str],
+                    batch_size: int) -> list[str]:
+  """A trained seq2seq run's decoded output of each source text, with its own config.task
+  decoding settings (beam_size, length_penalty, max_new_tokens)."""
+  from lm.training import checkpoints  # pylint: disable=g-import-not-at-top
+  config = checkpoints.load_config(workdir)
+  model_cfg, params, tokenizer = checkpoints.load_for_inference(workdir, checkpoint)
+  task_cfg = config["task"]
+  ids = [np.array(Seq2SeqTask.generation_ids(config, tokenizer, source), np.int32)
+         for source in sources]
+  return decode_sources(make_model(model_cfg), params, tokenizer, ids,
+                        start_id=decoder_start_id(task_cfg, tokenizer),
+                        batch_size=batch_size,
+                        bucket_lengths=buckets.bucket_lengths(model_cfg.max_len),
+                        max_new_tokens=task_cfg["max_new_tokens"] or model_cfg.max_len,
+                        beam_size=task_cfg["beam_size"],
+                        length_penalty=task_cfg["length_penalty"])
 
 
 def _source_ids(tokenizer, task_cfg: Any, text: str, max_len: int) -> tuple[list[int], bool]:
