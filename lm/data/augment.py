@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from lm.data import cjk
 from lm.data.reader import Record
 from lm.data.segmenter import join
 from lm.errors import UserError
@@ -29,9 +30,7 @@ EDA_OPERATIONS = ("swap", "delete", "insert")
 OPERATIONS = EDA_OPERATIONS + ("mask", "replace", "ngram")
 MASK_TOKEN = "[MASK]"  # BERT's: what a teacher labeling a masked text recognizes.
 MAX_NGRAM = 5
-# CJK ideographs (with extension A and compatibility ideographs), kana and Hangul syllables.
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-_UNIT_RE = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
+_UNIT_RE = re.compile(f"[{cjk.IDEOGRAPHS}]|[^\\s{cjk.IDEOGRAPHS}]+")
 
 
 def units(text: str) -> list[str]:

@@ -39,11 +39,11 @@ from typing import Any
 
 import numpy as np
 
-from lm.data import text_files
+from lm.data import cjk, text_files
 from lm.data.tokenizer_base import Tokenizer
 from lm.errors import UserError
 
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_CJK = cjk.IDEOGRAPHS
 _UNIT = re.compile(rf"[{_CJK}]|(?:(?![{_CJK}])[^\W_])+|\S")
 NO_ANSWER = -1
 

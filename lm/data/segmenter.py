@@ -12,11 +12,11 @@ import logging
 import re
 from typing import Callable, Sequence
 
+from lm.data import cjk
 from lm.errors import UserError
 
 SEGMENTERS = ("", "jieba")
-_CJK_RE = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-                     "\u3000-\u303f\uff00-\uffef]")
+_CJK_RE = re.compile(f"[{cjk.IDEOGRAPHS}{cjk.PUNCTUATION}]")
 
 
 def check(segmenter: str, config_key: str = "config.data.word_segmenter") -> str:
