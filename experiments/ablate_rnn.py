@@ -22,8 +22,10 @@ Commands (2-core CPU; results under experiments/results/rnn_sst2/, rnn_wnut17/):
       --seeds=3 --metric=eval/f1
 One run by hand: python -m lm.main --config=experiments/ablate_rnn.py --workdir=DIR \\
       --config.model.architecture=gru --config.model.lstm_hidden_dim=H ...
-Expected (2-core CPU): to be measured (SST-2 ~4 min per run, WNUT-17 ~10; the parameter counts
-are in each run's log and in results.md).
+Expected (2-core CPU; experiments/results/rnn_sst2/): SST-2, 3-4.5 min per run, 60 min in all,
+held-out accuracy at 1.41M parameters: Transformer 87.7 +- 0.2, GRU 87.6 +- 0.4, LSTM 87.5 +- 0.1,
+BiGRU 87.2 +- 0.1, BiLSTM 87.0 +- 0.2 (%, 3 seeds). WNUT-17: to be measured (~10 min per run).
+The parameter counts are in each run's log and in results.md.
 """
 
 import dataclasses
