@@ -2,7 +2,7 @@
 
 The teacher is experiments/sst2_minilm.py's run (22.7M parameters, WordPiece; its dev accuracy
 is in BENCHMARKS.md "Issue 6"). The student is sst2.py's encoder (2 layers, width 128, 8k
-SentencePiece pieces: 2.4M parameters) from random weights, trained on the teacher's soft
+SentencePiece pieces: 1.42M parameters) from random weights, trained on the teacher's soft
 labels (lm/tasks/distillation.py: alpha 0.1 on the labels' cross-entropy, 0.9 on T^2 KL at
 T = 2) over a transfer set in the style of Tang et al. 2019: SST-2 train plus 4 augmented
 copies of every sentence (masking, word replacement, n-gram sampling; lm/data/augment.py),

@@ -49,6 +49,13 @@ def test_loss_equals_a_float64_reference_and_alpha_one_is_cross_entropy():
                                      temperature=3.0), hard_B)
 
 
+def counted(monkeypatch, module, name: str) -> list:
+  """The calls of module.name (the teacher runner) from now on, one entry each."""
+  calls, function = [], getattr(module, name)
+  monkeypatch.setattr(module, name, lambda *args: calls.append(1) or function(*args))
+  return calls
+
+
 def classifier_config(workdir_files, **distill):
   config = sst2.get_config("no_pretrain,smoke")
   config.data.update(source=workdir_files["train"], valid_source=workdir_files["valid"])
@@ -84,10 +91,7 @@ def test_teacher_outputs_are_cached_and_a_resumed_student_reuses_them(files, tea
   config = classifier_config(files, teacher=teacher, alpha=0.3, temperature=2.0)
   config.train.update(steps=4, checkpoint_every=2)
   workdir = str(tmp_path / "student")
-  calls = []
-  run_teacher = distillation.run_teacher
-  monkeypatch.setattr(distillation, "run_teacher",
-                      lambda *args: calls.append(1) or run_teacher(*args))
+  calls = counted(monkeypatch, distillation, "run_teacher")
   straight = trainer.train_and_evaluate(config, workdir)
   assert len(calls) == 1 and np.isfinite(straight["train/loss"])
   with np.load(os.path.join(workdir, distillation.OUTPUTS_FILE)) as cached:
@@ -180,10 +184,7 @@ def test_a_tagger_distills_from_a_tagger_with_another_tokenizer(wnut, tmp_path, 
   config = tagger_config(wnut, teacher=wnut["teacher"], alpha=0.2, temperature=2.0)
   config.train.update(steps=4, checkpoint_every=2)
   workdir = str(tmp_path / "student")
-  calls = []
-  run_teacher = token_classification.teacher_word_logits
-  monkeypatch.setattr(token_classification, "teacher_word_logits",
-                      lambda *args: calls.append(1) or run_teacher(*args))
+  calls = counted(monkeypatch, token_classification, "teacher_word_logits")
   straight = trainer.train_and_evaluate(config, workdir)
   assert len(calls) == 1 and np.isfinite(straight["train/loss"])
   train = tagged.read_tagged(wnut["train"], config_key="test")
@@ -248,10 +249,7 @@ def test_a_seq2seq_student_trains_on_the_teacher_outputs(tmp_path, monkeypatch):
   config = translation_config(data__tokenizer="byte", distill__teacher=teacher,
                               distill__teacher_checkpoint="latest", distill__alpha=0.0)
   config.train.update(steps=4, checkpoint_every=2)
-  calls = []
-  run_teacher = seq2seq.teacher_outputs
-  monkeypatch.setattr(seq2seq, "teacher_outputs",
-                      lambda *args: calls.append(1) or run_teacher(*args))
+  calls = counted(monkeypatch, seq2seq, "teacher_outputs")
   workdir = str(tmp_path / "student")
   straight = trainer.train_and_evaluate(config, workdir)
   assert len(calls) == 1

@@ -97,12 +97,7 @@ class ClassificationTask(base.Task):
                                        batch,
                                        label_smoothing=self.config.task.label_smoothing,
                                        class_weights_C=weights)
-    if "teacher_logits" not in batch:
-      return loss_B
-    distill = self.config.distill
-    return distillation.distillation_loss(logits_BxC, batch["teacher_logits"], loss_B,
-                                          alpha=distill.alpha, temperature=distill.temperature,
-                                          loss=distill.loss)
+    return distillation.taught(self.config.distill, logits_BxC, batch, loss_B)
 
   def train_batches(self, rows: np.ndarray) -> base.Batches:
     make = lambda indices, weights, lengths: buckets.classification_batch(

@@ -136,6 +136,15 @@ def distillation_loss(logits_BxC: jax.Array, teacher_logits_BxC: jax.Array,
   return alpha * hard_loss_B + (1.0 - alpha) * soft_B
 
 
+def taught(distill: Any, logits: jax.Array, batch: dict, hard_loss: jax.Array) -> jax.Array:
+  """`hard_loss` (per example or per token), or with the batch's `teacher_logits` the
+  distillation loss of config.distill (`distill`)."""
+  if "teacher_logits" not in batch:
+    return hard_loss
+  return distillation_loss(logits, batch["teacher_logits"], hard_loss, alpha=distill.alpha,
+                           temperature=distill.temperature, loss=distill.loss)
+
+
 def _check_teacher(teacher: str, kind: str, label_set: labels.LabelSet) -> dict:
   """The teacher's saved config; UserError unless it is a `kind` run (with a model) with the
   student's labels (`label_set`; None: a task without labels)."""

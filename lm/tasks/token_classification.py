@@ -281,12 +281,7 @@ class TokenClassificationTask(base.Task):
 
   def loss_fn(self, logits_BxTxC, batch):
     loss_BxT = steps.token_nll(logits_BxTxC, batch["targets"])
-    if "teacher_logits" not in batch:
-      return loss_BxT
-    distill = self.config.distill
-    return distillation.distillation_loss(logits_BxTxC, batch["teacher_logits"], loss_BxT,
-                                          alpha=distill.alpha, temperature=distill.temperature,
-                                          loss=distill.loss)
+    return distillation.taught(self.config.distill, logits_BxTxC, batch, loss_BxT)
 
   def train_batches(self, rows: np.ndarray) -> base.Batches:
     make = lambda indices, weights, lengths: windows_batch(self.train, indices, weights, lengths)
