@@ -11,7 +11,8 @@ the validation split is the full one), for N in 100, 500, 1,000, 5,000 and all, 
 
 Fine-tuning steps grow with N (30 epochs at most, at least 60 steps), so small N do not
 overfit for thousands of steps. One lm.sweep command runs it; results.md holds the table with
-95% CIs over seeds and bars.png the accuracies; `python -m lm.sweep ... --aggregate_only`
+95% CIs over seeds, against.png the learning curves (accuracy against N on a log axis, a line
+per way, 95% CI bars) and bars.png the accuracies; `python -m lm.sweep ... --aggregate_only`
 rebuilds them.
 
   (no arg) / imdb   IMDB (held-out 10% of train, imdb.py), whole reviews cut at 512 pieces
@@ -23,7 +24,7 @@ Commands (2-core CPU; the pretraining runs first):
   python -m lm.main --config=experiments/ablate_electra.py:pretrain_electra \\
       --workdir=runs/ablate_electra_electra
   python -m lm.sweep --config=experiments/ablate_low_resource.py --workdir=runs/low_resource_imdb \\
-      --seeds=3 --metric=eval/accuracy
+      --seeds=3 --metric=eval/accuracy --plot_against=data.train_examples
 Expected (2-core CPU): to be measured; the issue's aim at N = 500 on IMDB: pretrained >= 10
 points above scratch with non-overlapping 95% CIs; TF-IDF fits in seconds at every N.
 """
@@ -60,9 +61,10 @@ def sweep(arg: str | None = None) -> list[dict]:
               "train.eval_every": steps, "train.checkpoint_every": steps}
     label = f"n{size or 'all'}"
     variants += [
-        {"name": f"scratch_{label}", **common},
-        {"name": f"mlm_{label}", **common, "init_from": PRETRAINED[task]},
-        {"name": f"electra_{label}", **common, "init_from": ELECTRA},
-        {"name": f"tfidf_{label}", "data.train_examples": size, "model.architecture": "tfidf"},
+        {"name": f"scratch_{label}", "series": "scratch", **common},
+        {"name": f"mlm_{label}", "series": "mlm", **common, "init_from": PRETRAINED[task]},
+        {"name": f"electra_{label}", "series": "electra", **common, "init_from": ELECTRA},
+        {"name": f"tfidf_{label}", "series": "tfidf", "data.train_examples": size,
+         "model.architecture": "tfidf"},
     ]
   return variants

@@ -102,6 +102,7 @@ def test_variants_are_named_and_become_lm_main_commands(tmp_path):
     ('[{"train.steps": [1, 2]}]', "a value must be a bool, int, float or str"),
     ('[{"seed": 3}]', "seeds come from --seeds"),
     ('[{"name": "a/b"}]', "'name' must be a directory name"),
+    ('[{"series": 3}]', "'series' must be a str"),
     ('[{"name": "x"}, {"name": "x", "model.norm": "rmsnorm"}]', "2 variants named 'x'"),
     ('[{}][5]', "line 12: sweep() raised IndexError"),
 ])
@@ -310,6 +311,33 @@ def test_aggregation_statistics_tables_and_plots(tmp_path):
                plots.plot_bars(str(tmp_path), results, "eval/bpb")):
     with open(path, "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_against_draws_a_line_per_series_with_all_last(tmp_path):
+  """--plot_against: a learning curve per sweep() 'series' (others: one point per variant),
+  by the key's value with 0 ('all') last; a key no variant sets is named."""
+  variants = plan.load_variants(write_experiment(
+      tmp_path, '[{"name": f"{way}_n{n}", "series": way, "data.train_examples": n} '
+      'for n in (0, 500, 100) for way in ("scratch", "mlm")] + '
+      '[{"name": "lone", "data.train_examples": 1000}]'))
+  assert [v.series for v in variants] == ["scratch", "mlm"] * 3 + [""]
+  assert "series" not in variants[0].overrides
+  runs = plan.make_runs(variants, [0, 1], str(tmp_path), "exp.py")
+  accuracy = {}
+  for run in runs:
+    accuracy[run.name] = 0.5 + run.variant.overrides["data.train_examples"] / 1e4 + run.seed / 100
+    fake_finished_run(run, {"eval/accuracy": accuracy[run.name]}, losses=[1.0, 0.5])
+  results = report.summarize_variants(variants, [outcome.read_outcome(r) for r in runs])
+  lines = plots.against_lines(results, "eval/accuracy", "data.train_examples")
+  assert list(lines) == ["scratch", "mlm", "lone"]
+  assert [x for x, _ in lines["mlm"]] == [100.0, 500.0, 0.0]
+  assert [r.summaries["eval/accuracy"].mean for _, r in lines["scratch"]] == pytest.approx(
+      [0.515, 0.555, 0.505])
+  path = plots.plot_against(str(tmp_path), results, "eval/accuracy", "data.train_examples")
+  with open(path, "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  with pytest.raises(UserError, match="--plot_against=train.steps: no variant"):
+    plots.against_lines(results, "eval/accuracy", "train.steps")
 
 
 def test_plot_run_curves_draws_each_run_with_metrics(tmp_path):

@@ -7,6 +7,6 @@
   outcome.py   what a finished run left: final metrics, loss curves, parameters, training FLOPs
   stats.py     mean, standard deviation and Student-t 95% confidence interval over seeds
   report.py    DIR/results.md, results.csv and runs.csv
-  plots.py     DIR/curves.png and bars.png
+  plots.py     DIR/curves.png, bars.png, scaling.png and against.png
   scaling.py   fit_power_law(compute, loss) for scaling ablations
 """

@@ -12,7 +12,8 @@ K folds of k-fold cross-validation (DIR/<variant>/seed<k>/fold<i>, config.data.f
 the tables state mean, spread and CI over folds and seeds. Finished runs are skipped, so
 the same command resumes an interrupted sweep. Then DIR/results.md, results.csv, runs.csv,
 curves.png and bars.png are written from every finished run (with --scaling, for sweeps over
-model sizes, also a power law of the metric against training compute and scaling.png).
+model sizes, also a power law of the metric against training compute and scaling.png; with
+--plot_against=KEY, the metric against a config key's value, a line per series, against.png).
 --launcher=print prints the commands instead (one per line, for a cluster or TPU VMs);
 --aggregate_only then builds the tables from their workdirs. Exit status: 0, 1 if a run
 failed, 2 for a user mistake, 130 when stopped by a signal.
@@ -52,6 +53,10 @@ _DIRECTION = flags.DEFINE_string("direction", "", "Search: minimize or maximize 
                                  "minimize losses, perplexity and bpb, maximize the rest.")
 _STORAGE = flags.DEFINE_string("storage", "", "Search: the Optuna storage URL the workers share "
                                "(e.g. postgresql://user:pass@host/db); '': DIR/study.db.")
+_PLOT_AGAINST = flags.DEFINE_string("plot_against", "", "A config key with a number per variant "
+                                    "(e.g. data.train_examples): also plot --metric against "
+                                    "it in DIR/against.png, a line per sweep() 'series' (a "
+                                    "learning curve).")
 _SCALING = flags.DEFINE_boolean("scaling", False,
                                 "Also fit metric = a C^-b to the runs' training FLOPs C: the fit "
                                 "in results.md, the plot in scaling.png.")
@@ -152,6 +157,8 @@ def _aggregate(variants, seeds, runs, failed) -> None:
   report.write_runs_csv(directory, outcomes, metric)
   plots.plot_curves(directory, results)
   plots.plot_bars(directory, results, metric)
+  if _PLOT_AGAINST.value:
+    plots.plot_against(directory, results, metric, _PLOT_AGAINST.value)
   if _SCALING.value:
     _fit_scaling(directory, table, results, metric)
   with open(table, encoding="utf-8") as f:

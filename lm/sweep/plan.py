@@ -2,7 +2,9 @@
 
 `sweep(ARG)` (or `sweep()` without `:ARG`, as get_config) returns a list of dicts of dotted
 config overrides, e.g. [{"name": "rmsnorm", "model.norm": "rmsnorm"}, {}], the optional
-"name" naming the variant's directory (else derived from the overrides; {} is "baseline").
+"name" naming the variant's directory (else derived from the overrides; {} is "baseline") and
+the optional "series" the line it belongs to in `lm.sweep --plot_against=KEY`'s plot (e.g.
+"pretrained" for every variant of a learning curve that fine-tunes a pretrained model).
 Every variant is checked before anything runs: its keys exist, its values have the keys'
 types and the resulting config passes lm.config_checks.
 """
@@ -21,6 +23,7 @@ from lm import config_checks, config_file
 from lm.errors import UserError
 
 NAME_KEY = "name"
+SERIES_KEY = "series"
 _SAFE_NAME = re.compile(r"^[\w.,=+-]+$")
 _VALUE_TYPES = (bool, int, float, str)
 
@@ -31,6 +34,7 @@ class Variant:
   overrides: dict[str, Any]  # Dotted config key -> value, in the order sweep() gave them.
   # The sweep command's own --config.KEY=VALUE overrides, the same for every variant.
   common: dict[str, Any] = dataclasses.field(default_factory=dict)
+  series: str = ""  # Its line in the --plot_against plot ('' = the variant's name).
 
   def describe(self) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in self.overrides.items()) or "(the config as is)"
@@ -98,7 +102,7 @@ def load_variants(config_arg: str, common: dict[str, str] | None = None) -> list
     variant = _check_variant(base, {**common, **v}, i, path)
     own = {k: val for k, val in variant.overrides.items() if k not in common}
     name = variant.name if NAME_KEY in v else derived_name(own)
-    checked.append(Variant(name, own, common))
+    checked.append(Variant(name, own, common, variant.series))
   names = [v.name for v in checked]
   for name in names:
     if names.count(name) > 1:
@@ -121,7 +125,10 @@ def typed_overrides(config_arg: str, overrides: dict[str, str],
 def _check_variant(base: ml_collections.ConfigDict, overrides: dict, index: int,
                    path: str) -> Variant:
   name = overrides.pop(NAME_KEY, None)
+  series = overrides.pop(SERIES_KEY, "")
   where = f"--config={path}: sweep() variant {index + 1}" + (f" ({name!r})" if name else "")
+  if not isinstance(series, str):
+    raise UserError(f"{where}: {SERIES_KEY!r} must be a str (a line's label), got {series!r}")
   if name is not None and not (isinstance(name, str) and _SAFE_NAME.match(name)):
     raise UserError(f"{where}: {NAME_KEY!r} must be a directory name of letters, digits and "
                     f". , = + - _ ; got {name!r}")
@@ -141,7 +148,7 @@ def _check_variant(base: ml_collections.ConfigDict, overrides: dict, index: int,
     config_checks.validate_config(config)
   except UserError as e:
     raise UserError(f"{where}: {e}") from None
-  return Variant(name or derived_name(overrides), overrides)
+  return Variant(name or derived_name(overrides), overrides, series=series)
 
 
 def set_key(config: ml_collections.ConfigDict, key: str, value: Any, where: str) -> None:

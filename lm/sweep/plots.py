@@ -1,6 +1,8 @@
 """The sweep's figures: DIR/curves.png (loss against step per run), DIR/bars.png (the headline
-metric per variant, with 95% confidence intervals over seeds) and, for scaling sweeps,
-DIR/scaling.png (the headline metric against training compute, with a fitted power law)."""
+metric per variant, with 95% confidence intervals over seeds), for scaling sweeps
+DIR/scaling.png (the headline metric against training compute, with a fitted power law), and
+with --plot_against DIR/against.png (the headline metric against a config key's value, a line
+per series: a learning curve)."""
 
 import math
 import os
@@ -13,11 +15,13 @@ from matplotlib import ticker  # pylint: disable=g-import-not-at-top,wrong-impor
 
 import numpy as np
 
+from lm.errors import UserError
 from lm.sweep.outcome import CURVES, read_curves
 from lm.sweep.report import VariantResult
 from lm.sweep.scaling import PowerLaw
 
-CURVES_PNG, BARS_PNG, SCALING_PNG = "curves.png", "bars.png", "scaling.png"
+CURVES_PNG, BARS_PNG, SCALING_PNG, AGAINST_PNG = ("curves.png", "bars.png", "scaling.png",
+                                                  "against.png")
 
 
 def plot_curves(directory: str, results: list[VariantResult]) -> str:
@@ -113,3 +117,60 @@ def plot_scaling(directory: str, results: list[VariantResult], metric: str,
 
 def _values(result: VariantResult, metric: str) -> list[float]:
   return [o.metrics[metric] for o in result.outcomes if metric in o.metrics]
+
+
+def against_lines(results: list[VariantResult], metric: str,
+                  key: str) -> dict[str, list[tuple[float, VariantResult]]]:
+  """The points of plot_against: series (plan.SERIES_KEY, else the variant's name) -> (the
+  variant's value of config `key`, its result), by value with 0 ('all') last; variants that
+  do not set `key` to a number, or without `metric`, are left out."""
+  lines: dict[str, list[tuple[float, VariantResult]]] = {}
+  for result in results:
+    value = result.variant.overrides.get(key, result.variant.common.get(key))
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+        metric in result.summaries):
+      lines.setdefault(result.variant.series or result.variant.name, []).append(
+          (float(value), result))
+  for line in lines.values():
+    line.sort(key=lambda point: (point[0] == 0, point[0]))
+  if not lines:
+    raise UserError(f"--plot_against={key}: no variant with a finished {metric} sets it to a "
+                    f"number (in sweep() or as --config.{key})")
+  return lines
+
+
+def plot_against(directory: str, results: list[VariantResult], metric: str, key: str) -> str:
+  """The mean of `metric` against each variant's value of the config `key`, a line per series
+  (against_lines) with 95% CI error bars and a dot per seed. A log x axis when the values are
+  positive and span a decade or more; the value 0 ('all', as config.data.train_examples reads
+  it) is drawn past the largest, labelled 'all'."""
+  lines = against_lines(results, metric, key)
+  positive = sorted({x for line in lines.values() for x, _ in line if x > 0})
+  log = bool(positive) and positive[-1] >= 10 * positive[0]
+  has_all = any(x == 0 for line in lines.values() for x, _ in line)
+  all_at = (positive[-1] * (3 if log else 1.2) if positive else 1.0) if has_all else None
+  figure, axis = plt.subplots(figsize=(7, 4.5))
+  colours = plt.get_cmap("tab10")
+  for index, (label, line) in enumerate(lines.items()):
+    xs = [all_at if x == 0 else x for x, _ in line]
+    summaries = [r.summaries[metric] for _, r in line]
+    errors = [0.0 if math.isnan(s.ci95) else s.ci95 for s in summaries]
+    colour = colours(index % 10)
+    axis.errorbar(xs, [s.mean for s in summaries], yerr=errors, color=colour, marker="o",
+                  capsize=4, label=label)
+    for x, (_, result) in zip(xs, line):
+      seeds = _values(result, metric)
+      axis.plot([x] * len(seeds), seeds, ".", color=colour, alpha=0.4, markersize=4)
+  if log:
+    axis.set_xscale("log")
+  axis.set_xticks(positive + ([all_at] if has_all else []),
+                  [f"{x:g}" for x in positive] + (["all"] if has_all else []))
+  axis.xaxis.set_minor_locator(ticker.NullLocator())
+  axis.set(xlabel=key, ylabel=metric, title=f"{metric} against {key}: mean over seeds, 95% CI")
+  axis.grid(alpha=0.3)
+  axis.legend(fontsize="small")
+  figure.tight_layout()
+  path = os.path.join(directory, AGAINST_PNG)
+  figure.savefig(path, dpi=120)
+  plt.close(figure)
+  return path
