@@ -54,10 +54,7 @@ def _draw_curves(path: str, lines: list[tuple[str | None, int, dict]]) -> str:
     panel.grid(alpha=0.3)
   if axes[0][0].get_legend_handles_labels()[0]:  # An evaluation-only run has no train curve.
     axes[0][0].legend(fontsize="small")
-  figure.tight_layout()
-  figure.savefig(path, dpi=120)
-  plt.close(figure)
-  return path
+  return _save(figure, path)
 
 
 def plot_bars(directory: str, results: list[VariantResult], metric: str) -> str:
@@ -80,11 +77,7 @@ def plot_bars(directory: str, results: list[VariantResult], metric: str) -> str:
     margin = 0.1 * (high - low) or 0.05 * abs(high) or 1.0
     axis.set_ylim(low - margin, high + margin)
   axis.grid(axis="y", alpha=0.3)
-  figure.tight_layout()
-  path = os.path.join(directory, BARS_PNG)
-  figure.savefig(path, dpi=120)
-  plt.close(figure)
-  return path
+  return _save(figure, os.path.join(directory, BARS_PNG))
 
 
 def plot_scaling(directory: str, results: list[VariantResult], metric: str,
@@ -108,8 +101,12 @@ def plot_scaling(directory: str, results: list[VariantResult], metric: str,
   axis.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%.3g"))
   axis.grid(alpha=0.3, which="both")
   axis.legend(fontsize="small")
+  return _save(figure, os.path.join(directory, SCALING_PNG))
+
+
+def _save(figure, path: str) -> str:
+  """Writes `figure` (laid out) to the PNG `path` and closes it; returns `path`."""
   figure.tight_layout()
-  path = os.path.join(directory, SCALING_PNG)
   figure.savefig(path, dpi=120)
   plt.close(figure)
   return path
@@ -169,8 +166,4 @@ def plot_against(directory: str, results: list[VariantResult], metric: str, key:
   axis.set(xlabel=key, ylabel=metric, title=f"{metric} against {key}: mean over seeds, 95% CI")
   axis.grid(alpha=0.3)
   axis.legend(fontsize="small")
-  figure.tight_layout()
-  path = os.path.join(directory, AGAINST_PNG)
-  figure.savefig(path, dpi=120)
-  plt.close(figure)
-  return path
+  return _save(figure, os.path.join(directory, AGAINST_PNG))
