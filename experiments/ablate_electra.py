@@ -3,7 +3,8 @@
 The same backbone (sst2.py's encoder: 2 layers, width 128, 8k SentencePiece pieces) is
 pretrained on the same text (IMDB `unsup` + SST-2 train, as sst2.py:pretrain) twice:
 
-  pretrain_mlm       masked LM, sst2.py's recipe (1,600 steps of 128 x 128 tokens)
+  pretrain_mlm       masked LM, sst2.py's recipe (1,600 steps of 128 x 128 tokens): the same
+                     run as sst2.py:pretrain, so runs/sst2_pretrain serves as it
   pretrain_electra   ELECTRA (config.task.kind='electra'): a generator of 1/3 of the layers
                      (here 1 of 2, rounded: the same width, shared embeddings), 15% of the
                      tokens masked, all by [MASK]; discriminator loss x50. Fewer steps, so that
@@ -12,13 +13,13 @@ pretrained on the same text (IMDB `unsup` + SST-2 train, as sst2.py:pretrain) tw
                      ELECTRA gets 1,600 / 1.5 = 1,067 steps. Wall-clock equality is checked
                      by the runs' logged times (record both in BENCHMARKS.md).
   (no arg) / imdb    the fine-tuning of sst2.py (or imdb.py) whose sweep() is {mlm, electra}:
-                     each from its pretraining run (runs/ablate_electra_mlm,
+                     each from its pretraining run (runs/sst2_pretrain,
                      runs/ablate_electra_electra; for imdb the windows are the pretraining's)
   smoke              seconds
 
 Commands (2-core CPU):
   python -m lm.main --config=experiments/ablate_electra.py:pretrain_mlm \\
-      --workdir=runs/ablate_electra_mlm
+      --workdir=runs/sst2_pretrain  # = sst2.py:pretrain; skip it if that run exists
   python -m lm.main --config=experiments/ablate_electra.py:pretrain_electra \\
       --workdir=runs/ablate_electra_electra
   python -m lm.sweep --config=experiments/ablate_electra.py --workdir=runs/ablate_electra_sst2 \\
@@ -32,7 +33,7 @@ fine-tuning ~4 min per run, IMDB ~28). The issue's aim: ELECTRA >= MLM + 1 point
 from experiments import imdb, sst2
 from lm.experiment_args import parse_args
 
-MLM_WORKDIR = "runs/ablate_electra_mlm"
+MLM_WORKDIR = "runs/sst2_pretrain"  # sst2.py:pretrain's run, the same recipe.
 ELECTRA_WORKDIR = "runs/ablate_electra_electra"
 # ELECTRA's step / MLM's step in training FLOPs with a generator of half the layers.
 STEP_COST = 1.5
