@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from lm import config_file
@@ -129,6 +130,16 @@ def test_trial_value_is_the_mean_over_folds(tmp_path):
   search.run_search(study, trials, 1)
   assert study.best_value == pytest.approx(-2 + 0.1 * (0 + 1 + 2) / 3)  # Batch 4: -2.
   assert sorted(os.path.basename(c) for c in calls(tmp_path)) == ["fold0", "fold1", "fold2"]
+  # search.md states the spread over the folds (a hand computation with scipy's t).
+  from scipy import stats as scipy_stats  # pylint: disable=g-import-not-at-top
+  values = np.array([-2 + 0.1 * fold for fold in range(3)])
+  low, high = scipy_stats.t.interval(0.95, df=2, loc=values.mean(), scale=scipy_stats.sem(values))
+  table = search_report.write_all(workdir, study, "eval/accuracy", "python -m lm.sweep ...",
+                                  experiment)
+  spread = (f"({values.mean():.4f} ± {np.std(values, ddof=1):.4f} [±{(high - low) / 2:.4f}] "
+            f"over 3 runs)")
+  assert f"**Best: trial 0, eval/accuracy = {values.mean():.4f}** {spread}" in open(
+      table, encoding="utf-8").read()
 
 
 DRIVER = '''

@@ -222,7 +222,7 @@ class Trials:
       if process.returncode != 0:
         raise RuntimeError(f"{run.name} failed (exit {process.returncode}): "
                            f"{runner.last_error(run.log_path)}")
-    final = _read_json(os.path.join(run.workdir, metrics_log.FINAL_FILE)).get("metrics", {})
+    final = metrics_log.read_final(run.workdir)
     if self.metric not in final:
       raise UserError(f"--metric={self.metric}: {run.workdir} reports "
                       f"{', '.join(sorted(final)) or 'nothing'}")
@@ -275,11 +275,3 @@ def run_search(study, trials: Trials, num_trials: int) -> None:
   except KeyboardInterrupt:
     trials.stopping.set()
     raise
-
-
-def _read_json(path: str) -> dict:
-  try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return {}

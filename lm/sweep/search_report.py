@@ -8,6 +8,8 @@ from typing import Any
 
 from lm.data import atomic
 from lm.errors import UserError
+from lm.sweep import stats
+from lm.training import metrics_log
 
 MARKDOWN, PLOT, BEST_CONFIG = "search.md", "search.png", "best_config.py"
 
@@ -45,17 +47,19 @@ def write_markdown(directory: str, study, metric: str, command: str, best) -> st
       f"{len(study.trials)} trials ({_states(study)}); {study.direction.name.lower()} "
       f"{metric}, the mean over each trial's runs (seeds, folds). Sampler: "
       f"{type(study.sampler).__name__}; pruner: {type(study.pruner).__name__}.", "",
-      f"**Best: trial {best.number}, {metric} = {best.value:.4f}**: " +
+      f"**Best: trial {best.number}, {metric} = {best.value:.4f}**{_spread(best, metric)}: " +
       ", ".join(f"`{k}={_show(v)}`" for k, v in sorted(best.params.items())) + " "
       f"(`{BEST_CONFIG}` holds it).", "",
-      "| trial | state | " + metric + " | " + " | ".join(keys) + " | minutes | runs |",
-      "|" + "---|" * (5 + len(keys)),
+      f"Spread: mean ± standard deviation [95% CI half-width, Student's t] of {metric} over a "
+      f"trial's finished runs (its folds and seeds), where it has two or more.", "",
+      "| trial | state | " + metric + " | spread | " + " | ".join(keys) + " | minutes | runs |",
+      "|" + "---|" * (6 + len(keys)),
   ]
   for t in study.trials:
     value = "" if t.value is None else f"{t.value:.4f}"
     minutes = (f"{(t.datetime_complete - t.datetime_start).total_seconds() / 60:.1f}"
                if t.datetime_complete and t.datetime_start else "")
-    cells = [str(t.number), t.state.name.lower(), value] + [
+    cells = [str(t.number), t.state.name.lower(), value, _spread(t, metric).strip()] + [
         _show(t.params[k]) if k in t.params else "" for k in keys
     ] + [minutes, " ".join(os.path.relpath(w, directory) for w in t.user_attrs.get("workdirs", []))]
     lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
@@ -66,6 +70,21 @@ def write_markdown(directory: str, study, metric: str, command: str, best) -> st
   path = os.path.join(directory, MARKDOWN)
   atomic.atomic_write_text(path, "\n".join(lines) + "\n")
   return path
+
+
+def _spread(trial, metric: str) -> str:
+  """' (mean ± std [±CI] over N runs)' of `metric` over the trial's finished runs; '' for fewer
+  than two."""
+  values = []
+  for workdir in trial.user_attrs.get("workdirs", []):
+    value = metrics_log.read_final(workdir).get(metric)
+    if isinstance(value, (int, float)):
+      values.append(float(value))
+  if len(values) < 2:
+    return ""
+  summary = stats.summarize(values)
+  return (f" ({summary.mean:.4f} ± {summary.std:.4f} [±{summary.ci95:.4f}] over "
+          f"{summary.n} runs)")
 
 
 def write_best_config(directory: str, config_arg: str, params: dict[str, Any], value: float,

@@ -116,6 +116,15 @@ def write_final(workdir: str, step: int, metrics: dict[str, float]) -> None:
   atomic.atomic_write_text(os.path.join(workdir, FINAL_FILE), json.dumps(record, indent=2) + "\n")
 
 
+def read_final(workdir: str) -> dict[str, float]:
+  """The metrics of WORKDIR/final_metrics.json ({} when it is missing or unreadable)."""
+  try:
+    with open(os.path.join(workdir, FINAL_FILE), encoding="utf-8") as f:
+      return json.load(f).get("metrics", {})
+  except (OSError, ValueError, AttributeError):
+    return {}
+
+
 def _json_number(value: float) -> float | str:
   value = float(value)
   return value if math.isfinite(value) else str(value)
