@@ -25,8 +25,9 @@ Commands (2-core CPU; the pretraining first: sst2.py):
       --config.data.valid_source=${LM_DATA_DIR:-../shared/data}/sst2/dev.tsv
   python -m lm.main --config=experiments/search_sst2.py --workdir=runs/search_sst2_default_dev \\
       --config.data.valid_source=${LM_DATA_DIR:-../shared/data}/sst2/dev.tsv
-Expected (2-core CPU): to be measured (the issue's budget: the search within 90 minutes; report
-whether the chosen configuration beats the default on dev by more than the folds' CI).
+Expected (2-core CPU; experiments/results/search_sst2/): the search 36 min (12 trials complete,
+8 pruned); 5-fold accuracy of the best trial 81.89 +- 0.35 [95% CI +-0.43] against the default's
+76.15 +- 0.51 [+-0.63]; dev, once each: 78.67% (chosen) and 76.26% (default).
 """
 
 from experiments import sst2

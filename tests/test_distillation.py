@@ -1,6 +1,6 @@
-"""Knowledge distillation into a classifier, a tagger and an encoder–decoder: the KL and MSE losses against a float64
-reference (and plain cross-entropy at alpha = 1), teacher outputs computed once and reused by a
-resumed run, teachers with another tokenizer, and bad teachers."""
+"""Knowledge distillation into a classifier, a tagger and an encoder–decoder: the KL and MSE
+losses against a float64 reference (and plain cross-entropy at alpha = 1), teacher outputs
+computed once and reused by a resumed run, teachers with another tokenizer, and bad teachers."""
 
 import os
 import shutil

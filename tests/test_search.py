@@ -136,8 +136,7 @@ def test_trial_value_is_the_mean_over_folds(tmp_path):
   low, high = scipy_stats.t.interval(0.95, df=2, loc=values.mean(), scale=scipy_stats.sem(values))
   table = search_report.write_all(workdir, study, "eval/accuracy", "python -m lm.sweep ...",
                                   experiment)
-  spread = (f"({values.mean():.4f} ± {np.std(values, ddof=1):.4f} [±{(high - low) / 2:.4f}] "
-            f"over 3 runs)")
+  spread = f"± {np.std(values, ddof=1):.4f} [±{(high - low) / 2:.4f}] over 3 runs"
   assert f"**Best: trial 0, eval/accuracy = {values.mean():.4f}** {spread}" in open(
       table, encoding="utf-8").read()
 

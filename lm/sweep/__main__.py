@@ -125,7 +125,7 @@ def _search() -> int:
       print("Stopped: run the same command to go on (finished trials are kept)",
             file=sys.stderr)
       return 130
-  command = shlex.join(["python", "-m", "lm.sweep", *sys.argv[1:]])
+  command = _command()
   table = search_report.write_all(_WORKDIR.value, study, _METRIC.value, command, _CONFIG.value)
   with open(table, encoding="utf-8") as f:
     print(f.read())
@@ -149,7 +149,7 @@ def _aggregate(variants, seeds, runs, failed) -> None:
     reported = sorted({m for o in outcomes for m in o.metrics})
     raise UserError(f"--metric={metric}: no run reports it; they report {', '.join(reported)}")
   results = report.summarize_variants(variants, outcomes)
-  command = shlex.join(["python", "-m", "lm.sweep", *sys.argv[1:]])
+  command = _command()
   directory = _WORKDIR.value
   table = report.write_markdown(directory, results, metric, seeds, command, missing,
                                 folds=_FOLDS.value)
@@ -176,6 +176,14 @@ def _fit_scaling(directory, table, results, metric) -> None:
   law = scaling.fit_power_law(*zip(*points))
   report.append_power_law(table, law, metric, len(points))
   plots.plot_scaling(directory, results, metric, law)
+
+
+def _command() -> str:
+  """The command that ran the sweep, for its report: this one without --aggregate_only (which
+  only rebuilt the report)."""
+  args = [a for a in sys.argv[1:] if a.split("=")[0] not in ("--aggregate_only",
+                                                               "--noaggregate_only")]
+  return shlex.join(["python", "-m", "lm.sweep", *args])
 
 
 def _parse_flags(argv: list[str]) -> list[str]:

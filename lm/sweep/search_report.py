@@ -47,21 +47,23 @@ def write_markdown(directory: str, study, metric: str, command: str, best) -> st
       f"{len(study.trials)} trials ({_states(study)}); {study.direction.name.lower()} "
       f"{metric}, the mean over each trial's runs (seeds, folds). Sampler: "
       f"{type(study.sampler).__name__}; pruner: {type(study.pruner).__name__}.", "",
-      f"**Best: trial {best.number}, {metric} = {best.value:.4f}**{_spread(best, metric)}: " +
+      f"**Best: trial {best.number}, {metric} = {best.value:.4f}** "
+      f"{_spread_text(_spread(best, metric))}: " +
       ", ".join(f"`{k}={_show(v)}`" for k, v in sorted(best.params.items())) + " "
       f"(`{BEST_CONFIG}` holds it).", "",
-      f"Spread: mean ± standard deviation [95% CI half-width, Student's t] of {metric} over a "
-      f"trial's finished runs (its folds and seeds), where it has two or more.", "",
-      "| trial | state | " + metric + " | spread | " + " | ".join(keys) + " | minutes | runs |",
+      f"Spread: the standard deviation [95% CI half-width of the mean, Student's t] of "
+      f"{metric} over a trial's finished runs (its folds and seeds), where it has two or more.",
+      "",
+      f"| trial | state | {metric} | spread | " + " | ".join(keys) + " | minutes | directory |",
       "|" + "---|" * (6 + len(keys)),
   ]
   for t in study.trials:
     value = "" if t.value is None else f"{t.value:.4f}"
     minutes = (f"{(t.datetime_complete - t.datetime_start).total_seconds() / 60:.1f}"
                if t.datetime_complete and t.datetime_start else "")
-    cells = [str(t.number), t.state.name.lower(), value, _spread(t, metric).strip()] + [
+    cells = [str(t.number), t.state.name.lower(), value, _spread_text(_spread(t, metric))] + [
         _show(t.params[k]) if k in t.params else "" for k in keys
-    ] + [minutes, " ".join(os.path.relpath(w, directory) for w in t.user_attrs.get("workdirs", []))]
+    ] + [minutes, _trial_directory(t, directory)]
     lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
   found = importances(study)
   lines += ["", "Parameter importance (Optuna's fANOVA over the finished trials):", ""]
@@ -72,19 +74,25 @@ def write_markdown(directory: str, study, metric: str, command: str, best) -> st
   return path
 
 
-def _spread(trial, metric: str) -> str:
-  """' (mean ± std [±CI] over N runs)' of `metric` over the trial's finished runs; '' for fewer
-  than two."""
+def _trial_directory(trial, directory: str) -> str:
+  """trials/<digest>: the directory of the trial's runs (seed<k>/fold<i> below it)."""
+  workdirs = trial.user_attrs.get("workdirs", [])
+  return "/".join(os.path.relpath(workdirs[0], directory).split(os.sep)[:2]) if workdirs else ""
+
+
+def _spread(trial, metric: str) -> stats.Summary | None:
+  """`metric` over the trial's finished runs (folds, seeds); None for fewer than two."""
   values = []
   for workdir in trial.user_attrs.get("workdirs", []):
     value = metrics_log.read_final(workdir).get(metric)
     if isinstance(value, (int, float)):
       values.append(float(value))
-  if len(values) < 2:
-    return ""
-  summary = stats.summarize(values)
-  return (f" ({summary.mean:.4f} ± {summary.std:.4f} [±{summary.ci95:.4f}] over "
-          f"{summary.n} runs)")
+  return stats.summarize(values) if len(values) > 1 else None
+
+
+def _spread_text(summary: stats.Summary | None) -> str:
+  return "" if summary is None else (f"± {summary.std:.4f} [±{summary.ci95:.4f}] over "
+                                     f"{summary.n} runs")
 
 
 def write_best_config(directory: str, config_arg: str, params: dict[str, Any], value: float,
@@ -117,6 +125,7 @@ def plot(directory: str, study, metric: str) -> str:
   import optuna  # pylint: disable=g-import-not-at-top
   from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  from matplotlib.ticker import NullFormatter  # pylint: disable=g-import-not-at-top
   done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
   keys = sorted({k for t in done for k in t.params})
   figure = Figure(figsize=(4.2 * (1 + len(keys)), 3.6), dpi=100)
@@ -135,6 +144,7 @@ def plot(directory: str, study, metric: str) -> str:
       ax.plot([x for x, _ in points], [y for _, y in points], "o")
       if all(x > 0 for x, _ in points) and _log_scaled(study, key):
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^-4, 3x10^-4 ... overlap.
     else:
       labels = sorted({str(x) for x, _ in points})
       ax.plot([labels.index(str(x)) for x, _ in points], [y for _, y in points], "o")
