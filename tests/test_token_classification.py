@@ -79,6 +79,7 @@ def test_loss_gradient_is_zero_off_first_pieces_and_padding():
                               causal=False)
   batch = tc.windows_batch(windows, np.arange(3), np.ones(3), (16, 32))
   task = tc.TokenClassificationTask.__new__(tc.TokenClassificationTask)
+  task.config = wnut17.get_config("scratch,smoke")  # loss_fn reads config.distill.
   logits = jax.random.normal(jax.random.key(0), batch["inputs"].shape + (3,))
 
   def total(logits):  # As steps.train_step weighs the per-item loss.
