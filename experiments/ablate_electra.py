@@ -26,8 +26,10 @@ Commands (2-core CPU):
       --seeds=3 --metric=eval/accuracy
   python -m lm.sweep --config=experiments/ablate_electra.py:imdb \\
       --workdir=runs/ablate_electra_imdb --seeds=3 --metric=eval/accuracy
-Expected (2-core CPU): to be measured (each pretraining ~28 min as sst2.py:pretrain; SST-2
-fine-tuning ~4 min per run, IMDB ~28). The issue's aim: ELECTRA >= MLM + 1 point on both.
+Expected (2-core CPU; experiments/results/electra_sst2/): pretraining ~28 min (MLM) and 30.7 min
+(ELECTRA); SST-2, 11 min for the 6 fine-tunings two at a time: held-out accuracy MLM 86.45 +-
+0.25, ELECTRA 87.24 +- 0.38; dev 80.92 +- 0.43 and 81.31 +- 0.23 (%, 3 seeds; the issue's aim,
+ELECTRA >= MLM + 1 point, not reached). IMDB: to be measured (~28 min per fine-tuning).
 """
 
 from experiments import imdb, sst2
