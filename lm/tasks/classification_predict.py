@@ -31,7 +31,8 @@ def predict_file(workdir: str,
   (`'error'`). With `label_column`, returns (and writes beside the output) the metrics against
   those labels, else {}. A classifier of sentence pairs reads the second text from
   `text_pair_column` ('' = the column it trained on, config.data.text_pair_field)."""
-  from lm.data import atomic, labels as label_files, reader, text_files  # pylint: disable=g-import-not-at-top  # Heavy imports after flag checks.
+  # Heavy imports after the flag checks.
+  from lm.data import atomic, labels as label_files, reader, text_files  # pylint: disable=g-import-not-at-top
   from lm.tasks import supervised  # pylint: disable=g-import-not-at-top
   from lm.training import checkpoints  # pylint: disable=g-import-not-at-top
 

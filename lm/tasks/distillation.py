@@ -28,6 +28,7 @@ config.distill.loss do not apply.
 
 import hashlib
 import os
+import time
 from typing import Any, Callable, Iterable, Sequence
 
 import jax
@@ -97,15 +98,23 @@ def _cached(config: Any, workdir: str, kind: str, label_set: labels.LabelSet | N
   teacher = config.distill.teacher
   saved = _check_teacher(teacher, kind, label_set)
   step = _checkpoint_step(teacher, config.distill.teacher_checkpoint)
+  items = list(items)
   key = _fingerprint(os.path.abspath(teacher), step, items)
   path = os.path.join(workdir, OUTPUTS_FILE)
   if os.path.exists(path):
     with np.load(path) as cached:
       if str(cached["fingerprint"]) == key:
+        print(f"Distillation: the teacher's outputs of {len(items):,} training items from "
+              f"{path}", flush=True)
         return cached["logits"]
+  print(f"Distillation: running the teacher {teacher} (step {step}) over {len(items):,} "
+        f"training items, once ...", flush=True)
+  start = time.perf_counter()
   outputs = compute(teacher, step, saved)
   with atomic.atomic_writer(path) as f:
     np.savez(f, logits=outputs, fingerprint=np.array(key))
+  print(f"Distillation: the teacher's pass took {time.perf_counter() - start:.0f} s; cached in "
+        f"{path}", flush=True)
   return outputs
 
 
@@ -145,7 +154,7 @@ def taught(distill: Any, logits: jax.Array, batch: dict, hard_loss: jax.Array) -
                            temperature=distill.temperature, loss=distill.loss)
 
 
-def _check_teacher(teacher: str, kind: str, label_set: labels.LabelSet) -> dict:
+def _check_teacher(teacher: str, kind: str, label_set: labels.LabelSet | None) -> dict:
   """The teacher's saved config; UserError unless it is a `kind` run (with a model) with the
   student's labels (`label_set`; None: a task without labels)."""
   saved = checkpoints.load_config(teacher)

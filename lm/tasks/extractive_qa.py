@@ -152,7 +152,9 @@ def metric_style(task_cfg: Any, contexts: list[str]) -> str:
 
 
 def window_options(task_cfg: Any) -> dict[str, Any]:
-  return dict(doc_stride=task_cfg["doc_stride"], max_question_tokens=task_cfg["max_question_tokens"],
+  """lm.data.qa_examples' windowing options from config.task."""
+  return dict(doc_stride=task_cfg["doc_stride"],
+              max_question_tokens=task_cfg["max_question_tokens"],
               question_match=task_cfg.get("question_match", False))
 
 

@@ -164,13 +164,14 @@ class Seq2SeqTask(EncoderDecoderTask):
 
   @classmethod
   def generate(cls, config: dict, model_config: Any, params: Any, tokenizer: Any,
-               prompts: list[str], **options: Any) -> list[str]:
-    """`lm.generate`: the output text of every source; options as there (beam_size,
-    length_penalty, max_new_tokens, temperature, top_k, top_p, seed)."""
+               prompts: list[str], batch_size: int | None = None, **options: Any) -> list[str]:
+    """`lm.generate`: the output text of every source, `batch_size` at a time (default: all);
+    options as there (beam_size, length_penalty, max_new_tokens, temperature, top_k, top_p,
+    seed)."""
     ids = [np.array(cls.generation_ids(config, tokenizer, p), np.int32) for p in prompts]
     return decode_sources(make_model(model_config), params, tokenizer, ids,
                           start_id=decoder_start_id(config["task"], tokenizer),
-                          batch_size=len(ids),
+                          batch_size=batch_size or len(ids),
                           bucket_lengths=buckets.bucket_lengths(model_config.max_len),
                           rng=jax.random.PRNGKey(options.pop("seed")),
                           **options)
@@ -471,15 +472,11 @@ def teacher_outputs(workdir: str, checkpoint: str, sources: list[str],
   config = checkpoints.load_config(workdir)
   model_cfg, params, tokenizer = checkpoints.load_for_inference(workdir, checkpoint)
   task_cfg = config["task"]
-  ids = [np.array(Seq2SeqTask.generation_ids(config, tokenizer, source), np.int32)
-         for source in sources]
-  return decode_sources(make_model(model_cfg), params, tokenizer, ids,
-                        start_id=decoder_start_id(task_cfg, tokenizer),
-                        batch_size=batch_size,
-                        bucket_lengths=buckets.bucket_lengths(model_cfg.max_len),
-                        max_new_tokens=task_cfg["max_new_tokens"] or model_cfg.max_len,
-                        beam_size=task_cfg["beam_size"],
-                        length_penalty=task_cfg["length_penalty"])
+  return Seq2SeqTask.generate(config, model_cfg, params, tokenizer, sources, batch_size,
+                              max_new_tokens=task_cfg["max_new_tokens"] or model_cfg.max_len,
+                              beam_size=task_cfg["beam_size"],
+                              length_penalty=task_cfg["length_penalty"],
+                              seed=0)
 
 
 def _source_ids(tokenizer, task_cfg: Any, text: str, max_len: int) -> tuple[list[int], bool]:

@@ -24,9 +24,10 @@ def read_splits(config: Any, fields: dict[str, str], blank: str = "error",
   """Training and validation records: fold config.data.fold of config.data.folds of the
   training records (cross-validation, `splits.fold_split`), config.data.valid_source, the TFDS
   valid_split, or a held-out valid_fraction of the training records (then
-  config.data.train_examples of the rest, `splits.first_examples`); a record with a blank field is an error, or
-  kept (`blank='keep'`, for a task that skips and counts them); with `keep_columns`, each
-  record's columns / JSON keys as read too (values that are not text: chat messages)."""
+  config.data.train_examples of the rest, `splits.first_examples`); a record with a blank
+  field is an error, or kept (`blank='keep'`, for a task that skips and counts them); with
+  `keep_columns`, each record's columns / JSON keys as read too (values that are not text:
+  chat messages)."""
   data_cfg = config.data
   read = dict(fields=fields,
               keep_columns=keep_columns,
