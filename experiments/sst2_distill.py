@@ -36,19 +36,32 @@ from experiments import sst2
 from lm.experiment_args import parse_args
 
 TEACHER = "runs/sst2_minilm"
+# In-domain text for the transfer set: 100,000 sentences of IMDB's unlabelled reviews.
+IMDB_TRANSFER = {"transfer": sst2.IMDB_UNSUP, "transfer_unit": "sentence",
+                 "transfer_examples": 100_000}
+# The teacher's outputs over each transfer set, computed once for every seed and variant.
+CACHE_DIR = "runs/sst2_distill_cache"
 
 
 def get_config(arg: str | None = None):
-  args = parse_args(arg, allowed=("no_augment", "no_distill", "smoke"))
+  args = parse_args(arg, allowed=("imdb", "no_augment", "no_distill", "random_embeddings",
+                                      "smoke"))
   config = sst2.get_config("no_pretrain" + (",smoke" if "smoke" in args else ""))
   if "smoke" in args:
     return config
   config.train.update(steps=6000, batch_size=64, learning_rate=1e-3, warmup_steps=300,
                       early_stopping_patience=0)
-  if "no_distill" not in args:
-    config.distill.update(teacher=TEACHER, alpha=0.1, temperature=2.0)
-    if "no_augment" not in args:
-      config.augment.update(rate=0.1, copies=4, operations="mask,replace,ngram")
+  config.distill.update(teacher=TEACHER, alpha=0.1, temperature=2.0, cache_dir=CACHE_DIR)
+  if "random_embeddings" not in args:
+    config.distill.embeddings = "teacher"
+  if "no_distill" in args:
+    if "random_embeddings" in args:
+      config.distill.teacher = ""
+    config.distill.alpha = 1.0  # Labels only: the teacher gives its embeddings, not its outputs.
+  elif "no_augment" not in args:
+    config.augment.update(rate=0.1, copies=4, operations="mask,replace,ngram", seed=0)
+    if "imdb" in args:
+      config.distill.update(IMDB_TRANSFER)
   return config
 
 
@@ -57,5 +70,6 @@ def sweep(arg: str | None = None) -> list[dict]:
   return [
       {"name": "distill_augment"},
       {"name": "distill", "augment.copies": 0},
-      {"name": "labels_only", "distill.teacher": "", "augment.copies": 0},
+      {"name": "labels_only", "distill.alpha": 1.0, "augment.copies": 0},
+      {"name": "distill_augment_imdb", **{f"distill.{k}": v for k, v in IMDB_TRANSFER.items()}},
   ]

@@ -20,8 +20,9 @@ from lm.data.sentencepiece_tokenizer import MODEL_TYPES
 from lm.errors import UserError
 from lm.models import config as model_config
 from lm.models import tfidf
-from lm.tasks import registry, supervised
-from lm.training import checkpoints, init_from, optimizer, partitioning, trainable
+from lm.tasks import registry, supervised, transfer_set
+from lm.training import (checkpoints, init_from, optimizer, partitioning, student_embeddings,
+                         trainable)
 
 # Sections whose keys are free-form (any logical axis name), with values of this type.
 _OPEN_SECTIONS = {"mesh.rules": str}
@@ -143,8 +144,12 @@ def _rules(values: dict) -> list[Rule]:
       _between("distill.alpha", 0, 1, "[]"),
       ("distill.temperature", lambda v: v > 0, "must be > 0"),
       _one_of("distill.loss", ("kl", "mse")),
+      _one_of("distill.embeddings", student_embeddings.MODES),
+      _one_of("distill.transfer_unit", transfer_set.UNITS),
+      _at_least("distill.transfer_examples", 0),
       _between("augment.rate", 0, 1),
       _at_least("augment.copies", 0),
+      _at_least("augment.seed", -1),
       _some_of("augment.operations", augment.OPERATIONS),
       ("data.source", lambda v: bool(v.strip()), "must name files, globs or 'tfds:NAME'"),
       _between("data.valid_fraction", 0, 1),
@@ -265,6 +270,23 @@ def _check_cross_fields(values: dict) -> None:
     raise UserError(f"config.distill.teacher={values['distill']['teacher']!r}: distillation "
                     f"trains classification, token_classification and seq2seq students, not "
                     f"config.task.kind={values['task']['kind']!r}; set config.distill.teacher=''")
+  transfer = values["distill"]["transfer"]
+  if transfer and not (values["distill"]["teacher"] and task.distills_unlabelled):
+    raise UserError(f"config.distill.transfer={transfer!r}: unlabelled texts are labelled by "
+                    f"config.distill.teacher for a classification student (config.task.kind="
+                    f"{values['task']['kind']!r}, teacher {values['distill']['teacher']!r}); "
+                    f"set config.distill.transfer=''")
+  if transfer and values["data"]["text_pair_field"]:
+    raise UserError(f"config.distill.transfer={transfer!r}: the transfer texts are single "
+                    f"texts, the student classifies pairs (config.data.text_pair_field="
+                    f"{values['data']['text_pair_field']!r}); set config.distill.transfer=''")
+  embeddings = values["distill"]["embeddings"]
+  if embeddings and not values["distill"]["teacher"]:
+    raise UserError(f"config.distill.embeddings={embeddings!r} takes the student's embeddings "
+                    f"from config.distill.teacher, which is empty: name the teacher's workdir")
+  if embeddings and values["init_from"]:
+    raise UserError(f"config.distill.embeddings={embeddings!r} and config.init_from="
+                    f"{values['init_from']!r} both initialize the student: keep one")
   task.check_config(values)
   _check_model(values)
   if train["steps_per_call"] > 1 and not task.token_stream:

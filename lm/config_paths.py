@@ -8,9 +8,10 @@ from typing import Any
 from lm.data import reader, text_files
 
 # Keys holding data sources: comma-separated paths, globs, 'ARCHIVE:MEMBER_GLOB' or 'tfds:NAME'.
-SOURCE_KEYS = ("data.source", "data.valid_source", "data.test_source")
+SOURCE_KEYS = ("data.source", "data.valid_source", "data.test_source", "distill.transfer")
 # Keys holding one directory ('' = none).
-DIRECTORY_KEYS = ("init_from", "distill.teacher", "data.prepared", "data.tfds_data_dir")
+DIRECTORY_KEYS = ("init_from", "distill.teacher", "distill.cache_dir", "data.prepared",
+                  "data.tfds_data_dir")
 
 
 # Replaced by config.seed in config.init_from: each seed of a sweep reads its own run.

@@ -101,13 +101,26 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   # 'latest' or a step), the weight alpha of the labels' cross-entropy against (1 - alpha) of
   # the soft loss: 'kl' (T^2 * KL to the teacher at temperature T) or 'mse' (on the logits, Tang
   # et al. 2019); seq2seq: of the teacher's decoded outputs as targets. Teacher outputs are
-  # cached in the workdir.
+  # cached in the workdir, or in cache_dir (one file per teacher checkpoint and transfer set),
+  # which students of the same teacher share (a sweep's seeds and variants).
   c.distill = ml_collections.ConfigDict()
   c.distill.teacher = ""
   c.distill.teacher_checkpoint = "best"
   c.distill.alpha = 0.5
   c.distill.temperature = 2.0
   c.distill.loss = "kl"
+  c.distill.cache_dir = ""
+  # Classifiers: unlabelled texts the teacher labels, beside the training data
+  # (lm/tasks/transfer_set.py): a source as config.data.source, its texts in config.data
+  # .text_field, split into sentences with transfer_unit='sentence' ('text': whole texts), the
+  # first transfer_examples of a fixed shuffle (0 = all).
+  c.distill.transfer = ""
+  c.distill.transfer_unit = "text"
+  c.distill.transfer_examples = 0
+  # 'teacher': the student reads with the teacher's tokenizer and its token embeddings start from
+  # the teacher's table projected to its width by PCA (lm/training/student_embeddings.py);
+  # '' = its own tokenizer, trained on its data, and random embeddings.
+  c.distill.embeddings = ""
 
   # The classic baseline, config.model.architecture='tfidf' (classification; lm/models/tfidf.py):
   # TF-IDF of 1..ngram_max-grams of `analyzer` units ('word'; 'char' or 'char_wb' for Chinese)
@@ -125,10 +138,13 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   # Augmentation of classification training texts (lm/data/augment.py): `copies` extra copies
   # of every example, each by one of `operations` (comma-separated): EDA's swap, delete, insert
   # (Wei & Zou 2019, without synonyms) and Tang et al.'s mask, replace, ngram, on about rate x
-  # the units (words; Chinese characters), reproducible from config.seed. rate 0 = off.
+  # the units (words; Chinese characters), reproducible from `seed` (-1 = config.seed; fix it
+  # to keep the same copies, and a distillation teacher's cached outputs of them, across
+  # training seeds). rate 0 = off.
   c.augment = ml_collections.ConfigDict()
   c.augment.rate = 0.0
   c.augment.copies = 1
+  c.augment.seed = -1
   c.augment.operations = "swap,delete,insert"
 
   c.data = ml_collections.ConfigDict()

@@ -117,6 +117,24 @@ def test_teacher_outputs_are_cached_and_a_resumed_student_reuses_them(files, tea
   assert plain["train/loss"] != straight["train/loss"]  # The soft targets changed training.
 
 
+def test_students_of_other_seeds_share_the_cache_dir(files, teacher, tmp_path, monkeypatch):
+  calls = counted(monkeypatch, distillation, "run_teacher")
+  cache_dir = str(tmp_path / "cache")
+  for seed in (0, 1):  # Augmented copies fixed by augment.seed: the same transfer set.
+    config = classifier_config(files, teacher=teacher, alpha=0.3, cache_dir=cache_dir)
+    config.augment.update(rate=0.2, copies=2, operations="mask,ngram", seed=5)
+    config.update(seed=seed)
+    config.train.update(steps=2)
+    trainer.train_and_evaluate(config, str(tmp_path / f"seed{seed}"))
+    assert not os.path.exists(tmp_path / f"seed{seed}" / distillation.OUTPUTS_FILE)
+  assert len(calls) == 1 and len(os.listdir(cache_dir)) == 1
+  config.augment.seed = -1  # config.seed's copies: another transfer set, another file.
+  trainer.train_and_evaluate(config, str(tmp_path / "own_copies"))
+  assert len(calls) == 2 and len(os.listdir(cache_dir)) == 2
+  with np.load(os.path.join(cache_dir, sorted(os.listdir(cache_dir))[0])) as cached:
+    assert cached["logits"].shape == (300 * 3, 2)
+
+
 def test_bad_teachers_are_named(files, teacher, tmp_path):
   other_labels = tmp_path / "labels.tsv"
   rows = open(files["train"], encoding="utf-8").read().replace("\t1\n", "\tpos\n")

@@ -69,8 +69,10 @@ class Task(abc.ABC):
 
   # Whether recurrent networks (config.model.architecture='lstm' or 'gru') can train it.
   recurrent_models = False
-  # Whether config.distill.teacher can teach it (lm/tasks/distillation.py).
+  # Whether config.distill.teacher can teach it (lm/tasks/distillation.py), and on unlabelled
+  # texts of config.distill.transfer too (lm/tasks/transfer_set.py).
   distills = False
+  distills_unlabelled = False
 
   @classmethod
   def check_config(cls, values: dict) -> None:
@@ -184,16 +186,20 @@ def prepare_tokenizer(config: Any, workdir: str, train_texts) -> Tokenizer:
 
 
 def copy_init_tokenizer(config: Any, workdir: str) -> None:
-  """Copies config.init_from's tokenizer into the workdir (once)."""
-  if not config.init_from:
+  """Copies config.init_from's tokenizer into the workdir (once); or the distillation teacher's
+  where the student takes its embeddings (config.distill.embeddings='teacher')."""
+  key, origin = "init_from", config.init_from
+  if config.get("distill", {}).get("embeddings"):
+    key, origin = "distill.teacher", config.distill.teacher
+  if not origin:
     return
-  source = os.path.join(config.init_from, pipeline.TOKENIZER_DIR)
+  source = os.path.join(origin, pipeline.TOKENIZER_DIR)
   target = os.path.join(workdir, pipeline.TOKENIZER_DIR)
   if os.path.exists(os.path.join(target, "tokenizer.json")):
     return
   if not os.path.exists(os.path.join(source, "tokenizer.json")):
-    raise UserError(f"config.init_from={config.init_from}: no tokenizer there ({source}); "
-                    f"point it at the workdir of a finished pretraining run")
+    raise UserError(f"config.{key}={origin}: no tokenizer there ({source}); point it at the "
+                    f"workdir of a finished run")
   shutil.copytree(source, target + ".tmp", dirs_exist_ok=True)
   os.replace(target + ".tmp", target)
 

@@ -12,7 +12,7 @@ from lm.errors import UserError
 from lm.evaluation import classification_metrics as cm
 from lm.evaluation import curves
 from lm.models.config import model_config_from
-from lm.tasks import base, distillation, supervised
+from lm.tasks import base, distillation, supervised, transfer_set
 from lm.training import steps
 
 REPORT_FILE = "eval_report.json"
@@ -27,6 +27,7 @@ class ClassificationTask(base.Task):
   default_best_metric = "eval/accuracy"
   recurrent_models = True
   distills = True
+  distills_unlabelled = True
   data_roles = ("text", "label")
 
   @classmethod
@@ -63,13 +64,24 @@ class ClassificationTask(base.Task):
       self.labels.index(record.values["label"], record.where)
     labels.save(workdir, self.labels)
     self.augmented: dict[str, int] = {}  # Augmented copies per operation.
+    self.transferred = 0  # Unlabelled texts labelled by the distillation teacher.
     if config.augment.rate and config.augment.copies:
       train, self.augmented = augment.augment_records(
           train,
           rate=config.augment.rate,
           copies=config.augment.copies,
           operations=_operations(config.augment.operations),
-          seed=config.seed)
+          seed=config.seed if config.augment.seed < 0 else config.augment.seed)
+    teacher_logits = None
+    if config.distill.teacher:  # Its outputs over the training texts, once (cached).
+      transfer = transfer_set.read(config)  # First: a bad transfer source costs no teacher pass.
+      teacher_logits = distillation.teacher_logits(config, workdir, train, self.labels)
+      if transfer:  # Cached apart: other transfer sets reuse the training texts' outputs.
+        transfer_logits = distillation.teacher_logits(config, workdir, transfer, self.labels,
+                                                      part="transfer")
+        train += transfer_set.labelled(transfer, transfer_logits, self.labels.names)
+        teacher_logits = np.concatenate([teacher_logits, transfer_logits])
+        self.transferred = len(transfer)
     self.tokenizer = base.prepare_tokenizer(config, workdir,
                                             lambda: [r.values["text"] for r in train])
     self.model_config = model_config_from(config.model,
@@ -82,9 +94,8 @@ class ClassificationTask(base.Task):
     encode = dict(max_len=self.seq_len, causal=self.model_config.causal)
     self.train = examples.classification_examples(train, self.tokenizer, self.labels, **encode)
     self.valid = examples.classification_examples(valid, self.tokenizer, self.labels, **encode)
-    if config.distill.teacher:  # Its outputs over the training texts, once (cached).
-      self.train.teacher_logits = distillation.teacher_logits(config, workdir, train,
-                                                              self.labels)
+    if teacher_logits is not None:
+      self.train.teacher_logits = teacher_logits
     self.class_weights = _class_weights(config.task, len(self.labels.names))
     if not 0.0 <= config.task.label_smoothing < 1.0:
       raise UserError(f"config.task.label_smoothing={config.task.label_smoothing}: must be in "
@@ -121,8 +132,11 @@ class ClassificationTask(base.Task):
     counts = np.bincount(self.train.labels, minlength=len(self.labels.names))
     share = ", ".join(f"{n}: {c:,}" for n, c in zip(self.labels.names, counts))
     augmented = ", ".join(f"{op} {n:,}" for op, n in sorted(self.augmented.items()))
+    transferred = (f"; {self.transferred:,} from config.distill.transfer, labelled by the "
+                   f"teacher" if self.transferred else "")
     return (f"Data: {len(self.train):,} training examples ({share}"
-            f"{'; augmented copies: ' + augmented if augmented else ''}), {len(self.valid):,} "
+            f"{'; augmented copies: ' + augmented if augmented else ''}{transferred}), "
+            f"{len(self.valid):,} "
             f"validation; {self.train.num_truncated + self.valid.num_truncated:,} truncated to "
             f"{self.seq_len} tokens; padded to buckets {', '.join(map(str, self.buckets))}")
 

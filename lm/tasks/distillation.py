@@ -10,8 +10,13 @@ architecture and tokenizer: it reads the student's training data as text):
                          sequence-level distillation (Kim and Rush 2016, below)
 The teacher's outputs over that transfer set are computed once and cached in the student's
 workdir (`teacher_outputs.npz`, keyed by the teacher checkpoint and the data), so a resumed run
-or a rerun does not run the teacher again. The student's loss per example (per word for a
-tagger), config.distill.loss:
+or a rerun does not run the teacher again; with config.distill.cache_dir, one file per key
+there, shared by every student of the same teacher and transfer set (a sweep's seeds, with
+config.augment.seed fixed). A classifier's transfer set can take unlabelled texts too
+(config.distill.transfer, lm/tasks/transfer_set.py). With config.distill.embeddings='teacher'
+the student reads with the teacher's tokenizer and starts from its token embeddings
+(lm/training/student_embeddings.py). The student's loss per example (per word for a tagger),
+config.distill.loss:
 
   'kl'   alpha * CE(label) + (1 - alpha) * T^2 * KL(teacher_T || student_T)
   'mse'  alpha * CE(label) + (1 - alpha) * mean over classes of (student - teacher logits)^2
@@ -46,8 +51,9 @@ OUTPUTS_FILE = "teacher_outputs.npz"
 
 
 def teacher_logits(config: Any, workdir: str, records: Sequence[Record],
-                   label_set: labels.LabelSet) -> np.ndarray:
-  """float32 [N, C]: a classifier teacher's logits of each record's text (cached)."""
+                   label_set: labels.LabelSet, part: str = "") -> np.ndarray:
+  """float32 [N, C]: a classifier teacher's logits of each record's text (cached; `part` names
+  a second transfer set cached beside the training texts', e.g. 'transfer')."""
   def compute(teacher: str, step: int, saved: dict) -> np.ndarray:
     texts = supervised.as_trained(records, saved["data"].get("clean", ""),
                                   saved["data"].get("lowercase", False))
@@ -55,7 +61,7 @@ def teacher_logits(config: Any, workdir: str, records: Sequence[Record],
                       np.float32)
 
   items = ((r.values["text"], r.values.get("text_pair", "")) for r in records)
-  return _cached(config, workdir, "classification", label_set, items, compute)
+  return _cached(config, workdir, "classification", label_set, items, compute, part)
 
 
 def teacher_word_logits(config: Any, workdir: str, sentences: Sequence[Sequence[str]],
@@ -91,7 +97,8 @@ def teacher_sequences(config: Any, workdir: str, sources: Sequence[str]) -> list
 
 
 def _cached(config: Any, workdir: str, kind: str, label_set: labels.LabelSet | None,
-            items: Iterable[Any], compute: Callable[[str, int, dict], np.ndarray]) -> np.ndarray:
+            items: Iterable[Any], compute: Callable[[str, int, dict], np.ndarray],
+            part: str = "") -> np.ndarray:
   """The teacher's outputs (an array) over the transfer set `items` (strings or tuples of them):
   from the cache in `workdir` when it holds this teacher checkpoint's outputs for these items,
   else `compute(teacher, step, teacher's config)`, then cached."""
@@ -100,7 +107,7 @@ def _cached(config: Any, workdir: str, kind: str, label_set: labels.LabelSet | N
   step = _checkpoint_step(teacher, config.distill.teacher_checkpoint)
   items = list(items)
   key = _fingerprint(os.path.abspath(teacher), step, items)
-  path = os.path.join(workdir, OUTPUTS_FILE)
+  path = cache_path(config.distill.cache_dir, workdir, key, part)
   if os.path.exists(path):
     with np.load(path) as cached:
       if str(cached["fingerprint"]) == key:
@@ -116,6 +123,17 @@ def _cached(config: Any, workdir: str, kind: str, label_set: labels.LabelSet | N
   print(f"Distillation: the teacher's pass took {time.perf_counter() - start:.0f} s; cached in "
         f"{path}", flush=True)
   return outputs
+
+
+def cache_path(cache_dir: str, workdir: str, fingerprint: str, part: str = "") -> str:
+  """Where the teacher's outputs for `fingerprint` are cached: the student's workdir (one file
+  per `part`), or one file per fingerprint in config.distill.cache_dir (shared by students of
+  the teacher)."""
+  stem, extension = os.path.splitext(OUTPUTS_FILE)
+  if not cache_dir:
+    return os.path.join(workdir, f"{stem}{'_' + part if part else ''}{extension}")
+  os.makedirs(cache_dir, exist_ok=True)
+  return os.path.join(cache_dir, f"{stem}-{fingerprint[:16]}{extension}")
 
 
 def run_teacher(teacher: str, checkpoint: str, records: Sequence[Record],

@@ -16,7 +16,7 @@ from lm.models.config import ModelConfig
 from lm.models import attention_kernels, tfidf
 from lm.tasks import registry
 from lm.training import (checkpoints, flops, init_from, metrics_log, nonfinite, parallel,
-                         preemption)
+                         preemption, student_embeddings)
 
 
 # Raised under config.train.on_nonfinite='stop'; lm/training/nonfinite.py.
@@ -299,6 +299,11 @@ def _reads_metrics(step: int, train_cfg: Any) -> bool:
 def _initial_state(config: Any, layout, rng: jax.Array) -> tuple[Any, str]:
   """A fresh train state, random or with config.init_from's parameters, and a note on which."""
   state = layout.create_state(rng)
+  if config.distill.get("embeddings"):
+    fresh = jax.device_get(layout.to_checkpoint(state).params)
+    params, note = student_embeddings.from_teacher(config, fresh)
+    return layout.with_params(state, params), (f"Initialized: random weights (seed "
+                                               f"{config.seed}) but the token embeddings. {note}")
   if not config.init_from:
     return state, f"Initialized: random weights (seed {config.seed}; config.init_from is empty)"
   fresh = jax.device_get(layout.to_checkpoint(state).params)
