@@ -15,6 +15,7 @@ from lm.errors import UserError
 from lm.tasks import distillation, seq2seq, token_classification
 from lm.training import checkpoints, steps, trainer
 from tests.conftest import FIXTURES
+from tests.sst2_students import classifier_config, write_slices
 
 
 def test_loss_equals_a_float64_reference_and_alpha_one_is_cross_entropy():
@@ -56,24 +57,9 @@ def counted(monkeypatch, module, name: str) -> list:
   return calls
 
 
-def classifier_config(workdir_files, **distill):
-  config = sst2.get_config("no_pretrain,smoke")
-  config.data.update(source=workdir_files["train"], valid_source=workdir_files["valid"])
-  config.train.sample_prompt = ""
-  config.distill.update(distill)
-  return config
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-  with open(FIXTURES / "sst2" / "train.tsv", encoding="utf-8") as f:
-    lines = f.read().splitlines()
-  directory = tmp_path_factory.mktemp("sst2")
-  (directory / "train.tsv").write_text("\n".join(lines[:301]) + "\n", encoding="utf-8")
-  (directory / "valid.tsv").write_text("\n".join(lines[:1] + lines[301:361]) + "\n",
-                                       encoding="utf-8")
-  return {"train": str(directory / "train.tsv"), "valid": str(directory / "valid.tsv"),
-          "dir": directory}
+  return write_slices(tmp_path_factory.mktemp("sst2"), train=300, valid=60)
 
 
 @pytest.fixture(scope="module")

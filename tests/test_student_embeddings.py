@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 
-from experiments import sst2
 from lm.errors import UserError
 from lm.training import checkpoints, student_embeddings, trainer
-from tests.conftest import FIXTURES
+from tests.sst2_students import classifier_config as classifier
+from tests.sst2_students import write_slices
 
 
 def test_the_projection_is_pca():
@@ -29,22 +29,7 @@ def test_the_projection_is_pca():
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-  with open(FIXTURES / "sst2" / "train.tsv", encoding="utf-8") as f:
-    lines = f.read().splitlines()
-  directory = tmp_path_factory.mktemp("sst2")
-  (directory / "train.tsv").write_text("\n".join(lines[:201]) + "\n", encoding="utf-8")
-  (directory / "valid.tsv").write_text("\n".join(lines[:1] + lines[201:241]) + "\n",
-                                       encoding="utf-8")
-  return {"train": str(directory / "train.tsv"), "valid": str(directory / "valid.tsv"),
-          "dir": directory}
-
-
-def classifier(files, **distill):
-  config = sst2.get_config("no_pretrain,smoke")
-  config.data.update(source=files["train"], valid_source=files["valid"])
-  config.train.sample_prompt = ""
-  config.distill.update(distill)
-  return config
+  return write_slices(tmp_path_factory.mktemp("sst2"), train=200, valid=40)
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from experiments import sst2
 from lm.errors import UserError
 from lm.tasks import classification, distillation, transfer_set
 from lm.training import trainer
-from tests.conftest import FIXTURES
+from tests.sst2_students import classifier_config, sst2_rows, write_slices
 
 
 def test_sentences_split_reviews_and_chinese_and_drop_fragments():
@@ -27,26 +26,19 @@ def test_sentences_split_reviews_and_chinese_and_drop_fragments():
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-  with open(FIXTURES / "sst2" / "train.tsv", encoding="utf-8") as f:
-    lines = f.read().splitlines()
-  directory = tmp_path_factory.mktemp("sst2")
-  (directory / "train.tsv").write_text("\n".join(lines[:121]) + "\n", encoding="utf-8")
-  (directory / "valid.tsv").write_text("\n".join(lines[:1] + lines[121:161]) + "\n",
-                                       encoding="utf-8")
+  files = write_slices(tmp_path_factory.mktemp("sst2"), train=120, valid=40)
+  directory = files["dir"]
   # Unlabelled reviews: two sentences per line, as a plain-text file.
-  texts = [text for text in (line.split("\t")[0].strip() for line in lines[161:])
+  texts = [text for text in (line.split("\t")[0].strip() for line in sst2_rows()[161:])
            if len(text.split()) >= 3 and not set(text) & set(".!?")][:60]
   reviews = [f"{a}. {b}!" for a, b in zip(texts[::2], texts[1::2])]
   (directory / "reviews.txt").write_text("\n".join(reviews) + "\n", encoding="utf-8")
-  return {"train": str(directory / "train.tsv"), "valid": str(directory / "valid.tsv"),
-          "reviews": str(directory / "reviews.txt"), "dir": directory}
+  return {**files, "reviews": str(directory / "reviews.txt")}
 
 
 def classifier(files, **distill):
-  config = sst2.get_config("no_pretrain,smoke")
-  config.data.update(source=files["train"], valid_source=files["valid"])
-  config.train.update(sample_prompt="", steps=2)
-  config.distill.update(distill)
+  config = classifier_config(files, **distill)
+  config.train.steps = 2
   return config
 
 
