@@ -330,11 +330,12 @@ def load_for_inference(workdir: str, which: str = "latest"):
   return cfg, jax.tree.map(jax.numpy.asarray, params), tokenizer
 
 
-def vocab_size(workdir: str) -> int:
+def vocab_size(workdir: str, config: dict | None = None) -> int:
   """The vocabulary size (embedding rows) of the model trained in `workdir`: its tokenizer's,
-  or its task's (a chat template's role tokens after it), without reading the parameters."""
+  or its task's (a chat template's role tokens after it), without reading the parameters.
+  `config`: its saved config where the caller has read it already."""
   from lm.data import pipeline, tokenizers  # pylint: disable=g-import-not-at-top
-  config = load_config(workdir)
+  config = config if config is not None else load_config(workdir)
   if config is None:
     raise UserError(f"{workdir}: no {CONFIG_FILE}; is this a training run directory?")
   tokenizer = tokenizers.load_tokenizer(os.path.join(workdir, pipeline.TOKENIZER_DIR))

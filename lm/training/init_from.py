@@ -63,10 +63,12 @@ def new_tokens(config: Any, vocab_size: int) -> tuple[int, int] | None:
   from it, config.finetune freezes the embeddings and its train_new_tokens is on; else None."""
   finetune = config.finetune
   freezes = finetune.method != "full" or finetune.freeze_embeddings
-  if (not config.init_from or not freezes or not finetune.get("train_new_tokens", True) or
-      checkpoints.load_config(config.init_from) is None):
+  if not config.init_from or not freezes or not finetune.get("train_new_tokens", True):
     return None
-  first = checkpoints.vocab_size(config.init_from)
+  saved = checkpoints.load_config(config.init_from)
+  if saved is None:
+    return None
+  first = checkpoints.vocab_size(config.init_from, saved)
   return (first, vocab_size) if first < vocab_size else None
 
 

@@ -45,15 +45,14 @@ def trainable_mask(params: Any, *, method: str, freeze_embeddings: bool, freeze_
   frozen = int(freeze_layers) if method == "full" else 0
 
   def leaf_mask(path, leaf):
-    trains = frozen_or_not(path, leaf)
-    group, _ = groups.group_of(_key(path[0]))
+    group, layer = groups.group_of(_key(path[0]))
+    trains = frozen_or_not(path, leaf, group, layer)
     if new_tokens and trains is False and group in (lg.EMBEDDINGS, lg.HEAD):
       return _token_rows(leaf, *new_tokens)
     return trains
 
-  def frozen_or_not(path, leaf):
+  def frozen_or_not(path, leaf, group, layer):
     top, name = _key(path[0]), _key(path[-1])
-    group, layer = groups.group_of(top)
     if group == lg.SCANNED:
       _check_stacked(path, leaf, num_layers)
     if method == "linear_probe":
