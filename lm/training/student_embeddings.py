@@ -15,12 +15,10 @@ import jax
 import numpy as np
 
 from lm.errors import UserError
-from lm.training import checkpoints
+from lm.training import checkpoints, init_from
 
 MODES = ("", "teacher")
 TABLE = ("token_embed", "embedding")
-# ELECTRA keeps its discriminator (the model that fine-tunes) under this key.
-BACKBONE = "discriminator"
 
 
 def principal_projection(table_VxD: np.ndarray, width: int) -> tuple[np.ndarray, float]:
@@ -47,7 +45,7 @@ def from_teacher(config: Any, params: Any) -> tuple[Any, str]:
   finally:
     checkpointer.close()
   loaded = nn.meta.unbox(loaded)
-  loaded = loaded.get(BACKBONE, loaded)
+  loaded = loaded.get(init_from.BACKBONE, loaded)  # ELECTRA: its discriminator.
   fresh = _table(params)
   try:
     table = np.asarray(loaded[TABLE[0]][TABLE[1]])
