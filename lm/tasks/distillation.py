@@ -118,6 +118,7 @@ def _cached(config: Any, workdir: str, kind: str, label_set: labels.LabelSet | N
         f"training items, once ...", flush=True)
   start = time.perf_counter()
   outputs = compute(teacher, step, saved)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
   with atomic.atomic_writer(path) as f:
     np.savez(f, logits=outputs, fingerprint=np.array(key))
   print(f"Distillation: the teacher's pass took {time.perf_counter() - start:.0f} s; cached in "
@@ -132,7 +133,6 @@ def cache_path(cache_dir: str, workdir: str, fingerprint: str, part: str = "") -
   stem, extension = os.path.splitext(OUTPUTS_FILE)
   if not cache_dir:
     return os.path.join(workdir, f"{stem}{'_' + part if part else ''}{extension}")
-  os.makedirs(cache_dir, exist_ok=True)
   return os.path.join(cache_dir, f"{stem}-{fingerprint[:16]}{extension}")
 
 

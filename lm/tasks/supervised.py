@@ -31,12 +31,9 @@ def read_splits(config: Any, fields: dict[str, str], blank: str = "error",
   data_cfg = config.data
   read = dict(fields=fields,
               keep_columns=keep_columns,
-              encoding_errors=data_cfg.encoding_errors,
-              tfds_data_dir=data_cfg.tfds_data_dir or None,
               required=tuple(fields),
-              txt_unit=records_txt_unit(data_cfg.txt_unit),
-              entry_separator=data_cfg.entry_separator,
-              blank=blank)
+              blank=blank,
+              **reading_options(data_cfg))
   train = reader.read_records(data_cfg.source, split=data_cfg.train_split, **read)
   if data_cfg.get("folds", 0):  # Cross-validation: fold `fold` of the training records.
     train, valid = splits.fold_split(train, data_cfg.folds, data_cfg.fold, SPLIT_SEED)
@@ -63,6 +60,15 @@ def as_trained(recs: list, clean: str, lower: bool) -> list:
   if clean.strip():
     recs = clean_records(recs, cleaner_from(clean))
   return lowercase(recs) if lower else recs
+
+
+def reading_options(data_cfg: Any) -> dict[str, Any]:
+  """`reader.read_records`' options for how config.data reads any source (encoding errors,
+  TFDS directory, the record unit of plain text)."""
+  return dict(encoding_errors=data_cfg.encoding_errors,
+              tfds_data_dir=data_cfg.tfds_data_dir or None,
+              txt_unit=records_txt_unit(data_cfg.txt_unit),
+              entry_separator=data_cfg.entry_separator)
 
 
 def records_txt_unit(txt_unit: str) -> str:

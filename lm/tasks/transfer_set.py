@@ -48,19 +48,13 @@ def read(config: Any) -> list[Record]:
   distill, data_cfg = config.distill, config.data
   if not distill.transfer:
     return []
-  if distill.transfer_unit not in UNITS:
-    raise UserError(f"config.distill.transfer_unit={distill.transfer_unit!r}: use "
-                    f"{' or '.join(map(repr, UNITS))}")
   records = reader.read_records(distill.transfer,
                                 fields={"text": data_cfg.text_field},
                                 split=data_cfg.train_split,
                                 config_key="config.distill.transfer",
-                                encoding_errors=data_cfg.encoding_errors,
-                                tfds_data_dir=data_cfg.tfds_data_dir or None,
                                 required=("text",),
-                                txt_unit=supervised.records_txt_unit(data_cfg.txt_unit),
-                                entry_separator=data_cfg.entry_separator,
-                                blank="skip")
+                                blank="skip",
+                                **supervised.reading_options(data_cfg))
   if distill.transfer_unit == "sentence":
     records = [Record({"text": sentence}, f"{record.where}, sentence {i + 1}")
                for record in records for i, sentence in enumerate(sentences(record.values["text"]))]

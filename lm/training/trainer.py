@@ -299,16 +299,16 @@ def _reads_metrics(step: int, train_cfg: Any) -> bool:
 def _initial_state(config: Any, layout, rng: jax.Array) -> tuple[Any, str]:
   """A fresh train state, random or with config.init_from's parameters, and a note on which."""
   state = layout.create_state(rng)
-  if config.distill.get("embeddings"):
-    fresh = jax.device_get(layout.to_checkpoint(state).params)
-    params, note = student_embeddings.from_teacher(config, fresh)
-    return layout.with_params(state, params), (f"Initialized: random weights (seed "
-                                               f"{config.seed}) but the token embeddings. {note}")
-  if not config.init_from:
+  from_teacher = config.distill.get("embeddings")  # Exclusive with init_from (config_checks).
+  if not config.init_from and not from_teacher:
     return state, f"Initialized: random weights (seed {config.seed}; config.init_from is empty)"
   fresh = jax.device_get(layout.to_checkpoint(state).params)
-  params, note = init_from.pretrained_params(config, fresh, layout.groups,
-                                             layout.model.config.vocab_size)
+  if from_teacher:
+    params, note = student_embeddings.from_teacher(config, fresh)
+    note = f"Initialized: random weights (seed {config.seed}) but the token embeddings. {note}"
+  else:
+    params, note = init_from.pretrained_params(config, fresh, layout.groups,
+                                               layout.model.config.vocab_size)
   return layout.with_params(state, params), note
 
 
