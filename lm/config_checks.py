@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from lm import defaults
-from lm.data import augment, batches, reader, segmenter, text_files, tokenizers
+from lm.data import augment, batches, reader, segmenter, splits, text_files, tokenizers
 from lm.data.sentencepiece_tokenizer import MODEL_TYPES
 from lm.errors import UserError
 from lm.models import config as model_config
@@ -153,6 +153,7 @@ def _rules(values: dict) -> list[Rule]:
       _some_of("augment.operations", augment.OPERATIONS),
       ("data.source", lambda v: bool(v.strip()), "must name files, globs or 'tfds:NAME'"),
       _between("data.valid_fraction", 0, 1),
+      _one_of("data.valid_holdout", splits.HOLDOUTS),
       _one_of("data.txt_unit", text_files.TXT_UNITS),
       ("data.entry_separator", lambda v: bool(v.strip()) and "\n" not in v,
        "must be the non-blank text of the line between entries, e.g. '%'"),
@@ -253,6 +254,9 @@ def _check_cross_fields(values: dict) -> None:
   if holds_out and data["valid_fraction"] <= 0:
     raise UserError(f"config.data.valid_fraction={data['valid_fraction']}: must be > 0 when "
                     f"config.data.valid_source is '' (the validation text is held out)")
+  if data.get("valid_holdout", "records") != "records" and values["task"]["kind"] != "classification":
+    raise UserError(f"config.data.valid_holdout={data['valid_holdout']!r} is for classification"
+                    f" (config.task.kind={values['task']['kind']!r}); use 'records'")
   task = registry.task_class(values["task"]["kind"])
   if data["test_source"] and (not task.token_stream or data["prepared"]):
     raise UserError(f"config.data.test_source={data['test_source']!r}: a test split is for "

@@ -159,6 +159,11 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   c.data.test_source = ""
   # Share of the training text held out for validation when valid_source is ''.
   c.data.valid_fraction = 0.1
+  # What valid_fraction holds out of a supervised task's training records: 'records' (a random
+  # share of them), or 'whole_texts' for a phrase treebank such as SST-2, whose training split
+  # lists every sentence and each of its sub-phrases: that share of the texts inside no other
+  # text, and no record inside a held-out one is trained on (validation like dev's sentences).
+  c.data.valid_holdout = "records"
   # Supervised tasks: train on this many examples of the training split (0 = all), the first
   # of a fixed shuffle (the same for every seed and variant; a smaller N's are among a larger
   # N's): low-resource learning curves. Validation is unchanged.

@@ -139,6 +139,9 @@ def test_model_config_raises_only_user_errors(overrides, vocab_size):
     ("train.grad_accum_steps", 5, "does not divide config.train.batch_size=12"),
     ("data.tokenizer", "words", "config.data.tokenizer='words': choose one of char"),
     ("data.valid_fraction", 0.0, "must be > 0 when config.data.valid_source is ''"),
+    ("data.valid_holdout", "sentences", "config.data.valid_holdout='sentences': choose one of"),
+    ("data.valid_holdout", "whole_texts", "config.data.valid_holdout='whole_texts' is for "
+     "classification (config.task.kind='causal_lm')"),
     ("init_step", "first", "config.init_step='first'"),
     ("mesh.fsdp", 0, "config.mesh.fsdp=0: must be -1"),
     ("finetune.lora_targets", "query,bogus", "config.finetune.lora_targets"),

@@ -1,5 +1,5 @@
 """Tests of lm.data.reader.read_records (formats, archives, TFDS, errors), lm.data.labels and
-lm.data.splits.held_out_split."""
+lm.data.splits (held-out records and whole texts, first examples, folds)."""
 
 import collections
 import gzip
@@ -14,7 +14,7 @@ from lm import defaults
 from lm.data import labels as labels_lib
 from lm.data.labels import LabelSet
 from lm.data.reader import Record, read_records
-from lm.data.splits import first_examples, fold_split, held_out_split
+from lm.data.splits import first_examples, fold_split, held_out_split, whole_text_split
 from lm.errors import UserError
 from lm.tasks import supervised
 from tests.conftest import FIXTURES
@@ -350,6 +350,66 @@ def test_held_out_split_sizes_and_errors():
       held_out_split(records, fraction)
   with pytest.raises(UserError, match=r"config.data.valid_fraction"):
     held_out_split(records[:1], 0.5)
+
+
+# A phrase treebank in SST-2's form: sentences, each sub-phrase a record of its own (shared
+# phrases, a duplicate row, a sentence inside a longer one).
+TREEBANK = [
+    "a great film", "great film", "film", "a great", "great", "not a great film", "not",
+    "not a", "the plot is thin", "the plot", "plot", "is thin", "thin", "the", "a dull film",
+    "dull film", "dull", "a", "a dull film", "the plot is thin , and a dull film", ", and",
+    "it moves", "moves", "it", "sweet and funny", "sweet", "funny", "and funny",
+]
+
+
+def _inside(piece: str, text: str) -> bool:
+  """Whether `piece`'s tokens are a contiguous run of `text`'s (brute force)."""
+  p, t = piece.split(), text.split()
+  return any(t[i:i + len(p)] == p for i in range(len(t) - len(p) + 1))
+
+
+def test_whole_text_split_holds_out_sentences_and_trains_on_none_of_their_pieces():
+  records = [Record({"text": text, "label": str(i % 2)}, f"line {i}")
+             for i, text in enumerate(TREEBANK)]
+  wholes = {t for t in TREEBANK if not any(_inside(t, u) and u != t for u in TREEBANK)}
+  assert wholes == {"not a great film", "the plot is thin , and a dull film", "it moves",
+                    "sweet and funny"}
+  splits_seen = set()
+  for seed in range(8):
+    train, valid = whole_text_split(records, 0.5, seed=seed)
+    held = [r.values["text"] for r in valid]
+    assert len(held) == 2 and set(held) <= wholes  # round(0.5 * 4) whole texts, once each.
+    # Training is every record inside no held-out text: nothing of a held-out one, all else.
+    assert [r.where for r in train] == [r.where for r in records
+                                        if not any(_inside(r.values["text"], h) for h in held)]
+    assert [r.where for r in valid] == sorted((r.where for r in valid), key=lambda w: int(w[5:]))
+    assert whole_text_split(records, 0.5, seed=seed) == (train, valid)
+    splits_seen.add(frozenset(held))
+  assert len(splits_seen) > 1  # The seed chooses.
+  train, valid = whole_text_split(records, 0.01, seed=0)
+  assert len(valid) == 1  # At least one whole text held out, at least one left.
+  assert len(whole_text_split(records, 0.99, seed=0)[1]) == 3
+  for fraction in (0, 1, True):
+    with pytest.raises(UserError, match=r"config.data.valid_fraction must be a number"):
+      whole_text_split(records, fraction)
+  with pytest.raises(UserError, match=r"1 whole text\(s\) cannot be split"):
+    whole_text_split(records[:5], 0.5)
+  with pytest.raises(UserError, match="no text field"):
+    whole_text_split([Record({"dialogue": "a b"}, "line 1")] * 2, 0.5)
+
+
+def test_valid_holdout_whole_texts_through_read_splits(tmp_path):
+  path = tmp_path / "train.tsv"
+  _write(path, "sentence\tlabel\n" + "".join(f"{t}\t{i % 2}\n" for i, t in enumerate(TREEBANK)))
+  config = defaults.base_config()
+  config.data.update(source=str(path), text_field="sentence", label_field="label",
+                     valid_fraction=0.5, valid_holdout="whole_texts")
+  train, valid = supervised.read_splits(config, TEXT_LABEL)
+  held = [r.values["text"] for r in valid]
+  assert len(held) == 2
+  assert not any(_inside(r.values["text"], h) for r in train for h in held)
+  config.data.valid_holdout = "records"
+  assert len(supervised.read_splits(config, TEXT_LABEL)[1]) == round(0.5 * len(TREEBANK))
 
 
 def test_first_examples_are_nested_in_file_order_and_checked():

@@ -1,5 +1,6 @@
-"""Validation data split off the training data (the tail of a text corpus, or held-out records),
-and the first N training records of a fixed shuffle (low-resource runs)."""
+"""Validation data split off the training data (the tail of a text corpus, held-out records, or
+held-out whole texts of a phrase treebank), and the first N training records of a fixed shuffle
+(low-resource runs)."""
 
 import bisect
 from typing import Sequence
@@ -62,6 +63,75 @@ def held_out_split(records: Sequence[Record],
   train = [r for r, v in zip(records, is_valid) if not v]
   valid = [r for r, v in zip(records, is_valid) if v]
   return train, valid
+
+
+# How config.data.valid_fraction holds out validation records (config.data.valid_holdout).
+HOLDOUTS = ("records", "whole_texts")
+
+
+def held_out(records: Sequence[Record], fraction: float, seed: int = 0,
+             holdout: str = "records") -> tuple[list[Record], list[Record]]:
+  """(train, valid): `held_out_split` for holdout 'records', `whole_text_split` for
+  'whole_texts'."""
+  if holdout == "whole_texts":
+    return whole_text_split(records, fraction, seed)
+  return held_out_split(records, fraction, seed)
+
+
+def whole_text_split(records: Sequence[Record], fraction: float,
+                     seed: int = 0) -> tuple[list[Record], list[Record]]:
+  """Holds out whole texts of a phrase treebank, and none of their pieces for training.
+
+  SST-2's training split lists every sentence and each of its sub-phrases as records, so a
+  random record held out has most of its words' phrases (and their labels) in training. Here a
+  whole text is a record whose text (its "text" value, as whitespace-separated tokens) lies
+  inside no other record's; round(fraction * wholes) of them (1..wholes-1) are held out, chosen
+  by `np.random.default_rng(seed).permutation`, and every record whose text lies inside a
+  held-out one (or equals it) leaves training. Both parts keep file order. Returns (train, valid).
+  """
+  if (isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or
+      not 0.0 < fraction < 1.0):
+    raise UserError(f"config.data.valid_fraction must be a number in (0, 1), got {fraction!r}")
+  if records and "text" not in records[0].values:
+    raise UserError("config.data.valid_holdout='whole_texts' holds out texts: the records have "
+                    "no text field (config.data.text_field)")
+  words = [tuple(r.values["text"].split()) for r in records]
+  whole = _whole_texts(words)
+  if len(whole) < 2:
+    raise UserError(f"{len(whole)} whole text(s) cannot be split into train and validation data"
+                    " (config.data.valid_holdout='whole_texts'); use more data")
+  num_valid = min(max(round(fraction * len(whole)), 1), len(whole) - 1)
+  chosen = {whole[i] for i in np.random.default_rng(seed).permutation(len(whole))[:num_valid]}
+  inside_chosen = set().union(*(_pieces(text) for text in chosen)) | chosen
+  valid_texts = set()  # One record per held-out text (a duplicate row is not a second one).
+  train, valid = [], []
+  for record, text in zip(records, words):
+    if text in chosen:
+      if text not in valid_texts:
+        valid.append(record)
+        valid_texts.add(text)
+    elif text not in inside_chosen:
+      train.append(record)
+  return train, valid
+
+
+def _whole_texts(texts: Sequence[tuple[str, ...]]) -> list[tuple[str, ...]]:
+  """The distinct texts that lie inside no other text, in first-seen order. Longest first, a
+  text is whole unless it is a piece of an earlier whole one (a piece of a piece is a piece)."""
+  distinct = list(dict.fromkeys(texts))
+  pieces: set[tuple[str, ...]] = set()
+  whole = set()
+  for text in sorted(distinct, key=len, reverse=True):
+    if text and text not in pieces:
+      whole.add(text)
+      pieces |= _pieces(text)
+  return [text for text in distinct if text in whole]
+
+
+def _pieces(text: tuple[str, ...]) -> set[tuple[str, ...]]:
+  """Every contiguous run of `text`'s tokens shorter than the text."""
+  n = len(text)
+  return {text[a:b] for a in range(n) for b in range(a + 1, n + 1) if b - a < n}
 
 
 def first_examples(records: Sequence[Record], num: int, seed: int = 0) -> list[Record]:

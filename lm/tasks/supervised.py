@@ -23,7 +23,8 @@ def read_splits(config: Any, fields: dict[str, str], blank: str = "error",
                 keep_columns: bool = False) -> tuple[list, list]:
   """Training and validation records: fold config.data.fold of config.data.folds of the
   training records (cross-validation, `splits.fold_split`), config.data.valid_source, the TFDS
-  valid_split, or a held-out valid_fraction of the training records (then
+  valid_split, or a held-out valid_fraction of the training records (or of its whole texts:
+  config.data.valid_holdout; then
   config.data.train_examples of the rest, `splits.first_examples`); a record with a blank
   field is an error, or kept (`blank='keep'`, for a task that skips and counts them); with
   `keep_columns`, each record's columns / JSON keys as read too (values that are not text:
@@ -45,7 +46,8 @@ def read_splits(config: Any, fields: dict[str, str], blank: str = "error",
   elif data_cfg.source.strip().startswith(reader.TFDS_PREFIX):
     valid = reader.read_records(data_cfg.source, split=data_cfg.valid_split, **read)
   else:
-    train, valid = splits.held_out_split(train, data_cfg.valid_fraction, SPLIT_SEED)
+    train, valid = splits.held_out(train, data_cfg.valid_fraction, SPLIT_SEED,
+                                   data_cfg.get("valid_holdout", "records"))
   if not train or not valid:
     raise UserError(f"config.data.source: no {'training' if not train else 'validation'} "
                     f"examples were read from {data_cfg.source!r}")
