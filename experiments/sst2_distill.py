@@ -15,7 +15,8 @@ picked on 5% of SST-2 train held out; dev is measured once at the end with lm.pr
   imdb               ... plus 100,000 sentences of IMDB's unlabelled reviews, teacher-labelled
   no_augment         distillation on the training sentences only
   no_distill         the same student on the labels only (alpha 1: the teacher gives its
-                     tokenizer and embeddings, not its outputs), no augmentation (the control)
+                     tokenizer and embeddings, not its outputs, and runs no pass over the
+                     training texts), no augmentation (the control)
   random_embeddings  with any of the above: the student's own 8k SentencePiece vocabulary and
                      random embeddings (1.42M parameters; the earlier recipe)
   smoke              seconds (no teacher)

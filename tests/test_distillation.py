@@ -103,6 +103,18 @@ def test_teacher_outputs_are_cached_and_a_resumed_student_reuses_them(files, tea
   assert plain["train/loss"] != straight["train/loss"]  # The soft targets changed training.
 
 
+def test_a_labels_only_student_runs_no_teacher_pass(files, teacher, tmp_path, monkeypatch):
+  calls = counted(monkeypatch, distillation, "run_teacher")
+  config = classifier_config(files, teacher=teacher, alpha=1.0)
+  config.train.update(steps=2)
+  workdir = tmp_path / "labels_only"
+  trainer.train_and_evaluate(config, str(workdir))
+  assert not calls and not os.path.exists(workdir / distillation.OUTPUTS_FILE)
+  config.data.labels = "1,0"  # Its teacher is still checked.
+  with pytest.raises(UserError, match=r"its labels \(0, 1\) differ from the student's"):
+    trainer.train_and_evaluate(config, str(tmp_path / "other_labels"))
+
+
 def test_students_of_other_seeds_share_the_cache_dir(files, teacher, tmp_path, monkeypatch):
   calls = counted(monkeypatch, distillation, "run_teacher")
   cache_dir = str(tmp_path / "cache")

@@ -75,12 +75,17 @@ class ClassificationTask(base.Task):
     teacher_logits = None
     if config.distill.teacher:  # Its outputs over the training texts, once (cached).
       transfer = transfer_set.read(config)  # First: a bad transfer source costs no teacher pass.
-      teacher_logits = distillation.teacher_logits(config, workdir, train, self.labels)
+      distillation.check_teacher(config.distill.teacher, "classification", self.labels)
+      # Soft targets unless alpha is 1: the labels alone (the teacher still labels a transfer set).
+      soft = config.distill.alpha < 1
+      if soft:
+        teacher_logits = distillation.teacher_logits(config, workdir, train, self.labels)
       if transfer:  # Cached apart: other transfer sets reuse the training texts' outputs.
         transfer_logits = distillation.teacher_logits(config, workdir, transfer, self.labels,
                                                       part="transfer")
         train += transfer_set.labelled(transfer, transfer_logits, self.labels.names)
-        teacher_logits = np.concatenate([teacher_logits, transfer_logits])
+        if soft:
+          teacher_logits = np.concatenate([teacher_logits, transfer_logits])
         self.transferred = len(transfer)
     self.tokenizer = base.prepare_tokenizer(config, workdir,
                                             lambda: [r.values["text"] for r in train])

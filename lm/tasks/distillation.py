@@ -103,7 +103,7 @@ def _cached(config: Any, workdir: str, kind: str, label_set: labels.LabelSet | N
   from the cache in `workdir` when it holds this teacher checkpoint's outputs for these items,
   else `compute(teacher, step, teacher's config)`, then cached."""
   teacher = config.distill.teacher
-  saved = _check_teacher(teacher, kind, label_set)
+  saved = check_teacher(teacher, kind, label_set)
   step = _checkpoint_step(teacher, config.distill.teacher_checkpoint)
   items = list(items)
   key = _fingerprint(os.path.abspath(teacher), step, items)
@@ -172,7 +172,7 @@ def taught(distill: Any, logits: jax.Array, batch: dict, hard_loss: jax.Array) -
                            temperature=distill.temperature, loss=distill.loss)
 
 
-def _check_teacher(teacher: str, kind: str, label_set: labels.LabelSet | None) -> dict:
+def check_teacher(teacher: str, kind: str, label_set: labels.LabelSet | None) -> dict:
   """The teacher's saved config; UserError unless it is a `kind` run (with a model) with the
   student's labels (`label_set`; None: a task without labels)."""
   saved = checkpoints.load_config(teacher)
