@@ -147,6 +147,7 @@ def _rules(values: dict) -> list[Rule]:
       _one_of("distill.embeddings", student_embeddings.MODES),
       _one_of("distill.transfer_unit", transfer_set.UNITS),
       _at_least("distill.transfer_examples", 0),
+      _at_least("distill.hidden_weight", 0),
       _between("augment.rate", 0, 1),
       _at_least("augment.copies", 0),
       _at_least("augment.seed", -1),
@@ -291,6 +292,7 @@ def _check_cross_fields(values: dict) -> None:
   if embeddings and values["init_from"]:
     raise UserError(f"config.distill.embeddings={embeddings!r} and config.init_from="
                     f"{values['init_from']!r} both initialize the student: keep one")
+  _check_hidden_transfer(values)
   task.check_config(values)
   _check_model(values)
   if train["steps_per_call"] > 1 and not task.token_stream:
@@ -325,3 +327,18 @@ def _get(values: dict, key: str) -> Any:
 def _show(value: Any, limit: int = 60) -> str:
   text = repr(value)
   return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _check_hidden_transfer(values: dict) -> None:
+  """config.distill.hidden_weight > 0 needs a teacher and a Transformer classifier student."""
+  weight, distill = values["distill"].get("hidden_weight", 0.0), values["distill"]
+  if not weight:
+    return
+  if not distill["teacher"]:
+    raise UserError(f"config.distill.hidden_weight={weight} transfers the hidden states of "
+                    f"config.distill.teacher, which is empty: name the teacher's workdir")
+  kind, architecture = values["task"]["kind"], values["model"]["architecture"]
+  if kind != "classification" or architecture != "transformer":
+    raise UserError(f"config.distill.hidden_weight={weight} is for a Transformer classifier "
+                    f"(config.task.kind={kind!r}, config.model.architecture={architecture!r}); "
+                    f"set config.distill.hidden_weight=0")

@@ -121,6 +121,11 @@ def base_config(preset: str = "tiny") -> ml_collections.ConfigDict:
   # the teacher's table projected to its width by PCA (lm/training/student_embeddings.py);
   # '' = its own tokenizer, trained on its data, and random embeddings.
   c.distill.embeddings = ""
+  # Classifiers: weight of hidden-state transfer ('' = 0 = off): beside the loss above, the mean
+  # squared difference between the student's pooled vector (the one its classifier reads,
+  # before any pooler) and the teacher's, through a learned linear map to the teacher's width
+  # when the two widths differ. The teacher's pooled vectors are cached with its logits.
+  c.distill.hidden_weight = 0.0
 
   # The classic baseline, config.model.architecture='tfidf' (classification; lm/models/tfidf.py):
   # TF-IDF of 1..ngram_max-grams of `analyzer` units ('word'; 'char' or 'char_wb' for Chinese)

@@ -136,7 +136,7 @@ def classification_batch(examples: ClassificationExamples, indices: np.ndarray,
                          row_weights: np.ndarray, buckets: Sequence[int]) -> dict[str, np.ndarray]:
   """`inputs`, `segment_ids` int32 [B, L], `labels` int32 [B], `weights` float32 [B],
   `token_types` int32 [B, L] for sentence pairs, and `teacher_logits` float32 [B, C] under
-  distillation.
+  distillation (and `teacher_hidden` [B, D] with hidden-state transfer).
 
   L is the smallest bucket >= the longest real row; weight-0 rows are all padding (label 0,
   inputs `examples.pad_id`).
@@ -154,10 +154,11 @@ def classification_batch(examples: ClassificationExamples, indices: np.ndarray,
   if examples.token_types is not None:
     types = [examples.token_types[i] for i in indices]
     batch["token_types"] = pad_rows(types, row_weights, buckets, 0)[0]
-  if examples.teacher_logits is not None:
-    teacher_BxC = examples.teacher_logits[np.asarray(indices)]
-    batch["teacher_logits"] = np.where(row_weights[:, None] > 0, teacher_BxC, 0.0).astype(
-        np.float32)
+  for name in ("teacher_logits", "teacher_hidden"):
+    outputs = getattr(examples, name)
+    if outputs is not None:
+      rows = outputs[np.asarray(indices)]
+      batch[name] = np.where(row_weights[:, None] > 0, rows, 0.0).astype(np.float32)
   return batch
 
 

@@ -41,8 +41,10 @@ class ClassificationExamples:
   pad_id: int = PAD_ID  # The tokenizer's padding id, for batches.
   # Token types (0 = first text, 1 = second) of sentence pairs; None for single texts.
   token_types: list[np.ndarray] | None = None
-  # float32 [N, C]: a distillation teacher's logits (lm/tasks/distillation.py).
+  # float32 [N, C]: a distillation teacher's logits (lm/tasks/distillation.py), and [N, D] its
+  # pooled vectors (hidden-state transfer).
   teacher_logits: np.ndarray | None = None
+  teacher_hidden: np.ndarray | None = None
 
   def __len__(self) -> int:
     return len(self.tokens)

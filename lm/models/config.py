@@ -22,8 +22,13 @@ ROPE_SCALINGS = ("none", "linear", "llama3", "yarn")
 PROJECTIONS = ("query", "key_value", "out", "wi", "wi_gate", "wi_up", "wo")
 # Set by the task (classifier head, LoRA fine-tuning), not in config.model.
 TASK_FIELDS = ("vocab_size", "num_classes", "pooling", "lora_rank", "lora_alpha", "lora_dropout",
-               "lora_targets", "cache_len")
+               "lora_targets", "cache_len", "transfer_width")
 DTYPES = ("float32", "bfloat16", "float16")
+# A classifier sows its pooled vector (projected to transfer_width, if set) under this name in
+# the 'intermediates' collection: distillation's hidden-state transfer reads it.
+TRANSFER = "transfer"
+# Layers used in training only (the map of hidden-state transfer), left out for inference.
+TRAINING_ONLY_PARAMS = ("transfer_projection",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +137,10 @@ class ModelConfig:
   pooling: str = "cls"
   # BERT's pooler: a dense layer and tanh on the pooled vector, before the classifier.
   pooler: bool = False
+  # Hidden-state transfer in distillation (config.distill.hidden_weight): a training-only dense
+  # layer `transfer_projection` maps a classifier's pooled vector to the teacher's width; 0 =
+  # none (the widths are equal, or no transfer). The vector is sown as TRANSFER.
+  transfer_width: int = 0
   # LoRA adapters of rank lora_rank (0 = none) on the comma-separated projections lora_targets
   # (of PROJECTIONS), scaled by lora_alpha / lora_rank, with dropout on their input.
   lora_rank: int = 0
@@ -211,6 +220,7 @@ class ModelConfig:
           f"unknown value {getattr(self, field)!r}; choose one of {', '.join(allowed)}")
     check(self.num_classes >= 0, "num_classes", f"must be >= 0, got {self.num_classes}")
     check(self.lora_rank >= 0, "lora_rank", f"must be >= 0, got {self.lora_rank}")
+    check(self.transfer_width >= 0, "transfer_width", f"must be >= 0, got {self.transfer_width}")
     for field in ("lora_targets", "projection_biases"):
       unknown = sorted(set(_names(getattr(self, field))) - set(PROJECTIONS))
       check(not unknown, field,
@@ -253,6 +263,7 @@ class ModelConfig:
             f"a {'bidirectional' if self.bidirectional else 'unidirectional'} recurrent network "
             f"needs causal={not self.bidirectional}, got causal={self.causal}")
       for field, unsupported in (("lora_rank", self.lora_rank),
+                                 ("transfer_width", self.transfer_width),
                                  ("type_vocab_size", self.type_vocab_size),
                                  ("head_transform", self.head_transform),
                                  ("output_bias", self.output_bias)):

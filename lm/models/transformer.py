@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from lm.models import layers
 from lm.models.layer_groups import LayerGroups
 from lm.models.attention import SelfAttention
-from lm.models.config import ModelConfig
+from lm.models.config import TRANSFER, ModelConfig
 
 # config.model.remat -> what a block keeps for the backward pass (None: everything).
 REMAT_POLICIES = {
@@ -115,6 +115,9 @@ class Transformer(nn.Module):
   Padding has segment id 0: the classifier pools only over tokens with nonzero ids.
   `token_types` [B, T] index the token-type embeddings (config.type_vocab_size; default 0).
   `return_hidden` returns the final hidden states [B, T, D] instead of the head's output.
+  A classifier sows its pooled vector as 'intermediates' TRANSFER (through the training-only
+  `transfer_projection` when config.transfer_width is set): apply with
+  mutable=['intermediates'] to read it (distillation's hidden-state transfer).
   """
   config: ModelConfig
 
@@ -137,7 +140,7 @@ class Transformer(nn.Module):
                        block_prefix="block_",
                        scanned="blocks",
                        head=("final_norm", "head_transform", "head_norm", "lm_head",
-                             "output_bias", "pooler", "classifier"),
+                             "output_bias", "pooler", "classifier", "transfer_projection"),
                        num_layers=self.config.num_layers,
                        task_inputs=("type_embed",))
 
@@ -201,6 +204,9 @@ class Transformer(nn.Module):
       return self._dense(cfg.num_classes, "classifier")(x_NxD).reshape(B, T, -1)
     if cfg.num_classes:
       pooled_BxD = pool(x_NxD.reshape(B, T, -1), segment_ids_BxT, cfg.pooling)
+      transfer_BxW = (self._dense(cfg.transfer_width, "transfer_projection")(pooled_BxD)
+                      if cfg.transfer_width else pooled_BxD)
+      self.sow("intermediates", TRANSFER, transfer_BxW)  # Kept only when asked for (mutable).
       if cfg.pooler:
         pooled_BxD = jnp.tanh(self._dense(cfg.embed_dim, "pooler")(pooled_BxD))
       pooled_BxD = nn.Dropout(cfg.dropout)(pooled_BxD, deterministic=deterministic)

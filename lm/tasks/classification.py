@@ -72,40 +72,69 @@ class ClassificationTask(base.Task):
           copies=config.augment.copies,
           operations=_operations(config.augment.operations),
           seed=config.seed if config.augment.seed < 0 else config.augment.seed)
-    teacher_logits = None
-    if config.distill.teacher:  # Its outputs over the training texts, once (cached).
-      transfer = transfer_set.read(config)  # First: a bad transfer source costs no teacher pass.
-      distillation.check_teacher(config.distill.teacher, "classification", self.labels)
-      # Soft targets unless alpha is 1: the labels alone (the teacher still labels a transfer set).
-      soft = config.distill.alpha < 1
-      if soft:
-        teacher_logits = distillation.teacher_logits(config, workdir, train, self.labels)
-      if transfer:  # Cached apart: other transfer sets reuse the training texts' outputs.
-        transfer_logits = distillation.teacher_logits(config, workdir, transfer, self.labels,
-                                                      part="transfer")
-        train += transfer_set.labelled(transfer, transfer_logits, self.labels.names)
-        if soft:
-          teacher_logits = np.concatenate([teacher_logits, transfer_logits])
-        self.transferred = len(transfer)
+    train, teacher_outputs, transfer_width = self._distilled(train, workdir)
     self.tokenizer = base.prepare_tokenizer(config, workdir,
                                             lambda: [r.values["text"] for r in train])
     self.model_config = model_config_from(config.model,
                                           self.tokenizer.vocab_size,
                                           num_classes=len(self.labels.names),
                                           pooling=config.task.pooling,
+                                          transfer_width=transfer_width,
                                           **task_fields)
     self.seq_len = self.model_config.max_len
     self.buckets = buckets.bucket_lengths(self.seq_len)
     encode = dict(max_len=self.seq_len, causal=self.model_config.causal)
     self.train = examples.classification_examples(train, self.tokenizer, self.labels, **encode)
     self.valid = examples.classification_examples(valid, self.tokenizer, self.labels, **encode)
-    if teacher_logits is not None:
-      self.train.teacher_logits = teacher_logits
+    if teacher_outputs is not None:
+      self.train.teacher_logits, self.train.teacher_hidden = distillation.split_outputs(
+          teacher_outputs, len(self.labels.names))
     self.class_weights = _class_weights(config.task, len(self.labels.names))
     if not 0.0 <= config.task.label_smoothing < 1.0:
       raise UserError(f"config.task.label_smoothing={config.task.label_smoothing}: must be in "
                       f"[0, 1)")
     self._last_eval: tuple[np.ndarray, np.ndarray] | None = None
+
+  def _distilled(self, train: list, workdir: str) -> tuple[list, np.ndarray | None, int]:
+    """Under config.distill.teacher: the training records and the transfer set the teacher
+    labels (config.distill.transfer), the teacher's outputs over both (cached; None: the labels
+    alone, at alpha 1), and the width of the student's map to the teacher's pooled vector
+    (ModelConfig.transfer_width)."""
+    config = self.config
+    if not config.distill.teacher:
+      return train, None, 0
+    transfer = transfer_set.read(config)  # First: a bad transfer source costs no teacher pass.
+    distillation.check_teacher(config.distill.teacher, "classification", self.labels)
+    hidden_weight, transfer_width = config.distill.get("hidden_weight", 0.0), 0
+    if hidden_weight:  # A learned map where the widths differ.
+      width = distillation.teacher_width(config.distill.teacher)
+      transfer_width = 0 if width == config.model.embed_dim else width
+    # Soft targets unless alpha is 1 and no hidden state is transferred: the labels alone (the
+    # teacher still labels a transfer set).
+    soft = config.distill.alpha < 1 or bool(hidden_weight)
+    outputs = distillation.teacher_logits(config, workdir, train, self.labels) if soft else None
+    if transfer:  # Cached apart: other transfer sets reuse the training texts' outputs.
+      transfer_outputs = distillation.teacher_logits(config, workdir, transfer, self.labels,
+                                                     part="transfer")
+      transfer_logits, _ = distillation.split_outputs(transfer_outputs, len(self.labels.names))
+      train = train + transfer_set.labelled(transfer, transfer_logits, self.labels.names)
+      if soft:
+        outputs = np.concatenate([outputs, transfer_outputs])
+      self.transferred = len(transfer)
+    return train, outputs, transfer_width
+
+  def loss(self, apply_fn, params, batch, rng):
+    """The loss of `loss_fn`, plus config.distill.hidden_weight times the hidden-state transfer
+    loss where the batch has the teacher's pooled vectors (logged as train/hidden_loss)."""
+    if "teacher_hidden" not in batch:
+      return super().loss(apply_fn, params, batch, rng)
+    logits_BxC, transfer_BxD = steps.transferred(apply_fn, params, batch, deterministic=False,
+                                                 rngs={"dropout": rng})
+    hidden_B = distillation.hidden_loss(transfer_BxD, batch["teacher_hidden"])
+    weights_B = batch["weights"]
+    mean = jnp.sum(hidden_B * weights_B) / jnp.maximum(jnp.sum(weights_B), 1.0)
+    return (self.loss_fn(logits_BxC, batch) + self.config.distill.hidden_weight * hidden_B,
+            {"hidden_loss": mean})
 
   def loss_fn(self, logits_BxC, batch):
     weights = None if self.class_weights is None else jnp.asarray(self.class_weights)

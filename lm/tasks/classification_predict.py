@@ -90,10 +90,12 @@ def predict_file(workdir: str,
   return metrics
 
 
-def model_probabilities(workdir, checkpoint, records, gold, batch_size, logits=False):
-  """[N, C] probabilities (with `logits`, the logits) of a trained classifier's checkpoint for
-  `records` (texts as it trains on them), the gold label ids (with `gold`, the label set), how
-  many texts were cut to the context, and the context."""
+def model_probabilities(workdir, checkpoint, records, gold, batch_size, logits=False,
+                        pooled=False):
+  """[N, C] probabilities (with `logits`, the logits; with `pooled`, the logits and the pooled
+  vectors, [N, C + D]) of a trained classifier's checkpoint for `records` (texts as it trains
+  on them), the gold label ids (with `gold`, the label set), how many texts were cut to the
+  context, and the context."""
   import jax  # pylint: disable=g-import-not-at-top
   from lm.data import buckets, examples  # pylint: disable=g-import-not-at-top
   from lm.models.transformer import Transformer  # pylint: disable=g-import-not-at-top
@@ -103,7 +105,7 @@ def model_probabilities(workdir, checkpoint, records, gold, batch_size, logits=F
   data = examples.classification_examples(records, tokenizer, gold, max_len=model_cfg.max_len,
                                           causal=model_cfg.causal)
   forward = jax.jit(functools.partial(steps.predict_step, apply_fn=Transformer(model_cfg).apply,
-                                      logits=logits))
+                                      logits=logits, pooled=pooled))
   probs_NxC = classification.predict_probs(lambda batch: forward(params, batch), data, batch_size,
                                            buckets.bucket_lengths(model_cfg.max_len))
   return probs_NxC, data.labels, data.num_truncated, model_cfg.max_len

@@ -25,6 +25,15 @@ where x_T = softmax(logits / T), T = config.distill.temperature (the T^2 keeps t
 gradients on the scale of the hard one's; Hinton et al. 2015), and 'mse' is Tang et al.'s
 (2019) loss on the logits. alpha = 1 is plain cross-entropy.
 
+Hidden-state transfer (classifiers, config.distill.hidden_weight = beta > 0) adds
+beta * mean over the width of (W h_s + b - h_t)^2 per example, h the pooled vector each
+Transformer's classifier reads (before any pooler): the teacher's are cached with its logits
+(`teacher_logits`: [N, C + D]); W, b is a learned map to the teacher's width D (the student's
+`transfer_projection`, used in training only), or none when the widths are equal (FitNets'
+regressor, Romero et al. 2015, on the sentence vector). Layer-by-layer and attention transfer
+(TinyBERT) would need the teacher run beside every training step, its per-token states being
+too large to cache (N x T x D per layer); they are not built.
+
 A seq2seq student is taught sequence-level (which works whatever the two tokenizers): it trains
 on the pairs (source, teacher's output) with loss weight 1 - alpha beside the gold pairs with
 weight alpha (alpha = 0: the teacher's outputs alone, Kim and Rush's Seq-KD); temperature and
@@ -52,16 +61,46 @@ OUTPUTS_FILE = "teacher_outputs.npz"
 
 def teacher_logits(config: Any, workdir: str, records: Sequence[Record],
                    label_set: labels.LabelSet, part: str = "") -> np.ndarray:
-  """float32 [N, C]: a classifier teacher's logits of each record's text (cached; `part` names
-  a second transfer set cached beside the training texts', e.g. 'transfer')."""
+  """float32 [N, C]: a classifier teacher's logits of each record's text; with hidden-state
+  transfer (config.distill.hidden_weight), [N, C + D]: its pooled vectors after them
+  (`split_outputs`). Cached; `part` names a second transfer set cached beside the training
+  texts', e.g. 'transfer'."""
+  pooled = bool(config.distill.get("hidden_weight", 0.0))
+
   def compute(teacher: str, step: int, saved: dict) -> np.ndarray:
     texts = supervised.as_trained(records, saved["data"].get("clean", ""),
                                   saved["data"].get("lowercase", False))
-    return np.asarray(run_teacher(teacher, str(step), texts, config.train.eval_batch_size),
-                      np.float32)
+    return np.asarray(run_teacher(teacher, str(step), texts, config.train.eval_batch_size,
+                                  pooled), np.float32)
 
   items = ((r.values["text"], r.values.get("text_pair", "")) for r in records)
-  return _cached(config, workdir, "classification", label_set, items, compute, part)
+  return _cached(config, workdir, "classification", label_set, items, compute, part,
+                 variant="pooled" if pooled else "")
+
+
+def split_outputs(outputs_NxK: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray | None]:
+  """A classifier teacher's cached outputs as (logits [N, C], pooled vectors [N, D] or None)."""
+  if outputs_NxK.shape[1] == num_classes:
+    return outputs_NxK, None
+  return outputs_NxK[:, :num_classes], outputs_NxK[:, num_classes:]
+
+
+def teacher_width(teacher: str) -> int:
+  """The width of a Transformer classifier teacher's pooled vector (its config.model.embed_dim);
+  UserError for a teacher of another architecture."""
+  model = (checkpoints.load_config(teacher) or {}).get("model", {})
+  architecture = model.get("architecture", "transformer")
+  if architecture != "transformer":
+    raise UserError(f"config.distill.hidden_weight: the teacher {teacher} is a "
+                    f"{architecture!r} model; hidden-state transfer reads a Transformer's pooled "
+                    f"vector (set config.distill.hidden_weight=0)")
+  return int(model["embed_dim"])
+
+
+def hidden_loss(student_BxD: jax.Array, teacher_BxD: jax.Array) -> jax.Array:
+  """Per-example mean over the width of the squared difference of two pooled vectors."""
+  difference_BxD = student_BxD.astype(jnp.float32) - teacher_BxD.astype(jnp.float32)
+  return jnp.mean(jnp.square(difference_BxD), axis=-1)
 
 
 def teacher_word_logits(config: Any, workdir: str, sentences: Sequence[Sequence[str]],
@@ -98,15 +137,16 @@ def teacher_sequences(config: Any, workdir: str, sources: Sequence[str]) -> list
 
 def _cached(config: Any, workdir: str, kind: str, label_set: labels.LabelSet | None,
             items: Iterable[Any], compute: Callable[[str, int, dict], np.ndarray],
-            part: str = "") -> np.ndarray:
+            part: str = "", variant: str = "") -> np.ndarray:
   """The teacher's outputs (an array) over the transfer set `items` (strings or tuples of them):
   from the cache in `workdir` when it holds this teacher checkpoint's outputs for these items,
-  else `compute(teacher, step, teacher's config)`, then cached."""
+  else `compute(teacher, step, teacher's config)`, then cached. A `variant` of the outputs
+  (e.g. with pooled vectors) is cached under a key of its own."""
   teacher = config.distill.teacher
   saved = check_teacher(teacher, kind, label_set)
   step = _checkpoint_step(teacher, config.distill.teacher_checkpoint)
   items = list(items)
-  key = _fingerprint(os.path.abspath(teacher), step, items)
+  key = _fingerprint(os.path.abspath(teacher), step, items, variant)
   path = cache_path(config.distill.cache_dir, workdir, key, part)
   if os.path.exists(path):
     with np.load(path) as cached:
@@ -136,12 +176,13 @@ def cache_path(cache_dir: str, workdir: str, fingerprint: str, part: str = "") -
   return os.path.join(cache_dir, f"{stem}-{fingerprint[:16]}{extension}")
 
 
-def run_teacher(teacher: str, checkpoint: str, records: Sequence[Record],
-                batch_size: int) -> np.ndarray:
-  """float32 [N, C] logits of `teacher`'s checkpoint for `records`."""
+def run_teacher(teacher: str, checkpoint: str, records: Sequence[Record], batch_size: int,
+                pooled: bool = False) -> np.ndarray:
+  """float32 [N, C] logits of `teacher`'s checkpoint for `records` (with `pooled`, [N, C + D]:
+  its pooled vectors after them)."""
   from lm.tasks import classification_predict  # pylint: disable=g-import-not-at-top
   logits, *_ = classification_predict.model_probabilities(teacher, checkpoint, records, None,
-                                                          batch_size, logits=True)
+                                                          batch_size, logits=True, pooled=pooled)
   return np.asarray(logits, np.float32)
 
 
@@ -203,8 +244,9 @@ def _checkpoint_step(teacher: str, which: str) -> int:
     checkpointer.close()
 
 
-def _fingerprint(teacher: str, step: int, items: Iterable[Any]) -> str:
-  digest = hashlib.sha256(f"{teacher}\0{step}\0".encode())
+def _fingerprint(teacher: str, step: int, items: Iterable[Any], variant: str = "") -> str:
+  prefix = f"{teacher}\0{step}\0" + (f"{variant}\0" if variant else "")
+  digest = hashlib.sha256(prefix.encode())
   for item in items:
     for part in (item,) if isinstance(item, str) else item:
       digest.update(part.encode("utf-8", "surrogatepass") + b"\1")

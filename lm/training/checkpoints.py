@@ -309,7 +309,7 @@ def load_config(workdir: str) -> dict | None:
 
 def load_for_inference(workdir: str, which: str = "latest"):
   """(ModelConfig, params, Tokenizer) of checkpoint `which` ('latest', 'best' or a step) in
-  `workdir`."""
+  `workdir`, without the layers used in training only (model_config.TRAINING_ONLY_PARAMS)."""
   from lm.data import pipeline, tokenizers  # pylint: disable=g-import-not-at-top
   from lm.models import config as model_config  # pylint: disable=g-import-not-at-top
 
@@ -324,7 +324,8 @@ def load_for_inference(workdir: str, which: str = "latest"):
   finally:
     checkpointer.close()
   tokenizer = tokenizers.load_tokenizer(os.path.join(workdir, pipeline.TOKENIZER_DIR))
-  params = nn.meta.unbox(params)
+  params = {name: value for name, value in nn.meta.unbox(params).items()
+            if name not in model_config.TRAINING_ONLY_PARAMS}
   fields = {"vocab_size": tokenizer.vocab_size, **task_fields(config, workdir)}
   cfg = model_config.model_config_from(config["model"], **fields)
   return cfg, jax.tree.map(jax.numpy.asarray, params), tokenizer

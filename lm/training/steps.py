@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+from lm.models.config import TRANSFER
+
 Batch = dict[str, jax.Array]
 # Metrics of train_step that are flags, not scalars to average: whether the step was finite,
 # and per parameter group (in `param_groups` order) whether its gradients and update were.
@@ -276,11 +278,24 @@ def eval_step(params: Any,
   return sums if axis_name is None else jax.lax.psum(sums, axis_name)
 
 
-def predict_step(params: Any, batch: Batch, *, apply_fn, logits: bool = False) -> jax.Array:
+def predict_step(params: Any, batch: Batch, *, apply_fn, logits: bool = False,
+                 pooled: bool = False) -> jax.Array:
   """Class probabilities (with `logits`, the logits) of one batch (float32): [B, C] of a
-  classifier, [B, T, C] of a token classifier."""
+  classifier, [B, T, C] of a token classifier; with `pooled`, a classifier's logits and its
+  pooled vector (`transferred`) side by side, [B, C + D]."""
+  if pooled:
+    logits_BxC, pooled_BxD = transferred(apply_fn, params, batch, deterministic=True)
+    return jnp.concatenate([logits_BxC, pooled_BxD], axis=-1).astype(jnp.float32)
   logits_BxC = batch_logits(apply_fn, params, batch, deterministic=True).astype(jnp.float32)
   return logits_BxC if logits else jax.nn.softmax(logits_BxC, axis=-1)
+
+
+def transferred(apply_fn, params: Any, batch: Batch, **apply_kwargs) -> tuple[jax.Array, jax.Array]:
+  """A classifier's logits [B, C] and the pooled vector it sows for hidden-state transfer
+  [B, W] (lm/models/config.py TRANSFER), from one forward pass."""
+  logits_BxC, state = batch_logits(apply_fn, params, batch, mutable=["intermediates"],
+                                   **apply_kwargs)
+  return logits_BxC, state["intermediates"][TRANSFER][0]
 
 
 def summarize_eval(sums: dict[str, float]) -> dict[str, float]:
