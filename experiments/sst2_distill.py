@@ -13,6 +13,8 @@ picked on 5% of SST-2 train held out; dev is measured once at the end with lm.pr
 
   (no arg)           distillation with the augmented transfer set
   imdb               ... plus 100,000 sentences of IMDB's unlabelled reviews, teacher-labelled
+  hidden             with any of the above: hidden-state transfer too (the student's pooled
+                     vector regresses the teacher's through a learned map, weight 1)
   no_augment         distillation on the training sentences only
   no_distill         the same student on the labels only (alpha 1: the teacher gives its
                      tokenizer and embeddings, not its outputs, and runs no pass over the
@@ -51,8 +53,8 @@ CACHE_DIR = "runs/sst2_distill_cache"
 
 
 def get_config(arg: str | None = None):
-  args = parse_args(arg, allowed=("imdb", "no_augment", "no_distill", "random_embeddings",
-                                      "smoke"))
+  args = parse_args(arg, allowed=("imdb", "hidden", "no_augment", "no_distill",
+                                      "random_embeddings", "smoke"))
   config = sst2.get_config("no_pretrain" + (",smoke" if "smoke" in args else ""))
   if "smoke" in args:
     return config
@@ -64,6 +66,8 @@ def get_config(arg: str | None = None):
   config.distill.update(teacher=TEACHER, alpha=0.1, temperature=2.0, cache_dir=CACHE_DIR)
   if "random_embeddings" not in args:
     config.distill.embeddings = "teacher"
+  if "hidden" in args:  # The teacher's pooled vectors too, through a learned map 128 -> 384.
+    config.distill.hidden_weight = 1.0
   if "no_distill" in args:
     if "random_embeddings" in args:
       config.distill.teacher = ""

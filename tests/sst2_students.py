@@ -31,3 +31,14 @@ def classifier_config(files: dict, **distill):
   config.train.sample_prompt = ""
   config.distill.update(distill)
   return config
+
+
+def trained_teacher(files: dict, **data) -> str:
+  """The workdir of classifier_config's classifier (config.data.`data` set) trained on `files`:
+  a teacher."""
+  from lm.training import trainer  # pylint: disable=g-import-not-at-top
+  config = classifier_config(files)
+  config.data.update(data)
+  workdir = str(files["dir"] / "teacher")
+  trainer.train_and_evaluate(config, workdir)
+  return workdir

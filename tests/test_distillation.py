@@ -15,7 +15,7 @@ from lm.errors import UserError
 from lm.tasks import distillation, seq2seq, token_classification
 from lm.training import checkpoints, steps, trainer
 from tests.conftest import FIXTURES
-from tests.sst2_students import classifier_config, write_slices
+from tests.sst2_students import classifier_config, trained_teacher, write_slices
 
 
 def test_loss_equals_a_float64_reference_and_alpha_one_is_cross_entropy():
@@ -65,11 +65,7 @@ def files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def teacher(files):
   """A character-level classifier: the students below use SentencePiece or words."""
-  config = classifier_config(files)
-  config.data.tokenizer = "char"
-  workdir = str(files["dir"] / "teacher")
-  trainer.train_and_evaluate(config, workdir)
-  return workdir
+  return trained_teacher(files, tokenizer="char")
 
 
 def test_teacher_outputs_are_cached_and_a_resumed_student_reuses_them(files, teacher, tmp_path,

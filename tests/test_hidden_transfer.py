@@ -17,7 +17,7 @@ from lm.models.config import TRANSFER
 from lm.models.transformer import Transformer
 from lm.tasks import classification_predict, distillation, registry, supervised
 from lm.training import checkpoints, steps, trainer
-from tests.sst2_students import classifier_config, write_slices
+from tests.sst2_students import classifier_config, trained_teacher, write_slices
 
 WEIGHT = 0.7
 
@@ -30,10 +30,7 @@ def files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def teacher(files):
   """A classifier of width 32 (sst2.py's smoke encoder)."""
-  config = classifier_config(files)
-  workdir = str(files["dir"] / "teacher")
-  trainer.train_and_evaluate(config, workdir)
-  return workdir
+  return trained_teacher(files)
 
 
 def student_config(files, teacher, width: int):
