@@ -255,9 +255,10 @@ def _check_cross_fields(values: dict) -> None:
   if holds_out and data["valid_fraction"] <= 0:
     raise UserError(f"config.data.valid_fraction={data['valid_fraction']}: must be > 0 when "
                     f"config.data.valid_source is '' (the validation text is held out)")
-  if data.get("valid_holdout", "records") != "records" and values["task"]["kind"] != "classification":
-    raise UserError(f"config.data.valid_holdout={data['valid_holdout']!r} is for classification"
-                    f" (config.task.kind={values['task']['kind']!r}); use 'records'")
+  holdout, kind = data.get("valid_holdout", "records"), values["task"]["kind"]
+  if holdout != "records" and kind != "classification":
+    raise UserError(f"config.data.valid_holdout={holdout!r} is for classification "
+                    f"(config.task.kind={kind!r}); use 'records'")
   task = registry.task_class(values["task"]["kind"])
   if data["test_source"] and (not task.token_stream or data["prepared"]):
     raise UserError(f"config.data.test_source={data['test_source']!r}: a test split is for "

@@ -78,7 +78,8 @@ def teacher_logits(config: Any, workdir: str, records: Sequence[Record],
                  variant="pooled" if pooled else "")
 
 
-def split_outputs(outputs_NxK: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray | None]:
+def split_outputs(outputs_NxK: np.ndarray,
+                  num_classes: int) -> tuple[np.ndarray, np.ndarray | None]:
   """A classifier teacher's cached outputs as (logits [N, C], pooled vectors [N, D] or None)."""
   if outputs_NxK.shape[1] == num_classes:
     return outputs_NxK, None
