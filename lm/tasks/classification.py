@@ -104,10 +104,10 @@ class ClassificationTask(base.Task):
     if not config.distill.teacher:
       return train, None, 0
     transfer = transfer_set.read(config)  # First: a bad transfer source costs no teacher pass.
-    distillation.check_teacher(config.distill.teacher, "classification", self.labels)
+    saved = distillation.check_teacher(config.distill.teacher, "classification", self.labels)
     hidden_weight, transfer_width = config.distill.get("hidden_weight", 0.0), 0
     if hidden_weight:  # A learned map where the widths differ.
-      width = distillation.teacher_width(config.distill.teacher)
+      width = distillation.teacher_width(config.distill.teacher, saved)
       transfer_width = 0 if width == config.model.embed_dim else width
     # Soft targets unless alpha is 1 and no hidden state is transferred: the labels alone (the
     # teacher still labels a transfer set).

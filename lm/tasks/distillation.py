@@ -86,10 +86,10 @@ def split_outputs(outputs_NxK: np.ndarray,
   return outputs_NxK[:, :num_classes], outputs_NxK[:, num_classes:]
 
 
-def teacher_width(teacher: str) -> int:
-  """The width of a Transformer classifier teacher's pooled vector (its config.model.embed_dim);
-  UserError for a teacher of another architecture."""
-  model = (checkpoints.load_config(teacher) or {}).get("model", {})
+def teacher_width(teacher: str, saved: dict) -> int:
+  """The width of a Transformer classifier teacher's pooled vector (config.model.embed_dim of
+  its `saved` config, from `check_teacher`); UserError for a teacher of another architecture."""
+  model = saved.get("model", {})
   architecture = model.get("architecture", "transformer")
   if architecture != "transformer":
     raise UserError(f"config.distill.hidden_weight: the teacher {teacher} is a "
