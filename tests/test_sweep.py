@@ -144,6 +144,26 @@ def test_cli_print_launcher_and_errors(tmp_path):
   assert len(errors) == 1 and "unknown config key 'model.nrom'" in errors[0], failed.stderr
 
 
+def test_variants_flag_selects_by_name_pattern(tmp_path):
+  variants = [plan.Variant(name, {}) for name in ("scratch_n100", "scratch_n500", "mlm_n500")]
+  assert [v.name for v in plan.select_variants(variants, "*_n500")] == ["scratch_n500",
+                                                                       "mlm_n500"]
+  assert [v.name for v in plan.select_variants(variants, "mlm_n500, scratch_n100")] == [
+      "scratch_n100", "mlm_n500"]  # sweep() order, not the patterns' order.
+  assert plan.select_variants(variants, " ") == variants
+  with pytest.raises(UserError, match="'electra_\\*' matches no variant"):
+    plan.select_variants(variants, "mlm_n500,electra_*")
+  path = write_experiment(tmp_path, '[{"name": "a"}, {"name": "b", "model.norm": "rmsnorm"}]')
+  printed = run_sweep_cli(f"--config={path}", f"--workdir={tmp_path / 'sweep'}", "--seeds=2",
+                          "--launcher=print", "--variants=b")
+  assert printed.returncode == 0, printed.stderr
+  lines = printed.stdout.splitlines()
+  assert len(lines) == 2 and all("--config.model.norm=rmsnorm" in line for line in lines)
+  failed = run_sweep_cli(f"--config={path}", f"--workdir={tmp_path / 'sweep'}", "--variants=c")
+  errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
+  assert failed.returncode == 2 and len(errors) == 1 and "--variants: 'c'" in errors[0]
+
+
 # --- The runner, with a stand-in for lm.main -----------------------------------------------------
 
 FAKE_MAIN = '''#!{python}

@@ -39,6 +39,8 @@ _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 of every variant.")
 _SEED_LIST = flags.DEFINE_string("seed_list", "", "Comma-separated seeds (instead of --seeds).")
 _FOLDS = flags.DEFINE_integer("folds", 0, "k-fold cross-validation: every variant x seed runs "
                               "folds 0..k-1 (config.data.folds/fold); 0: off.")
+_VARIANTS = flags.DEFINE_string("variants", "", "Comma-separated shell patterns of variant names "
+                                "(e.g. 'scratch_n500,mlm_*'): run and report only those.")
 _PARALLEL = flags.DEFINE_integer("parallel", 1, "Runs at once (local launcher).")
 _LAUNCHER = flags.DEFINE_enum("launcher", "local", ["local", "print"],
                               "local: run here; print: print one lm.main command per run.")
@@ -78,7 +80,7 @@ def _run() -> int:
                     f" eval/perplexity, eval/accuracy or test/perplexity")
   if _SEARCH.value:
     return _search()
-  variants = plan.load_variants(_CONFIG.value, _OVERRIDES)
+  variants = plan.select_variants(plan.load_variants(_CONFIG.value, _OVERRIDES), _VARIANTS.value)
   seeds = plan.parse_seeds(_SEEDS.value, _SEED_LIST.value)
   runs = plan.make_runs(variants, seeds, _WORKDIR.value, _CONFIG.value, _FOLDS.value)
   if _LAUNCHER.value == "print":

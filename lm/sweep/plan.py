@@ -12,6 +12,7 @@ types and the resulting config passes lm.config_checks.
 import copy
 import dataclasses
 import difflib
+import fnmatch
 import os
 import re
 import shlex
@@ -194,6 +195,20 @@ def derived_name(overrides: dict[str, Any]) -> str:
   """'norm=rmsnorm,mlp=swiglu' from the last part of each key; 'baseline' for none."""
   name = ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in overrides.items()) or "baseline"
   return re.sub(r"[^\w.,=+-]", "_", name)
+
+
+def select_variants(variants: list[Variant], patterns: str) -> list[Variant]:
+  """The variants whose names match one of the comma-separated shell patterns (--variants, e.g.
+  'scratch_n500,mlm_*'), in sweep() order; '' keeps all. A pattern matching none is an error."""
+  wanted = [p.strip() for p in patterns.split(",") if p.strip()]
+  if not wanted:
+    return variants
+  names = [v.name for v in variants]
+  for pattern in wanted:
+    if not fnmatch.filter(names, pattern):
+      raise UserError(f"--variants: {pattern!r} matches no variant; sweep() has "
+                      f"{', '.join(names)}")
+  return [v for v in variants if any(fnmatch.fnmatchcase(v.name, p) for p in wanted)]
 
 
 def parse_seeds(count: int, seed_list: str) -> list[int]:
