@@ -23,14 +23,21 @@ def absolute_paths(config: Any) -> Any:
   absolute (relative ones are taken from the working directory, as the command meant them),
   and `{seed}` in config.init_from replaced by config.seed."""
   config = copy.deepcopy(config)
-  config.init_from = config.init_from.replace(SEED_FIELD, str(config.seed))
   for key in SOURCE_KEYS + DIRECTORY_KEYS:
     section, _, name = key.rpartition(".")
     node = config[section] if section else config
-    value = node[name]
-    if isinstance(value, str) and value.strip():
-      node[name] = (absolute_source(value) if key in SOURCE_KEYS else _absolute(value.strip()))
+    node[name] = saved_value(key, node[name], config.seed)
   return config
+
+
+def saved_value(key: str, value: Any, seed: int) -> Any:
+  """`value` of config key `key` as a run saves it in config.json: a path of SOURCE_KEYS or
+  DIRECTORY_KEYS absolute (`{seed}` of init_from replaced by `seed`), any other value as is."""
+  if key == "init_from" and isinstance(value, str):
+    value = value.replace(SEED_FIELD, str(seed))
+  if key not in SOURCE_KEYS + DIRECTORY_KEYS or not isinstance(value, str) or not value.strip():
+    return value
+  return absolute_source(value) if key in SOURCE_KEYS else _absolute(value.strip())
 
 
 def absolute_source(source: str) -> str:

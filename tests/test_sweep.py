@@ -246,6 +246,25 @@ def test_runner_runs_in_parallel_reports_failures_and_skips_finished_runs(tmp_pa
   assert "config.train.learning_rate=0.1, but the sweep now asks for 0.3" in messages[0]
 
 
+def test_a_finished_run_with_a_relative_path_is_not_stale(tmp_path, monkeypatch):
+  """lm.main saves paths absolute (config_paths); the sweep's relative ones mean the same."""
+  monkeypatch.chdir(tmp_path)
+  variant = plan.Variant("mlm", {"init_from": "runs/pre_{seed}", "data.source": "a.txt,b.txt",
+                                 "train.learning_rate": 0.1})
+  run = plan.make_runs([variant], [2], str(tmp_path / "sweep"), "exp.py")[0]
+  os.makedirs(run.workdir)
+  saved = {"seed": 2, "init_from": str(tmp_path / "runs" / "pre_2"),
+           "data": {"source": f"{tmp_path / 'a.txt'},{tmp_path / 'b.txt'}"},
+           "train": {"learning_rate": 0.1}}
+  with open(os.path.join(run.workdir, "config.json"), "w", encoding="utf-8") as f:
+    json.dump(saved, f)
+  assert runner.stale_overrides(run) == ""
+  saved["init_from"] = str(tmp_path / "runs" / "other")
+  with open(os.path.join(run.workdir, "config.json"), "w", encoding="utf-8") as f:
+    json.dump(saved, f)
+  assert "config.init_from=" in runner.stale_overrides(run)
+
+
 def test_a_signal_stops_the_sweep_and_its_processes(tmp_path, fake_main):
   runs = fake_runs(tmp_path, [0.1, 0.2])
   messages = []

@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Callable
 
-from lm import runtime
+from lm import config_paths, runtime
 from lm.sweep.plan import Run
 from lm.training import checkpoints, metrics_log
 
@@ -45,7 +45,7 @@ def stale_overrides(run: Run) -> str:
     node = saved
     for part in key.split("."):
       node = node.get(part) if isinstance(node, dict) else None
-    if node != value:
+    if node != config_paths.saved_value(key, value, run.seed):
       return (f"{run.workdir} holds a finished run with config.{key}={node!r}, but the sweep "
               f"now asks for {value!r}; delete that directory (or use another --workdir) to "
               f"run it again")
