@@ -81,6 +81,20 @@ def test_predictions_equal_scikit_learns_pipeline(fitted):
     assert json.load(f)["metrics"]["eval/accuracy"] == metrics["eval/accuracy"]
 
 
+def test_a_sweep_reads_its_outcome(fitted):
+  """lm.sweep's tables: the fitted weights as parameters, no training FLOPs, its metrics."""
+  from lm.sweep import outcome, plan  # pylint: disable=g-import-not-at-top
+  workdir, metrics = fitted
+  run = plan.Run(plan.Variant("tfidf", {"model.architecture": "tfidf"}), 0, workdir, "exp.py")
+  result = outcome.read_outcome(run)
+  train_x, _ = read_tsv(os.path.join(SST2, "train.tsv"))
+  features = len(TfidfVectorizer(ngram_range=(1, 2), min_df=2, lowercase=False)
+                 .fit(train_x).vocabulary_)
+  assert result.params == features + 1  # A binary logistic regression: one weight row, a bias.
+  assert result.flops == 0.0 and result.step == 0
+  assert result.metrics["eval/accuracy"] == metrics["eval/accuracy"]
+
+
 def test_train_examples_fit_on_the_subset(tmp_path):
   few = trainer.train_and_evaluate(tfidf_config(train_examples=100), str(tmp_path / "few"))
   with open(tmp_path / "few" / "labels.json", encoding="utf-8") as f:

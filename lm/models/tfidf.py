@@ -107,6 +107,13 @@ def load(workdir: str) -> Any:
   return joblib.load(path)
 
 
+def count_params(workdir: str) -> int:
+  """The fitted logistic regression's weights and biases (the TF-IDF vocabulary is not
+  counted: it is a lookup table, not learned weights)."""
+  classifier = load(workdir)[-1]
+  return int(classifier.coef_.size + classifier.intercept_.size)
+
+
 def is_tfidf_run(workdir: str) -> bool:
   return os.path.exists(os.path.join(workdir, MODEL_FILE))
 
