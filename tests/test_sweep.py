@@ -162,6 +162,10 @@ def test_variants_flag_selects_by_name_pattern(tmp_path):
   failed = run_sweep_cli(f"--config={path}", f"--workdir={tmp_path / 'sweep'}", "--variants=c")
   errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
   assert failed.returncode == 2 and len(errors) == 1 and "--variants: 'c'" in errors[0]
+  searched = run_sweep_cli(f"--config={path}", f"--workdir={tmp_path / 'sweep'}", "--variants=a",
+                           "--search=tpe")
+  errors = [line for line in searched.stderr.splitlines() if line.startswith("error: ")]
+  assert searched.returncode == 2 and len(errors) == 1 and "--search" in errors[0]
 
 
 # --- The runner, with a stand-in for lm.main -----------------------------------------------------

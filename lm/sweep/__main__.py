@@ -79,6 +79,9 @@ def _run() -> int:
     raise UserError(f"--metric={_METRIC.value}: name a final metric such as eval/loss, eval/bpb,"
                     f" eval/perplexity, eval/accuracy or test/perplexity")
   if _SEARCH.value:
+    if _VARIANTS.value:
+      raise UserError("--variants picks among sweep()'s variants; a --search samples "
+                      "search_space() instead: leave one of them out")
     return _search()
   variants = plan.select_variants(plan.load_variants(_CONFIG.value, _OVERRIDES), _VARIANTS.value)
   seeds = plan.parse_seeds(_SEEDS.value, _SEED_LIST.value)

@@ -205,7 +205,7 @@ def select_variants(variants: list[Variant], patterns: str) -> list[Variant]:
     return variants
   names = [v.name for v in variants]
   for pattern in wanted:
-    if not fnmatch.filter(names, pattern):
+    if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
       raise UserError(f"--variants: {pattern!r} matches no variant; sweep() has "
                       f"{', '.join(names)}")
   return [v for v in variants if any(fnmatch.fnmatchcase(v.name, p) for p in wanted)]
