@@ -26,7 +26,7 @@ Commands (2-core CPU; the pretraining runs first):
   python -m lm.sweep --config=experiments/ablate_low_resource.py --workdir=runs/low_resource_imdb \\
       --seeds=3 --metric=eval/accuracy --plot_against=data.train_examples
   # Only some variants (shell patterns of their names), e.g. the N <= 500 part measured so far:
-  python -m lm.sweep ... --variants='scratch_n100,mlm_n100,tfidf_n100,scratch_n500,mlm_n500,tfidf_n500'
+  python -m lm.sweep ... --variants='*_n100,*_n500'   # (electra_*: after its pretraining)
 Expected (2-core CPU; experiments/results/low_resource_imdb/): pretraining 18 min; two at a
 time, N = 100 runs ~3 min, N = 500 ~11 min, TF-IDF seconds. Accuracy %, 3 seeds: N = 100
 scratch 62.3 +- 2.3, MLM 64.7 +- 1.0, TF-IDF 64.6; N = 500 scratch 73.5 +- 0.4, MLM 72.9 +- 0.7,
