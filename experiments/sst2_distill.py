@@ -21,6 +21,7 @@ measured once at the end with lm.predict.
   no_distill         the same student on the labels only (alpha 1: the teacher gives its
                      tokenizer and embeddings, not its outputs, and runs no pass over the
                      training texts), no augmentation, no IMDB (the control)
+  deep               with any of the above: 4 layers instead of 2 (4.69M parameters)
   hidden             with any of the above: hidden-state transfer too (the student's pooled
                      vector regresses the teacher's through a learned map, weight 1)
   random_embeddings  with any of the above: the student's own 8k SentencePiece vocabulary and
@@ -58,7 +59,7 @@ CACHE_DIR = "runs/sst2_distill_cache"
 
 
 def get_config(arg: str | None = None):
-  args = parse_args(arg, allowed=("imdb", "no_imdb", "hidden", "no_augment", "no_distill",
+  args = parse_args(arg, allowed=("imdb", "no_imdb", "deep", "hidden", "no_augment", "no_distill",
                                       "random_embeddings", "smoke"))
   config = sst2.get_config("no_pretrain" + (",smoke" if "smoke" in args else ""))
   if "smoke" in args:
@@ -69,6 +70,8 @@ def get_config(arg: str | None = None):
   # phrases is trained on (a random 5% of its phrases mostly has its pieces in training).
   config.data.update(valid_fraction=0.1, valid_holdout="whole_texts")
   config.distill.update(teacher=TEACHER, alpha=0.1, temperature=2.0, cache_dir=CACHE_DIR)
+  if "deep" in args:
+    config.model.num_layers = 4
   if "random_embeddings" not in args:
     config.distill.embeddings = "teacher"
   if "hidden" in args:  # The teacher's pooled vectors too, through a learned map 128 -> 384.
