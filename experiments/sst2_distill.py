@@ -42,9 +42,10 @@ Commands (2-core CPU; the teacher first, see sst2_minilm.py):
 Expected (2-core CPU, BENCHMARKS.md "Issue 26: distillation"): teacher dev 90.0%; its pass over
 the 297,190 training texts 16 min, over IMDB's 100,000 sentences 9-23 min (once each, cached);
 a student run 21-23 min alone; dev, 3 seeds: 85.4 +- 1.1% (86.0, 86.0, 84.1; the issue's
-86 not reached on the mean). With 6,000 steps and phrase-level
-selection (the fifth session): augmented 84.5 +- 0.8%, + IMDB 84.9 +- 0.6%, no_augment 82.4 +-
-0.7%, no_distill 80.1 +- 0.8%; with random embeddings (1.42M, seed 0): 82.8 / 80.9 / 78.1.
+86 not reached on the mean); deep: 85.4 +- 0.9% (86.4, 85.0, 84.8), 37.6-38.1 min a run.
+With 6,000 steps and phrase-level selection (the fifth session): augmented 84.5 +- 0.8%,
++ IMDB 84.9 +- 0.6%, no_augment 82.4 +- 0.7%, no_distill 80.1 +- 0.8%; with random embeddings
+(1.42M, seed 0): 82.8 / 80.9 / 78.1.
 """
 
 from experiments import sst2
