@@ -60,8 +60,8 @@ CACHE_DIR = "runs/sst2_distill_cache"
 
 
 def get_config(arg: str | None = None):
-  args = parse_args(arg, allowed=("imdb", "no_imdb", "deep", "hidden", "no_augment", "no_distill",
-                                      "random_embeddings", "smoke"))
+  args = parse_args(arg, allowed=("imdb", "no_imdb", "deep", "hidden", "no_augment",
+                                  "no_distill", "random_embeddings", "smoke"))
   config = sst2.get_config("no_pretrain" + (",smoke" if "smoke" in args else ""))
   if "smoke" in args:
     return config
