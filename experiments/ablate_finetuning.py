@@ -25,13 +25,28 @@ experiments/results/finetuning/):
 (the sweep's variants read the pretrained encoder from runs/ablate_finetuning_pretrain).
 Expected (2-core CPU): pretraining ~11 minutes, the sweep ~19 minutes (two runs at a time); the
 measured table is in experiments/results/finetuning/.
+
+  electra   the rerun with the best pretraining issue 26 found: sst2.py's encoder (2 layers,
+            width 128) pretrained by ELECTRA (ablate_electra.py:pretrain_electra, ~28 min), and
+            sst2.py's whole fine-tuning recipe (up to 3,600 steps, the best checkpoint on 5% of
+            SST-2 train held out); dev once per run with lm.predict. The same five variants
+            (frozen: embeddings + the bottom 1 of 2 blocks; learning rates as sst2.py's).
+  python -m lm.main --config=experiments/ablate_electra.py:pretrain_electra \
+      --workdir=runs/ablate_electra_electra
+  python -m lm.sweep --config=experiments/ablate_finetuning.py:electra \
+      --workdir=runs/ablate_finetuning_electra --seeds=3 --metric=eval/accuracy --parallel=2
+  python -m lm.predict --workdir=runs/ablate_finetuning_electra/VARIANT/seedK \
+      --input=${LM_DATA_DIR:-../shared/data}/sst2/dev.tsv --text_column=sentence \
+      --label_column=label --output=runs/ablate_finetuning_electra/VARIANT/seedK/dev.tsv
+Expected (electra; experiments/results/finetuning_electra/): to be measured.
 """
 
-from experiments import sst2
+from experiments import ablate_electra, sst2
 from lm.data import data_root
 from lm.experiment_args import parse_args
 
 PRETRAIN_WORKDIR = "runs/ablate_finetuning_pretrain"
+ELECTRA_WORKDIR = ablate_electra.ELECTRA_WORKDIR  # The `electra` recipe's pretraining.
 # sst2.py's recipe when the recorded results were measured: its encoder, pretraining batch,
 # fine-tuning learning rate and classifier input.
 RECORDED_MODEL = dict(num_layers=4, num_heads=4, embed_dim=256)
@@ -39,11 +54,14 @@ RECORDED_PRETRAIN_BATCH = 64
 RECORDED_FINETUNE_LR = 2e-4
 PRETRAIN_STEPS = 250
 FINETUNE_STEPS = 300
+ARGS = ("pretrain", "electra", "smoke")
 
 
 def get_config(arg: str | None = None):
-  args = parse_args(arg, allowed=("pretrain", "smoke"))
+  args = parse_args(arg, allowed=ARGS)
   smoke = ",smoke" if "smoke" in args else ""
+  if "electra" in args:  # sst2.py's encoder and fine-tuning; the sweep gives the ELECTRA run.
+    return sst2.get_config("finetune" + smoke)
   if "pretrain" in args:
     config = sst2.get_config("pretrain" + smoke)
     if not smoke:
@@ -67,13 +85,15 @@ def get_config(arg: str | None = None):
 
 
 def sweep(arg: str | None = None) -> list[dict]:
-  del arg  # The same variants for every recipe.
-  pretrained = {"init_from": PRETRAIN_WORKDIR}
+  """The same variants for every recipe: the bottom half of the blocks freezes in `frozen`."""
+  config = get_config(arg)
+  pretrained = {"init_from": ELECTRA_WORKDIR if "electra" in parse_args(arg, allowed=ARGS)
+                else PRETRAIN_WORKDIR}
   return [
       {"name": "no_pretrain", "train.learning_rate": 5e-4, "init_required": False},
       {"name": "full", **pretrained},
       {"name": "frozen", **pretrained, "finetune.freeze_embeddings": True,
-       "finetune.freeze_layers": 2},
+       "finetune.freeze_layers": config.model.num_layers // 2},
       {"name": "lora", **pretrained, "finetune.method": "lora", "train.learning_rate": 1e-3},
       {"name": "linear_probe", **pretrained, "finetune.method": "linear_probe",
        "train.learning_rate": 1e-2},

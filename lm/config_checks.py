@@ -306,7 +306,7 @@ def _check_cross_fields(values: dict) -> None:
 def _check_model(values: dict) -> None:
   """config.model as a ModelConfig (its own checks), unless init_from's replaces it; a TF-IDF
   baseline's config.tfidf."""
-  if values["model"]["architecture"] == tfidf.ARCHITECTURE:
+  if model_config.is_tfidf(values):
     tfidf.check_config(values)
     return
   if values["init_architecture"] == "adopt" and values["init_from"]:

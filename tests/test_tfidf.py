@@ -16,6 +16,7 @@ from sklearn.metrics import accuracy_score, roc_curve
 
 from lm import defaults
 from lm.errors import UserError
+from lm.tasks import distillation
 from lm.training import trainer
 from tests.conftest import FIXTURES, REPO
 
@@ -93,6 +94,12 @@ def test_a_sweep_reads_its_outcome(fitted):
   assert result.params == features + 1  # A binary logistic regression: one weight row, a bias.
   assert result.flops == 0.0 and result.step == 0
   assert result.metrics["eval/accuracy"] == metrics["eval/accuracy"]
+
+
+def test_a_tfidf_run_is_refused_as_a_distillation_teacher(fitted):
+  workdir, _ = fitted
+  with pytest.raises(UserError, match=f"teacher={workdir}: a TF-IDF baseline, not a trained"):
+    distillation.check_teacher(workdir, "classification", None)
 
 
 def test_train_examples_fit_on_the_subset(tmp_path):

@@ -8,8 +8,9 @@ import numpy as np
 
 from lm.errors import UserError
 
-# lm.models.architecture.make_model; and 'tfidf', the scikit-learn baseline (lm/models/tfidf.py).
-ARCHITECTURES = ("transformer", "lstm", "gru", "encoder_decoder", "tfidf")
+TFIDF = "tfidf"  # The scikit-learn baseline (lm/models/tfidf.py): fitted, not trained.
+# lm.models.architecture.make_model; and TFIDF.
+ARCHITECTURES = ("transformer", "lstm", "gru", "encoder_decoder", TFIDF)
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "gelu_exact", "relu", "silu", "swiglu", "geglu")
 GATED_MLPS = ("swiglu", "geglu")  # act(x W_gate) * (x W_up), then W_out (Shazeer 2020).
@@ -29,6 +30,12 @@ DTYPES = ("float32", "bfloat16", "float16")
 TRANSFER = "transfer"
 # Layers used in training only (the map of hidden-state transfer), left out for inference.
 TRAINING_ONLY_PARAMS = ("transfer_projection",)
+
+
+def is_tfidf(config: Any) -> bool:
+  """Whether a config (a ConfigDict, or a run's saved config.json as a dict) is a TF-IDF
+  baseline's."""
+  return config["model"].get("architecture") == TFIDF
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,7 +25,6 @@ from lm.errors import UserError
 from lm.tasks import classification, supervised
 from lm.training import checkpoints, metrics_log
 
-ARCHITECTURE = "tfidf"
 ANALYZERS = ("word", "char", "char_wb")
 MODEL_FILE = "tfidf.joblib"
 PAIR_SEPARATOR = "\n"  # Between a sentence pair's texts, so no word n-gram spans both.

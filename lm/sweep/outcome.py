@@ -13,6 +13,7 @@ import os
 from lm.data import pipeline, tokenizers
 from lm.errors import UserError
 from lm.models import architecture, tfidf
+from lm.models import config as model_config
 from lm.models.config import ModelConfig, model_config_from
 from lm.sweep.plan import Run
 from lm.training import checkpoints, flops, metrics_log
@@ -48,7 +49,7 @@ def read_outcome(run: Run) -> Outcome:
   config = checkpoints.load_config(run.workdir)
   if config is None:
     raise UserError(f"{run.workdir}: no config.json beside {metrics_log.FINAL_FILE}")
-  if config["model"]["architecture"] == tfidf.ARCHITECTURE:  # Fitted in closed form, no steps.
+  if model_config.is_tfidf(config):  # Fitted in closed form, no steps.
     return Outcome(run=run, step=step, metrics=metrics, curves=read_curves(run.workdir),
                    params=tfidf.count_params(run.workdir), flops=0.0)
   model_cfg = _model_config(run.workdir, config)

@@ -15,6 +15,7 @@ import numpy as np
 from lm.data import pipeline, tokenizers
 from lm.data.tokenizers import Tokenizer
 from lm.errors import UserError
+from lm.models import config as model_config
 from lm.models.config import ModelConfig
 from lm.training import steps
 
@@ -81,7 +82,7 @@ class Task(abc.ABC):
     if architecture == "transformer" or (values["init_architecture"] == "adopt" and
                                          values["init_from"]):
       return
-    if architecture == "tfidf":  # lm/models/tfidf.py; ClassificationTask lets it through.
+    if architecture == model_config.TFIDF:  # ClassificationTask lets it through.
       raise UserError(f"config.model.architecture='tfidf' fits text classifiers only "
                       f"(config.task.kind='classification'), not {values['task']['kind']!r}")
     if architecture in ("lstm", "gru") and cls.recurrent_models:

@@ -11,6 +11,7 @@ from lm.data import augment, buckets, examples, labels
 from lm.errors import UserError
 from lm.evaluation import classification_metrics as cm
 from lm.evaluation import curves
+from lm.models import config as model_config
 from lm.models.config import model_config_from
 from lm.tasks import base, distillation, supervised, transfer_set
 from lm.training import steps
@@ -32,7 +33,7 @@ class ClassificationTask(base.Task):
 
   @classmethod
   def check_config(cls, values: dict) -> None:
-    if values["model"]["architecture"] == "tfidf":
+    if model_config.is_tfidf(values):
       return  # The scikit-learn baseline: lm/models/tfidf.py checks config.tfidf.
     super().check_config(values)
     if values["task"]["pooling"] == "none":

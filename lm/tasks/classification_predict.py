@@ -8,6 +8,7 @@ import os
 import sys
 
 from lm.errors import UserError
+from lm.models import config as model_config
 
 OUTPUT_FORMATS = (".csv", ".tsv", ".jsonl")
 # --empty_text: a row whose text is empty gets an empty prediction, or is an error.
@@ -63,7 +64,7 @@ def predict_file(workdir: str,
                                 config["data"].get("clean", ""),
                                 config["data"].get("lowercase", False))
   gold = labels if label_column else None
-  if config["model"].get("architecture") == "tfidf":
+  if model_config.is_tfidf(config):
     probs_NxC, gold_N = _tfidf_probabilities(workdir, found, labels, gold)
     num_truncated, max_len = 0, None
   else:

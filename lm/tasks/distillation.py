@@ -53,6 +53,7 @@ import optax
 from lm.data import atomic, labels
 from lm.data.reader import Record
 from lm.errors import UserError
+from lm.models import config as model_config
 from lm.tasks import supervised
 from lm.training import checkpoints
 
@@ -223,7 +224,7 @@ def check_teacher(teacher: str, kind: str, label_set: labels.LabelSet | None) ->
     raise UserError(f"config.distill.teacher={teacher}: no config.json; name the workdir of a "
                     f"trained {what}")
   teacher_kind = saved.get("task", {}).get("kind")
-  if teacher_kind != kind or saved.get("model", {}).get("architecture") == "tfidf":
+  if teacher_kind != kind or model_config.is_tfidf(saved):
     found = "a TF-IDF baseline" if teacher_kind == kind else f"a {teacher_kind!r} run"
     raise UserError(f"config.distill.teacher={teacher}: {found}, not a trained {what} "
                     f"(config.task.kind={kind!r} with a model) to distill from")

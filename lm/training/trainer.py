@@ -14,6 +14,7 @@ from lm import config_checks, config_paths, defaults
 from lm.errors import UserError
 from lm.models.config import ModelConfig
 from lm.models import attention_kernels, tfidf
+from lm.models import config as model_config
 from lm.tasks import registry
 from lm.training import (checkpoints, flops, init_from, metrics_log, nonfinite, parallel,
                          preemption, student_embeddings)
@@ -38,7 +39,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   config = init_from.adopt_architecture(config_paths.absolute_paths(config))
   config_dict = config.to_dict()
   _prepare_workdir(workdir, config_dict)
-  if config.model.architecture == tfidf.ARCHITECTURE:  # Fitted in closed form: no steps.
+  if model_config.is_tfidf(config):  # Fitted in closed form: no steps.
     return tfidf.fit_and_evaluate(config, workdir)
   train_cfg = config.train
   task = registry.build_task(config, workdir,
