@@ -118,18 +118,26 @@ def test_worker_processes_match_a_single_process(corpus, tmp_path):
   assert written_documents(str(tmp_path / "pool")) == expected
 
 
-def test_rerun_skips_finished_stages_and_slices_can_run_separately(corpus, tmp_path, monkeypatch):
+def test_an_interrupted_run_resumes_with_the_unfinished_slices(corpus, tmp_path, monkeypatch):
   source, expected = corpus
   workdir = str(tmp_path / "slices")
-  assert run.prepare(small_config(source), workdir, num_shards=2, shard_index=1) is None
-  assert os.path.exists(layout.stage_path(workdir, "clean/inputs-00001"))
-  assert not os.path.exists(layout.stage_path(workdir, "clean/inputs-00000"))
-  cleaned = []
   original_clean = stages.clean_shard
+
+  def interrupted(task):
+    if task.index == 1:
+      raise KeyboardInterrupt
+    return original_clean(task)
+
+  monkeypatch.setattr(stages, "clean_shard", interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    run.prepare(small_config(source), workdir, num_shards=2)
+  assert os.path.exists(layout.stage_path(workdir, "clean/inputs-00000"))
+  assert not os.path.exists(layout.stage_path(workdir, "clean/inputs-00001"))
+  cleaned = []
   monkeypatch.setattr(stages, "clean_shard", lambda task: cleaned.append(task.index) or
                       original_clean(task))
   first = run.prepare(small_config(source), workdir, num_shards=2)
-  assert cleaned == [0]  # Slice 1 was done already.
+  assert cleaned == [1]  # Slice 0 was done already.
   assert written_documents(workdir) == expected
 
   def fail(task):

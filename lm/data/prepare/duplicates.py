@@ -95,13 +95,17 @@ class _Corpus:
     return out
 
   def describe(self, position: int) -> dict[str, str]:
-    k, row = int(self.shard_of[position]), int(self.row_of[position])
-    shard = self.shards[k]
-    text = shard.text(row)
-    return {
-        "where": f"{self.shard_group[k][0]}: {shard.where(row)}",
-        "text": text[:_SNIPPET_CHARS] + ("..." if len(text) > _SNIPPET_CHARS else ""),
-    }
+    k = int(self.shard_of[position])
+    return describe(self.shards[k], self.shard_group[k][0], int(self.row_of[position]))
+
+
+def describe(shard: shards.Shard, group: str, row: int) -> dict[str, str]:
+  """A document of an example cluster in the report: where it came from and its beginning."""
+  text = shard.text(row)
+  return {
+      "where": f"{group}: {shard.where(row)}",
+      "text": text[:_SNIPPET_CHARS] + ("..." if len(text) > _SNIPPET_CHARS else ""),
+  }
 
 
 def _read(shard: shards.Shard, name: str, dtype) -> np.ndarray:
@@ -142,9 +146,9 @@ def resolve(cfg: Any, workdir: str, num_shards: int) -> dict:
   return {
       "removed": counts,
       "exact_clusters": len(exact_sizes),
-      "exact_cluster_sizes": _size_histogram(exact_sizes),
+      "exact_cluster_sizes": size_histogram(exact_sizes),
       "near_clusters": len(near_sizes),
-      "near_cluster_sizes": _size_histogram(near_sizes),
+      "near_cluster_sizes": size_histogram(near_sizes),
       "examples": {
           "exact": [[corpus.describe(p) for p in c.tolist()] for c in exact_examples],
           "near": [[corpus.describe(p) for p in c.tolist()] for c in near_examples],
@@ -221,8 +225,14 @@ def _join_similar(parent: np.ndarray, eligible: np.ndarray, corpus: _Corpus, num
   for start in range(0, len(a), _BLOCK):
     left = corpus.signatures(eligible[a[start:start + _BLOCK]], num_perm)
     right = corpus.signatures(eligible[b[start:start + _BLOCK]], num_perm)
-    similar[start:start + len(left)] = np.mean(left == right, axis=1) >= threshold - 1e-9
+    similar[start:start + len(left)] = is_similar(left, right, threshold)
   _union(parent, a[similar], b[similar])
+
+
+def is_similar(left: np.ndarray, right: np.ndarray, threshold: float) -> np.ndarray:
+  """Whether the rows of two [n, num_perm] signature blocks estimate a Jaccard similarity
+  >= threshold (the share of equal MinHash values)."""
+  return np.mean(left == right, axis=1) >= threshold - 1e-9
 
 
 def _roots(parent: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -247,20 +257,28 @@ def _union(parent: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
 def _decide(cfg: Any, corpus: _Corpus, keys: np.ndarray, original: np.ndarray,
             kind: np.ndarray) -> np.ndarray:
   """Per position: train, valid or the reason it is dropped (layout codes, int8)."""
-  n = len(original)
-  positions = np.arange(n)
-  is_valid_group = positions < corpus.num_valid
-  duplicate = original != positions
-  crosses = duplicate & (original < corpus.num_valid) & ~is_valid_group
-  decisions = np.full(n, layout.TRAIN, np.int8)
+  positions = np.arange(len(original))
+  return decide(cfg, in_valid_group=positions < corpus.num_valid,
+                duplicate=original != positions, original_in_valid=original < corpus.num_valid,
+                kind=kind, keys=keys)
+
+
+def decide(cfg: Any, *, in_valid_group: np.ndarray, duplicate: np.ndarray,
+           original_in_valid: np.ndarray, kind: np.ndarray, keys: np.ndarray) -> np.ndarray:
+  """The decision (layout codes, int8) for each of a block of documents, from whether it is an
+  evaluation document, whether it duplicates an earlier one (of which `kind`), whether that one
+  is an evaluation document, and its exact key (which side of the held-out split it falls on).
+  Both runners call it, on all documents at once (local) or a shard's (Beam)."""
+  crosses = duplicate & original_in_valid & ~in_valid_group
+  decisions = np.full(len(duplicate), layout.TRAIN, np.int8)
   decisions[duplicate] = kind[duplicate]
   decisions[crosses] = layout.DUPLICATE_OF_VALID if cfg.dedup.against_valid else layout.TRAIN
-  decisions[~duplicate & is_valid_group] = layout.VALID
+  decisions[~duplicate & in_valid_group] = layout.VALID
   if not cfg.valid_inputs.strip():  # Hold out a share of the kept documents.
     kept = np.flatnonzero(~duplicate)
     for start in range(0, len(kept), _BLOCK):
       block = kept[start:start + _BLOCK]
-      held = np.fromiter((_held_out(bytes(key), cfg.seed, cfg.valid_fraction)
+      held = np.fromiter((held_out(bytes(key), cfg.seed, cfg.valid_fraction)
                           for key in keys[block]), dtype=bool, count=len(block))
       decisions[block[held]] = layout.VALID
   return decisions
@@ -273,21 +291,21 @@ def _save_decisions(workdir: str, corpus: _Corpus, decisions: np.ndarray) -> Non
     mine = by_shard[(ends[k - 1] if k else 0):ends[k]]
     array = np.full(len(shard), layout.TRAIN, np.int8)
     array[corpus.row_of[mine]] = decisions[mine]
-    _save(layout.decisions_path(workdir, *corpus.shard_group[k]), array)
+    save(layout.decisions_path(workdir, *corpus.shard_group[k]), array)
 
 
-def _held_out(key: bytes, seed: int, fraction: float) -> bool:
+def held_out(key: bytes, seed: int, fraction: float) -> bool:
   """A fixed pseudo-random `fraction` of exact keys (so copies land on the same side)."""
   digest = hashlib.blake2b(key, digest_size=8, salt=seed.to_bytes(8, "little")).digest()
   return int.from_bytes(digest, "little") < fraction * 2.0**64
 
 
-def _size_histogram(sizes: np.ndarray) -> dict[str, int]:
+def size_histogram(sizes: np.ndarray) -> dict[str, int]:
   values, counts = np.unique(sizes, return_counts=True)
   return {str(int(v)): int(c) for v, c in zip(values, counts)}
 
 
-def _save(path: str, array: np.ndarray) -> None:
+def save(path: str, array: np.ndarray) -> None:
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with atomic.atomic_writer(path) as f:
     np.save(f, array)

@@ -9,14 +9,17 @@
   tokenizer/               the tokenizer the tokens are written with
   tokens/train.npy/.json   the training token stream (lm.data.token_store format), memory-mapped
   tokens/valid.npy/.json   by training with config.data.prepared=WORKDIR; `.documents.npy`
-                           holds the start offset of every document (the index)
+                           holds the start offset of every document (the index),
+                           `.document_ids.npy` its global id (readers.py; augmented copies
+                           repeat their original's)
   stats.json, report.md, length_histogram.png, token_frequency.png
+  beam.log                 what Beam's workers printed (--runner=beam)
 """
 
 import json
 import os
 
-from lm.data import token_store, tokenizers
+from lm.data import atomic, token_store, tokenizers
 from lm.data.token_store import TokenStream
 from lm.data.tokenizer_base import Tokenizer
 from lm.errors import UserError
@@ -46,8 +49,23 @@ def stage_path(workdir: str, stage: str) -> str:
   return os.path.join(workdir, "stages", stage.replace("/", "_") + ".json")
 
 
+def stage_record(workdir: str, stage: str) -> dict | None:
+  """What a finished stage recorded, or None if it has not finished."""
+  path = stage_path(workdir, stage)
+  return read_json(path) if os.path.exists(path) else None
+
+
+def record_stage(workdir: str, stage: str, record: dict) -> None:
+  atomic.atomic_write_text(stage_path(workdir, stage), json.dumps(record, indent=2))
+
+
 def tokens_path(workdir: str, split: str) -> str:
   return os.path.join(workdir, "tokens", split)
+
+
+def beam_log_path(workdir: str) -> str:
+  """What Beam's local workers print (--runner=beam)."""
+  return os.path.join(workdir, "beam.log")
 
 
 def tokenizer_dir(workdir: str) -> str:

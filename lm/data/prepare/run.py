@@ -2,20 +2,17 @@
 
   clean      every shard (a deterministic slice of the inputs) in parallel: read, clean,
              filter, exact keys and MinHash signatures (stages.clean_shard)
-  dedup      one global pass: duplicates, the held-out split (duplicates.resolve), and the
+  dedup      one global pass: duplicates, the held-out split (duplicates.resolve, or
+             beam_dedup.resolve on Beam), and the
              train/eval contamination report
   tokenizer  trained on the kept training text, or loaded from config.tokenizer.path
   tokenize   every shard in parallel (stages.tokenize_shard)
   finalize   the token streams, stats.json, report.md and its plots
 """
 
-import concurrent.futures
-import contextlib
 import json
-import multiprocessing
 import os
 import shutil
-import signal
 import time
 from typing import Any, Callable, Iterator
 
@@ -26,47 +23,40 @@ from lm.data import atomic, token_store, tokenizers
 
 from lm.data.prepare import contamination, dedup
 from lm.data.prepare import config as prepare_config
-from lm.data.prepare import duplicates, layout, readers, report, shards, stages
+from lm.data.prepare import layout, readers, report, runners, shards, stages
 from lm.data.prepare.stats import Stats
 from lm.errors import UserError
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str, *, processes: int = 1,
-            num_shards: int = 0, shard_index: int = -1) -> dict[str, Any] | None:
-  """Runs (or resumes) every stage; returns the final stats, or None when only `shard_index`'s
-  clean stage was asked for (several machines: each runs one shard, then one run finishes).
+            num_shards: int = 0, runner: str = "local", beam_options: str = "") -> dict[str, Any]:
+  """Runs (or resumes) every stage; returns the final stats.
 
   Args:
     config: a prepare config (lm/data/prepare/config.py).
     workdir: where everything is written (layout.py).
-    processes: local worker processes for the per-shard stages.
+    processes: worker processes (local) or DirectRunner workers (beam).
     num_shards: slices of the input (0 = `processes`); fixed by the first run of a workdir.
-    shard_index: >= 0 runs only this shard's clean stage.
+    runner: 'local' or 'beam' (runners.py).
+    beam_options: Beam pipeline options, as on a command line (e.g. '--runner=DataflowRunner
+      --project=P --region=R --temp_location=gs://B/tmp').
   """
   prepare_config.validate(config)
-  if processes < 1:
-    raise UserError(f"--processes={processes}: must be >= 1")
+  executor = runners.make_runner(runner, processes, beam_options, workdir)
   os.makedirs(workdir, exist_ok=True)
   _check_config(config, workdir)
   plan = _plan(config, workdir, num_shards or processes)
   num_shards = plan["num_shards"]
-  if not -1 <= shard_index < num_shards:
-    raise UserError(f"--process_index={shard_index}: must be in [0, {num_shards}) (the workdir"
-                    f" has {num_shards} shards)")
   groups = [g for g in layout.GROUPS if config[g].strip()]
   timings = {}
-  clean_tasks = [stages.ShardTask(config.to_dict(), workdir, g, i, num_shards)
-                 for g in groups for i in range(num_shards)
-                 if shard_index < 0 or i == shard_index]
-  timings["clean"] = _run_shards(workdir, "clean", stages.clean_shard, clean_tasks, processes)
-  if shard_index >= 0:
-    return None
-  timings["dedup"] = _once(workdir, "dedup", lambda: _dedup(config, workdir, plan))
+  tasks = [stages.ShardTask(config.to_dict(), workdir, g, i, num_shards)
+           for g in groups for i in range(num_shards)]
+  timings["clean"] = _run_shards(executor, workdir, "clean", stages.clean_shard, tasks)
+  timings["dedup"] = _once(workdir, "dedup", lambda: _dedup(config, workdir, plan, executor))
   timings["tokenizer"] = _once(workdir, "tokenizer", lambda: _tokenizer(config, workdir, plan))
-  timings["tokenize"] = _run_shards(workdir, "tokenize", stages.tokenize_shard, clean_tasks,
-                                    processes)
+  timings["tokenize"] = _run_shards(executor, workdir, "tokenize", stages.tokenize_shard, tasks)
   _once(workdir, layout.DONE_STAGE,
-        lambda: _finalize(config, workdir, plan, clean_tasks, timings, processes))
+        lambda: _finalize(config, workdir, plan, tasks, timings, executor))
   return layout.read_json(os.path.join(workdir, "stats.json"))
 
 
@@ -105,7 +95,7 @@ def _plan(config: ml_collections.ConfigDict, workdir: str, num_shards: int) -> d
     plan = layout.read_json(path)
     if num_shards != plan["num_shards"] and num_shards != 1:
       raise UserError(f"{workdir} is split into {plan['num_shards']} shards; rerun it with"
-                      f" --num_processes={plan['num_shards']} (or a new --workdir)")
+                      f" --num_shards={plan['num_shards']} (or a new --workdir)")
     return plan
   inputs = {}
   for group in layout.GROUPS:
@@ -118,86 +108,38 @@ def _plan(config: ml_collections.ConfigDict, workdir: str, num_shards: int) -> d
   return plan
 
 
-def _done(workdir: str, stage: str) -> dict | None:
-  path = layout.stage_path(workdir, stage)
-  return layout.read_json(path) if os.path.exists(path) else None
-
-
-def _record(workdir: str, stage: str, record: dict) -> None:
-  atomic.atomic_write_text(layout.stage_path(workdir, stage), json.dumps(record, indent=2))
-
-
 def _once(workdir: str, stage: str, work: Callable[[], dict | None]) -> float:
   """Runs `work` unless `stage` is recorded as done; returns its seconds (from the record)."""
-  record = _done(workdir, stage)
+  record = layout.stage_record(workdir, stage)
   if record is None:
     start = time.perf_counter()
     record = {**(work() or {}), "seconds": time.perf_counter() - start}
-    _record(workdir, stage, record)
+    layout.record_stage(workdir, stage, record)
   return record["seconds"]
 
 
-def _run_shards(workdir: str, stage: str, function: Callable[[stages.ShardTask], dict],
-                tasks: list[stages.ShardTask], processes: int) -> float:
-  """Runs `function` on the tasks whose `stage/NAME` record is missing, `processes` at a time;
-  each result is recorded as soon as it arrives. Returns the wall seconds of this stage."""
+def _run_shards(executor, workdir: str, stage: str, function: Callable[[stages.ShardTask], dict],
+                tasks: list[stages.ShardTask]) -> float:
+  """Runs `function` on the tasks whose `stage/NAME` record is missing; returns the wall
+  seconds of this stage."""
   start = time.perf_counter()
-  todo = [t for t in tasks if _done(workdir, f"{stage}/{t.name}") is None]
-  if processes == 1 or len(todo) <= 1:
-    for task in todo:
-      _record(workdir, f"{stage}/{task.name}", function(task))
-  elif todo:
-    # spawn: a clean interpreter per worker (fork would copy this process's threads and state).
-    context = multiprocessing.get_context("spawn")
-    with contextlib.ExitStack() as stack:
-      with _ctrl_c_held_back():
-        pool = stack.enter_context(
-            concurrent.futures.ProcessPoolExecutor(min(processes, len(todo)), mp_context=context,
-                                                   initializer=_exit_quietly_on_ctrl_c))
-        futures = {pool.submit(function, task): task for task in todo}
-      for future in concurrent.futures.as_completed(futures):
-        _record(workdir, f"{stage}/{futures[future].name}", future.result())
+  todo = [t for t in tasks if layout.stage_record(workdir, f"{stage}/{t.name}") is None]
+  executor.map_shards(workdir, stage, function, todo)
   return time.perf_counter() - start
-
-
-@contextlib.contextmanager
-def _ctrl_c_held_back():
-  """Ctrl-C is delivered only after the block, where the pool and its workers start: a worker
-  interrupted while it unpickles its start-up data, or one whose start-up data the interrupted
-  main process never wrote, prints a traceback. Two holds: the signal mask, inherited by the
-  workers (each lifts it in _exit_quietly_on_ctrl_c), and the Python handler, since the mask
-  is per thread and another thread of this process may take the signal."""
-  pending = []
-  previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
-  signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-  try:
-    yield
-  finally:
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    signal.signal(signal.SIGINT, previous)
-    if pending:
-      signal.raise_signal(signal.SIGINT)
-
-
-def _exit_quietly_on_ctrl_c() -> None:
-  """In a worker: Ctrl-C (sent to the whole process group) ends it without a traceback; the
-  main process reports the interruption once, and a rerun redoes the unfinished shards."""
-  signal.signal(signal.SIGINT, lambda signum, frame: os._exit(128 + signum))  # pylint: disable=protected-access
-  signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # Held back while starting.
 
 
 def _shard_stats(workdir: str, stage: str, tasks: list[stages.ShardTask]) -> Stats:
   total = Stats()
   for task in tasks:
-    total.merge(Stats.from_json(_done(workdir, f"{stage}/{task.name}")))
+    total.merge(Stats.from_json(layout.stage_record(workdir, f"{stage}/{task.name}")))
   return total
 
 
 # --- Global stages --------------------------------------------------------------------------------
 
 
-def _dedup(config: ml_collections.ConfigDict, workdir: str, plan: dict) -> dict:
-  summary = duplicates.resolve(config, workdir, plan["num_shards"])
+def _dedup(config: ml_collections.ConfigDict, workdir: str, plan: dict, executor) -> dict:
+  summary = executor.resolve_duplicates(config, workdir, plan["num_shards"])
   if config.contamination.enabled:
     found = _contamination(config, workdir, plan)
     summary["contamination"] = found.to_dict()
@@ -279,7 +221,7 @@ def _tokenizer(config: ml_collections.ConfigDict, workdir: str, plan: dict) -> d
 
 
 def _finalize(config: ml_collections.ConfigDict, workdir: str, plan: dict,
-              tasks: list[stages.ShardTask], timings: dict, processes: int) -> dict:
+              tasks: list[stages.ShardTask], timings: dict, executor) -> dict:
   tokenizer = tokenizers.load_tokenizer(layout.tokenizer_dir(workdir))
   dtype = token_store.token_dtype(tokenizer.vocab_size)
   stats = _shard_stats(workdir, "clean", tasks).merge(_shard_stats(workdir, "tokenize", tasks))
@@ -302,9 +244,12 @@ def _finalize(config: ml_collections.ConfigDict, workdir: str, plan: dict,
                ".documents.npy"})
     with atomic.atomic_writer(path + ".documents.npy") as f:
       np.save(f, starts.astype(np.int64))
+    with atomic.atomic_writer(path + ".document_ids.npy") as f:
+      np.save(f, np.concatenate([np.load(name + ".ids.npy") for name in files] or
+                                [np.zeros(0, np.int64)]))
   token_counts = sum(np.load(stages.token_work_path(workdir, "counts", t.name) + ".npy")
                      for t in tasks)
-  stats.counts["processes"] = processes
+  stats.counts["processes"] = executor.processes
   stats.counts["num_shards"] = plan["num_shards"]
   result = {
       "stats": stats.to_json(),

@@ -3,7 +3,8 @@
 clean_shard:    read this shard's slice of the inputs, clean, filter, compute exact keys and
                 MinHash signatures, write the shard (shards.py) and its Stats.
 tokenize_shard: encode the documents the merge kept (and augmented copies of training ones)
-                into raw token files per split, with token counts and round-trip checks.
+                into raw token files per split, with their global ids, token counts and
+                round-trip checks.
 """
 
 import dataclasses
@@ -90,7 +91,7 @@ def tokenize_shard(task: ShardTask) -> dict[str, Any]:
   for split, code in (("train", layout.TRAIN), ("valid", layout.VALID)):
     path = token_work_path(task.workdir, split, task.name)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    ends, total = [], 0
+    ends, doc_ids, total = [], [], 0
     counts = stats.counts
     with atomic.atomic_writer(path + ".bin") as out:
       for row, text in shard.texts(np.flatnonzero(decisions == code)):
@@ -113,10 +114,12 @@ def tokenize_shard(task: ShardTask) -> dict[str, Any]:
           token_counts.add(tokens)
           total += len(tokens)
           ends.append(total)
+          doc_ids.append(int(shard.ids[row]))
           counts[f"{split}_documents"] += 1
           counts[f"{split}_bytes"] += len(piece.encode("utf-8"))
           counts[f"{split}_tokens"] += len(tokens)
     np.save(path + ".ends.npy", np.asarray(ends, dtype=np.int64))
+    np.save(path + ".ids.npy", np.asarray(doc_ids, dtype=np.int64))
   np.save(token_work_path(task.workdir, "counts", task.name) + ".npy", token_counts.total())
   stats.counts["tokenize_seconds"] = time.perf_counter() - start
   return stats.to_json()
