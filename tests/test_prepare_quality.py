@@ -1,6 +1,8 @@
 """Tests of lm/data/prepare/quality.py: each Gopher/C4-style rule fires on the text it targets
 and passes ordinary text, in English and in Chinese (no spaces)."""
 
+import collections
+
 import ml_collections
 import numpy as np
 import pytest
@@ -88,3 +90,35 @@ def test_alpha_word_share_agrees_between_fast_and_cjk_paths():
   letter = quality._LETTER_RE  # pylint: disable=protected-access
   slow = sum(bool(letter.search(w)) for w in tokens) / len(tokens)
   assert quality.alpha_word_share(text, tokens) == pytest.approx(slow)
+
+
+def _reference_top_ngram_share(tokens, n):
+  """Gopher's rule written plainly over tuples (the first most common n-gram of a Counter)."""
+  grams = collections.Counter(zip(*(tokens[k:] for k in range(n)))) if len(tokens) >= n else {}
+  if not grams:
+    return 0.0
+  gram, count = grams.most_common(1)[0]
+  return count * sum(map(len, gram)) / sum(map(len, tokens)) if count > 1 else 0.0
+
+
+def _reference_duplicate_ngram_share(tokens, n):
+  grams = collections.Counter(zip(*(tokens[k:] for k in range(n)))) if len(tokens) >= n else {}
+  if not grams or max(grams.values()) < 2:
+    return 0.0
+  covered = [False] * len(tokens)
+  for i, gram in enumerate(zip(*(tokens[k:] for k in range(n)))):
+    if grams[gram] > 1:
+      covered[i:i + n] = [True] * n
+  return sum(len(t) for t, c in zip(tokens, covered) if c) / sum(map(len, tokens))
+
+
+def test_ngram_rules_with_their_shortcuts_equal_the_plain_definition():
+  rng = np.random.default_rng(0)
+  vocabulary = ["a", "bb", "ccc", "dd", "e", "猫", "狗狗", "x" * 7]
+  for trial in range(300):
+    size = int(rng.integers(0, 40))
+    tokens = [vocabulary[k] for k in rng.integers(0, 2 + trial % 7, size=size)]
+    for n in (1, 2, 3, 5):
+      assert quality.top_ngram_share(tokens, n) == _reference_top_ngram_share(tokens, n)
+      assert quality.duplicate_ngram_share(tokens, n) == _reference_duplicate_ngram_share(
+          tokens, n)

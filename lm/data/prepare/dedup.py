@@ -153,10 +153,20 @@ def mix64(x: np.ndarray) -> np.ndarray:
 
 
 def _powers(base: int, count: int) -> np.ndarray:
-  """base^0 .. base^(count-1) modulo 2^64 (uint64 products wrap)."""
-  powers = np.full(count, base, dtype=np.uint64)
-  powers[:1] = 1
-  return np.cumprod(powers, out=powers)
+  """base^0 .. base^(count-1) modulo 2^64 (uint64 products wrap), from a table per base that
+  grows by doubling (read-only: a view of it)."""
+  table = _POWER_TABLES.get(base)
+  if table is None or len(table) < count:
+    size = max(count, 2 * len(table) if table is not None else 4096)
+    table = np.full(size, base, dtype=np.uint64)
+    table[:1] = 1
+    np.cumprod(table, out=table)
+    table.flags.writeable = False
+    _POWER_TABLES[base] = table
+  return table[:count]
+
+
+_POWER_TABLES: dict[int, np.ndarray] = {}
 
 
 class UnitText:

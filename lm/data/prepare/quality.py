@@ -88,7 +88,7 @@ def top_ngram_share(tokens: list[str], n: int) -> float:
   """Characters of the most frequent word n-gram (all its occurrences) / characters of all
   words (Gopher's "top n-gram" rule)."""
   counts = _ngram_counts(tokens, n)
-  if not counts:
+  if not counts or len(counts) == len(tokens) - n + 1:  # No n-gram occurs twice.
     return 0.0
   gram, count = counts.most_common(1)[0]
   return count * sum(map(len, gram)) / sum(map(len, tokens)) if count > 1 else 0.0
@@ -97,7 +97,7 @@ def top_ngram_share(tokens: list[str], n: int) -> float:
 def duplicate_ngram_share(tokens: list[str], n: int) -> float:
   """Share of word characters covered by word n-grams that occur more than once."""
   counts = _ngram_counts(tokens, n)
-  if not counts or max(counts.values()) < 2:
+  if not counts or len(counts) == len(tokens) - n + 1:  # No n-gram occurs twice.
     return 0.0
   covered = bytearray(len(tokens))
   for i, gram in enumerate(zip(*(tokens[k:] for k in range(n)))):

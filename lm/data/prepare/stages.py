@@ -67,8 +67,9 @@ def clean_shard(task: ShardTask) -> dict[str, Any]:
     if reason:
       stats.removed[reason] += 1
       continue
-    writer.add(document.id, text, dedup.exact_key(text),
-               hasher.signature(text) if hasher else None, where=document.where)
+    folded = dedup.fold(text)  # Once for both kinds of duplicate.
+    writer.add(document.id, text, dedup.exact_key(folded, folded=True),
+               hasher.signature(folded, folded=True) if hasher else None, where=document.where)
     stats.counts["documents_clean"] += 1
     stats.counts["bytes_clean"] += len(text.encode("utf-8"))
   writer.close()
