@@ -1,0 +1,122 @@
+"""Corpus preparation per core and per runner: a table for BENCHMARKS.md (issue 28).
+
+1. Per core: CPU seconds per document of the clean stage's per-document work (clean, quality
+   rules, exact key, MinHash signature) over the first --documents IMDB `unsup` reviews, read
+   from the tarball first (reading is not counted), as MB/s of input per core.
+2. End to end: `python -m lm.data.prepare --config=experiments/data/imdb_unsup.py` with the
+   local runner and with Beam's DirectRunner, 1 and 2 workers each, each in a fresh process and
+   workdir; wall seconds, the speed-up of 2 workers over 1, and a digest of the written
+   documents sorted by global id (equal digests: the same documents, split and tokens).
+
+  .venv/bin/python benchmarks/prepare_runners.py [--documents=5000] [--config_arg=smoke]
+"""
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+def per_core(documents: int) -> list[tuple[str, float]]:
+  """(step, MB/s of input per core) of the clean stage's per-document steps."""
+  from experiments.data import imdb_unsup  # pylint: disable=g-import-not-at-top
+  from lm.data import data_root  # pylint: disable=g-import-not-at-top
+  from lm.data.prepare import config as prepare_config  # pylint: disable=g-import-not-at-top
+  from lm.data.prepare import dedup, quality  # pylint: disable=g-import-not-at-top
+  cfg = imdb_unsup.get_config()
+  texts = []
+  with tarfile.open(data_root.path("imdb", "aclImdb_unsup.tar.gz")) as archive:
+    for member in archive:
+      if member.isfile() and member.name.endswith(".txt"):
+        texts.append(archive.extractfile(member).read().decode("utf-8"))
+        if len(texts) >= documents:
+          break
+  megabytes = sum(len(t.encode("utf-8")) for t in texts) / 1e6
+  cleaner = prepare_config.cleaner_from(cfg.clean)
+  rules = quality.QualityFilter(cfg.quality)
+  hasher = dedup.MinHasher(cfg.dedup.num_perm, seed=cfg.dedup.seed, unit=cfg.dedup.shingle_unit,
+                           n=cfg.dedup.shingle_size)
+  seconds = {}
+
+  def timed(name, function, inputs):
+    start = time.process_time()
+    outputs = [function(x) for x in inputs]
+    seconds[name] = time.process_time() - start
+    return outputs
+
+  cleaned = [text for text, _ in timed("clean", cleaner.clean, texts)]
+  timed("quality rules", rules.reason, cleaned)
+  def fold_and_key(text):
+    folded = dedup.fold(text)
+    dedup.exact_key(folded, folded=True)
+    return folded
+
+  folded = timed("fold + exact key", fold_and_key, cleaned)
+  timed("MinHash signature", lambda t: hasher.signature(t, folded=True), folded)
+  rows = [(name, megabytes / s) for name, s in seconds.items()]
+  rows.append(("all of them", megabytes / sum(seconds.values())))
+  print(f"{len(texts):,} reviews, {megabytes:.1f} MB", file=sys.stderr)
+  return rows
+
+
+def end_to_end(config_arg: str) -> list[tuple[str, int, float, str]]:
+  """(runner, workers, wall seconds, digest) of whole prepare runs."""
+  config = "experiments/data/imdb_unsup.py" + (f":{config_arg}" if config_arg else "")
+  rows = []
+  with tempfile.TemporaryDirectory() as root:
+    for runner in ("local", "beam"):
+      for workers in (1, 2):
+        workdir = os.path.join(root, f"{runner}{workers}")
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "lm.data.prepare", f"--config={config}",
+                        f"--workdir={workdir}", f"--runner={runner}", f"--processes={workers}"],
+                       cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        rows.append((runner, workers, time.perf_counter() - start, digest(workdir)))
+  return rows
+
+
+def digest(workdir: str) -> str:
+  """SHA-256 of every written document's tokens, by split and global id."""
+  from lm.data.prepare import layout  # pylint: disable=g-import-not-at-top
+  sha = hashlib.sha256()
+  for split in layout.SPLITS:
+    path = layout.tokens_path(workdir, split)
+    stream = np.load(path + ".npy", mmap_mode="r")
+    starts = np.load(path + ".documents.npy")
+    ids = np.load(path + ".document_ids.npy")
+    ends = np.append(starts[1:], len(stream))
+    for k in np.argsort(ids, kind="stable"):
+      sha.update(np.int64(ids[k]).tobytes() + np.asarray(stream[starts[k]:ends[k]]).tobytes())
+  return sha.hexdigest()[:12]
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--documents", type=int, default=5000)
+  parser.add_argument("--config_arg", default="", help="e.g. smoke (100 reviews)")
+  parser.add_argument("--skip_end_to_end", action="store_true")
+  args = parser.parse_args()
+  print("| step (per document) | MB/s per core |\n|---|---:|")
+  for name, rate in per_core(args.documents):
+    print(f"| {name} | {rate:.2f} |")
+  if args.skip_end_to_end:
+    return
+  rows = end_to_end(args.config_arg)
+  print("\n| runner | workers | wall s | speed-up over 1 worker | documents digest |")
+  print("|---|---:|---:|---:|---|")
+  for runner, workers, seconds, found in rows:
+    one = next(s for r, w, s, _ in rows if r == runner and w == 1)
+    print(f"| {runner} | {workers} | {seconds:.1f} | {one / seconds:.2f}x | {found} |")
+
+
+if __name__ == "__main__":
+  main()
