@@ -178,7 +178,7 @@ def resolve(cfg: Any, workdir: str, num_shards: int,
     assigned = exact.assigned
     near_clusters = None
     if edges_prefix:
-      roots = (p | "ReadRoots" >> beam.io.ReadFromText(edges_prefix + "*")
+      roots = (p | "ReadRoots" >> beam.io.ReadFromText(edges_prefix + "-*")
                | "ParseRoots" >> beam.Map(_parse_edge))
       assigned, near_clusters = _join_roots(assigned, roots)
     decisions = (assigned | "ByShard" >> beam.Map(lambda a: (a[0].shard, a))
@@ -284,7 +284,7 @@ def _components(prefix: str, scratch: str, pipeline: Callable[[], beam.Pipeline]
   for round_ in range(1, MAX_ROUNDS + 1):
     violations_path = os.path.join(scratch, f"violations-{round_ - 1}.json")
     with pipeline() as p:
-      edges = p | "Read" >> beam.io.ReadFromText(prefix + "*") | "Parse" >> beam.Map(_parse_edge)
+      edges = p | "Read" >> beam.io.ReadFromText(prefix + "-*") | "Parse" >> beam.Map(_parse_edge)
       _write_json(edges | "Roles" >> beam.FlatMap(lambda e: _roles([e]))
                   | "ByNode" >> beam.GroupByKey()
                   | "Violations" >> beam.MapTuple(star_violations)
@@ -294,7 +294,7 @@ def _components(prefix: str, scratch: str, pipeline: Callable[[], beam.Pipeline]
         return prefix
     next_prefix = os.path.join(scratch, f"edges-{round_}")
     with pipeline() as p:
-      edges = p | "Read" >> beam.io.ReadFromText(prefix + "*") | "Parse" >> beam.Map(_parse_edge)
+      edges = p | "Read" >> beam.io.ReadFromText(prefix + "-*") | "Parse" >> beam.Map(_parse_edge)
       large = (edges | "BothWays" >> beam.FlatMap(lambda e: [e, (e[1], e[0])])
                | "Neighbors" >> beam.GroupByKey() | "LargeStar" >> beam.FlatMapTuple(large_star)
                | "DistinctLarge" >> beam.Distinct())
