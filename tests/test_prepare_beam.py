@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from lm.data.prepare import beam_dedup, layout, run, shards
+from lm.data.prepare import beam_dedup, layout, run, shards, stages
 from tests.conftest import REPO
 from tests.test_prepare import small_config
 
@@ -135,6 +135,29 @@ def test_token_shards_are_identical_by_document_id_and_byte_identical_per_shard_
       contents = [open(p, "rb").read() for p in paths]
       assert contents[0] == contents[1] == contents[2], (split, suffix)
   assert not os.path.exists(os.path.join(prepared["beam2"][0], "dedup", "beam"))
+
+
+def test_a_beam_task_that_dies_after_writing_is_redone_without_duplicating_output(
+    planted, prepared, tmp_path, monkeypatch):
+  original = stages.clean_shard
+
+  def dies_after_writing(task):
+    result = original(task)
+    if task.index == 1:
+      raise RuntimeError("worker lost")  # Shard 1 is written, its stage is not recorded.
+    return result
+
+  workdir = str(tmp_path / "retried")
+  monkeypatch.setattr(stages, "clean_shard", dies_after_writing)
+  with pytest.raises(Exception, match="worker lost"):
+    run.prepare(_config(planted), workdir, runner="beam", num_shards=2)
+  assert layout.stage_record(workdir, "clean/inputs-00001") is None
+  monkeypatch.setattr(stages, "clean_shard", original)
+  run.prepare(_config(planted), workdir, runner="beam", num_shards=2)
+  for split in layout.SPLITS:
+    for suffix in (".npy", ".document_ids.npy"):
+      paths = [layout.tokens_path(w, split) + suffix for w in (workdir, prepared["beam1"][0])]
+      assert open(paths[0], "rb").read() == open(paths[1], "rb").read(), (split, suffix)
 
 
 def test_connected_components_are_stars_around_the_smallest_node():
