@@ -38,7 +38,9 @@ measured table is in experiments/results/finetuning/.
   python -m lm.predict --workdir=runs/ablate_finetuning_electra/VARIANT/seedK \
       --input=${LM_DATA_DIR:-../shared/data}/sst2/dev.tsv --text_column=sentence \
       --label_column=label --output=runs/ablate_finetuning_electra/VARIANT/seedK/dev.tsv
-Expected (electra; experiments/results/finetuning_electra/): to be measured.
+Expected (electra; experiments/results/finetuning_electra/): pretraining ~30 min, the sweep ~45
+min (two at a time); SST-2 dev %, 3 seeds: no_pretrain 81.1 +- 0.8, full 80.8 +- 0.3, frozen
+58.4 +- 1.8, LoRA 69.3 +- 1.3, linear probe 53.7 +- 2.6: pretraining does not pay at this budget.
 """
 
 from experiments import ablate_electra, sst2
