@@ -60,8 +60,6 @@ def _user_error_of(task, function: ShardFunction, workdir: str, stage: str) -> s
 class LocalRunner:
   """Worker processes on this machine; the global pass in this process."""
 
-  name = "local"
-
   def __init__(self, processes: int):
     self.processes = processes
 
@@ -88,8 +86,6 @@ class LocalRunner:
 
 class BeamRunner:
   """Apache Beam: the DirectRunner with `processes` workers unless --beam_options says more."""
-
-  name = "beam"
 
   def __init__(self, processes: int, beam_options: str, log_path: str):
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
