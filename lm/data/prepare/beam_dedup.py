@@ -155,10 +155,10 @@ def _group(pairs: Iterable[tuple[int, Any]]) -> dict[int, list]:
 # --- The pipelines --------------------------------------------------------------------------------
 
 
-def resolve(cfg: Any, workdir: str, num_shards: int,
-            pipeline: Callable[[], beam.Pipeline]) -> dict:
+def resolve(cfg: Any, workdir: str, num_shards: int, pipeline: Callable[[], Any]) -> dict:
   """Writes dedup/GROUP-NNNNN.npy for every shard; returns the duplicates summary, equal to
-  duplicates.resolve's. `pipeline()` makes a Beam pipeline (runner and options)."""
+  duplicates.resolve's. `with pipeline() as p:` builds a Beam pipeline (the runner's options)
+  that runs at the end of the block."""
   names = shard_list(cfg, num_shards)
   scratch = os.path.join(workdir, "dedup", "beam")
   if os.path.exists(scratch):
@@ -278,7 +278,7 @@ def _similar(joined, threshold: float):
         yield later, earlier
 
 
-def _components(prefix: str, scratch: str, pipeline: Callable[[], beam.Pipeline]) -> str:
+def _components(prefix: str, scratch: str, pipeline: Callable[[], Any]) -> str:
   """Rounds of large-star + small-star, one pipeline each, until the edges are stars; returns
   the prefix of the files of (node, root) edges."""
   for round_ in range(1, MAX_ROUNDS + 1):
