@@ -73,7 +73,7 @@ def test_a_swallowed_ctrl_c_stops_training_at_its_first_step(monkeypatch):
 CTRL_C_BETWEEN_SPAWN_AND_START_UP_DATA = """
 import dataclasses, os, signal, sys, threading
 from multiprocessing import util
-from lm.data.prepare import run, stages
+from lm.data.prepare import runners, stages
 
 # Ctrl-C taken by a thread started before the workers (its signal mask is its own), just after
 # a worker started and before its start-up data is written to it.
@@ -103,7 +103,7 @@ def spawn_then_ctrl_c(path, args, fds):
 util.spawnv_passfds = spawn_then_ctrl_c
 tasks = [stages.ShardTask({}, sys.argv[1], "train", i, 4) for i in range(4)]
 try:
-  run._run_shards(sys.argv[1], "noop", dataclasses.asdict, tasks, processes=2)
+  runners.LocalRunner(2).map_shards(sys.argv[1], "noop", dataclasses.asdict, tasks)
 except KeyboardInterrupt:
   sys.exit(130)
 """
