@@ -3,8 +3,7 @@
   clean      every shard (a deterministic slice of the inputs) in parallel: read, clean,
              filter, exact keys and MinHash signatures (stages.clean_shard)
   dedup      one global pass: duplicates, the held-out split (duplicates.resolve, or
-             beam_dedup.resolve on Beam), and the
-             train/eval contamination report
+             beam_dedup.resolve on Beam), and the train/eval contamination report
   tokenizer  trained on the kept training text, or loaded from config.tokenizer.path
   tokenize   every shard in parallel (stages.tokenize_shard)
   finalize   the token streams, stats.json, report.md and its plots
