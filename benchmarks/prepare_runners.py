@@ -1,7 +1,8 @@
 """Corpus preparation per core and per runner: a table for BENCHMARKS.md (issue 28).
 
 1. Per core: CPU seconds per document of the clean stage's per-document work (clean, quality
-   rules, exact key, MinHash signature) over the first --documents IMDB `unsup` reviews, read
+   rules, exact key, MinHash signature; the rules and signatures a batch of documents at a
+   time, as stages.clean_shard) over the first --documents IMDB `unsup` reviews, read
    from the tarball first (reading is not counted), as MB/s of input per core.
 2. End to end: `python -m lm.data.prepare --config=experiments/data/imdb_unsup.py` with the
    local runner and with Beam's DirectRunner, 1 and 2 workers each, each in a fresh process and
@@ -22,6 +23,7 @@ import time
 
 import numpy as np
 
+BATCH = 256  # Documents per batch, as stages.clean_shard.
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
@@ -54,18 +56,23 @@ def per_core(documents: int) -> list[tuple[str, float]]:
     return outputs
 
   cleaned = [text for text, _ in timed("clean", cleaner.clean, texts)]
-  timed("quality rules", rules.reason, cleaned)
+  timed(f"quality rules (batches of {BATCH})", rules.reasons, batched(cleaned))
   def fold_and_key(text):
     folded = dedup.fold(text)
     dedup.exact_key(folded, folded=True)
     return folded
 
   folded = timed("fold + exact key", fold_and_key, cleaned)
-  timed("MinHash signature", lambda t: hasher.signature(t, folded=True), folded)
+  timed(f"MinHash signatures (batches of {BATCH})",
+        lambda batch: hasher.signatures(batch, folded=True), batched(folded))
   rows = [(name, megabytes / s) for name, s in seconds.items()]
   rows.append(("all of them", megabytes / sum(seconds.values())))
   print(f"{len(texts):,} reviews, {megabytes:.1f} MB", file=sys.stderr)
   return rows
+
+
+def batched(items: list) -> list[list]:
+  return [items[i:i + BATCH] for i in range(0, len(items), BATCH)]
 
 
 def end_to_end(config_arg: str) -> list[tuple[str, int, float, str]]:

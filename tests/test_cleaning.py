@@ -65,6 +65,31 @@ def test_whitespace_collapses_spaces_and_blank_lines():
   assert cleaning.clean("  a \t b  \r\n\r\n\r\n\nc  ")[0] == "a b\n\nc"
 
 
+def _plain_whitespace_step(text):
+  """The whitespace step as the module doc defines it, line by line."""
+  lines, blank = [], False
+  for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+    line = " ".join(line.split())
+    if not line:
+      blank = True
+      continue
+    if blank and lines:
+      lines.append("")
+    lines.append(line)
+    blank = False
+  return "\n".join(lines)
+
+
+@PROPERTY
+@given(st.lists(st.sampled_from(["a", "b", " ", "  ", "\n", "\n\n", "\n\n\n", "\r", "\r\n",
+                                 "\t", "\u2028", "\x85", "\u3000", "\x1c", " \n", "\n "]),
+                max_size=12).map("".join))
+def test_whitespace_shortcut_for_clean_text_equals_the_plain_step(text):
+  cleaned, changed = Cleaner()._whitespace(text)  # pylint: disable=protected-access
+  assert cleaned == _plain_whitespace_step(text)
+  assert changed == (cleaned != text)
+
+
 def test_full_width_markup_exposed_by_nfkc_is_removed_in_the_same_call():
   assert cleaning.clean("x＜ｂ＞y")[0] == "xy"
 

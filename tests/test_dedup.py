@@ -103,6 +103,27 @@ def test_minhash_estimates_jaccard_without_bias(paragraphs):
   assert 0.02 < errors.std() < 0.06  # The binomial sd, sqrt(J (1 - J) / 128), at J ~0.3-0.9.
 
 
+@pytest.mark.parametrize("unit", dedup.UNITS)
+def test_batched_signatures_equal_the_definition_per_document(paragraphs, fortunes, unit,
+                                                              monkeypatch):
+  """Several documents hashed in one batch, through blocks smaller than a document: each
+  signature is the minimum over that document's own shingles of a_k * x + b_k mod 2^32."""
+  monkeypatch.setattr(dedup, "_CHUNK_ELEMENTS", 128 * 37)
+  documents = [paragraphs[0], "", fortunes[0], "!?", "two words", "猫", paragraphs[1][:90], "",
+               fortunes[1] + " " + paragraphs[2]]
+  hasher = dedup.MinHasher(128, seed=7, unit=unit)
+  batched = hasher.signatures(documents)
+  for document, signature in zip(documents, batched):
+    shingles = dedup.shingles(document, unit=unit)
+    if not len(shingles):
+      assert dedup.is_empty_signature(signature)
+      continue
+    values = (shingles >> np.uint64(32)).astype(np.uint64)
+    expected = (values[:, None] * hasher._multipliers + hasher._offsets) % (1 << 32)  # pylint: disable=protected-access
+    np.testing.assert_array_equal(signature, expected.min(axis=0).astype(np.uint32))
+    np.testing.assert_array_equal(signature, hasher.signature(document))
+
+
 def test_signatures_are_seeded_and_deterministic(paragraphs):
   text = paragraphs[0]
   first = dedup.MinHasher(seed=3).signature(text)

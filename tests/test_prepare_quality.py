@@ -2,6 +2,8 @@
 and passes ordinary text, in English and in Chinese (no spaces)."""
 
 import collections
+import re
+import sys
 
 import ml_collections
 import numpy as np
@@ -66,10 +68,10 @@ def test_chinese_characters_count_as_words():
 
 
 def test_ngram_shares():
-  tokens = "a b c d e a b c d e x".split()
-  assert quality.duplicate_ngram_share(tokens, 5) == pytest.approx(10 / 11)
-  assert quality.top_ngram_share("a b a b a b".split(), 2) == pytest.approx(1.0)
-  assert quality.top_ngram_share("a b c d".split(), 2) == 0.0
+  text = "a b c d e a b c d e x"
+  assert quality.duplicate_ngram_shares(quality.Words(text), 5) == pytest.approx([10 / 11])
+  assert quality.top_ngram_shares(quality.Words("a b a b a b"), 2) == pytest.approx([1.0])
+  assert quality.top_ngram_shares(quality.Words("a b c d"), 2) == [0.0]
   assert quality.duplicate_line_share("a\nb\na\n\na") == pytest.approx(2 / 4)
 
 
@@ -82,14 +84,54 @@ def test_script_counts_cover_every_character():
   assert set(counts) <= set(quality.SCRIPTS)
 
 
-def test_alpha_word_share_agrees_between_fast_and_cjk_paths():
+# The plain definitions the arrays of quality.Words must equal: a word is a no-space-script
+# character or a run of other non-whitespace characters; a letter is the regex class [^\W\d_].
+_NO_SPACE = ("\u2e80-\u2fdf\u3040-\u30ff\u3100-\u312f\u31a0-\u31ff\u3400-\u4dbf"
+             "\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f")
+_WORD_RE = re.compile(rf"[{_NO_SPACE}]|[^\s{_NO_SPACE}]+")
+_LETTER_RE = re.compile(r"[^\W\d_]")
+
+
+def _reference_words(text):
+  return _WORD_RE.findall(text)
+
+
+def _mixed_text(rng, size):
+  pieces = ["word", "12", "a1", "--", "naïve", "x_y", "3.5", "猫", "狗狗", "NLP。", "²", "…",
+            "ＡＢ", "\u3000", "\n", "\t", "\x85", "\u00a0", "한국어", "ß", "#", "Ⅻ"]
+  separators = [" ", "", "  ", "\n", "\u2003"]
+  return "".join(pieces[i] + separators[j] for i, j in zip(
+      rng.integers(0, len(pieces), size), rng.integers(0, len(separators), size)))
+
+
+def test_words_equal_the_regex_definitions():
   rng = np.random.default_rng(0)
-  pieces = ["word", "12", "a1", "--", "naïve", "x_y", "3.5"]
-  text = " ".join(rng.choice(pieces, size=50))
-  tokens = text.split()
-  letter = quality._LETTER_RE  # pylint: disable=protected-access
-  slow = sum(bool(letter.search(w)) for w in tokens) / len(tokens)
-  assert quality.alpha_word_share(text, tokens) == pytest.approx(slow)
+  for trial in range(200):
+    text = _mixed_text(rng, int(rng.integers(0, 60)))
+    tokens = quality.Words(text)
+    expected = _reference_words(text)
+    assert tokens.strings() == expected, text
+    assert tokens.lengths.tolist() == [len(w) for w in expected]
+    assert tokens.has_letter.tolist() == [bool(_LETTER_RE.search(w)) for w in expected]
+    if "\u3000" not in text and not any("\u2e80" <= c <= "\ufaff" for c in text):
+      assert expected == text.split()  # Spaced text: str.split's words.
+  slow = sum(bool(_LETTER_RE.search(w)) for w in expected) / len(expected)
+  assert quality.alpha_word_shares(tokens) == pytest.approx([slow])
+
+
+def test_character_flags_equal_python_over_every_code_point():
+  flags = quality._flags()  # pylint: disable=protected-access
+  letter = np.fromiter((bool(_LETTER_RE.match(chr(c))) for c in range(sys.maxunicode + 1)), bool)
+  space = np.fromiter((chr(c).isspace() for c in range(sys.maxunicode + 1)), bool)
+  np.testing.assert_array_equal((flags & quality._LETTER) > 0, letter)  # pylint: disable=protected-access
+  np.testing.assert_array_equal((flags & quality._SPACE) > 0, space)  # pylint: disable=protected-access
+
+
+def test_symbol_count_equals_the_regex():
+  rng = np.random.default_rng(1)
+  for _ in range(100):
+    text = "".join(rng.choice(["#", ".", "…", "a", " ", ".."], size=int(rng.integers(0, 30))))
+    assert quality.symbol_count(text) == len(re.findall(r"#|\.\.\.|…", text)), text
 
 
 def _reference_top_ngram_share(tokens, n):
@@ -112,13 +154,34 @@ def _reference_duplicate_ngram_share(tokens, n):
   return sum(len(t) for t, c in zip(tokens, covered) if c) / sum(map(len, tokens))
 
 
-def test_ngram_rules_with_their_shortcuts_equal_the_plain_definition():
+def test_ngram_rules_equal_the_plain_definition():
+  """Batches of documents (none, one or several words, Chinese among them) against Gopher's
+  rules written plainly over each document's own words."""
   rng = np.random.default_rng(0)
-  vocabulary = ["a", "bb", "ccc", "dd", "e", "猫", "狗狗", "x" * 7]
+  vocabulary = ["a", "bb", "ccc", "dd", "e", "猫", "狗狗", "x" * 7, "a\u3000b"]
+  texts = []
   for trial in range(300):
     size = int(rng.integers(0, 40))
-    tokens = [vocabulary[k] for k in rng.integers(0, 2 + trial % 7, size=size)]
-    for n in (1, 2, 3, 5):
-      assert quality.top_ngram_share(tokens, n) == _reference_top_ngram_share(tokens, n)
-      assert quality.duplicate_ngram_share(tokens, n) == _reference_duplicate_ngram_share(
-          tokens, n)
+    texts.append(" ".join(vocabulary[k] for k in rng.integers(0, 2 + trial % 8, size=size)))
+  for batch in (texts[:1], texts[1:2], texts[:50], texts):
+    tokens = quality.Words.of_documents(batch)
+    for n in (0, 1, 2, 3, 5):
+      top = quality.top_ngram_shares(tokens, n).tolist()
+      duplicate = quality.duplicate_ngram_shares(tokens, n).tolist()
+      assert top == [_reference_top_ngram_share(_reference_words(t), n) for t in batch]
+      assert duplicate == [_reference_duplicate_ngram_share(_reference_words(t), n)
+                           for t in batch]
+
+
+def test_batched_reasons_equal_one_at_a_time():
+  rng = np.random.default_rng(2)
+  texts = [PROSE, POEM, "", "click here to win big " * 6 + PROSE, "1 2 3 4 5 6 7 8 9 10 11 and x",
+           "# # # # # # # # # words words"] + [_mixed_text(rng, int(rng.integers(0, 80)))
+                                               for _ in range(100)]
+  rules = quality.QualityFilter(gopher())
+  reasons = rules.reasons(texts)
+  assert reasons == [rules.reason(t) for t in texts]
+  assert {None, "min_chars", "max_top_ngram_share", "min_alpha_word_share",
+          "max_symbol_ratio"} <= set(reasons)
+
+

@@ -46,6 +46,10 @@ _ESCAPE_RE = re.compile(
 _TAG_RE = re.compile(r"<[A-Za-z/!][^<>]*>")
 _LINE_BREAK_TAG_RE = re.compile(r"<\s*/?\s*(?:br|p|div|li|tr|h[1-6])\b[^<>]*>", re.IGNORECASE)
 _REFERENCE_RE = re.compile(r"&(?:[A-Za-z][A-Za-z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});")
+# What the whitespace step would change inside an ASCII text: whitespace but space and LF, a
+# space next to a space or LF, more than one blank line.
+_UNCLEAN_ASCII_SPACE = ("  ", " \n", "\n ", "\n\n\n", "\t", "\r", "\x0b", "\x0c", "\x1c", "\x1d",
+                        "\x1e", "\x1f")
 # CR is left to the whitespace step, which turns it into a newline.
 _CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -98,6 +102,8 @@ class Cleaner:
       alternatives = "|".join(map(re.escape, sorted(set(words), key=len, reverse=True)))
       pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
     object.__setattr__(self, "_stopword_re", pattern)
+    object.__setattr__(self, "_steps", tuple((step, getattr(self, f"_{step}"))
+                                             for step in self.enabled_steps))
 
   @property
   def enabled_steps(self) -> tuple[str, ...]:
@@ -108,8 +114,8 @@ class Cleaner:
     counts = collections.Counter()
     for _ in range(_MAX_PASSES):
       before = text
-      for step in self.enabled_steps:
-        text, count = getattr(self, f"_{step}")(text)
+      for step, function in self._steps:
+        text, count = function(text)
         if count:
           counts[step] += count
       if text == before:
@@ -166,6 +172,9 @@ class Cleaner:
     return lowered, int(lowered != text)
 
   def _whitespace(self, text: str) -> tuple[str, int]:
+    if (text.isascii() and not any(piece in text for piece in _UNCLEAN_ASCII_SPACE) and
+        not (text[:1].isspace() or text[-1:].isspace())):
+      return text, 0  # Already clean (a fast check for ASCII text).
     lines, blank = [], False
     for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
       line = " ".join(line.split())  # str.split() knows every Unicode space.

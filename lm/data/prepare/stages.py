@@ -44,7 +44,6 @@ def clean_shard(task: ShardTask) -> dict[str, Any]:
   start = time.perf_counter()
   cfg = task.cfg()
   cleaner = prepare_config.cleaner_from(cfg.clean)
-  quality_filter = quality.QualityFilter(cfg.quality)
   hasher = (dedup.MinHasher(cfg.dedup.num_perm, seed=cfg.dedup.seed, unit=cfg.dedup.shingle_unit,
                             n=cfg.dedup.shingle_size) if cfg.dedup.near else None)
   split = cfg.train_split if task.group == "inputs" else cfg.valid_split
@@ -52,6 +51,7 @@ def clean_shard(task: ShardTask) -> dict[str, Any]:
   stats = Stats()
   writer = shards.ShardWriter(layout.shard_dir(task.workdir, task.group, task.index),
                               num_perm=cfg.dedup.num_perm if hasher else 0)
+  batch = _CleanBatch(writer, quality.QualityFilter(cfg.quality), hasher, stats)
   for document in readers.iter_documents(inputs, cfg.reader, tfds_data_dir=cfg.tfds_data_dir,
                                          process_index=task.index,
                                          num_processes=task.num_shards):
@@ -63,18 +63,51 @@ def clean_shard(task: ShardTask) -> dict[str, Any]:
     text, counts = cleaner.clean(document.text)
     stats.cleaning_items.update(counts)
     stats.cleaning_documents.update(counts.keys())
-    reason = "empty_after_cleaning" if not text.strip() else quality_filter.reason(text)
-    if reason:
-      stats.removed[reason] += 1
+    if not text.strip():
+      stats.removed["empty_after_cleaning"] += 1
       continue
-    folded = dedup.fold(text)  # Once for both kinds of duplicate.
-    writer.add(document.id, text, dedup.exact_key(folded, folded=True),
-               hasher.signature(folded, folded=True) if hasher else None, where=document.where)
-    stats.counts["documents_clean"] += 1
-    stats.counts["bytes_clean"] += len(text.encode("utf-8"))
+    batch.add(document, text)
+  batch.flush()
   writer.close()
   stats.counts["clean_seconds"] = time.perf_counter() - start
   return stats.to_json()
+
+
+class _CleanBatch:
+  """Cleaned documents on their way to the shard, a batch at a time (one pass of numpy calls
+  for many documents): the quality rules, then the exact keys and MinHash signatures of those
+  they keep, written in order."""
+
+  MAX_DOCUMENTS, MAX_CHARS = 256, 1 << 22
+
+  def __init__(self, writer: shards.ShardWriter, rules: quality.QualityFilter,
+               hasher: dedup.MinHasher | None, stats: Stats):
+    self.writer, self.rules, self.hasher, self.stats = writer, rules, hasher, stats
+    self.documents, self.texts, self.chars = [], [], 0
+
+  def add(self, document: readers.Document, text: str) -> None:
+    self.documents.append(document)
+    self.texts.append(text)
+    self.chars += len(text)
+    if len(self.documents) >= self.MAX_DOCUMENTS or self.chars >= self.MAX_CHARS:
+      self.flush()
+
+  def flush(self) -> None:
+    kept = []
+    for document, text, reason in zip(self.documents, self.texts, self.rules.reasons(self.texts)):
+      if reason:
+        self.stats.removed[reason] += 1
+      else:
+        kept.append((document, text))
+    folded = [dedup.fold(text) for _, text in kept]  # Once for both kinds of duplicate.
+    signatures = (self.hasher.signatures(folded, folded=True) if self.hasher and folded
+                  else [None] * len(folded))
+    for (document, text), text_folded, signature in zip(kept, folded, signatures):
+      self.writer.add(document.id, text, dedup.exact_key(text_folded, folded=True), signature,
+                      where=document.where)
+      self.stats.counts["documents_clean"] += 1
+      self.stats.counts["bytes_clean"] += len(text.encode("utf-8"))
+    self.documents, self.texts, self.chars = [], [], 0
 
 
 def tokenize_shard(task: ShardTask) -> dict[str, Any]:
