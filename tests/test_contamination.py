@@ -108,6 +108,24 @@ def test_planted_chinese_poems_and_only_they_are_reported(chinese):
     assert found.ngram and found.ngram in "".join(units_of(poems[found.index], "char"))
 
 
+def test_a_scan_split_in_parts_and_absorbed_in_order_equals_one_scan(chinese):
+  """What stages.contamination_shard relies on: shards scanned apart, merged in their order."""
+  train, poems = chinese
+  planted_train, _ = plant(poems, train, "char", CHAR_NGRAM, 8, 1, in_the_middle)
+  planted_train += [poems[3], poems[3] + "。", train[0]]  # Stronger evidence after weaker.
+  eval_sets = {"tang300": poems, "train_copies": [train[0], train[5]]}
+  whole = contamination.contamination_report(planted_train, eval_sets)
+  merged = contamination.ContaminationIndex(eval_sets)
+  cuts = [0, 7, 7, len(planted_train) // 2, len(planted_train)]
+  for begin, end in zip(cuts, cuts[1:]):
+    part = contamination.ContaminationIndex(eval_sets)
+    for doc in range(begin, end):
+      part.add_train(planted_train[doc], doc_id=doc)
+    merged.absorb(json.loads(json.dumps(part.evidence())))
+  assert merged.report() == whole
+  assert {found.kind for found in whole.splits["tang300"].contaminated} >= {"exact", "ngram"}
+
+
 def test_exact_and_near_duplicates_of_training_documents(chinese):
   train, _ = chinese
   long = next(entry for entry in train[10:]

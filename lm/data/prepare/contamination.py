@@ -196,7 +196,8 @@ class ContaminationIndex:
     self._sizes = {name: len(texts) for name, texts in eval_sets.items()}
     self._texts = [text for texts in eval_sets.values() for text in texts]
     self._indices = [i for texts in eval_sets.values() for i in range(len(texts))]  # In its split.
-    self._found: dict[int, Contaminated] = {}
+    # Example -> kind -> the first (train doc, n-gram, Jaccard) giving that evidence.
+    self._evidence: dict[int, dict[str, tuple[int, str, float | None]]] = {}
     self._train_docs = 0
     self._exact: dict[bytes, list[int]] = {}
     self.hasher = hasher or dedup.MinHasher()
@@ -249,39 +250,54 @@ class ContaminationIndex:
         examples, starts, lengths = table.matches(units)
         examples, first = np.unique(examples, return_index=True)
         for example, i in zip(examples.tolist(), first.tolist()):
-          if example not in self._found or not self._found[example].ngram:
+          if "ngram" not in self._evidence.get(example, ()):  # The first shared n-gram.
             start, stop = int(starts[i]), int(starts[i] + lengths[i])
             self._record(example, "ngram", doc, ngram=self._ngram_text(example, start, stop))
 
+  def evidence(self) -> dict[str, Any]:
+    """What `add_train` found so far, as JSON: another index over the same eval sets can
+    `absorb` it (a scan split over shards, merged in their order)."""
+    return {"train_docs": self._train_docs,
+            "evidence": {str(example): {kind: list(found) for kind, found in kinds.items()}
+                         for example, kinds in self._evidence.items()}}
+
+  def absorb(self, evidence: Mapping[str, Any]) -> None:
+    """Adds the `evidence()` of a scan over training documents that came after this one's."""
+    self._train_docs += evidence["train_docs"]
+    for example, kinds in evidence["evidence"].items():
+      for kind, found in kinds.items():
+        self._record(int(example), kind, *found)
+
   def report(self) -> Report:
-    """The contaminated examples of every split so far."""
+    """The contaminated examples of every split so far: per example the strongest evidence
+    (KINDS), from the first training document giving it, and the first shared n-gram."""
     splits = {}
     first = 0
     for name, size in self._sizes.items():
-      found = tuple(self._found[e] for e in range(first, first + size) if e in self._found)
+      found = tuple(self._contaminated(e) for e in range(first, first + size)
+                    if e in self._evidence)
       splits[name] = SplitReport(name, size, found)
       first += size
     return Report(splits, self._train_docs, self.ngram, self.char_ngram, self.near_threshold)
+
+  def _contaminated(self, example: int) -> Contaminated:
+    evidence = self._evidence[example]
+    kind = next(k for k in KINDS if k in evidence)
+    doc, _, jaccard = evidence[kind]
+    snippet = " ".join(self._texts[example].split())
+    if len(snippet) > SNIPPET_CHARS:
+      snippet = snippet[:SNIPPET_CHARS - 1] + "…"
+    ngram = evidence["ngram"][1] if "ngram" in evidence else ""
+    return Contaminated(self._indices[example], snippet, kind, doc, ngram, jaccard)
 
   def _ngram_text(self, example: int, start: int, stop: int) -> str:
     folded = dedup.fold(self._texts[example])
     return dedup.UnitText(folded, dedup.choose_unit(folded), folded=True).text(start, stop)
 
-  def _record(self, example: int, kind: str, doc: int, *, ngram: str = "",
+  def _record(self, example: int, kind: str, doc: int, ngram: str = "",
               jaccard: float | None = None) -> None:
-    """Keeps the strongest evidence for `example`, and the first shared n-gram found."""
-    old = self._found.get(example)
-    if old is None:
-      snippet = " ".join(self._texts[example].split())
-      if len(snippet) > SNIPPET_CHARS:
-        snippet = snippet[:SNIPPET_CHARS - 1] + "…"
-      self._found[example] = Contaminated(self._indices[example], snippet, kind, doc, ngram,
-                                          jaccard)
-    elif KINDS.index(kind) < KINDS.index(old.kind):
-      self._found[example] = dataclasses.replace(old, kind=kind, train_doc=doc, jaccard=jaccard,
-                                                 ngram=old.ngram or ngram)
-    elif ngram and not old.ngram:
-      self._found[example] = dataclasses.replace(old, ngram=ngram)
+    """Keeps the first evidence of each kind for `example`."""
+    self._evidence.setdefault(example, {}).setdefault(kind, (doc, ngram, jaccard))
 
 
 def contamination_report(train_texts: Iterable[str], eval_sets: Mapping[str, Sequence[str]],

@@ -13,16 +13,15 @@ import json
 import os
 import shutil
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import ml_collections
 import numpy as np
 
 from lm.data import atomic, token_store, tokenizers
 
-from lm.data.prepare import contamination, dedup
 from lm.data.prepare import config as prepare_config
-from lm.data.prepare import layout, readers, report, runners, shards, stages
+from lm.data.prepare import layout, readers, report, runners, stages
 from lm.data.prepare.stats import Stats
 from lm.errors import UserError
 
@@ -140,7 +139,7 @@ def _shard_stats(workdir: str, stage: str, tasks: list[stages.ShardTask]) -> Sta
 def _dedup(config: ml_collections.ConfigDict, workdir: str, plan: dict, executor) -> dict:
   summary = executor.resolve_duplicates(config, workdir, plan["num_shards"])
   if config.contamination.enabled:
-    found = _contamination(config, workdir, plan)
+    found = _contamination(config, workdir, plan, executor)
     summary["contamination"] = found.to_dict()
     summary["contamination_markdown"] = found.to_markdown()
   atomic.atomic_write_text(os.path.join(workdir, "dedup", "duplicates.json"),
@@ -148,52 +147,16 @@ def _dedup(config: ml_collections.ConfigDict, workdir: str, plan: dict, executor
   return {}
 
 
-def _contamination(config: ml_collections.ConfigDict, workdir: str, plan: dict):
-  """The written validation documents checked against the written training ones (streamed),
-  reusing the shards' MinHash signatures when they were made the same way."""
-  cfg = config.contamination
-  hasher = dedup.MinHasher(config.dedup.num_perm, seed=config.dedup.seed,
-                           unit=config.dedup.shingle_unit, n=config.dedup.shingle_size)
-  index = contamination.ContaminationIndex(
-      {"valid": list(_kept_texts(workdir, plan, layout.VALID))}, ngram=cfg.ngram,
-      char_ngram=cfg.char_ngram, near_threshold=cfg.near_threshold or None, hasher=hasher,
-      config_key="config.contamination")
-  reuse = config.dedup.near and bool(cfg.near_threshold)
-  for shard, row, text in _kept_rows(workdir, plan, layout.TRAIN):
-    index.add_train(text, signature=shard.signature(row) if reuse else None)
+def _contamination(config: ml_collections.ConfigDict, workdir: str, plan: dict, executor):
+  """The contamination report: every shard's training documents checked in parallel
+  (stages.contamination_shard), the evidence merged in shard order."""
+  tasks = [stages.ShardTask(config.to_dict(), workdir, g, i, plan["num_shards"])
+           for g in plan["inputs"] for i in range(plan["num_shards"])]
+  _run_shards(executor, workdir, "contamination", stages.contamination_shard, tasks)
+  index = stages.contamination_index(config, workdir, list(plan["inputs"]), plan["num_shards"])
+  for task in tasks:
+    index.absorb(layout.stage_record(workdir, f"contamination/{task.name}"))
   return index.report()
-
-
-def _kept_rows(workdir: str, plan: dict, code: int) -> Iterator[tuple[shards.Shard, int, str]]:
-  """(shard, row, text) of the documents the merge assigned `code` (TRAIN or VALID)."""
-  for group in layout.GROUPS:
-    if group not in plan["inputs"]:
-      continue
-    for i in range(plan["num_shards"]):
-      shard = shards.Shard(layout.shard_dir(workdir, group, i))
-      decisions = np.load(layout.decisions_path(workdir, group, i))
-      for row, text in shard.texts(np.flatnonzero(decisions == code)):
-        yield shard, row, text
-
-
-def _kept_texts(workdir: str, plan: dict, code: int, every: int = 1) -> Iterator[str]:
-  """Every `every`-th text the merge assigned `code`, in global-id (input) order, so that what
-  is sampled from them does not depend on the number of shards."""
-  found = []
-  for group in layout.GROUPS:
-    if group not in plan["inputs"]:
-      continue
-    for i in range(plan["num_shards"]):
-      shard = shards.Shard(layout.shard_dir(workdir, group, i))
-      rows = np.flatnonzero(np.load(layout.decisions_path(workdir, group, i)) == code)
-      found.append((shard, rows, shard.ids[rows].astype(np.int64)))
-  if not found:
-    return
-  ids = np.concatenate([f[2] for f in found])
-  which = np.concatenate([np.full(len(f[1]), i) for i, f in enumerate(found)])
-  rows = np.concatenate([f[1] for f in found])
-  for k in np.argsort(ids, kind="stable")[::every]:
-    yield found[which[k]][0].text(int(rows[k]))
 
 
 def _tokenizer(config: ml_collections.ConfigDict, workdir: str, plan: dict) -> dict:
@@ -210,7 +173,8 @@ def _tokenizer(config: ml_collections.ConfigDict, workdir: str, plan: dict) -> d
     limit = config.tokenizer.training_documents
     every = max(1, -(-num_train // limit)) if limit else 1
     tokenizer = tokenizers.build_tokenizer(
-        config.tokenizer.kind, _kept_texts(workdir, plan, layout.TRAIN, every),
+        config.tokenizer.kind, stages.kept_texts(workdir, list(plan["inputs"]), plan["num_shards"], layout.TRAIN,
+                          every),
         config_section="config.tokenizer",
         **tokenizers.tokenizer_options(config.tokenizer.kind, config.tokenizer, config.seed))
   if os.path.exists(target):

@@ -10,14 +10,14 @@ tokenize_shard: encode the documents the merge kept (and augmented copies of tra
 import dataclasses
 import os
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import ml_collections
 import numpy as np
 
 from lm.data import atomic, augment, token_store, tokenizers
 
-from lm.data.prepare import cleaning, dedup, layout, quality, readers, shards
+from lm.data.prepare import cleaning, contamination, dedup, layout, quality, readers, shards
 from lm.data.prepare import config as prepare_config
 from lm.data.prepare.stats import Stats, length_bin
 
@@ -108,6 +108,57 @@ class _CleanBatch:
       self.stats.counts["documents_clean"] += 1
       self.stats.counts["bytes_clean"] += len(text.encode("utf-8"))
     self.documents, self.texts, self.chars = [], [], 0
+
+
+def contamination_shard(task: ShardTask) -> dict[str, Any]:
+  """The training documents of one shard checked against the validation documents (each worker
+  indexes them: a small set); returns the `ContaminationIndex.evidence()`, with training
+  documents numbered in input order across shards."""
+  cfg = task.cfg()
+  groups = [g for g in layout.GROUPS if cfg[g].strip()]
+  index = contamination_index(cfg, task.workdir, groups, task.num_shards)
+  order = [(g, i) for g in groups for i in range(task.num_shards)]
+  before = sum(  # Training documents of the shards before this one.
+      int(np.count_nonzero(np.load(layout.decisions_path(task.workdir, g, i)) == layout.TRAIN))
+      for g, i in order[:order.index((task.group, task.index))])
+  reuse = cfg.dedup.near and bool(cfg.contamination.near_threshold)
+  shard = shards.Shard(layout.shard_dir(task.workdir, task.group, task.index))
+  decisions = np.load(layout.decisions_path(task.workdir, task.group, task.index))
+  for k, (row, text) in enumerate(shard.texts(np.flatnonzero(decisions == layout.TRAIN))):
+    index.add_train(text, doc_id=before + k, signature=shard.signature(row) if reuse else None)
+  return index.evidence()
+
+
+def contamination_index(cfg: ml_collections.ConfigDict, workdir: str, groups: list[str],
+                        num_shards: int) -> contamination.ContaminationIndex:
+  """An index of the written validation documents, with the deduplication's MinHasher (so that
+  the shards' signatures are reused)."""
+  hasher = dedup.MinHasher(cfg.dedup.num_perm, seed=cfg.dedup.seed,
+                           unit=cfg.dedup.shingle_unit, n=cfg.dedup.shingle_size)
+  return contamination.ContaminationIndex(
+      {"valid": list(kept_texts(workdir, groups, num_shards, layout.VALID))},
+      ngram=cfg.contamination.ngram, char_ngram=cfg.contamination.char_ngram,
+      near_threshold=cfg.contamination.near_threshold or None, hasher=hasher,
+      config_key="config.contamination")
+
+
+def kept_texts(workdir: str, groups: list[str], num_shards: int, code: int,
+               every: int = 1) -> Iterator[str]:
+  """Every `every`-th text the merge assigned `code` (TRAIN or VALID), in global-id (input)
+  order, so that what is sampled from them does not depend on the number of shards."""
+  found = []
+  for group in groups:
+    for i in range(num_shards):
+      shard = shards.Shard(layout.shard_dir(workdir, group, i))
+      rows = np.flatnonzero(np.load(layout.decisions_path(workdir, group, i)) == code)
+      found.append((shard, rows, shard.ids[rows].astype(np.int64)))
+  if not found:
+    return
+  ids = np.concatenate([f[2] for f in found])
+  which = np.concatenate([np.full(len(f[1]), i) for i, f in enumerate(found)])
+  rows = np.concatenate([f[1] for f in found])
+  for k in np.argsort(ids, kind="stable")[::every]:
+    yield found[which[k]][0].text(int(rows[k]))
 
 
 def tokenize_shard(task: ShardTask) -> dict[str, Any]:
