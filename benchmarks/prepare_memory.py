@@ -6,7 +6,7 @@ process) and prints a Markdown table of peak RSS (`resource.getrusage`), with ne
 detection on and off. Every stage streams or runs out of core (signatures and LSH band keys
 stay on disk), so peak RSS should stay flat (BENCHMARKS.md, "Memory at 10x the input").
 
-  .venv/bin/python benchmarks/prepare_memory.py --mb=5 --factor=10
+  .venv/bin/python benchmarks/prepare_memory.py --mb=5 --factor=10 [--runners=local,beam]
 """
 
 import argparse
@@ -45,8 +45,9 @@ def generate(path: str, megabytes: float, seed: int = 0) -> int:
   return documents
 
 
-def child(path: str, workdir: str, near: bool) -> None:
-  """Prepares `path` in this process and prints its peak RSS in MiB as JSON."""
+def child(path: str, workdir: str, near: bool, runner: str) -> None:
+  """Prepares `path` in this process (Beam: its DirectRunner in this process, one worker) and
+  prints its peak RSS in MiB as JSON."""
   from lm.data.prepare import config as prepare_config  # pylint: disable=g-import-not-at-top
   from lm.data.prepare import run  # pylint: disable=g-import-not-at-top
   config = prepare_config.base_config()
@@ -54,7 +55,7 @@ def child(path: str, workdir: str, near: bool) -> None:
   config.dedup.near = near
   config.tokenizer.kind = "char"  # Trained streaming, over every document.
   start = time.perf_counter()
-  stats = run.prepare(config, workdir)
+  stats = run.prepare(config, workdir, runner=runner)
   peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   counts = stats["stats"]["counts"]
   print(json.dumps({"peak_mib": peak_mib, "seconds": time.perf_counter() - start,
@@ -65,26 +66,28 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--mb", type=float, default=5.0)
   parser.add_argument("--factor", type=float, default=10.0)
-  parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+  parser.add_argument("--runners", default="local", help="comma-separated: local, beam")
+  parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.child:
-    child(args.child[0], args.child[1], args.child[2] == "near")
+    child(args.child[0], args.child[1], args.child[2] == "near", args.child[3])
     return
   rows = []
   with tempfile.TemporaryDirectory() as directory:
     for megabytes in (args.mb, args.mb * args.factor):
       path = os.path.join(directory, f"synthetic_{megabytes:g}mb.jsonl")
       generate(path, megabytes)
-      for near in (False, True):
-        workdir = os.path.join(directory, f"work_{megabytes:g}_{near}")
-        result = subprocess.run(
-            [sys.executable, __file__, "--child", path, workdir, "near" if near else "exact"],
-            check=True, capture_output=True, text=True, cwd=REPO)
-        rows.append((near, json.loads(result.stdout.strip().splitlines()[-1])))
-  print("| input MB | documents | near-dup index | peak RSS MiB | seconds |")
-  print("|---:|---:|---|---:|---:|")
-  for near, row in sorted(rows, key=lambda r: (r[0], r[1]["mb"])):
-    print(f"| {row['mb']:.1f} | {row['documents']:,} | {'on' if near else 'off'} |"
+      for runner in args.runners.split(","):
+        for near in (False, True):
+          workdir = os.path.join(directory, f"work_{megabytes:g}_{near}_{runner}")
+          result = subprocess.run(
+              [sys.executable, __file__, "--child", path, workdir, "near" if near else "exact",
+               runner], check=True, capture_output=True, text=True, cwd=REPO)
+          rows.append((runner, near, json.loads(result.stdout.strip().splitlines()[-1])))
+  print("| runner | input MB | documents | near-dup detection | peak RSS MiB | seconds |")
+  print("|---|---:|---:|---|---:|---:|")
+  for runner, near, row in sorted(rows, key=lambda r: (r[0], r[1], r[2]["mb"])):
+    print(f"| {runner} | {row['mb']:.1f} | {row['documents']:,} | {'on' if near else 'off'} |"
           f" {row['peak_mib']:.0f} | {row['seconds']:.0f} |")
 
 
