@@ -168,7 +168,10 @@ def pad_special_mask(own_V: np.ndarray, vocab_size: int) -> np.ndarray:
 
 def text_ids(ids: Iterable[int], special_V: np.ndarray) -> list[int]:
   """`ids` without the special (True in `special_V`) and out-of-range ones, for decoding."""
-  return [i for i in map(int, ids) if 0 <= i < len(special_V) and not special_V[i]]
+  ids = np.fromiter(map(int, ids), np.int64) if not isinstance(ids, np.ndarray) else ids
+  ids = ids.astype(np.int64, copy=False).ravel()
+  ids = ids[(ids >= 0) & (ids < len(special_V))]
+  return ids[~special_V[ids]].tolist()
 
 
 def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:

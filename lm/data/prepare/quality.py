@@ -274,15 +274,18 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 def script_counts(text: str) -> collections.Counter:
   """Characters of `text` by class (SCRIPTS), e.g. the share of CJK in a corpus. Vectorized
   over code points: 'other' holds the letters of other scripts, symbols and marks."""
-  codes = np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
-  counts = collections.Counter()
+  counts = np.bincount(_script_classes()[hashing.code_points(text)], minlength=len(SCRIPTS))
+  return collections.Counter({name: int(c) for name, c in zip(SCRIPTS, counts.tolist()) if c})
+
+
+@functools.cache
+def _script_classes() -> np.ndarray:
+  """The index in SCRIPTS of every code point's class."""
+  classes = np.full(sys.maxunicode + 1, SCRIPTS.index("other"), np.uint8)
   for name, ranges in _CLASS_RANGES.items():
-    inside = np.zeros(codes.shape, dtype=bool)
     for low, high in ranges:
-      inside |= (codes >= low) & (codes <= high)
-    counts[name] = int(inside.sum())
-  counts["other"] = len(codes) - sum(counts.values())
-  return collections.Counter({k: v for k, v in counts.items() if v > 0})
+      classes[low:high + 1] = SCRIPTS.index(name)
+  return classes
 
 
 # Disjoint code point ranges (inclusive) of the classes of SCRIPTS, 'other' excepted.
