@@ -156,6 +156,17 @@ def test_sentencepiece_round_trips_real_and_tricky_text(spm_tokenizer, shakespea
     assert spm_tokenizer.decode(ids) == text
 
 
+def test_sentencepiece_word_cache_equals_whole_line_encoding(spm_tokenizer, shakespeare,
+                                                             wikitext, chinese):
+  """Words encoded one at a time (and cached) give SentencePiece's own ids for whole lines."""
+  assert spm_tokenizer._word_cache is not None  # pylint: disable=protected-access
+  processor = spm_tokenizer._processor  # pylint: disable=protected-access
+  for text in _all_texts(shakespeare, wikitext, chinese) + ["a  b ", " x", "  ", "1 22 333"]:
+    for repeat in range(2):  # Cold, then from the cache.
+      for line in text.split("\n"):
+        assert spm_tokenizer.encode(line) == processor.encode(line), (repeat, line)
+
+
 def test_sentencepiece_compresses_and_uses_byte_fallback(spm_tokenizer, shakespeare, chinese):
   text = shakespeare[-20_000:]
   assert len(spm_tokenizer.encode(text)) < 0.8 * len(text)
