@@ -27,6 +27,7 @@ DEFAULT_NGRAM = 13
 DEFAULT_CHAR_NGRAM = 50
 KINDS = ("exact", "near", "ngram")  # Strongest evidence first.
 SNIPPET_CHARS = 80
+BATCH = 256  # Training documents per `add_train_batch` in `contamination_report`.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,18 +141,21 @@ class _NgramTable:
     self._filter = np.zeros(1 << (64 - int(self._shift)), dtype=bool)
     self._filter[keys >> self._shift] = True
 
-  def matches(self, units: dedup.UnitText) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(example, start, length) of each eval n-gram found in `units` (as arrays)."""
-    positions = np.arange(max(0, len(units) - self.key_units + 1))
+  def matches(self, units: dedup.UnitText) -> tuple[np.ndarray, ...]:
+    """(example, start, length, document) of each eval n-gram found in the documents of
+    `units` (as arrays, in document order and by position within each)."""
+    document, end = units.unit_documents()
+    positions = np.flatnonzero(np.arange(len(units)) + self.key_units <= end)
     keys = units.run_hashes(positions, self.key_units)
     positions = positions[self._filter[keys >> self._shift]]
     rows, hits = _find_sorted(self._keys, units.run_hashes(positions, self.key_units))
     positions = positions[hits]
     lengths = self._lengths[rows]
-    fits = positions + lengths <= len(units)
+    fits = positions + lengths <= end[positions]
     rows, positions, lengths = rows[fits], positions[fits], lengths[fits]
-    rows = rows[units.run_hashes(positions, lengths) == self._hashes[rows]]
-    return self._examples[rows], self._starts[rows], self._lengths[rows]
+    same = units.run_hashes(positions, lengths) == self._hashes[rows]
+    rows, positions = rows[same], positions[same]
+    return self._examples[rows], self._starts[rows], self._lengths[rows], document[positions]
 
 
 def _find_sorted(sorted_keys: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -234,25 +238,40 @@ class ContaminationIndex:
       doc_id: its id in the report (default: how many documents were added before it).
       signature: `self.hasher.signature(text)` if already computed (by the deduplication).
     """
-    doc = self._train_docs if doc_id is None else doc_id
-    self._train_docs += 1
-    folded = dedup.fold(text)
-    for example in self._exact.get(dedup.exact_key(folded, folded=True), ()):
-      self._record(example, "exact", doc)
+    self.add_train_batch([text], None if doc_id is None else [doc_id],
+                         None if signature is None else np.asarray(signature)[None])
+
+  def add_train_batch(self, texts: Sequence[str], doc_ids: Sequence[int] | None = None,
+                      signatures: np.ndarray | None = None) -> None:
+    """`add_train` for several documents in order, hashed in one batch (far fewer numpy
+    calls per document); `signatures`: [len(texts), num_perm] if already computed."""
+    if not texts:
+      return
+    if doc_ids is None:
+      doc_ids = range(self._train_docs, self._train_docs + len(texts))
+    doc_ids = [int(doc) for doc in doc_ids]
+    self._train_docs += len(texts)
+    folded = [dedup.fold(text) for text in texts]
+    for doc, text in zip(doc_ids, folded):
+      for example in self._exact.get(dedup.exact_key(text, folded=True), ()):
+        self._record(example, "exact", doc)
     if self._near is not None:
-      if signature is None:
-        signature = self.hasher.signature(folded, folded=True)
-      for example, jaccard in self._near.query(signature):
-        self._record(example, "near", doc, jaccard=jaccard)
+      if signatures is None:
+        signatures = self.hasher.signatures(folded, folded=True)
+      for doc, found in zip(doc_ids, self._near.query_many(signatures)):
+        for example, jaccard in found:
+          self._record(example, "near", doc, jaccard=jaccard)
     for unit, tables in self._tables.items():
-      units = dedup.UnitText(folded, unit, folded=True)
+      units = dedup.UnitText.of_documents(folded, unit, folded=True)
       for table in tables:
-        examples, starts, lengths = table.matches(units)
+        examples, starts, lengths, documents = table.matches(units)
+        # The first match of each example: in the first document, at the first position.
         examples, first = np.unique(examples, return_index=True)
         for example, i in zip(examples.tolist(), first.tolist()):
-          if "ngram" not in self._evidence.get(example, ()):  # The first shared n-gram.
+          if "ngram" not in self._evidence.get(example, ()):
             start, stop = int(starts[i]), int(starts[i] + lengths[i])
-            self._record(example, "ngram", doc, ngram=self._ngram_text(example, start, stop))
+            self._record(example, "ngram", doc_ids[documents[i]],
+                         ngram=self._ngram_text(example, start, stop))
 
   def evidence(self) -> dict[str, Any]:
     """What `add_train` found so far, as JSON: another index over the same eval sets can
@@ -302,8 +321,14 @@ class ContaminationIndex:
 
 def contamination_report(train_texts: Iterable[str], eval_sets: Mapping[str, Sequence[str]],
                          **kwargs) -> Report:
-  """Streams `train_texts` once through a `ContaminationIndex(eval_sets, **kwargs)`."""
+  """Streams `train_texts` once through a `ContaminationIndex(eval_sets, **kwargs)`, a batch
+  of BATCH documents at a time."""
   index = ContaminationIndex(eval_sets, **kwargs)
+  batch = []
   for text in train_texts:
-    index.add_train(text)
+    batch.append(text)
+    if len(batch) == BATCH:
+      index.add_train_batch(batch)
+      batch = []
+  index.add_train_batch(batch)
   return index.report()

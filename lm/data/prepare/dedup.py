@@ -185,6 +185,12 @@ class UnitText:
     """The number of units."""
     return len(self._starts)
 
+  def unit_documents(self) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit: its document and where that document's units end."""
+    document = np.repeat(np.arange(len(self._document_units) - 1),
+                         np.diff(self._document_units))
+    return document, self._document_units[1:][document]
+
   def ngram_hashes(self, n: int) -> np.ndarray:
     """Mixed uint64 hashes of every run of `n` units, in order (entry i starts at unit i); one
     hash of all units for a text shorter than `n`, none for an empty one."""
@@ -417,10 +423,13 @@ class NearDuplicateIndex:
   def query(self, signature: np.ndarray) -> list[tuple[int, float]]:
     """(id, estimated Jaccard) of the kept documents with estimated Jaccard >= threshold, most
     similar first."""
-    signature = self._checked(signature)
-    if is_empty_signature(signature):
-      return []
-    return self._matches(signature, self._band_keys(signature))
+    return self.query_many(self._checked(signature)[None])[0]
+
+  def query_many(self, signatures: np.ndarray) -> list[list[tuple[int, float]]]:
+    """`query` of each row of a [n, num_perm] block of signatures (band keys in one pass)."""
+    keys = self.band_keys(signatures).tolist()
+    return [[] if is_empty_signature(signature) else self._matches(signature, row_keys)
+            for signature, row_keys in zip(signatures, keys)]
 
   def clusters(self) -> list[list[int]]:
     """Groups of >= 2 ids, each a kept document and the duplicates found of it, sorted."""

@@ -124,8 +124,12 @@ def contamination_shard(task: ShardTask) -> dict[str, Any]:
   reuse = cfg.dedup.near and bool(cfg.contamination.near_threshold)
   shard = shards.Shard(layout.shard_dir(task.workdir, task.group, task.index))
   decisions = np.load(layout.decisions_path(task.workdir, task.group, task.index))
-  for k, (row, text) in enumerate(shard.texts(np.flatnonzero(decisions == layout.TRAIN))):
-    index.add_train(text, doc_id=before + k, signature=shard.signature(row) if reuse else None)
+  rows = np.flatnonzero(decisions == layout.TRAIN)
+  for begin in range(0, len(rows), _CleanBatch.MAX_DOCUMENTS):
+    batch = rows[begin:begin + _CleanBatch.MAX_DOCUMENTS]
+    index.add_train_batch([text for _, text in shard.texts(batch)],
+                          range(before + begin, before + begin + len(batch)),
+                          np.stack([shard.signature(row) for row in batch]) if reuse else None)
   return index.evidence()
 
 
