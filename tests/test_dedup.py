@@ -119,7 +119,8 @@ def test_batched_signatures_equal_the_definition_per_document(paragraphs, fortun
       assert dedup.is_empty_signature(signature)
       continue
     values = (shingles >> np.uint64(32)).astype(np.uint64)
-    expected = (values[:, None] * hasher._multipliers + hasher._offsets) % (1 << 32)  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    expected = (values[:, None] * hasher._multipliers + hasher._offsets) % (1 << 32)
     np.testing.assert_array_equal(signature, expected.min(axis=0).astype(np.uint32))
     np.testing.assert_array_equal(signature, hasher.signature(document))
 

@@ -123,8 +123,9 @@ def test_character_flags_equal_python_over_every_code_point():
   flags = quality._flags()  # pylint: disable=protected-access
   letter = np.fromiter((bool(_LETTER_RE.match(chr(c))) for c in range(sys.maxunicode + 1)), bool)
   space = np.fromiter((chr(c).isspace() for c in range(sys.maxunicode + 1)), bool)
-  np.testing.assert_array_equal((flags & quality._LETTER) > 0, letter)  # pylint: disable=protected-access
-  np.testing.assert_array_equal((flags & quality._SPACE) > 0, space)  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  np.testing.assert_array_equal((flags & quality._LETTER) > 0, letter)
+  np.testing.assert_array_equal((flags & quality._SPACE) > 0, space)
 
 
 def test_symbol_count_equals_the_regex():

@@ -177,8 +177,9 @@ class UnitText:
     texts = texts if folded else [fold(text) for text in texts]
     units = cls(_DOCUMENT_SEPARATOR.join(texts), unit, folded=True)
     beginnings = np.cumsum([0] + [len(text) + len(_DOCUMENT_SEPARATOR) for text in texts])
-    units._document_units = np.searchsorted(units._origins, beginnings)  # pylint: disable=protected-access
-    units._document_units[-1] = len(units)  # pylint: disable=protected-access
+    # pylint: disable=protected-access
+    units._document_units = np.searchsorted(units._origins, beginnings)
+    units._document_units[-1] = len(units)
     return units
 
   def __len__(self) -> int:

@@ -70,7 +70,8 @@ class Words:
     words = cls.__new__(cls)
     words.texts = list(texts)
     # Joined by newlines (whitespace: no word spans two documents).
-    words._analyze("\n".join(texts), np.cumsum([0] + [len(t) + 1 for t in texts]))  # pylint: disable=protected-access
+    beginnings = np.cumsum([0] + [len(t) + 1 for t in texts])
+    words._analyze("\n".join(texts), beginnings)  # pylint: disable=protected-access
     return words
 
   def _analyze(self, text: str, beginnings: np.ndarray) -> None:

@@ -173,8 +173,8 @@ def _tokenizer(config: ml_collections.ConfigDict, workdir: str, plan: dict) -> d
     limit = config.tokenizer.training_documents
     every = max(1, -(-num_train // limit)) if limit else 1
     tokenizer = tokenizers.build_tokenizer(
-        config.tokenizer.kind, stages.kept_texts(workdir, list(plan["inputs"]), plan["num_shards"], layout.TRAIN,
-                          every),
+        config.tokenizer.kind,
+        stages.kept_texts(workdir, list(plan["inputs"]), plan["num_shards"], layout.TRAIN, every),
         config_section="config.tokenizer",
         **tokenizers.tokenizer_options(config.tokenizer.kind, config.tokenizer, config.seed))
   if os.path.exists(target):
