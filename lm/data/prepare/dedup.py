@@ -302,8 +302,10 @@ class MinHasher:
     nonempty = np.flatnonzero(np.diff(offsets) > 0)
     starts = offsets[nonempty]
     step = max(1, _CHUNK_ELEMENTS // self.num_perm)
+    buffer = np.empty((self.num_perm, min(step, len(values))), np.uint32)  # Reused: no faults.
     for begin in range(0, len(values), step):
-      block = self._multipliers[:, None] * values[None, begin:begin + step]  # [num_perm, step]
+      block = buffer[:, :len(values[begin:begin + step])]  # [num_perm, shingles]
+      np.multiply(self._multipliers[:, None], values[None, begin:begin + step], out=block)
       block += self._offsets[:, None]
       # The nonempty sets with shingles in this block, and where each begins in it.
       first = max(0, np.searchsorted(starts, begin, side="right") - 1)
