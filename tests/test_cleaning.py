@@ -90,6 +90,12 @@ def test_whitespace_shortcut_for_clean_text_equals_the_plain_step(text):
   assert changed == (cleaned != text)
 
 
+@PROPERTY
+@given(st.text(alphabet=st.characters(max_codepoint=0x7f), max_size=20))
+def test_control_shortcut_for_ascii_text_equals_the_regex(text):
+  assert Cleaner()._control(text) == cleaning._CONTROL_RE.subn("", text)  # pylint: disable=protected-access
+
+
 def test_full_width_markup_exposed_by_nfkc_is_removed_in_the_same_call():
   assert cleaning.clean("x＜ｂ＞y")[0] == "xy"
 

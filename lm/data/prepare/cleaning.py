@@ -48,8 +48,8 @@ _LINE_BREAK_TAG_RE = re.compile(r"<\s*/?\s*(?:br|p|div|li|tr|h[1-6])\b[^<>]*>", 
 _REFERENCE_RE = re.compile(r"&(?:[A-Za-z][A-Za-z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});")
 # What the whitespace step would change inside an ASCII text: whitespace but space and LF, a
 # space next to a space or LF, more than one blank line.
-_UNCLEAN_ASCII_SPACE = ("  ", " \n", "\n ", "\n\n\n", "\t", "\r", "\x0b", "\x0c", "\x1c", "\x1d",
-                        "\x1e", "\x1f")
+# (The other ASCII whitespace characters are not printable: str.isprintable finds them.)
+_UNCLEAN_ASCII_SPACE = ("  ", " \n", "\n ", "\n\n\n")
 # CR is left to the whitespace step, which turns it into a newline.
 _CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -155,6 +155,8 @@ class Cleaner:
     return normalized, max(1, _changed_chars(text, normalized))
 
   def _control(self, text: str) -> tuple[str, int]:
+    if text.isascii() and text.replace("\n", "").replace("\t", "").replace("\r", "").isprintable():
+      return text, 0  # A fast check: no ASCII control character but tab, LF and CR.
     return _CONTROL_RE.subn("", text)
 
   def _stopwords(self, text: str) -> tuple[str, int]:
@@ -172,7 +174,8 @@ class Cleaner:
     return lowered, int(lowered != text)
 
   def _whitespace(self, text: str) -> tuple[str, int]:
-    if (text.isascii() and not any(piece in text for piece in _UNCLEAN_ASCII_SPACE) and
+    if (text.isascii() and text.replace("\n", "").isprintable() and
+        not any(piece in text for piece in _UNCLEAN_ASCII_SPACE) and
         not (text[:1].isspace() or text[-1:].isspace())):
       return text, 0  # Already clean (a fast check for ASCII text).
     lines, blank = [], False
