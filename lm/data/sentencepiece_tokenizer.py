@@ -188,9 +188,10 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
     words = _WORD_RE.findall(line)
     cache = self._word_cache
     missing = list({w for w in words if w not in cache})
+    if len(cache) + len(missing) > _MAX_CACHED_WORDS:  # Full: start over with this line.
+      cache.clear()
+      missing = list(set(words))
     if missing:
-      if len(cache) + len(missing) > _MAX_CACHED_WORDS:
-        cache.clear()
       cache.update(zip(missing, self._processor.encode(missing)))
     ids = []
     for word in words:
