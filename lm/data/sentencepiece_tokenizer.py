@@ -46,7 +46,9 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
   def __init__(self, model_proto: bytes, *, where: str = MODEL_FILE):
     self._model_proto = bytes(model_proto)
     try:
-      self._processor = spm.SentencePieceProcessor(model_proto=self._model_proto)
+      # One thread: a batch call would otherwise start a thread pool per call (twice the CPU
+      # per document, and workers in parallel oversubscribe the cores).
+      self._processor = spm.SentencePieceProcessor(model_proto=self._model_proto, num_threads=1)
     except Exception as e:  # pylint: disable=broad-except  # RuntimeError or protobuf errors.
       raise UserError(f"{where}: corrupt SentencePiece model ({e})") from None
     p = self._processor
