@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from lm.data import sentencepiece_tokenizer, tokenizers
+from lm.data import tokenizers
 from lm.data.tokenizers import (
     BOS_ID,
     CLS_ID,
@@ -156,20 +156,14 @@ def test_sentencepiece_round_trips_real_and_tricky_text(spm_tokenizer, shakespea
     assert spm_tokenizer.decode(ids) == text
 
 
-@pytest.mark.parametrize("cache_size", [1 << 17, 9])
-def test_sentencepiece_word_cache_equals_whole_line_encoding(spm_tokenizer, shakespeare,
-                                                             wikitext, chinese, cache_size,
-                                                             monkeypatch):
-  """Words encoded one at a time (and cached; the cache cleared whenever it is full) give
-  SentencePiece's own ids for whole lines."""
-  monkeypatch.setattr(sentencepiece_tokenizer, "_MAX_CACHED_WORDS", cache_size)
-  assert spm_tokenizer._word_cache is not None  # pylint: disable=protected-access
-  spm_tokenizer._word_cache.clear()  # pylint: disable=protected-access
+def test_sentencepiece_line_by_line_encoding_equals_the_list_call(spm_tokenizer, shakespeare,
+                                                                   wikitext, chinese):
   processor = spm_tokenizer._processor  # pylint: disable=protected-access
-  for text in _all_texts(shakespeare, wikitext, chinese) + ["a  b ", " x", "  ", "1 22 333"]:
-    for repeat in range(2):  # Cold, then from the cache.
-      for line in text.split("\n"):
-        assert spm_tokenizer.encode(line) == processor.encode(line), (repeat, line)
+  for text in _all_texts(shakespeare, wikitext, chinese):
+    lines = text.split("\n")
+    expected = [i for k, ids in enumerate(processor.encode(lines))
+                for i in [NUM_SPECIAL] * bool(k) + ids]  # "\n" is id NUM_SPECIAL.
+    assert spm_tokenizer.encode(text) == expected
 
 
 def test_sentencepiece_compresses_and_uses_byte_fallback(spm_tokenizer, shakespeare, chinese):

@@ -7,11 +7,6 @@ user-defined piece for "\\n" (SentencePiece models one line at a time, so newlin
 off and encoded as that piece). The character U+2581 "▁" itself, which SentencePiece reads as
 a space, is spelled with its three byte pieces (these decode as "▁"); without byte fallback
 it decodes as a space, and characters outside the vocabulary as nothing (UNK).
-
-Encoding is cached by word: pieces never span a space in such a model (split on whitespace,
-spaces left alone by the normalizer), so a line's ids are those of its words, each a run of
-non-spaces with the space before it, and a word seen before is not encoded again (several
-times faster on real text; tests/test_tokenizers.py checks the ids against whole lines).
 """
 
 import io
@@ -33,9 +28,6 @@ NEWLINE = "\n"
 NEWLINE_ID = NUM_SPECIAL  # The first id after the special tokens.
 SPACE_MARKER = "\u2581"  # "▁": how SentencePiece writes a space inside pieces.
 _NUM_BYTE_PIECES = 256
-# A word as SentencePiece splits a line: a run of non-spaces, or a space and the run after it.
-_WORD_RE = re.compile(r"[^ ]+| [^ ]*")
-_MAX_CACHED_WORDS = 1 << 17  # ~25 MB; cleared when full.
 
 
 class SentencePieceTokenizer(tokenizer_base.Tokenizer):
@@ -62,16 +54,6 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
     # The byte pieces of "▁" (empty without byte fallback).
     marker_ids = [p.piece_to_id(f"<0x{b:02X}>") for b in SPACE_MARKER.encode("utf-8")]
     self._marker_ids = marker_ids if all(map(p.is_byte, marker_ids)) else []
-    spec = sentencepiece_model_pb2.ModelProto.FromString(self._model_proto)
-    # Pieces never span a space when the trainer split on whitespace and the normalizer leaves
-    # spaces alone: then a line's ids are its words' ids, and a word is encoded once (cached).
-    self._word_cache: dict[str, list[int]] | None = (
-        {} if (spec.trainer_spec.split_by_whitespace and
-               not spec.trainer_spec.treat_whitespace_as_suffix and
-               not spec.trainer_spec.allow_whitespace_only_pieces and
-               spec.normalizer_spec.name == "identity" and
-               not spec.normalizer_spec.add_dummy_prefix and
-               not spec.normalizer_spec.remove_extra_whitespaces) else None)
 
   def _check_layout(self) -> None:
     pieces = [self._processor.id_to_piece(i) for i in range(NUM_SPECIAL + 1)]
@@ -171,33 +153,15 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
   def encode(self, text: str) -> list[int]:
     ids = []
     # Lines are encoded separately (several times faster than one long string, same ids since
-    # "\n" is always a piece of its own).
-    lines = text.split(NEWLINE)
-    if self._word_cache is not None:
-      encoded = map(self._encode_words, lines)
-    else:
-      encoded = self._processor.encode(lines)
-    for i, (line, line_ids) in enumerate(zip(lines, encoded)):
+    # "\n" is always a piece of its own), each as a string (SentencePiece's list call costs
+    # ~100 us more per document).
+    for i, line in enumerate(text.split(NEWLINE)):
       if i:
         ids.append(NEWLINE_ID)
       if self._marker_ids and SPACE_MARKER in line:
-        line_ids = self._encode_literal_markers(line)
-      ids.extend(line_ids)
-    return ids
-
-  def _encode_words(self, line: str) -> list[int]:
-    """The ids of `line`, word by word (a word with the space before it), from the cache."""
-    words = _WORD_RE.findall(line)
-    cache = self._word_cache
-    missing = list({w for w in words if w not in cache})
-    if len(cache) + len(missing) > _MAX_CACHED_WORDS:  # Full: start over with this line.
-      cache.clear()
-      missing = list(set(words))
-    if missing:
-      cache.update(zip(missing, self._processor.encode(missing)))
-    ids = []
-    for word in words:
-      ids.extend(cache[word])
+        ids.extend(self._encode_literal_markers(line))
+      else:
+        ids.extend(self._processor.encode(line))
     return ids
 
   def _encode_literal_markers(self, line: str) -> list[int]:
