@@ -168,8 +168,10 @@ def pad_special_mask(own_V: np.ndarray, vocab_size: int) -> np.ndarray:
 
 def text_ids(ids: Iterable[int], special_V: np.ndarray) -> list[int]:
   """`ids` without the special (True in `special_V`) and out-of-range ones, for decoding."""
-  ids = np.fromiter(map(int, ids), np.int64) if not isinstance(ids, np.ndarray) else ids
-  ids = ids.astype(np.int64, copy=False).ravel()
+  if isinstance(ids, np.ndarray):  # Values past int64 wrap to negative ones: dropped below.
+    ids = ids.astype(np.int64, copy=False).ravel()
+  else:  # Python ints of any size: the range check first.
+    ids = np.array([i for i in map(int, ids) if 0 <= i < len(special_V)], dtype=np.int64)
   ids = ids[(ids >= 0) & (ids < len(special_V))]
   return ids[~special_V[ids]].tolist()
 
