@@ -59,22 +59,22 @@ class Words:
   """
 
   def __init__(self, text: str):
-    self.texts = [text]
-    self._analyze(text, np.array([0, len(text) + 1]))
+    self._analyze([text])
 
   @classmethod
   def of_documents(cls, texts: list[str]) -> "Words":
     """The words of several documents, analyzed in one batch (far fewer numpy calls each)."""
-    if len(texts) >= 1 << 16:
-      raise ValueError(f"at most 65,535 documents per batch, got {len(texts)}")
     words = cls.__new__(cls)
-    words.texts = list(texts)
-    # Joined by newlines (whitespace: no word spans two documents).
-    beginnings = np.cumsum([0] + [len(t) + 1 for t in texts])
-    words._analyze("\n".join(texts), beginnings)  # pylint: disable=protected-access
+    words._analyze(list(texts))  # pylint: disable=protected-access
     return words
 
-  def _analyze(self, text: str, beginnings: np.ndarray) -> None:
+  def _analyze(self, texts: list[str]) -> None:
+    if len(texts) >= 1 << 16:
+      raise ValueError(f"at most 65,535 documents per batch, got {len(texts)}")
+    self.texts = texts
+    # Joined by newlines (whitespace: no word spans two documents).
+    text = "\n".join(texts)
+    beginnings = np.cumsum([0] + [len(t) + 1 for t in texts])
     codes = hashing.code_points(text)
     flags = _flags()[codes]
     space = (flags & _SPACE).astype(bool)
