@@ -1,11 +1,22 @@
-"""Test setup: 8 fake CPU devices (set before JAX is imported), strict rank promotion, one
-persistent compilation cache for the suite and the processes its tests start, and the data root
-at the vendored fixtures."""
+"""Test setup: 8 fake CPU devices and fast XLA compilation (set before JAX is imported),
+strict rank promotion, one persistent compilation cache for the suite and the processes its
+tests start, and the data root at the vendored fixtures."""
 
 import os
 import pathlib
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+# The suite's programs are tiny, so XLA:CPU's compilation is most of its time: without LLVM's
+# optimizations and the fusion emitters a program compiles ~3x faster and runs ~2.5x slower
+# (measured on a 2-layer train step: 2.1 s -> 0.7 s). Flags set by the caller come later: they win.
+FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+
+
+def xla_flags(num_devices: int) -> str:
+  """XLA_FLAGS for a process a test starts: the suite's compile flags, `num_devices` CPUs."""
+  return f"{FAST_COMPILE_FLAGS} --xla_force_host_platform_device_count={num_devices}"
+
+
+os.environ["XLA_FLAGS"] = (FAST_COMPILE_FLAGS + " " + os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from tests.conftest import REPO
+from tests.conftest import REPO, xla_flags
 
 ARGS = ("--config.train.steps=120", "--config.train.checkpoint_every=40",
         "--config.train.eval_every=120", "--config.train.log_every=10",
@@ -33,7 +33,7 @@ def free_port() -> int:
 
 def launch_two_processes(workdir):
   port = free_port()
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+  env = {**os.environ, "XLA_FLAGS": xla_flags(4)}
   distributed = (f"--config.distributed.coordinator_address=localhost:{port}",
                  "--config.distributed.num_processes=2")
   return [
@@ -61,7 +61,7 @@ def loss_curve(workdir):
 
 def test_two_processes_killed_and_resumed_match_one_process(tmp_path):
   single, multi = str(tmp_path / "single"), str(tmp_path / "multi")
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  env = {**os.environ, "XLA_FLAGS": xla_flags(8)}
   subprocess.run(command(single), cwd=REPO, env=env, check=True, capture_output=True)
 
   processes = launch_two_processes(multi)

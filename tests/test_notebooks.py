@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import FIXTURES, REPO
+from tests.conftest import FIXTURES, REPO, xla_flags
 
 COLAB = REPO / "colab"
 KERNEL = "lm-notebook-test"
@@ -56,7 +56,7 @@ def notebook_env(tmp_path, monkeypatch):
       "TRANSFORMERS_OFFLINE": "1",
       # One CPU device instead of the suite's 8 (or a user's one per core): a third less
       # compiling; multi-device layouts are tested elsewhere.
-      "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+      "XLA_FLAGS": xla_flags(1),
   }
   for key, value in env.items():
     monkeypatch.setenv(key, value)

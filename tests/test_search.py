@@ -17,7 +17,7 @@ import pytest
 from lm import config_file
 from lm.errors import UserError
 from lm.sweep import search, search_report
-from tests.conftest import REPO
+from tests.conftest import REPO, xla_flags
 
 EXPERIMENT = '''
 from experiments import shakespeare_char
@@ -220,7 +220,7 @@ def test_a_smoke_search_through_the_command_line(tmp_path):
           'config = shakespeare_char.get_config("cpu,smoke")\n  config.train.sample_prompt = ""'
           '\n  return config'))
   workdir = tmp_path / "search"
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  env = dict(os.environ, XLA_FLAGS=xla_flags(1))
   result = subprocess.run([sys.executable, "-m", "lm.sweep", f"--config={experiment}",
                            f"--workdir={workdir}", "--search=random", "--trials=2",
                            "--metric=eval/loss"], cwd=REPO, env=env, capture_output=True,

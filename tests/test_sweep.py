@@ -25,7 +25,7 @@ from lm.models import architecture
 from lm.models.config import model_config_from
 from lm.sweep import outcome, plan, plots, report, runner, scaling, stats
 from lm.training import checkpoints, flops, metrics_log
-from tests.conftest import REPO
+from tests.conftest import REPO, xla_flags
 
 EXPERIMENT = '''
 from experiments import shakespeare_char
@@ -50,7 +50,7 @@ def write_experiment(tmp_path, variants: str, name="exp.py", model='"transformer
 
 
 # One CPU device per run: the test process's 8 fake devices would only slow the runs.
-ONE_DEVICE = "--xla_force_host_platform_device_count=1"
+ONE_DEVICE = xla_flags(1)
 
 
 def run_sweep_cli(*args):

@@ -13,7 +13,7 @@ import pytest
 from experiments import shakespeare_char
 from lm.errors import UserError
 from lm.training import trainer
-from tests.conftest import FIXTURES, REPO
+from tests.conftest import FIXTURES, REPO, xla_flags
 
 
 def smoke_config(**train):
@@ -116,7 +116,7 @@ def test_sigkill_after_first_checkpoint_then_resume_gives_same_final_loss(tmp_pa
 def test_generate_cli_restores_on_a_different_device_count(tmp_path):
   workdir = str(tmp_path / "run")
   trainer.train_and_evaluate(smoke_config(), workdir)  # 8 fake devices here.
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  env = {**os.environ, "XLA_FLAGS": xla_flags(1)}
   result = subprocess.run([
       sys.executable, "-m", "lm.generate", f"--workdir={workdir}", "--prompt=ROMEO:",
       "--max_new_tokens=20"
