@@ -103,7 +103,8 @@ def spawn_then_ctrl_c(path, args, fds):
 util.spawnv_passfds = spawn_then_ctrl_c
 tasks = [stages.ShardTask({}, sys.argv[1], "train", i, 4) for i in range(4)]
 try:
-  runners.LocalRunner(2).map_shards(sys.argv[1], "noop", dataclasses.asdict, tasks)
+  with runners.LocalRunner(2) as runner:
+    runner.map_shards(sys.argv[1], "noop", dataclasses.asdict, tasks)
 except KeyboardInterrupt:
   sys.exit(130)
 """

@@ -41,20 +41,21 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, *, processes: int =
   """
   prepare_config.validate(config)
   executor = runners.make_runner(runner, processes, beam_options, workdir)
-  os.makedirs(workdir, exist_ok=True)
-  _check_config(config, workdir)
-  plan = _plan(config, workdir, num_shards or processes)
-  num_shards = plan["num_shards"]
-  groups = [g for g in layout.GROUPS if config[g].strip()]
-  timings = {}
-  tasks = [stages.ShardTask(config.to_dict(), workdir, g, i, num_shards)
-           for g in groups for i in range(num_shards)]
-  timings["clean"] = _run_shards(executor, workdir, "clean", stages.clean_shard, tasks)
-  timings["dedup"] = _once(workdir, "dedup", lambda: _dedup(config, workdir, plan, executor))
-  timings["tokenizer"] = _once(workdir, "tokenizer", lambda: _tokenizer(config, workdir, plan))
-  timings["tokenize"] = _run_shards(executor, workdir, "tokenize", stages.tokenize_shard, tasks)
-  _once(workdir, layout.DONE_STAGE,
-        lambda: _finalize(config, workdir, plan, tasks, timings, executor))
+  with executor:  # One worker pool for all stages.
+    os.makedirs(workdir, exist_ok=True)
+    _check_config(config, workdir)
+    plan = _plan(config, workdir, num_shards or processes)
+    num_shards = plan["num_shards"]
+    groups = [g for g in layout.GROUPS if config[g].strip()]
+    timings = {}
+    tasks = [stages.ShardTask(config.to_dict(), workdir, g, i, num_shards)
+             for g in groups for i in range(num_shards)]
+    timings["clean"] = _run_shards(executor, workdir, "clean", stages.clean_shard, tasks)
+    timings["dedup"] = _once(workdir, "dedup", lambda: _dedup(config, workdir, plan, executor))
+    timings["tokenizer"] = _once(workdir, "tokenizer", lambda: _tokenizer(config, workdir, plan))
+    timings["tokenize"] = _run_shards(executor, workdir, "tokenize", stages.tokenize_shard, tasks)
+    _once(workdir, layout.DONE_STAGE,
+          lambda: _finalize(config, workdir, plan, tasks, timings, executor))
   return layout.read_json(os.path.join(workdir, "stats.json"))
 
 

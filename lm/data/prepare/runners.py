@@ -57,34 +57,55 @@ def _user_error_of(task, function: ShardFunction, workdir: str, stage: str) -> s
   return ""
 
 
-class LocalRunner:
-  """Worker processes on this machine; the global pass in this process."""
+class _Runner:
+  """A runner is a context manager: what it started for the run (worker processes) stops at
+  the end of the block."""
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+  def close(self) -> None:
+    pass
+
+
+class LocalRunner(_Runner):
+  """Worker processes on this machine, one pool for every stage of the run (started with the
+  first stage that has two shards or more); the global pass in this process."""
 
   def __init__(self, processes: int):
     self.processes = processes
+    self._pool = None
 
   def map_shards(self, workdir: str, stage: str, function: ShardFunction, tasks: list) -> None:
     if self.processes == 1 or len(tasks) <= 1:
       for task in tasks:
         _run_and_record(task, function, workdir, stage)
       return
-    # spawn: a clean interpreter per worker (fork would copy this process's threads and state).
-    context = multiprocessing.get_context("spawn")
-    with contextlib.ExitStack() as stack:
-      with _ctrl_c_held_back():
-        pool = stack.enter_context(
-            concurrent.futures.ProcessPoolExecutor(min(self.processes, len(tasks)),
-                                                   mp_context=context,
-                                                   initializer=_exit_quietly_on_ctrl_c))
-        futures = {pool.submit(function, task): task for task in tasks}
-      for future in concurrent.futures.as_completed(futures):
-        layout.record_stage(workdir, f"{stage}/{futures[future].name}", future.result())
+    with _ctrl_c_held_back():
+      if self._pool is None:
+        # spawn: a clean interpreter per worker (fork would copy this process's threads and
+        # state). Workers start as tasks arrive, so a stage of fewer shards starts fewer.
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            self.processes, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_quietly_on_ctrl_c)
+      futures = {self._pool.submit(function, task): task for task in tasks}
+    for future in concurrent.futures.as_completed(futures):
+      layout.record_stage(workdir, f"{stage}/{futures[future].name}", future.result())
+
+  def close(self) -> None:
+    """Waits for the workers' tasks (those of a stage that failed too), then stops them."""
+    if self._pool is not None:
+      self._pool.shutdown()
+      self._pool = None
 
   def resolve_duplicates(self, config, workdir: str, num_shards: int) -> dict:
     return duplicates.resolve(config, workdir, num_shards)
 
 
-class BeamRunner:
+class BeamRunner(_Runner):
   """Apache Beam: the DirectRunner with `processes` workers unless --beam_options says more."""
 
   def __init__(self, processes: int, beam_options: str, log_path: str):
