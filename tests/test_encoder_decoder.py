@@ -91,7 +91,12 @@ def test_encoder_is_bidirectional_through_gradients():
                            target,
                            capture_intermediates=lambda m, _: m.name == "encoder_norm",
                            mutable=["intermediates"])
-    return jnp.sum(state["intermediates"]["encoder_norm"]["__call__"][0][0])  # Source token 0.
+    first = state["intermediates"]["encoder_norm"]["__call__"][0][0]  # Source token 0.
+    # Weighted: a plain sum of a LayerNorm's output (unit scale at init) does not depend on its
+    # input, so its gradient is zero but for rounding.
+    return jnp.dot(first, weights)
+
+  weights = jax.random.normal(jax.random.PRNGKey(1), (model.config.embed_dim,))
 
   rows = np.abs(np.asarray(jax.grad(first_memory_position)(params)["token_embed"]["embedding"]))
   assert np.all(rows.sum(-1)[1:6] > 0), "the first source position sees the last ones"
