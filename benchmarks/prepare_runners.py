@@ -7,16 +7,19 @@
    core, each step the best of --repeats.
 2. End to end: `python -m lm.data.prepare --config=experiments/data/imdb_unsup.py` with the
    local runner and with Beam's DirectRunner, 1 and 2 workers each, each in a fresh process and
-   workdir; wall seconds, the speed-up of 2 workers over 1, and a digest of the written
-   documents sorted by global id (equal digests: the same documents, split and tokens).
+   workdir, --rounds times in turns; median wall seconds, the speed-up of 2 workers over 1, and
+   a digest of the written documents sorted by global id (equal digests: the same documents,
+   split and tokens).
 
   .venv/bin/python benchmarks/prepare_runners.py [--documents=5000] [--repeats=3]
-      [--config_arg=smoke] [--skip_end_to_end]
+      [--config_arg=smoke] [--skip_end_to_end] [--runners=local,beam] [--rounds=1]
 """
 
 import argparse
 import hashlib
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -82,20 +85,28 @@ def batched(items: list) -> list[list]:
   return [items[i:i + BATCH] for i in range(0, len(items), BATCH)]
 
 
-def end_to_end(config_arg: str) -> list[tuple[str, int, float, str]]:
-  """(runner, workers, wall seconds, digest) of whole prepare runs."""
+def end_to_end(config_arg: str, runners: list[str], rounds: int
+               ) -> list[tuple[str, int, list[float], str]]:
+  """(runner, workers, wall seconds of each round, digest) of whole prepare runs; the runs of
+  a round take turns (1 then 2 workers, then the next runner), so that a slow spell of the
+  machine falls on both."""
   config = "experiments/data/imdb_unsup.py" + (f":{config_arg}" if config_arg else "")
-  rows = []
+  seconds, digests = {}, {}
   with tempfile.TemporaryDirectory() as root:
-    for runner in ("local", "beam"):
-      for workers in (1, 2):
-        workdir = os.path.join(root, f"{runner}{workers}")
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "lm.data.prepare", f"--config={config}",
-                        f"--workdir={workdir}", f"--runner={runner}", f"--processes={workers}"],
-                       cwd=REPO, check=True, stdout=subprocess.DEVNULL)
-        rows.append((runner, workers, time.perf_counter() - start, digest(workdir)))
-  return rows
+    for _ in range(rounds):
+      for runner in runners:
+        for workers in (1, 2):
+          workdir = os.path.join(root, f"{runner}{workers}")
+          shutil.rmtree(workdir, ignore_errors=True)
+          start = time.perf_counter()
+          subprocess.run([sys.executable, "-m", "lm.data.prepare", f"--config={config}",
+                          f"--workdir={workdir}", f"--runner={runner}",
+                          f"--processes={workers}"],
+                         cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+          seconds.setdefault((runner, workers), []).append(time.perf_counter() - start)
+          digests[runner, workers] = digest(workdir)
+  return [(runner, workers, seconds[runner, workers], digests[runner, workers])
+          for runner, workers in seconds]
 
 
 def digest(workdir: str) -> str:
@@ -119,19 +130,24 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=3, help="per step, the best is kept")
   parser.add_argument("--config_arg", default="", help="e.g. smoke (100 reviews)")
   parser.add_argument("--skip_end_to_end", action="store_true")
+  parser.add_argument("--runners", default="local,beam", help="end to end, comma-separated")
+  parser.add_argument("--rounds", type=int, default=1,
+                      help="end-to-end runs of each; the median is kept")
   args = parser.parse_args()
   print("| step (per document) | MB/s per core |\n|---|---:|")
   for name, rate in per_core(args.documents, args.repeats):
     print(f"| {name} | {rate:.2f} |")
   if args.skip_end_to_end:
     return
-  rows = end_to_end(args.config_arg)
-  print("\n| runner | workers | wall s | speed-up over 1 worker | documents digest |")
-  print("|---|---:|---:|---:|---|")
+  rows = end_to_end(args.config_arg, args.runners.split(","), args.rounds)
+  print("\n| runner | workers | wall s (median) | rounds | speed-up over 1 worker |"
+        " documents digest |")
+  print("|---|---:|---:|---|---:|---|")
   for runner, workers, seconds, found in rows:
-    one = next(s for r, w, s, _ in rows if r == runner and w == 1)
-    print(f"| {runner} | {workers} | {seconds:.1f} | {one / seconds:.2f}x | {found} |")
-
+    one = statistics.median(next(s for r, w, s, _ in rows if r == runner and w == 1))
+    median = statistics.median(seconds)
+    rounds = ", ".join(f"{s:.1f}" for s in seconds)
+    print(f"| {runner} | {workers} | {median:.1f} | {rounds} | {one / median:.2f}x | {found} |")
 
 if __name__ == "__main__":
   main()

@@ -110,14 +110,15 @@ def test_planted_chinese_poems_and_only_they_are_reported(chinese):
 
 def test_a_scan_split_in_parts_and_absorbed_in_order_equals_one_scan(chinese, monkeypatch):
   """What stages.contamination_shard relies on: shards scanned apart, merged in their order
-  (one document at a time here, in batches of 5 in the whole scan)."""
+  into the evidence alone, without an index (one document at a time here, in batches of 5 in
+  the whole scan)."""
   train, poems = chinese
   planted_train, _ = plant(poems, train, "char", CHAR_NGRAM, 8, 1, in_the_middle)
   planted_train += [poems[3], poems[3] + "。", train[0]]  # Stronger evidence after weaker.
   eval_sets = {"tang300": poems, "train_copies": [train[0], train[5]]}
   monkeypatch.setattr(contamination, "BATCH", 5)
   whole = contamination.contamination_report(planted_train, eval_sets)
-  merged = contamination.ContaminationIndex(eval_sets)
+  merged = contamination.ContaminationEvidence(eval_sets)
   cuts = [0, 7, 7, len(planted_train) // 2, len(planted_train)]
   for begin, end in zip(cuts, cuts[1:]):
     part = contamination.ContaminationIndex(eval_sets)

@@ -9,7 +9,9 @@ that is an exact duplicate (`dedup.exact_key`) or a near-duplicate (estimated Ja
 `dedup.UnitText` normalization (NFKC, case folding, punctuation ignored).
 
 Memory: the index holds the eval sets (small) and their n-gram hashes, and streams over the
-training documents once, keeping none of them, so training corpora larger than RAM work.
+training documents once, keeping none of them, so training corpora larger than RAM work. Scans
+split over shards merge into a `ContaminationEvidence`: the eval texts and what was found,
+without the index.
 
 Arguments and config keys (`config_key` is the prefix, e.g. `config.contamination`): `ngram` ->
 `.ngram`, `char_ngram` -> `.char_ngram`, `near_threshold` -> `.near_threshold`.
@@ -172,22 +174,20 @@ def _key_units(count: int, n: int) -> int:
   return n if count >= n else 1 << (count.bit_length() - 1)
 
 
-class ContaminationIndex:
-  """Eval examples indexed by n-gram, exact key and MinHash; `add_train` each training document
-  once, then `report()`."""
+class ContaminationEvidence:
+  """The eval examples and the first evidence of each kind found against them: all the report
+  needs. Scans over the training documents (`ContaminationIndex`, e.g. one per shard) hand
+  theirs over as `evidence()`; `absorb` merges them in the scans' order."""
 
   def __init__(self, eval_sets: Mapping[str, Sequence[str]], *, ngram: int = DEFAULT_NGRAM,
                char_ngram: int = DEFAULT_CHAR_NGRAM,
                near_threshold: float | None = dedup.DEFAULT_THRESHOLD,
-               hasher: dedup.MinHasher | None = None,
                config_key: str = "config.contamination"):
     """Args:
       eval_sets: eval split name -> its examples (texts).
       ngram, char_ngram: n-gram sizes in words and in characters (no-space scripts).
       near_threshold: Jaccard similarity from which an example is a near-duplicate of a
         training document; None or 0 skips the near-duplicate check (and its MinHash cost).
-      hasher: the MinHasher for near-duplicates (default `dedup.MinHasher()`); pass the
-        deduplication's to reuse its signatures in `add_train`.
       config_key: prefix of the config keys named in errors.
     """
     dedup.check_int(ngram, f"{config_key}.ngram", low=1)
@@ -203,10 +203,71 @@ class ContaminationIndex:
     # Example -> kind -> the first (train doc, n-gram, Jaccard) giving that evidence.
     self._evidence: dict[int, dict[str, tuple[int, str, float | None]]] = {}
     self._train_docs = 0
-    self._exact: dict[bytes, list[int]] = {}
+
+  def evidence(self) -> dict[str, Any]:
+    """The evidence found so far, as JSON: another `ContaminationEvidence` over the same eval
+    sets can `absorb` it (a scan split over shards, merged in their order)."""
+    return {"train_docs": self._train_docs,
+            "evidence": {str(example): {kind: list(found) for kind, found in kinds.items()}
+                         for example, kinds in self._evidence.items()}}
+
+  def absorb(self, evidence: Mapping[str, Any]) -> None:
+    """Adds the `evidence()` of a scan over training documents that came after this one's."""
+    self._train_docs += evidence["train_docs"]
+    for example, kinds in evidence["evidence"].items():
+      for kind, found in kinds.items():
+        self._record(int(example), kind, *found)
+
+  def report(self) -> Report:
+    """The contaminated examples of every split so far: per example the strongest evidence
+    (KINDS), from the first training document giving it, and the first shared n-gram."""
+    splits = {}
+    first = 0
+    for name, size in self._sizes.items():
+      found = tuple(self._contaminated(e) for e in range(first, first + size)
+                    if e in self._evidence)
+      splits[name] = SplitReport(name, size, found)
+      first += size
+    return Report(splits, self._train_docs, self.ngram, self.char_ngram, self.near_threshold)
+
+  def _contaminated(self, example: int) -> Contaminated:
+    evidence = self._evidence[example]
+    kind = next(k for k in KINDS if k in evidence)
+    doc, _, jaccard = evidence[kind]
+    snippet = " ".join(self._texts[example].split())
+    if len(snippet) > SNIPPET_CHARS:
+      snippet = snippet[:SNIPPET_CHARS - 1] + "…"
+    ngram = evidence["ngram"][1] if "ngram" in evidence else ""
+    return Contaminated(self._indices[example], snippet, kind, doc, ngram, jaccard)
+
+  def _ngram_text(self, example: int, start: int, stop: int) -> str:
+    folded = dedup.fold(self._texts[example])
+    return dedup.UnitText(folded, dedup.choose_unit(folded), folded=True).text(start, stop)
+
+  def _record(self, example: int, kind: str, doc: int, ngram: str = "",
+              jaccard: float | None = None) -> None:
+    """Keeps the first evidence of each kind for `example`."""
+    self._evidence.setdefault(example, {}).setdefault(kind, (doc, ngram, jaccard))
+
+
+class ContaminationIndex(ContaminationEvidence):
+  """Eval examples indexed by n-gram, exact key and MinHash; `add_train` each training document
+  once, then `report()`."""
+
+  def __init__(self, eval_sets: Mapping[str, Sequence[str]], *, ngram: int = DEFAULT_NGRAM,
+               char_ngram: int = DEFAULT_CHAR_NGRAM,
+               near_threshold: float | None = dedup.DEFAULT_THRESHOLD,
+               hasher: dedup.MinHasher | None = None,
+               config_key: str = "config.contamination"):
+    """Args as `ContaminationEvidence`, and `hasher`: the MinHasher for near-duplicates
+    (default `dedup.MinHasher()`); pass the deduplication's to reuse its signatures in
+    `add_train`."""
+    super().__init__(eval_sets, ngram=ngram, char_ngram=char_ngram,
+                     near_threshold=near_threshold, config_key=config_key)
     self.hasher = hasher or dedup.MinHasher()
-    self._near = (dedup.NearDuplicateIndex(near_threshold, self.hasher.num_perm)
-                  if near_threshold is not None else None)
+    self._exact: dict[bytes, list[int]] = {}
+    self._near = (dedup.NearDuplicateIndex(self.near_threshold, self.hasher.num_perm)
+                  if self.near_threshold is not None else None)
     # (unit, key units) -> per example: keys, example ids, starts, lengths, full hashes.
     parts: dict[tuple[str, int], list[tuple[np.ndarray, ...]]] = {}
     for example, text in enumerate(self._texts):
@@ -272,51 +333,6 @@ class ContaminationIndex:
             start, stop = int(starts[i]), int(starts[i] + lengths[i])
             self._record(example, "ngram", doc_ids[documents[i]],
                          ngram=self._ngram_text(example, start, stop))
-
-  def evidence(self) -> dict[str, Any]:
-    """What `add_train` found so far, as JSON: another index over the same eval sets can
-    `absorb` it (a scan split over shards, merged in their order)."""
-    return {"train_docs": self._train_docs,
-            "evidence": {str(example): {kind: list(found) for kind, found in kinds.items()}
-                         for example, kinds in self._evidence.items()}}
-
-  def absorb(self, evidence: Mapping[str, Any]) -> None:
-    """Adds the `evidence()` of a scan over training documents that came after this one's."""
-    self._train_docs += evidence["train_docs"]
-    for example, kinds in evidence["evidence"].items():
-      for kind, found in kinds.items():
-        self._record(int(example), kind, *found)
-
-  def report(self) -> Report:
-    """The contaminated examples of every split so far: per example the strongest evidence
-    (KINDS), from the first training document giving it, and the first shared n-gram."""
-    splits = {}
-    first = 0
-    for name, size in self._sizes.items():
-      found = tuple(self._contaminated(e) for e in range(first, first + size)
-                    if e in self._evidence)
-      splits[name] = SplitReport(name, size, found)
-      first += size
-    return Report(splits, self._train_docs, self.ngram, self.char_ngram, self.near_threshold)
-
-  def _contaminated(self, example: int) -> Contaminated:
-    evidence = self._evidence[example]
-    kind = next(k for k in KINDS if k in evidence)
-    doc, _, jaccard = evidence[kind]
-    snippet = " ".join(self._texts[example].split())
-    if len(snippet) > SNIPPET_CHARS:
-      snippet = snippet[:SNIPPET_CHARS - 1] + "…"
-    ngram = evidence["ngram"][1] if "ngram" in evidence else ""
-    return Contaminated(self._indices[example], snippet, kind, doc, ngram, jaccard)
-
-  def _ngram_text(self, example: int, start: int, stop: int) -> str:
-    folded = dedup.fold(self._texts[example])
-    return dedup.UnitText(folded, dedup.choose_unit(folded), folded=True).text(start, stop)
-
-  def _record(self, example: int, kind: str, doc: int, ngram: str = "",
-              jaccard: float | None = None) -> None:
-    """Keeps the first evidence of each kind for `example`."""
-    self._evidence.setdefault(example, {}).setdefault(kind, (doc, ngram, jaccard))
 
 
 def contamination_report(train_texts: Iterable[str], eval_sets: Mapping[str, Sequence[str]],

@@ -3,15 +3,11 @@
 import os
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # Files only, no display.
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from lm.data import atomic  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lm.data.prepare import quality  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lm.data.prepare.stats import LENGTH_BINS  # pylint: disable=wrong-import-position
+from lm.data import atomic
+from lm.data.prepare import quality
+from lm.data.prepare.stats import LENGTH_BINS
 
 LENGTH_PLOT = "length_histogram.png"
 FREQUENCY_PLOT = "token_frequency.png"
@@ -129,7 +125,7 @@ def _token_lines(counts: dict, token_counts: np.ndarray, tokenizer: Any) -> list
 
 def _length_plot(path: str, lengths_in: list[int], lengths_out: list[int]) -> None:
   edges = 2.0**np.arange(LENGTH_BINS + 1)
-  figure, axes = plt.subplots(figsize=(7, 4))
+  figure, axes = _figure()
   axes.stairs(lengths_in, edges, label="read", fill=False)
   axes.stairs(lengths_out, edges, label="written (cleaned, deduplicated)", fill=False)
   axes.set_xscale("log", base=2)
@@ -144,7 +140,7 @@ def _length_plot(path: str, lengths_in: list[int], lengths_out: list[int]) -> No
 
 def _frequency_plot(path: str, token_counts: np.ndarray) -> None:
   frequencies = np.sort(token_counts[token_counts > 0])[::-1]
-  figure, axes = plt.subplots(figsize=(7, 4))
+  figure, axes = _figure()
   axes.loglog(np.arange(1, len(frequencies) + 1), frequencies)
   axes.set_xlabel("token rank")
   axes.set_ylabel("occurrences")
@@ -152,8 +148,17 @@ def _frequency_plot(path: str, token_counts: np.ndarray) -> None:
   _save(figure, path)
 
 
+def _figure():
+  """A figure on the Agg canvas (files only, no display) and its axes."""
+  # Imported here: matplotlib takes ~1 s to import, and only the last stage draws.
+  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  figure = Figure(figsize=(7, 4))
+  FigureCanvasAgg(figure)
+  return figure, figure.add_subplot()
+
+
 def _save(figure, path: str) -> None:
   figure.tight_layout()
   with atomic.atomic_writer(path) as f:
     figure.savefig(f, format="png", dpi=100)
-  plt.close(figure)

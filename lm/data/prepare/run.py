@@ -3,8 +3,10 @@
   clean      every shard (a deterministic slice of the inputs) in parallel: read, clean,
              filter, exact keys and MinHash signatures (stages.clean_shard)
   dedup      one global pass: duplicates, the held-out split (duplicates.resolve, or
-             beam_dedup.resolve on Beam), and the train/eval contamination report
-  tokenizer  trained on the kept training text, or loaded from config.tokenizer.path
+             beam_dedup.resolve on Beam), then the train/eval contamination report (every
+             shard in parallel)
+  tokenizer  trained on the kept training text, or loaded from config.tokenizer.path; in
+             this process while the workers check contamination
   tokenize   every shard in parallel (stages.tokenize_shard)
   finalize   the token streams, stats.json, report.md and its plots
 """
@@ -51,8 +53,14 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, *, processes: int =
     tasks = [stages.ShardTask(config.to_dict(), workdir, g, i, num_shards)
              for g in groups for i in range(num_shards)]
     timings["clean"] = _run_shards(executor, workdir, "clean", stages.clean_shard, tasks)
-    timings["dedup"] = _once(workdir, "dedup", lambda: _dedup(config, workdir, plan, executor))
-    timings["tokenizer"] = _once(workdir, "tokenizer", lambda: _tokenizer(config, workdir, plan))
+    # The tokenizer needs only the duplicate decisions: this process trains it while the
+    # workers check contamination, the second half of the dedup stage.
+    def train_tokenizer() -> float:
+      return _once(workdir, "tokenizer", lambda: _tokenizer(config, workdir, plan))
+
+    timings["dedup"] = _once(workdir, "dedup",
+                             lambda: _dedup(config, workdir, plan, executor, train_tokenizer))
+    timings["tokenizer"] = train_tokenizer()  # Done already, unless contamination is off.
     timings["tokenize"] = _run_shards(executor, workdir, "tokenize", stages.tokenize_shard, tasks)
     _once(workdir, layout.DONE_STAGE,
           lambda: _finalize(config, workdir, plan, tasks, timings, executor))
@@ -118,12 +126,12 @@ def _once(workdir: str, stage: str, work: Callable[[], dict | None]) -> float:
 
 
 def _run_shards(executor, workdir: str, stage: str, function: Callable[[stages.ShardTask], dict],
-                tasks: list[stages.ShardTask]) -> float:
-  """Runs `function` on the tasks whose `stage/NAME` record is missing; returns the wall
-  seconds of this stage."""
+                tasks: list[stages.ShardTask], meanwhile: Callable[[], Any] | None = None) -> float:
+  """Runs `function` on the tasks whose `stage/NAME` record is missing (and `meanwhile`, see
+  the runner's map_shards); returns the wall seconds of this stage."""
   start = time.perf_counter()
   todo = [t for t in tasks if layout.stage_record(workdir, f"{stage}/{t.name}") is None]
-  executor.map_shards(workdir, stage, function, todo)
+  executor.map_shards(workdir, stage, function, todo, meanwhile)
   return time.perf_counter() - start
 
 
@@ -137,10 +145,13 @@ def _shard_stats(workdir: str, stage: str, tasks: list[stages.ShardTask]) -> Sta
 # --- Global stages --------------------------------------------------------------------------------
 
 
-def _dedup(config: ml_collections.ConfigDict, workdir: str, plan: dict, executor) -> dict:
+def _dedup(config: ml_collections.ConfigDict, workdir: str, plan: dict, executor,
+           meanwhile: Callable[[], Any]) -> dict:
+  """Duplicates and the held-out split, then the contamination report with `meanwhile` run in
+  this process as the workers scan."""
   summary = executor.resolve_duplicates(config, workdir, plan["num_shards"])
   if config.contamination.enabled:
-    found = _contamination(config, workdir, plan, executor)
+    found = _contamination(config, workdir, plan, executor, meanwhile)
     summary["contamination"] = found.to_dict()
     summary["contamination_markdown"] = found.to_markdown()
   atomic.atomic_write_text(os.path.join(workdir, "dedup", "duplicates.json"),
@@ -148,16 +159,18 @@ def _dedup(config: ml_collections.ConfigDict, workdir: str, plan: dict, executor
   return {}
 
 
-def _contamination(config: ml_collections.ConfigDict, workdir: str, plan: dict, executor):
+def _contamination(config: ml_collections.ConfigDict, workdir: str, plan: dict, executor,
+                   meanwhile: Callable[[], Any]):
   """The contamination report: every shard's training documents checked in parallel
   (stages.contamination_shard), the evidence merged in shard order."""
   tasks = [stages.ShardTask(config.to_dict(), workdir, g, i, plan["num_shards"])
            for g in plan["inputs"] for i in range(plan["num_shards"])]
-  _run_shards(executor, workdir, "contamination", stages.contamination_shard, tasks)
-  index = stages.contamination_index(config, workdir, list(plan["inputs"]), plan["num_shards"])
+  _run_shards(executor, workdir, "contamination", stages.contamination_shard, tasks, meanwhile)
+  found = stages.contamination_evidence(config, workdir, list(plan["inputs"]),
+                                        plan["num_shards"])
   for task in tasks:
-    index.absorb(layout.stage_record(workdir, f"contamination/{task.name}"))
-  return index.report()
+    found.absorb(layout.stage_record(workdir, f"contamination/{task.name}"))
+  return found.report()
 
 
 def _tokenizer(config: ml_collections.ConfigDict, workdir: str, plan: dict) -> dict:

@@ -79,10 +79,15 @@ class LocalRunner(_Runner):
     self.processes = processes
     self._pool = None
 
-  def map_shards(self, workdir: str, stage: str, function: ShardFunction, tasks: list) -> None:
+  def map_shards(self, workdir: str, stage: str, function: ShardFunction, tasks: list,
+                 meanwhile: Callable[[], Any] | None = None) -> None:
+    """Runs and records the tasks, and calls `meanwhile` in this process as the workers run
+    them (after them, with one process or one task)."""
     if self.processes == 1 or len(tasks) <= 1:
       for task in tasks:
         _run_and_record(task, function, workdir, stage)
+      if meanwhile:
+        meanwhile()
       return
     with _ctrl_c_held_back():
       if self._pool is None:
@@ -92,6 +97,8 @@ class LocalRunner(_Runner):
             self.processes, mp_context=multiprocessing.get_context("spawn"),
             initializer=_exit_quietly_on_ctrl_c)
       futures = {self._pool.submit(function, task): task for task in tasks}
+    if meanwhile:
+      meanwhile()
     for future in concurrent.futures.as_completed(futures):
       layout.record_stage(workdir, f"{stage}/{futures[future].name}", future.result())
 
@@ -142,9 +149,16 @@ class BeamRunner(_Runner):
     with _stderr_to(self.log_path):
       p.run().wait_until_finish()
 
-  def map_shards(self, workdir: str, stage: str, function: ShardFunction, tasks: list) -> None:
-    """The tasks as a ParDo. A user mistake (UserError, e.g. a malformed record) is not
-    retried: the worker hands its message back, and it is raised here once."""
+  def map_shards(self, workdir: str, stage: str, function: ShardFunction, tasks: list,
+                 meanwhile: Callable[[], Any] | None = None) -> None:
+    """The tasks as a ParDo, then `meanwhile` in this process. A user mistake (UserError, e.g.
+    a malformed record) is not retried: the worker hands its message back, and it is raised
+    here once."""
+    self._map_shards(workdir, stage, function, tasks)
+    if meanwhile:
+      meanwhile()
+
+  def _map_shards(self, workdir: str, stage: str, function: ShardFunction, tasks: list) -> None:
     if not tasks:
       return
     import apache_beam as beam  # pylint: disable=g-import-not-at-top

@@ -112,7 +112,7 @@ class _CleanBatch:
 
 def contamination_shard(task: ShardTask) -> dict[str, Any]:
   """The training documents of one shard checked against the validation documents (each worker
-  indexes them: a small set); returns the `ContaminationIndex.evidence()`, with training
+  indexes them: a small set); returns its `ContaminationIndex.evidence()`, with training
   documents numbered in input order across shards."""
   cfg = task.cfg()
   groups = [g for g in layout.GROUPS if cfg[g].strip()]
@@ -139,11 +139,25 @@ def contamination_index(cfg: ml_collections.ConfigDict, workdir: str, groups: li
   the shards' signatures are reused)."""
   hasher = dedup.MinHasher(cfg.dedup.num_perm, seed=cfg.dedup.seed,
                            unit=cfg.dedup.shingle_unit, n=cfg.dedup.shingle_size)
-  return contamination.ContaminationIndex(
-      {"valid": list(kept_texts(workdir, groups, num_shards, layout.VALID))},
-      ngram=cfg.contamination.ngram, char_ngram=cfg.contamination.char_ngram,
-      near_threshold=cfg.contamination.near_threshold or None, hasher=hasher,
-      config_key="config.contamination")
+  return contamination.ContaminationIndex(_valid_sets(workdir, groups, num_shards),
+                                          hasher=hasher, **_contamination_options(cfg))
+
+
+def contamination_evidence(cfg: ml_collections.ConfigDict, workdir: str, groups: list[str],
+                           num_shards: int) -> contamination.ContaminationEvidence:
+  """Where the shards' evidence is merged: the written validation documents, not indexed."""
+  return contamination.ContaminationEvidence(_valid_sets(workdir, groups, num_shards),
+                                             **_contamination_options(cfg))
+
+
+def _valid_sets(workdir: str, groups: list[str], num_shards: int) -> dict[str, list[str]]:
+  return {"valid": list(kept_texts(workdir, groups, num_shards, layout.VALID))}
+
+
+def _contamination_options(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
+  return {"ngram": cfg.contamination.ngram, "char_ngram": cfg.contamination.char_ngram,
+          "near_threshold": cfg.contamination.near_threshold or None,
+          "config_key": "config.contamination"}
 
 
 def kept_texts(workdir: str, groups: list[str], num_shards: int, code: int,
