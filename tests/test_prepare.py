@@ -111,6 +111,22 @@ def test_result_does_not_depend_on_the_number_of_slices(corpus, tmp_path):
     assert one["stats"]["counts"][key] == three["stats"]["counts"][key], key
 
 
+@pytest.mark.parametrize("num_parts", [1, 3])
+def test_token_files_do_not_depend_on_the_tokenize_parts(corpus, tmp_path, monkeypatch,
+                                                         num_parts):
+  source, _ = corpus
+  assert run.TOKENIZE_PARTS != num_parts
+  run.prepare(small_config(source), str(tmp_path / "default"), num_shards=2)
+  monkeypatch.setattr(run, "TOKENIZE_PARTS", num_parts)
+  run.prepare(small_config(source), str(tmp_path / "parts"), num_shards=2)
+  for split in layout.SPLITS:
+    for suffix in (".npy", ".documents.npy", ".document_ids.npy"):
+      paths = [layout.tokens_path(str(tmp_path / name), split) + suffix
+               for name in ("default", "parts")]
+      with open(paths[0], "rb") as a, open(paths[1], "rb") as b:
+        assert a.read() == b.read(), (split, suffix)
+
+
 def test_worker_processes_match_a_single_process(corpus, tmp_path):
   source, expected = corpus
   result = run.prepare(small_config(source), str(tmp_path / "pool"), processes=2)

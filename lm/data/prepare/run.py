@@ -7,7 +7,7 @@
              shard in parallel)
   tokenizer  trained on the kept training text, or loaded from config.tokenizer.path; in
              this process while the workers check contamination
-  tokenize   every shard in parallel (stages.tokenize_shard)
+  tokenize   every shard in parallel, in TOKENIZE_PARTS parts (stages.tokenize_shard)
   finalize   the token streams, stats.json, report.md and its plots
 """
 
@@ -26,6 +26,10 @@ from lm.data.prepare import config as prepare_config
 from lm.data.prepare import layout, readers, report, runners, stages
 from lm.data.prepare.stats import Stats
 from lm.errors import UserError
+
+# Tokenize tasks per shard: a worker that is done takes the next part (cores of a machine do not
+# all run at the same speed), and the parts' files join in order, the same bytes for any count.
+TOKENIZE_PARTS = 4
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str, *, processes: int = 1,
@@ -61,9 +65,10 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, *, processes: int =
     timings["dedup"] = _once(workdir, "dedup",
                              lambda: _dedup(config, workdir, plan, executor, train_tokenizer))
     timings["tokenizer"] = train_tokenizer()  # Done already, unless contamination is off.
-    timings["tokenize"] = _run_shards(executor, workdir, "tokenize", stages.tokenize_shard, tasks)
+    parts = [part for task in tasks for part in task.parts(TOKENIZE_PARTS)]
+    timings["tokenize"] = _run_shards(executor, workdir, "tokenize", stages.tokenize_shard, parts)
     _once(workdir, layout.DONE_STAGE,
-          lambda: _finalize(config, workdir, plan, tasks, timings, executor))
+          lambda: _finalize(config, workdir, plan, tasks, parts, timings, executor))
   return layout.read_json(os.path.join(workdir, "stats.json"))
 
 
@@ -198,14 +203,16 @@ def _tokenizer(config: ml_collections.ConfigDict, workdir: str, plan: dict) -> d
 
 
 def _finalize(config: ml_collections.ConfigDict, workdir: str, plan: dict,
-              tasks: list[stages.ShardTask], timings: dict, executor) -> dict:
+              tasks: list[stages.ShardTask], parts: list[stages.ShardTask], timings: dict,
+              executor) -> dict:
+  """The token files of the parts joined in order into one stream per split; stats, report."""
   tokenizer = tokenizers.load_tokenizer(layout.tokenizer_dir(workdir))
   dtype = token_store.token_dtype(tokenizer.vocab_size)
-  stats = _shard_stats(workdir, "clean", tasks).merge(_shard_stats(workdir, "tokenize", tasks))
+  stats = _shard_stats(workdir, "clean", tasks).merge(_shard_stats(workdir, "tokenize", parts))
   summary = layout.read_json(os.path.join(workdir, "dedup", "duplicates.json"))
   stats.removed.update({k: v for k, v in summary["removed"].items() if v})
   for split in layout.SPLITS:
-    files = [stages.token_work_path(workdir, split, t.name) for t in tasks]
+    files = [stages.token_work_path(workdir, split, t.name) for t in parts]
     ends, offset = [], 0
     for name in files:
       shard_ends = np.load(name + ".ends.npy")
@@ -225,7 +232,7 @@ def _finalize(config: ml_collections.ConfigDict, workdir: str, plan: dict,
       np.save(f, np.concatenate([np.load(name + ".ids.npy") for name in files] or
                                 [np.zeros(0, np.int64)]))
   token_counts = sum(np.load(stages.token_work_path(workdir, "counts", t.name) + ".npy")
-                     for t in tasks)
+                     for t in parts)
   stats.counts["processes"] = executor.processes
   stats.counts["num_shards"] = plan["num_shards"]
   result = {

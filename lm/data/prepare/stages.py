@@ -4,7 +4,7 @@ clean_shard:    read this shard's slice of the inputs, clean, filter, compute ex
                 MinHash signatures, write the shard (shards.py) and its Stats.
 tokenize_shard: encode the documents the merge kept (and augmented copies of training ones)
                 into raw token files per split, with their global ids, token counts and
-                round-trip checks.
+                round-trip checks; a part of a shard at a time.
 """
 
 import dataclasses
@@ -24,16 +24,23 @@ from lm.data.prepare.stats import Stats, length_bin
 
 @dataclasses.dataclass(frozen=True)
 class ShardTask:
-  """What one worker does: shard `index` of `num_shards` of config key `group`."""
+  """What one worker does: shard `index` of `num_shards` of config key `group`; in the
+  tokenize stage, part `part` of `num_parts` of that shard's documents."""
   config: dict
   workdir: str
   group: str
   index: int
   num_shards: int
+  part: int = 0
+  num_parts: int = 1
 
   @property
   def name(self) -> str:
-    return layout.shard_name(self.group, self.index)
+    name = layout.shard_name(self.group, self.index)
+    return name if self.num_parts == 1 else f"{name}.{self.part}-of-{self.num_parts}"
+
+  def parts(self, num_parts: int) -> list["ShardTask"]:
+    return [dataclasses.replace(self, part=p, num_parts=num_parts) for p in range(num_parts)]
 
   def cfg(self) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(self.config)
@@ -180,7 +187,8 @@ def kept_texts(workdir: str, groups: list[str], num_shards: int, code: int,
 
 
 def tokenize_shard(task: ShardTask) -> dict[str, Any]:
-  """Stage 3 of one shard: raw token files tokens/work/SPLIT-SHARD.bin (+ .ends.npy)."""
+  """Stage 3 of one part of a shard (a run of its documents, in order): raw token files
+  tokens/work/SPLIT-TASK.bin (+ .ends.npy, .ids.npy)."""
   start = time.perf_counter()
   cfg = task.cfg()
   tokenizer = tokenizers.load_tokenizer(layout.tokenizer_dir(task.workdir))
@@ -197,7 +205,8 @@ def tokenize_shard(task: ShardTask) -> dict[str, Any]:
     ends, doc_ids, total = [], [], 0
     counts = stats.counts
     with atomic.atomic_writer(path + ".bin") as out:
-      for row, text in shard.texts(np.flatnonzero(decisions == code)):
+      rows = np.array_split(np.flatnonzero(decisions == code), task.num_parts)[task.part]
+      for row, text in shard.texts(rows):
         texts = [text]
         if split == "train" and cfg.augment.rate > 0:
           rng = np.random.default_rng([cfg.seed, int(shard.ids[row]) & (2**63 - 1)])
