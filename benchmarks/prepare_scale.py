@@ -5,10 +5,15 @@ document is 3-12 sentences drawn at random from all reviews (so documents are di
 share of the documents are planted copies of an earlier one: exact (case and spacing changed)
 or near (--near_edit of the words replaced). Then runs `python -m lm.data.prepare` on it
 (--runner, --processes) and prints throughput, the largest process's peak RSS, and the recall
-and precision of the removed documents against the planted copies.
+and precision of the removed documents against the planted copies. Random documents can share
+enough sentences to be near-duplicates of each other, more often the larger the corpus; so the
+audit (--audit documents) takes a sample of the near-duplicate removals that are not planted
+copies and measures each one's true Jaccard similarity (exact shingle sets) with the document
+whose MinHash signature is closest to its own.
 
   .venv/bin/python benchmarks/prepare_scale.py --mb=1000 --runner=beam --processes=2 \\
       --workdir=/tmp/scale
+  .venv/bin/python benchmarks/prepare_scale.py --workdir=/tmp/scale --audit_only=prepared_beam2
 """
 
 import argparse
@@ -82,6 +87,44 @@ def removed_positions(workdir: str) -> set[int]:
   return removed
 
 
+def audit(workdir: str, planted: set[int], sample: int, seed: int = 0) -> str:
+  """A line on the true Jaccard similarity of `sample` unplanted near-duplicate removals with
+  their closest document by MinHash estimate (any document of the corpus but themselves)."""
+  from lm.data.prepare import config as prepare_config  # pylint: disable=g-import-not-at-top
+  from lm.data.prepare import dedup, layout, shards  # pylint: disable=g-import-not-at-top
+  cfg = prepare_config.base_config().dedup
+  found, signatures, reasons = [], [], []
+  for name in sorted(os.listdir(os.path.join(workdir, "shards"))):
+    group, index = name.rsplit("-", 1)
+    shard = shards.Shard(os.path.join(workdir, "shards", name))
+    found += [(shard, row) for row in range(len(shard))]
+    signatures.append(np.fromfile(os.path.join(shard.directory, "signatures.bin"),
+                                  dtype=np.uint32).reshape(len(shard), shard.num_perm))
+    reasons.append(np.load(layout.decisions_path(workdir, group, int(index))))
+  positions = np.array([int(shard.ids[row]) % (1 << 40) for shard, row in found])
+  signatures, reasons = np.concatenate(signatures), np.concatenate(reasons)
+  unplanted = np.flatnonzero((reasons == layout.NEAR_DUPLICATE) &
+                             ~np.isin(positions, list(planted)))
+  if not len(unplanted):
+    return "no unplanted near-duplicate removals"
+  rng = np.random.default_rng(seed)
+  chosen = rng.choice(unplanted, size=min(sample, len(unplanted)), replace=False)
+  similarities = []
+  for k in chosen:
+    estimates = np.count_nonzero(signatures == signatures[k], axis=1)
+    estimates[k] = -1
+    closest = int(np.argmax(estimates))
+    a, b = (dedup.shingles(shard.text(row), unit=cfg.shingle_unit, n=cfg.shingle_size)
+            for shard, row in (found[k], found[closest]))
+    similarities.append(len(np.intersect1d(a, b)) / max(1, len(np.union1d(a, b))))
+  similarities = np.array(similarities)
+  return (f"{len(unplanted):,} near-duplicate removals are not planted copies; a sample of "
+          f"{len(chosen)}: true Jaccard with the closest document median "
+          f"{np.median(similarities):.3f}, >= {cfg.near_threshold} for "
+          f"{np.mean(similarities >= cfg.near_threshold):.1%}, >= 0.3 for "
+          f"{np.mean(similarities >= 0.3):.1%}, min {similarities.min():.3f}")
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--mb", type=float, default=1000)
@@ -91,12 +134,24 @@ def main() -> None:
   parser.add_argument("--near_rate", type=float, default=0.02)
   parser.add_argument("--near_edit", type=float, default=0.05)
   parser.add_argument("--workdir", required=True)
+  parser.add_argument("--audit", type=int, default=100,
+                      help="unplanted near-duplicate removals to check (0: none)")
+  parser.add_argument("--audit_only", default="",
+                      help="a prepared dir under --workdir: only audit it (no generation, no run)")
   args = parser.parse_args()
   os.makedirs(args.workdir, exist_ok=True)
   corpus = os.path.join(args.workdir, "corpus.jsonl")
+  planted_path = os.path.join(args.workdir, "planted.json")
+  if args.audit_only:
+    with open(planted_path, encoding="utf-8") as f:
+      planted = set(map(int, json.load(f)))
+    print(audit(os.path.join(args.workdir, args.audit_only), planted, args.audit))
+    return
   start = time.perf_counter()
   planted, documents = generate(corpus, args.mb, exact_rate=args.exact_rate,
                                 near_rate=args.near_rate, near_edit=args.near_edit)
+  with open(planted_path, "w", encoding="utf-8") as f:
+    json.dump(sorted(planted), f)
   print(f"generated {documents:,} documents, {len(planted):,} planted copies in "
         f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
   config = os.path.join(args.workdir, "config.py")
@@ -124,6 +179,8 @@ def main() -> None:
         f" {hits / max(1, len(removed)):.4f} | {seconds:.0f} | {megabytes / seconds:.2f} |"
         f" {peak_mib:.0f} |")
   print(json.dumps(stats["duplicates"]["removed"]), file=sys.stderr)
+  if args.audit:
+    print(audit(workdir, set(planted), args.audit))
 
 
 if __name__ == "__main__":
