@@ -10,8 +10,9 @@ tarball is in the data root (lm/data/data_root.py); `python -m lm.data.download 
 
 Arguments (comma-separated): `raw` (no cleaning, no filters, no dedup: the ablation's
 baseline), `nodedup` (cleaning and filters, no dedup), `smoke` (reviews 10000-10099 only, a
-small vocabulary: seconds). Expected (2-core CPU, BENCHMARKS.md "Issue 28", second session):
-55 s with one worker, 37 s with --processes=2; 494 exact and 41 near-duplicate reviews removed,
+small vocabulary: seconds). Expected (2-core CPU, BENCHMARKS.md "Issue 28", third session):
+about 64 s with one worker and 39-41 s with --processes=2 (medians of 3; the VM's speed varies
+by +-15%); 494 exact and 41 near-duplicate reviews removed,
 48,397 train / 950 valid reviews written, 16.3M / 0.31M tokens, every review round-trips
 through the tokenizer.
 """
